@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from loopwright.api._base import ApiModel
+from loopwright.api.common import list_map, rules
 
 
 class ColumnType(StrEnum):
@@ -17,14 +19,24 @@ class ColumnType(StrEnum):
 class ColumnSpec(ApiModel):
     """One feature column of the table."""
 
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("self.type == 'categorical' || !has(self.allowedValues)",
+         "allowedValues applies to categorical columns only"),
+        ("self.type == 'numeric' || (!has(self.min) && !has(self.max))",
+         "min and max apply to numeric columns only"),
+        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+    ))
+
     name: str = Field(min_length=1, max_length=253, description="Column name as it appears in the data.")
     type: ColumnType = Field(description="numeric (scaled) or categorical (one-hot encoded).")
     nullable: bool = Field(default=False, description="Whether missing values are allowed in this column.")
     min: float | None = Field(default=None, description="Smallest allowed value (numeric columns only).")
     max: float | None = Field(default=None, description="Largest allowed value (numeric columns only).")
-    allowed_values: list[str] | None = Field(
+    allowed_values: list[Annotated[str, Field(max_length=253)]] | None = Field(
         default=None,
+        max_length=1000,
         description="The closed set of allowed values (categorical columns only).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
 
     @model_validator(mode="after")
@@ -41,7 +53,7 @@ class ColumnSpec(ApiModel):
 class LabelSpec(ApiModel):
     """The target column and the learning task it implies."""
 
-    name: str = Field(min_length=1, description="Name of the label column.")
+    name: str = Field(min_length=1, max_length=253, description="Name of the label column.")
     task: TaskType = Field(description="classification or regression.")
 
 
@@ -53,8 +65,15 @@ class TaskType(StrEnum):
 class DatasetSchema(ApiModel):
     """Declared shape of the table: the features, the label, and how strict to be."""
 
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("!self.columns.exists(c, c.name == self.label.name)",
+         "the label column must not also be listed as a feature column"),
+    ))
+
     label: LabelSpec = Field(description="The label column.")
-    columns: list[ColumnSpec] = Field(min_length=1, description="The feature columns.")
+    columns: list[ColumnSpec] = Field(
+        min_length=1, max_length=512, description="The feature columns (names are unique).",
+        json_schema_extra=list_map("name"))
     strict: bool = Field(default=True, description="Reject columns that the schema does not declare.")
 
     @model_validator(mode="after")

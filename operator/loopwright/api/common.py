@@ -1,0 +1,178 @@
+"""Pieces shared by the five kinds: references, durations, conditions, CEL rules.
+
+Every cross-field rule is written twice on purpose: once as a CEL expression that
+the API server enforces at admission (see :func:`rules`), once as a pydantic
+validator so the controllers refuse the same objects. ``tests/cel_cases.py`` holds
+the good and bad examples both must agree on.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import Field, WithJsonSchema, model_validator
+from pydantic.config import JsonDict
+
+from loopwright.api._base import ApiModel
+
+GROUP = "loopwright.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1),
+                   "m": timedelta(minutes=1), "h": timedelta(hours=1)}
+
+# DNS-1123 names: what Kubernetes accepts for the objects these fields point at.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
+SHA256_PATTERN = r"^[a-f0-9]{64}$"
+
+_QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+
+Duration = Annotated[
+    str,
+    Field(
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        examples=["30s", "5m", "1h30m"],
+    ),
+]
+"""A Go-style duration such as ``90s`` or ``1h30m`` (units ms, s, m, h)."""
+
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema({
+        "x-kubernetes-int-or-string": True,
+        "pattern": _QUANTITY_PATTERN,
+    }),
+]
+"""A Kubernetes resource quantity such as ``500m``, ``2`` or ``1Gi``."""
+
+ParamValue = Annotated[
+    str | int | float | bool | None,
+    WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True}),
+]
+"""A scalar hyper-parameter value; the estimator allow-list checks its type."""
+
+_M = TypeVar("_M", bound=ApiModel)
+
+
+def parse_duration(text: str) -> timedelta:
+    """Turn ``1h30m`` into a timedelta; raises ValueError for anything else."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h30m")
+    return sum(
+        (int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)),
+        timedelta(),
+    )
+
+
+def rules(*pairs: tuple[str, str]) -> JsonDict:
+    """``json_schema_extra`` carrying CEL rules as ``(rule, message)`` pairs.
+
+    crdgen copies them to ``x-kubernetes-validations`` on the same schema node.
+    """
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in pairs]}
+
+
+def section(model: type[_M], *, description: str) -> Any:
+    """A nested object that is always present, so its own defaults apply.
+
+    The CRD gets ``default: {}`` on this node: the API server then fills in the
+    defaults of the fields below it, exactly as pydantic's ``default_factory`` does.
+    """
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+def list_map(*keys: str) -> JsonDict:
+    """Mark a list as a map keyed by ``keys`` (server-side apply merges, unique keys)."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
+LIST_SET: JsonDict = {"x-kubernetes-list-type": "set"}
+
+
+class ObjectReference(ApiModel):
+    """A reference to an object of a known kind in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=NAME_PATTERN,
+                      description="Name of the referenced object, in the same namespace.")
+
+
+class SecretKeyReference(ApiModel):
+    """A key of a Secret in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=NAME_PATTERN,
+                      description="Name of the Secret, in the same namespace.")
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="Key inside the Secret's data.")
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory for a container, as in a Pod spec."""
+
+    requests: dict[str, Quantity] | None = Field(
+        default=None, max_length=8,
+        description="Minimum resources, e.g. {cpu: 500m, memory: 1Gi}.")
+    limits: dict[str, Quantity] | None = Field(
+        default=None, max_length=8,
+        description="Maximum resources, e.g. {cpu: 2, memory: 4Gi}.")
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """One aspect of the object's state, in the shape of metav1.Condition (KEP-1623)."""
+
+    type: str = Field(
+        min_length=1, max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Type of the condition in CamelCase, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="A CamelCase word saying why the condition has its status.")
+    message: str = Field(default="", max_length=32768,
+                         description="Human-readable details about the last transition.")
+    observed_generation: int | None = Field(
+        default=None, ge=0,
+        description="metadata.generation of the object that this condition was computed from.")
+    last_transition_time: datetime = Field(
+        description="When the status of this condition last changed.")
+
+
+class ResourceStatus(ApiModel):
+    """What every kind's status has: the generation seen and its conditions."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0,
+        description="The metadata.generation that the operator last reconciled.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16,
+        description="Current state of the object as KEP-1623 conditions, one per type.",
+        json_schema_extra=list_map("type"))
+
+    @model_validator(mode="after")
+    def _unique_condition_types(self) -> ResourceStatus:
+        types = [c.type for c in self.conditions]
+        if len(set(types)) != len(types):
+            raise ValueError("status.conditions must hold at most one condition per type")
+        return self
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of the given type, if the object has one."""
+        return next((c for c in self.conditions if c.type == type_), None)

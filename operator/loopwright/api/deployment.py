@@ -1,0 +1,336 @@
+"""Deployment (mldeploy, mld): a prediction service for one model, rolled out by canary.
+
+The kind shares its name with apps/v1 Deployment: code always names the group.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, JsonValue, WithJsonSchema, field_validator, model_validator
+
+from loopwright.api._base import ApiModel
+from loopwright.api.common import (
+    LABEL_NAME_PATTERN,
+    NAME_PATTERN,
+    Duration,
+    ResourceRequirements,
+    ResourceStatus,
+    rules,
+    section,
+)
+
+LATEST = "latest"
+MAX_STEPS = 10
+
+_VERSION_RULE = ("type(self) == int ? self >= 1 : (self == 'latest' || self.matches('^[1-9][0-9]{0,5}$'))",
+                 "version must be `latest` or a positive integer such as 3")
+
+VersionSelector = Annotated[
+    int | str,
+    WithJsonSchema({"x-kubernetes-int-or-string": True, **rules(_VERSION_RULE)}),
+]
+"""``latest`` (follow the newest Validated version) or a pinned version number."""
+
+
+class Step(ApiModel):
+    """One canary step."""
+
+    weight: int = Field(ge=1, le=100, description="Percentage of traffic sent to the canary at this step.")
+    pause: Duration | None = Field(
+        default=None,
+        description="How long to hold this weight while the analysis runs before the next step; "
+                    "omitted: hold until promoted by hand (spec.rollout.promote).")
+
+
+def _steps_increasing_rule() -> tuple[str, str]:
+    indices = ", ".join(str(i) for i in range(MAX_STEPS - 1))
+    return (f"[{indices}].all(i, i + 1 >= size(self) || self[i].weight < self[i + 1].weight)",
+            "rollout step weights must be strictly increasing")
+
+
+_DEFAULT_STEPS: list[JsonValue] = [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}]
+
+
+class Bound(ApiModel):
+    """An upper bound on a metric."""
+
+    max: float = Field(ge=0.0, description="Largest acceptable value.")
+
+
+class ErrorRateBound(ApiModel):
+    """Fraction of canary requests answered with a 5xx code."""
+
+    max: float = Field(default=0.01, ge=0.0, le=1.0, description="Largest acceptable fraction (0..1).")
+
+
+class LatencyBound(ApiModel):
+    """95th percentile of the canary's prediction latency."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("has(self.max) || has(self.maxRelativeToStable)",
+         "latencyP95 needs max, maxRelativeToStable or both"),
+    ))
+
+    max: Duration | None = Field(default=None, description="Absolute bound, e.g. 50ms.")
+    max_relative_to_stable: float | None = Field(
+        default=None, ge=1.0, le=100.0,
+        description="Bound relative to the stable version's p95, e.g. 1.5 = at most 50% slower.")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> LatencyBound:
+        if self.max is None and self.max_relative_to_stable is None:
+            raise ValueError("latencyP95 needs max, maxRelativeToStable or both")
+        return self
+
+
+class PrometheusCheck(ApiModel):
+    """A custom check: a PromQL query whose scalar result must stay within bounds."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("has(self.min) || has(self.max)", "a Prometheus check needs min, max or both"),
+        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+    ))
+
+    address: str = Field(max_length=2048, pattern=r"^https?://",
+                         description="Base URL of the Prometheus server.")
+    query: str = Field(min_length=1, max_length=4096,
+                       description="PromQL returning one scalar; {{version}} is replaced by the canary's "
+                                   "version.")
+    min: float | None = Field(default=None, description="Smallest acceptable value.")
+    max: float | None = Field(default=None, description="Largest acceptable value.")
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> PrometheusCheck:
+        if self.min is None and self.max is None:
+            raise ValueError("a Prometheus check needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class AnalysisMetrics(ApiModel):
+    """Metrics compared between canary and stable. A metric without data is inconclusive, never a pass."""
+
+    error_rate: ErrorRateBound = section(ErrorRateBound, description="5xx fraction of canary requests.")
+    latency_p95: LatencyBound | None = Field(default=None, description="Canary p95 latency.")
+    prediction_drift: Bound | None = Field(
+        default=None,
+        description="PSI of the canary's prediction distribution against the stable's (e.g. max 0.25).")
+    prometheus: PrometheusCheck | None = Field(default=None, description="Optional custom PromQL check.")
+
+
+class Analysis(ApiModel):
+    """How each canary step is judged."""
+
+    interval: Duration = Field(default="1m", description="Time between two analysis checks.")
+    failure_limit: int = Field(default=2, ge=0, le=100,
+                               description="Failed checks tolerated before rolling back.")
+    min_requests: int = Field(default=50, ge=0,
+                              description="Canary requests needed per check; fewer makes it inconclusive.")
+    metrics: AnalysisMetrics = section(AnalysisMetrics, description="Metrics and their bounds.")
+
+
+class VersionRef(ApiModel):
+    """Names one version of the model."""
+
+    version: int = Field(ge=1, description="Version number.")
+
+
+class Rollout(ApiModel):
+    """How a new version replaces the stable one."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("!has(self.promote) || !has(self.abort) || self.promote.version != self.abort.version",
+         "cannot promote and abort the same version"),
+    ))
+
+    steps: list[Step] = Field(
+        default_factory=lambda: [Step.model_validate(step) for step in _DEFAULT_STEPS],
+        min_length=1, max_length=MAX_STEPS,
+        description="Canary steps with increasing weights; after the last step the canary is promoted "
+                    "(if autoPromote) to 100%.",
+        json_schema_extra={"default": _DEFAULT_STEPS, **rules(_steps_increasing_rule())})
+    analysis: Analysis = section(Analysis, description="How each step is judged.")
+    auto_promote: bool = Field(default=True, description="Promote after the last step passes; otherwise "
+                                                         "hold until spec.rollout.promote names the version.")
+    paused: bool = Field(default=False, description="Freeze the rollout at its current step.")
+    promote: VersionRef | None = Field(
+        default=None,
+        description="Promote this canary version now, skipping remaining steps. Has no effect on other "
+                    "versions, so it can stay in Git.")
+    abort: VersionRef | None = Field(
+        default=None,
+        description="Roll back this canary version now and reject it for this Deployment.")
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[Step]) -> list[Step]:
+        if any(a.weight >= b.weight for a, b in itertools.pairwise(steps)):
+            raise ValueError("rollout step weights must be strictly increasing")
+        return steps
+
+    @model_validator(mode="after")
+    def _promote_or_abort(self) -> Rollout:
+        if self.promote is not None and self.abort is not None and self.promote.version == self.abort.version:
+            raise ValueError("cannot promote and abort the same version")
+        return self
+
+
+class TrafficMode(StrEnum):
+    REPLICAS = "replicas"
+    GATEWAY_API = "gatewayAPI"
+
+
+class ParentRef(ApiModel):
+    """The Gateway the HTTPRoute attaches to."""
+
+    name: str = Field(max_length=253, pattern=NAME_PATTERN, description="Gateway name.")
+    namespace: str | None = Field(default=None, max_length=63, pattern=LABEL_NAME_PATTERN,
+                                  description="Gateway namespace; defaults to the Deployment's.")
+    section_name: str | None = Field(default=None, max_length=253, description="Listener name.")
+
+
+class Gateway(ApiModel):
+    """Gateway API settings."""
+
+    parent_ref: ParentRef = Field(description="The Gateway the HTTPRoute attaches to.")
+
+
+class Traffic(ApiModel):
+    """How traffic is split between stable and canary."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("self.mode != 'gatewayAPI' || has(self.gateway)",
+         "traffic.gateway is required when mode is gatewayAPI"),
+    ))
+
+    mode: TrafficMode = Field(
+        default=TrafficMode.REPLICAS,
+        description="replicas (any cluster, kind included): the weight is approximated by the ratio of "
+                    "canary to stable pods behind one Service. gatewayAPI: an HTTPRoute with weights.")
+    gateway: Gateway | None = Field(default=None, description="Required when mode is gatewayAPI.")
+
+    @model_validator(mode="after")
+    def _gateway(self) -> Traffic:
+        if self.mode == TrafficMode.GATEWAY_API and self.gateway is None:
+            raise ValueError("traffic.gateway is required when mode is gatewayAPI")
+        return self
+
+
+class Capture(ApiModel):
+    """Sampling of requests and predictions to S3, for later Dataset versions."""
+
+    fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of requests captured (0..1).")
+
+
+class DeploymentSpec(ApiModel):
+    """Which model version to serve and how to roll out a new one."""
+
+    model: str = Field(min_length=1, max_length=40, pattern=LABEL_NAME_PATTERN,
+                       description="Registry name of the model to serve.")
+    version: VersionSelector = Field(
+        default=LATEST,
+        description="`latest` follows the newest Validated version; a number pins that version.")
+    replicas: int = Field(default=1, ge=0, le=100, description="Predictor pods of the stable version.")
+    resources: ResourceRequirements | None = Field(default=None, description="Predictor container resources.")
+    rollout: Rollout = section(Rollout, description="Canary rollout.")
+    traffic: Traffic = section(Traffic, description="Traffic splitting.")
+    capture: Capture = section(Capture, description="Request capture to S3.")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value >= 1:
+            return value
+        if isinstance(value, str) and (value == LATEST or (value.isdigit() and not value.startswith("0")
+                                                           and len(value) <= 6)):
+            return value if value == LATEST else int(value)
+        raise ValueError("version must be `latest` or a positive integer such as 3")
+
+
+class DeploymentPhase(StrEnum):
+    PENDING = "Pending"
+    STABLE = "Stable"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class StableStatus(ApiModel):
+    """The version serving most traffic."""
+
+    version: int = Field(ge=1, description="Model version.")
+    model_version: str = Field(max_length=253, description="ModelVersion name.")
+    replicas: int = Field(default=0, ge=0, description="Desired pods.")
+    ready_replicas: int = Field(default=0, ge=0, description="Ready pods.")
+    weight: int = Field(default=100, ge=0, le=100, description="Actual traffic percentage.")
+
+
+class CanaryStatus(ApiModel):
+    """The version being rolled out."""
+
+    version: int = Field(ge=1, description="Model version.")
+    model_version: str = Field(max_length=253, description="ModelVersion name.")
+    replicas: int = Field(default=0, ge=0, description="Desired pods.")
+    ready_replicas: int = Field(default=0, ge=0, description="Ready pods.")
+    step: int = Field(default=0, ge=0, description="Index of the current step in spec.rollout.steps.")
+    desired_weight: int = Field(default=0, ge=0, le=100, description="Weight of the current step.")
+    weight: int = Field(default=0, ge=0, le=100, description="Traffic percentage actually reached.")
+    step_start_time: datetime | None = Field(default=None, description="When the current step began.")
+
+
+class Verdict(StrEnum):
+    PASS = "Pass"  # noqa: S105 (a verdict, not a password)
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class AnalysisResult(ApiModel):
+    """One metric of one analysis check, with the raw numbers."""
+
+    metric: str = Field(max_length=64, description="Metric name, e.g. errorRate.")
+    value: float | None = Field(default=None, description="Observed canary value; absent without data.")
+    stable_value: float | None = Field(default=None, description="Observed stable value, if compared.")
+    threshold: float | None = Field(default=None, description="Bound applied.")
+    verdict: Verdict = Field(description="Pass, Fail or Inconclusive.")
+    message: str = Field(default="", max_length=1024, description="Human-readable details.")
+
+
+class AnalysisStatus(ApiModel):
+    """Latest analysis of the canary."""
+
+    last_time: datetime | None = Field(default=None, description="When the last check ran.")
+    failures: int = Field(default=0, ge=0, description="Failed checks at this rollout so far.")
+    results: list[AnalysisResult] = Field(default_factory=list, max_length=16,
+                                          description="Results of the last check.")
+
+
+class RolloutEvent(ApiModel):
+    """A past rollout outcome."""
+
+    version: int = Field(ge=1, description="Model version.")
+    event: str = Field(max_length=32, description="Promoted, RolledBack or Aborted.")
+    time: datetime = Field(description="When.")
+    message: str = Field(default="", max_length=1024, description="Details.")
+
+
+class DeploymentStatus(ResourceStatus):
+    """Where the rollout stands."""
+
+    phase: DeploymentPhase | None = Field(default=None, description="Pending, Stable, Progressing, Paused, "
+                                                                    "Promoting, RolledBack or Failed.")
+    stable: StableStatus | None = Field(default=None, description="The version serving most traffic.")
+    canary: CanaryStatus | None = Field(default=None, description="The version being rolled out.")
+    analysis: AnalysisStatus | None = Field(default=None, description="Latest canary analysis.")
+    rejected_versions: list[int] = Field(default_factory=list, max_length=100,
+                                         description="Versions rolled back or aborted here; never retried "
+                                                     "by `latest`.")
+    history: list[RolloutEvent] = Field(default_factory=list, max_length=20,
+                                        description="Past rollouts, newest first.")
+    url: str | None = Field(default=None, max_length=2048, description="In-cluster URL of the service.")

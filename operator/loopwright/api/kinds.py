@@ -1,0 +1,80 @@
+"""The five kinds of loopwright.dev/v1alpha1: names, and the models of their spec and status.
+
+Controllers, crdgen and the tests all look kinds up here, so a plural or a short
+name is spelled once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from loopwright.api._base import ApiModel
+from loopwright.api.common import API_VERSION, GROUP, VERSION, ResourceStatus
+from loopwright.api.dataset import DatasetSpec, DatasetStatus
+from loopwright.api.deployment import DeploymentSpec, DeploymentStatus
+from loopwright.api.driftpolicy import DriftPolicySpec, DriftPolicyStatus
+from loopwright.api.modelversion import ModelVersionSpec, ModelVersionStatus
+from loopwright.api.pipeline import TrainingPipelineSpec, TrainingPipelineStatus
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kind:
+    """One custom resource kind and the models of its spec and status."""
+
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    spec: type[ApiModel]
+    status: type[ResourceStatus]
+    description: str
+
+    group: str = GROUP
+    version: str = VERSION
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+DATASET = Kind(
+    kind="Dataset", plural="datasets", short_names=("mldataset", "mlds"),
+    spec=DatasetSpec, status=DatasetStatus,
+    description="A versioned, validated table in S3 (CSV or Parquet). A profiling Job computes its digest, "
+                "statistics and reference bins; invalid data never trains.")
+TRAINING_PIPELINE = Kind(
+    kind="TrainingPipeline", plural="trainingpipelines", short_names=("mlpipeline", "mlp"),
+    spec=TrainingPipelineSpec, status=TrainingPipelineStatus,
+    description="How to turn a Dataset into a model, and when: one training Job per run, gated by "
+                "thresholds and a comparison with the production model.")
+MODEL_VERSION = Kind(
+    kind="ModelVersion", plural="modelversions", short_names=("mlversion", "mv"),
+    spec=ModelVersionSpec, status=ModelVersionStatus,
+    description="A registered model: its skops artifact with sha256, metrics and lineage. The spec is "
+                "immutable.")
+DEPLOYMENT = Kind(
+    kind="Deployment", plural="deployments", short_names=("mldeploy", "mld"),
+    spec=DeploymentSpec, status=DeploymentStatus,
+    description="A prediction service for one registered model, rolled out by canary with automatic "
+                "analysis and rollback. Not apps/v1 Deployment: use the short names mldeploy / mld.")
+DRIFT_POLICY = Kind(
+    kind="DriftPolicy", plural="driftpolicies", short_names=("mldrift", "dp"),
+    spec=DriftPolicySpec, status=DriftPolicyStatus,
+    description="Watches a Deployment's live traffic for data drift, prediction drift and loss of "
+                "quality, and retrains when they persist.")
+
+ALL_KINDS: tuple[Kind, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYMENT, DRIFT_POLICY)
+
+
+def kind_of(obj: Mapping[str, Any]) -> Kind:
+    """The Kind of a loopwright manifest; raises ValueError for anything else."""
+    for kind in ALL_KINDS:
+        if obj.get("apiVersion") == API_VERSION and obj.get("kind") == kind.kind:
+            return kind
+    raise ValueError(
+        f"not a {API_VERSION} object: apiVersion={obj.get('apiVersion')!r} kind={obj.get('kind')!r}")

@@ -1,0 +1,174 @@
+"""ModelVersion: the registry entry of one trained model; its spec never changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import ConfigDict, Field, model_validator
+
+from loopwright.api._base import ApiModel
+from loopwright.api.common import (
+    LABEL_NAME_PATTERN,
+    LIST_SET,
+    SHA256_PATTERN,
+    ParamValue,
+    ResourceStatus,
+    rules,
+)
+
+ARTIFACT_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|/.+)$"
+
+
+def model_version_name(*, model: str, version: int) -> str:
+    """The deterministic object name of a model's version: ``<model>-v<version>``."""
+    return f"{model}-v{version}"
+
+
+class ArtifactFormat(StrEnum):
+    SKOPS = "skops"
+
+
+class Artifact(ApiModel):
+    """The serialised model."""
+
+    uri: str = Field(max_length=1024, pattern=ARTIFACT_URI_PATTERN,
+                     description="s3://bucket/key of the model file (or an absolute local path in tests).")
+    sha256: str = Field(max_length=64, pattern=SHA256_PATTERN,
+                        description="Hex sha256 of the file; checked before every load.")
+    format: ArtifactFormat = Field(default=ArtifactFormat.SKOPS,
+                                   description="Serialisation format. Only skops: pickle is never loaded.")
+
+
+class Framework(ApiModel):
+    """The library the model was trained with."""
+
+    name: str = Field(default="scikit-learn", max_length=64, description="Framework name.")
+    version: str = Field(max_length=64, description="Framework version, e.g. 1.5.2.")
+
+
+class PrimaryMetric(ApiModel):
+    """The metric that ranks versions of this model."""
+
+    name: str = Field(max_length=64, description="Metric name, a key of spec.metrics.")
+    value: float = Field(description="Its hold-out value.")
+
+
+class DatasetLineage(ApiModel):
+    """The data the model was trained on."""
+
+    name: str = Field(max_length=253, description="Dataset name.")
+    version: str = Field(max_length=71, description="Dataset content digest (sha256:...).")
+
+
+class PipelineLineage(ApiModel):
+    """The pipeline run that produced the model."""
+
+    name: str = Field(max_length=253, description="TrainingPipeline name.")
+    run: str = Field(max_length=63, description="Run name (also the Job name).")
+
+
+class Lineage(ApiModel):
+    """Everything needed to reproduce the model."""
+
+    dataset: DatasetLineage | None = Field(default=None, description="Training data.")
+    pipeline: PipelineLineage | None = Field(default=None, description="Producing run.")
+    image: str | None = Field(default=None, max_length=512, description="Trainer image.")
+    estimator: str | None = Field(default=None, max_length=128, description="Estimator class.")
+    params: dict[str, ParamValue] = Field(default_factory=dict, max_length=64,
+                                          description="Estimator parameters used.")
+    seed: int | None = Field(default=None, ge=0, description="Random seed used.")
+
+
+class ModelVersionSpec(ApiModel):
+    """What was trained, where it is stored and how it scored. Immutable after creation."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("self == oldSelf", "ModelVersion spec is immutable; register a new version instead"),
+        ("!has(self.primaryMetric) || (self.primaryMetric.name in self.metrics "
+         "&& self.metrics[self.primaryMetric.name] == self.primaryMetric.value)",
+         "primaryMetric must name one of spec.metrics with the same value"),
+    ))
+
+    model: str = Field(min_length=1, max_length=40, pattern=LABEL_NAME_PATTERN,
+                       description="Registry name of the model.")
+    version: int = Field(ge=1, le=999_999, description="Version number, increasing per model.")
+    artifact: Artifact = Field(description="The serialised model.")
+    framework: Framework | None = Field(default=None, description="Training framework and its version.")
+    libraries: dict[str, str] = Field(
+        default_factory=dict, max_length=32,
+        description="Versions of the libraries the artifact depends on (python, numpy, skops, ...).")
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=32,
+                                      description="Hold-out metrics by name.")
+    primary_metric: PrimaryMetric | None = Field(
+        default=None, description="The metric that ranks versions; shown by kubectl.")
+    lineage: Lineage | None = Field(default=None, description="Data, run and parameters behind the model.")
+    profile_uri: str | None = Field(default=None, max_length=1024,
+                                    description="Reference profile (features and predictions) written at "
+                                                "training time; drift is measured against it.")
+    profile_sha256: str | None = Field(default=None, max_length=64, pattern=SHA256_PATTERN,
+                                       description="Hex sha256 of the reference profile.")
+
+    @model_validator(mode="after")
+    def _check_primary(self) -> ModelVersionSpec:
+        pm = self.primary_metric
+        if pm is not None and self.metrics.get(pm.name) != pm.value:
+            raise ValueError("primaryMetric must name one of spec.metrics with the same value")
+        return self
+
+
+class ModelPhase(StrEnum):
+    PENDING = "Pending"
+    VALIDATED = "Validated"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+
+
+class Check(ApiModel):
+    """One validation check with the numbers behind its verdict."""
+
+    name: str = Field(max_length=128, description="Check name, e.g. threshold:accuracy, champion.")
+    metric: str | None = Field(default=None, max_length=64, description="Metric checked.")
+    value: float | None = Field(default=None, description="Observed value (absent when unavailable).")
+    threshold: float | None = Field(default=None, description="Value it was compared with.")
+    passed: bool = Field(description="Whether the check passed.")
+    message: str = Field(default="", max_length=1024, description="Human-readable verdict.")
+
+
+class Champion(ApiModel):
+    """The production model the candidate was compared with."""
+
+    name: str = Field(max_length=253, description="ModelVersion name of the champion.")
+    version: int = Field(ge=1, description="Its version.")
+    metric: str = Field(max_length=64, description="Metric compared.")
+    value: float = Field(description="The champion's value of that metric.")
+
+
+class DeploymentEventType(StrEnum):
+    CANARY = "Canary"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    RETIRED = "Retired"
+
+
+class DeploymentEvent(ApiModel):
+    """A step in this version's life behind a Deployment."""
+
+    deployment: str = Field(max_length=253, description="The loopwright Deployment.")
+    event: DeploymentEventType = Field(description="Canary, Promoted, RolledBack or Retired.")
+    time: datetime = Field(description="When it happened.")
+    message: str = Field(default="", max_length=1024, description="Details.")
+
+
+class ModelVersionStatus(ResourceStatus):
+    """Verdict of validation and where the version is served."""
+
+    phase: ModelPhase | None = Field(default=None, description="Pending, Validated, Rejected or Failed.")
+    checks: list[Check] = Field(default_factory=list, max_length=32,
+                                description="Validation checks with values and thresholds.")
+    champion: Champion | None = Field(default=None, description="The champion compared against, if any.")
+    aliases: list[str] = Field(default_factory=list, max_length=16,
+                               description="Aliases pointing at this version, e.g. production.",
+                               json_schema_extra=LIST_SET)
+    deployments: list[DeploymentEvent] = Field(default_factory=list, max_length=50,
+                                               description="Deployment history, newest first.")
