@@ -1,0 +1,81 @@
+"""Model artifacts: skops files loaded only with a fixed allow-list of types.
+
+Pickle (and joblib) run arbitrary code on load, so a model is stored with skops
+and loaded with ``trusted=TRUSTED_TYPES``. The list is fixed here, in code, on
+purpose: deriving it from the file (``skops.io.get_untrusted_types``) would
+trust whatever the file asks for. It holds exactly the types the allow-listed
+estimators (see :mod:`loopwright.estimators`) need beyond skops' defaults; the
+unit tests check that against every estimator. The sha256 is verified before
+every load so that a swapped or corrupted object never reaches the parser.
+
+skops and scikit-learn are imported lazily: the operator imports this module
+for the names and errors without needing the ML stack.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+from loopwright import storage
+
+TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+
+FORMAT = "skops"
+
+
+class ArtifactError(Exception):
+    """The artifact is not a loadable, trusted skops file."""
+
+
+class UntrustedTypesError(ArtifactError):
+    """The file asks for types outside the allow-list."""
+
+    def __init__(self, types: list[str]) -> None:
+        super().__init__(f"untrusted types in the artifact: {', '.join(sorted(types))}")
+        self.types = sorted(types)
+
+
+def dumps(model: Any) -> bytes:
+    """Serialise a fitted model to skops bytes."""
+    import skops.io as sio  # noqa: PLC0415 - lazy, see the module docstring
+
+    data: bytes = sio.dumps(model)
+    return data
+
+
+def loads(data: bytes, *, sha256: str) -> Any:
+    """Verify the sha256, then load with the fixed trusted-type list."""
+    actual = storage.sha256_hex(data)
+    if actual != sha256.lower():
+        raise storage.IntegrityError(f"artifact sha256 is {actual}, expected {sha256}")
+    import skops.io as sio  # noqa: PLC0415 - lazy, see the module docstring
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise ArtifactError("not a skops file (pickle and other formats are never loaded)")
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as exc:
+        raise ArtifactError(f"unreadable skops file: {exc}") from exc
+    refused = [t for t in untrusted if t not in TRUSTED_TYPES]
+    if refused:
+        raise UntrustedTypesError(refused)
+    try:
+        return sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except Exception as exc:
+        raise ArtifactError(f"cannot load the skops file: {exc}") from exc
+
+
+def save(model: Any, uri: str) -> str:
+    """Write the model to ``uri``; returns the sha256 to record next to the URI."""
+    return storage.put_bytes(uri, dumps(model))
+
+
+def load(uri: str, *, sha256: str) -> Any:
+    """Read, verify and load the model at ``uri``."""
+    return loads(storage.get_bytes(uri), sha256=sha256)

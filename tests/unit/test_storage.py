@@ -1,0 +1,135 @@
+import base64
+import hashlib
+import socket
+
+import pytest
+from loopwright import storage
+from moto.server import ThreadedMotoServer
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint, monkeypatch, request):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    name = f"b-{request.node.name.replace('_', '-')[:50].lower()}"
+    storage.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.mark.parametrize(
+    ("uri", "bucket", "key"),
+    [
+        ("s3://b/a/b.csv", "b", "a/b.csv"),
+        ("s3://b/prefix/", "b", "prefix/"),
+        ("s3://b", "b", ""),
+        ("/tmp/x.csv", None, "/tmp/x.csv"),
+        ("file:///tmp/a%20b", None, "/tmp/a b"),
+        ("rel/path", None, "rel/path"),
+    ],
+)
+def test_parse_uri(uri, bucket, key):
+    loc = storage.parse_uri(uri)
+    assert (loc.bucket, loc.key) == (bucket, key)
+
+
+@pytest.mark.parametrize("uri", ["s3:///key", "http://host/x", "gs://b/k"])
+def test_parse_uri_rejects(uri):
+    with pytest.raises(ValueError, match="s3"):
+        storage.parse_uri(uri)
+
+
+def test_join_uri():
+    assert storage.join_uri("s3://b/p/", "m.skops") == "s3://b/p/m.skops"
+    assert storage.join_uri("/tmp/out", "m.skops") == "/tmp/out/m.skops"
+
+
+def test_s3_round_trip_with_checksum(bucket):
+    uri = f"s3://{bucket}/runs/r1/model.bin"
+    digest = storage.put_bytes(uri, b"hello")
+    assert digest == hashlib.sha256(b"hello").hexdigest()
+    assert storage.get_bytes(uri, sha256=digest) == b"hello"
+    meta = storage.client().head_object(Bucket=bucket, Key="runs/r1/model.bin", ChecksumMode="ENABLED")
+    assert meta["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(b"hello").digest()).decode()
+    info = storage.head(uri)
+    assert info.size == 5
+    assert info.etag
+
+
+def test_s3_get_refuses_wrong_sha(bucket):
+    uri = f"s3://{bucket}/x"
+    storage.put_bytes(uri, b"abc", checksum=False)
+    with pytest.raises(storage.IntegrityError, match="expected"):
+        storage.get_bytes(uri, sha256="0" * 64)
+
+
+def test_s3_missing_object(bucket):
+    with pytest.raises(storage.ObjectNotFoundError):
+        storage.get_bytes(f"s3://{bucket}/nope")
+    with pytest.raises(storage.ObjectNotFoundError):
+        storage.head(f"s3://{bucket}/nope")
+    with pytest.raises(storage.ObjectNotFoundError):
+        storage.fingerprint(f"s3://{bucket}/nope/")
+
+
+def test_s3_listing_is_in_key_order_and_folder_scoped(bucket):
+    for key in ["data/b.csv", "data/a.csv", "data/sub/c.csv", "data2.csv", "data/"]:
+        storage.put_bytes(f"s3://{bucket}/{key}", key.encode())
+    listed = [o.uri for o in storage.list_objects(f"s3://{bucket}/data")]
+    assert listed == [f"s3://{bucket}/data/{k}" for k in ["a.csv", "b.csv", "sub/c.csv"]]
+    assert [o.uri for o in storage.resolve(f"s3://{bucket}/data2.csv")] == [f"s3://{bucket}/data2.csv"]
+
+
+def test_s3_fingerprint_changes_with_content_only(bucket):
+    prefix = f"s3://{bucket}/ds/"
+    storage.put_bytes(prefix + "part-0.csv", b"a\n1\n")
+    first = storage.fingerprint(prefix)
+    assert storage.fingerprint(prefix) == first
+    storage.put_bytes(prefix + "part-1.csv", b"a\n2\n")
+    second = storage.fingerprint(prefix)
+    assert second != first
+    storage.put_bytes(prefix + "part-1.csv", b"a\n3\n")
+    assert storage.fingerprint(prefix) != second
+    assert storage.fingerprint(prefix + "part-0.csv") != storage.fingerprint(prefix + "part-1.csv")
+
+
+def test_local_round_trip(tmp_path):
+    uri = str(tmp_path / "deep" / "dir" / "f.bin")
+    digest = storage.put_bytes(uri, b"xyz")
+    assert storage.get_bytes(uri, sha256=digest.upper()) == b"xyz"
+    assert storage.get_bytes("file://" + uri) == b"xyz"
+    with pytest.raises(storage.IntegrityError):
+        storage.get_bytes(uri, sha256=hashlib.sha256(b"other").hexdigest())
+    assert not [p for p in (tmp_path / "deep" / "dir").iterdir() if p.name.startswith(".")]
+
+
+def test_local_put_file_and_listing(tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_bytes(b"payload")
+    out = tmp_path / "out"
+    assert storage.put_file(str(out / "b.txt"), src) == hashlib.sha256(b"payload").hexdigest()
+    storage.put_bytes(str(out / "a.txt"), b"1")
+    assert [o.uri for o in storage.list_objects(str(out))] == [str(out / "a.txt"), str(out / "b.txt")]
+    fp = storage.fingerprint(str(out))
+    storage.put_bytes(str(out / "a.txt"), b"22")
+    assert storage.fingerprint(str(out)) != fp
+
+
+def test_local_missing(tmp_path):
+    with pytest.raises(storage.ObjectNotFoundError):
+        storage.get_bytes(str(tmp_path / "nope"))
+    with pytest.raises(storage.ObjectNotFoundError):
+        storage.resolve(str(tmp_path / "nope"))
