@@ -1,0 +1,426 @@
+"""The predictor's ASGI app against small models trained here (no network, no cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
+from loopwright.predictor.app import PredictorApp, Settings
+from loopwright.predictor.model import ServedModel
+from loopwright.profile import Profile, bin_numeric, profile_categorical, profile_numeric
+
+pytestmark = pytest.mark.anyio
+
+NAMES = ("age", "income", "score")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.uniform(18, 90, n), rng.normal(50_000, 15_000, n), rng.normal(0, 1, n)])
+    y = (x[:, 2] + (x[:, 0] - 50) / 30 > 0).astype(np.int64)
+    return x, y
+
+
+def _schema(task: TaskType = TaskType.CLASSIFICATION, *, nullable_score: bool = False) -> DatasetSchema:
+    return DatasetSchema(
+        label=LabelSpec(name="y", task=task),
+        columns=[
+            ColumnSpec(name="age", type=ColumnType.NUMERIC, min=0, max=130),
+            ColumnSpec(name="income", type=ColumnType.NUMERIC),
+            ColumnSpec(name="score", type=ColumnType.NUMERIC, nullable=nullable_score),
+        ],
+    )
+
+
+def _profile(schema: DatasetSchema, x: np.ndarray, predictions: np.ndarray, *, classes: list[str] | None) -> Profile:
+    task = schema.label.task
+    prediction = (
+        profile_categorical([str(p) for p in predictions], categories=classes)
+        if task == TaskType.CLASSIFICATION
+        else profile_numeric(predictions)
+    )
+    return Profile(
+        rows=len(x),
+        features={name: profile_numeric(x[:, j]) for j, name in enumerate(NAMES)},
+        prediction=prediction,
+        schema=schema,
+        task=task,
+        classes=classes,
+    )
+
+
+def _served(estimator: Any, *, task: TaskType = TaskType.CLASSIFICATION, nullable_score: bool = False) -> ServedModel:
+    x, y = _data()
+    target = y if task == TaskType.CLASSIFICATION else x[:, 2] * 3 + 1
+    estimator.fit(x, target)
+    classes = [str(c) for c in estimator.classes_] if task == TaskType.CLASSIFICATION else None
+    profile = _profile(_schema(task, nullable_score=nullable_score), x, estimator.predict(x), classes=classes)
+    return ServedModel(estimator=estimator, profile=profile)
+
+
+def _app(served: ServedModel | None, **overrides: Any) -> PredictorApp:
+    settings = Settings(
+        model_name="credit",
+        model_version="3",
+        model_uri="unused",
+        model_sha256="unused",
+        profile_uri="unused",
+        **overrides,
+    )
+    app = PredictorApp(settings=settings)
+    if served is not None:
+        app.install(served)
+    return app
+
+
+async def _client(app: PredictorApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://predictor") as c:
+        yield c
+
+
+@pytest.fixture
+async def lr() -> AsyncIterator[tuple[httpx.AsyncClient, PredictorApp, ServedModel]]:
+    served = _served(LogisticRegression())
+    app = _app(served, max_body_bytes=4096)
+    async for c in _client(app):
+        yield c, app, served
+
+
+def _v2_named(rows: list[list[float]], datatype: str = "FP64") -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": name, "shape": [len(rows)], "datatype": datatype, "data": [r[j] for r in rows]}
+            for j, name in enumerate(NAMES)
+        ]
+    }
+
+
+ROWS = [[30.0, 40_000.0, 0.5], [80.0, 20_000.0, -2.0], [45.5, 61_000.0, 1.25]]
+
+
+def _metric(text: str, line_prefix: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_prefix):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric line starts with {line_prefix!r}")
+
+
+# -- health and metadata ----------------------------------------------------------------------------
+
+
+async def test_ready_only_once_loaded_and_not_after_drain() -> None:
+    app = _app(None)
+    async for c in _client(app):
+        assert (await c.get("/v2/health/live")).status_code == 200
+        assert (await c.get("/v2/health/ready")).status_code == 503
+        r = await c.post("/v2/models/credit/infer", json=_v2_named(ROWS))
+        assert r.status_code == 503
+        app.install(_served(LogisticRegression()))
+        assert (await c.get("/v2/health/ready")).status_code == 200
+        assert (await c.get("/v2/models/credit/ready")).status_code == 200
+        app.begin_drain()
+        assert (await c.get("/v2/health/ready")).status_code == 503
+        # Draining only fails readiness: predictions are still served.
+        assert (await c.post("/v2/models/credit/infer", json=_v2_named(ROWS))).status_code == 200
+
+
+async def test_metadata_lists_schema_inputs_and_outputs(lr: Any) -> None:
+    c, _, _ = lr
+    meta = (await c.get("/v2/models/credit")).json()
+    assert meta["name"] == "credit"
+    assert meta["versions"] == ["3"]
+    assert [i["name"] for i in meta["inputs"]] == list(NAMES)
+    assert {i["datatype"] for i in meta["inputs"]} == {"FP64"}
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "prediction_id", "predict_proba"]
+    assert (await c.get("/v2/models/credit/versions/3")).status_code == 200
+    assert (await c.get("/v2/models/other")).status_code == 404
+
+
+# -- prediction ---------------------------------------------------------------------------------------
+
+
+async def test_v2_named_inputs_predict_like_sklearn(lr: Any) -> None:
+    c, _, served = lr
+    r = await c.post("/v2/models/credit/infer", json={"id": "req-1", **_v2_named(ROWS)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_name"] == "credit"
+    assert body["model_version"] == "3"
+    assert body["id"] == "req-1"
+    predict = body["outputs"][0]
+    assert predict["name"] == "predict"
+    assert predict["datatype"] == "INT64"
+    assert predict["shape"] == [3]
+    assert predict["data"] == served.estimator.predict(np.array(ROWS)).tolist()
+    ids = body["outputs"][1]
+    assert ids["name"] == "prediction_id"
+    assert len(set(ids["data"])) == 3
+
+
+async def test_v2_shapes_and_datatypes_all_accepted(lr: Any) -> None:
+    c, _, served = lr
+    expected = served.estimator.predict(np.array(ROWS)).tolist()
+    column_shaped = _v2_named(ROWS)
+    for tensor in column_shaped["inputs"]:
+        tensor["shape"] = [3, 1]
+        tensor["data"] = [[v] for v in tensor["data"]]
+    matrix = {"inputs": [{"name": "input-0", "shape": [3, 3], "datatype": "FP32", "data": ROWS}]}
+    flat_matrix = {"inputs": [{"name": "x", "shape": [3, 3], "datatype": "FP64", "data": sum(ROWS, [])}]}
+    integers = [[30, 40_000, 1], [80, 20_000, -2], [45, 61_000, 1]]
+    as_int = _v2_named(integers, datatype="INT64")
+    for body in (column_shaped, matrix, flat_matrix):
+        r = await c.post("/v2/models/credit/infer", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == expected
+    r = await c.post("/v2/models/credit/infer", json=as_int)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == served.estimator.predict(np.array(integers, dtype=float)).tolist()
+
+
+async def test_v2_predict_proba_on_request(lr: Any) -> None:
+    c, _, served = lr
+    body = {**_v2_named(ROWS), "outputs": [{"name": "predict"}, {"name": "predict_proba"}]}
+    out = {o["name"]: o for o in (await c.post("/v2/models/credit/infer", json=body)).json()["outputs"]}
+    assert out["predict_proba"]["shape"] == [3, 2]
+    np.testing.assert_allclose(out["predict_proba"]["data"], served.estimator.predict_proba(np.array(ROWS)))
+
+
+async def test_v1_predict_with_named_features(lr: Any) -> None:
+    c, _, served = lr
+    instances = [dict(zip(NAMES, r, strict=True)) for r in ROWS]
+    r = await c.post("/v1/models/credit:predict", json={"instances": instances})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == served.estimator.predict(np.array(ROWS)).tolist()
+    assert len(r.json()["ids"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("estimator", "task"),
+    [
+        (RandomForestClassifier(n_estimators=15, max_depth=6, random_state=0), TaskType.CLASSIFICATION),
+        (RandomForestRegressor(n_estimators=10, random_state=0), TaskType.REGRESSION),
+        (LinearRegression(), TaskType.REGRESSION),
+        (LogisticRegression(), TaskType.CLASSIFICATION),
+    ],
+)
+def test_fast_path_is_verified_and_identical(estimator: Any, task: TaskType) -> None:
+    served = _served(estimator, task=task)
+    assert served.fast_path
+    x, _ = _data(n=300, seed=7)
+    from loopwright.predictor.decode import Batch
+
+    got = served.predict(Batch(rows=len(x), numeric=x, categorical={})).labels
+    np.testing.assert_array_equal(got, estimator.predict(x))
+
+
+def test_fast_path_falls_back_when_the_replay_disagrees() -> None:
+    x, y = _data()
+    est = LogisticRegression().fit(x, y)
+    profile = _profile(_schema(), x, est.predict(x), classes=["0", "1"])
+    # An estimator whose predict() is not what its parameters say: the probe check must notice.
+    est.predict = lambda rows: np.zeros(len(rows), dtype=np.int64)  # type: ignore[method-assign]
+    served = ServedModel(estimator=est, profile=profile)
+    assert not served.fast_path
+    from loopwright.predictor.decode import Batch
+
+    got = served.predict(Batch(rows=3, numeric=np.array(ROWS), categorical={})).labels
+    assert got.tolist() == [0, 0, 0]
+
+
+# -- bad input: 4xx with a JSON error, never a 5xx ---------------------------------------------------
+
+
+def _named_with(**changes: Any) -> dict[str, Any]:
+    body = _v2_named(ROWS)
+    for i, tensor in enumerate(body["inputs"]):
+        if tensor["name"] in changes:
+            body["inputs"][i] = {**tensor, **changes[tensor["name"]]}
+    return body
+
+
+BAD_V2 = [
+    (b"{not json", 400, "malformed JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    ({"inputs": []}, 400, "non-empty list"),
+    ({"inputs": [{"name": "age"}]}, 400, "shape"),
+    (_named_with(age={"datatype": "FP128"}), 400, "unknown datatype"),
+    (_named_with(age={"shape": [2], "data": [30, 80]}), 400, "rows"),
+    (_named_with(age={"shape": [3, 2]}), 400, "[N] or [N, 1]"),
+    (_named_with(age={"shape": [-3]}), 400, "non-negative"),
+    ({"inputs": _v2_named(ROWS)["inputs"][:2]}, 422, "missing feature"),
+    ({"inputs": [*_v2_named(ROWS)["inputs"], {"name": "zip", "shape": [3], "datatype": "FP64", "data": [1, 2, 3]}]},
+     422, "unknown input 'zip'"),
+    (_named_with(age={"data": ["thirty", "x", "y"]}), 422, "expected numbers"),
+    (_named_with(age={"datatype": "BYTES"}), 422, "numeric"),
+    (_named_with(age={"data": [30, None, 40]}), 422, "missing value"),
+    (_named_with(age={"data": [30, 200, 40]}), 422, "above max"),
+    (_named_with(age={"data": [30, -1, 40]}), 422, "below min"),
+    (_named_with(age={"data": [30, [1, [2]], 40]}), 400, "does not match"),
+    (_named_with(age={"data": [30.5, 31, 40], "datatype": "INT64"}), 422, "integers"),
+    (_named_with(age={"data": [True, False, True], "datatype": "FP64"}), 422, "expected numbers"),
+    ({"inputs": [{"name": "m", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}]}, 400, "[N, 3]"),
+    ({"inputs": [{"name": "m", "shape": [2, 3], "datatype": "FP64", "data": [1, 2, 3, 4]}]}, 400, "does not match"),
+    ({"inputs": [{"name": "m", "shape": [0, 3], "datatype": "FP64", "data": []}]}, 400, "no rows"),
+    ({**_v2_named(ROWS), "outputs": [{"name": "logits"}]}, 400, "unknown output"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), BAD_V2)
+async def test_v2_bad_input_matrix(lr: Any, body: Any, status: int, fragment: str) -> None:
+    c, _, _ = lr
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    r = await c.post("/v2/models/credit/infer", **kwargs)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["error"]
+
+
+BAD_V1 = [
+    ({"instances": {}}, 400, "non-empty list"),
+    ({"instances": [1, 2]}, 400, "object"),
+    ({"instances": [{"age": 30, "income": 1}]}, 422, "missing feature 'score'"),
+    ({"instances": [{"age": 30, "income": 1, "score": 0, "zip": 1}]}, 422, "unknown feature"),
+    ({"instances": [{"age": "old", "income": 1, "score": 0}]}, 422, "expected numbers"),
+    ({"instances": [[1, 2]]}, 422, "expected 3"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), BAD_V1)
+async def test_v1_bad_input_matrix(lr: Any, body: Any, status: int, fragment: str) -> None:
+    c, _, _ = lr
+    r = await c.post("/v1/models/credit:predict", json=body)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["error"]
+
+
+async def test_routing_errors_are_json_4xx(lr: Any) -> None:
+    c, _, _ = lr
+    r = await c.post("/v2/models/other/infer", json=_v2_named(ROWS))
+    assert r.status_code == 404
+    assert "'credit'" in r.json()["error"]
+    assert (await c.post("/v1/models/other:predict", json={"instances": []})).status_code == 404
+    assert (await c.post("/v2/models/credit/versions/9/infer", json=_v2_named(ROWS))).status_code == 404
+    assert (await c.get("/v2/models/credit/infer")).status_code == 405
+    assert (await c.get("/nowhere")).status_code == 404
+
+
+async def test_oversized_body_is_413(lr: Any) -> None:
+    c, _, _ = lr
+    big = _v2_named([[30.0, 40_000.0, 0.5]] * 400)
+    r = await c.post("/v2/models/credit/infer", json=big)
+    assert r.status_code == 413
+    assert "limit" in r.json()["error"]
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1000
+
+    r = await c.post("/v2/models/credit/infer", content=chunks())  # no Content-Length: counted while read
+    assert r.status_code == 413
+
+
+async def test_nullable_feature_reaches_a_model_that_cannot_take_nan_as_422() -> None:
+    app = _app(_served(LogisticRegression(), nullable_score=True))
+    async for c in _client(app):
+        r = await c.post("/v2/models/credit/infer", json=_named_with(score={"data": [0.1, None, 0.3]}))
+        assert r.status_code == 422
+        assert "rejected the input" in r.json()["error"]
+        text = (await c.get("/metrics")).text
+        assert 'code="422"' in text
+
+
+# -- metrics ------------------------------------------------------------------------------------------
+
+
+async def test_metrics_count_requests_bins_and_predictions(lr: Any) -> None:
+    c, _, served = lr
+    await c.post("/v2/models/credit/infer", json=_v2_named(ROWS))
+    await c.post("/v1/models/credit:predict", json={"instances": [dict(zip(NAMES, ROWS[0], strict=True))]})
+    await c.post("/v2/models/credit/infer", content=b"nope")
+    text = (await c.get("/metrics")).text
+    base = 'model="credit",version="3"'
+    assert _metric(text, f'loopwright_predictor_requests_total{{{base},code="200"}}') == 2
+    assert _metric(text, f'loopwright_predictor_requests_total{{{base},code="400"}}') == 1
+    assert _metric(text, f'loopwright_predictor_request_duration_seconds_count{{{base}}}') == 3
+    assert _metric(text, f'loopwright_predictor_predictions_total{{{base}}}') == 4
+    # Feature bins agree with the profile's own binning of the same values.
+    ages = np.array([r[0] for r in ROWS] + [ROWS[0][0]])
+    expected = np.bincount(bin_numeric(ages, np.asarray(served.profile.features["age"].edges)), minlength=11)
+    for i, n in enumerate(expected[: served.profile.features["age"].n_bins]):
+        assert _metric(text, f'loopwright_predictor_feature_bin_total{{{base},feature="age",bin="{i}"}}') == n
+    assert _metric(text, f'loopwright_predictor_feature_missing_total{{{base},feature="age"}}') == 0
+    predicted = served.estimator.predict(np.array([*ROWS, ROWS[0]]))
+    for cls in (0, 1):
+        got = _metric(text, f'loopwright_predictor_prediction_bin_total{{{base},bin="{cls}"}}')
+        assert got == int((predicted == cls).sum())
+    for name in ("feedback_total", "feedback_correct_total", "feedback_abs_error_sum", "feedback_squared_error_sum"):
+        assert f"loopwright_predictor_{name}{{{base}}}" in text
+
+
+def test_vectorised_binning_equals_profile_binning() -> None:
+    served = _served(LogisticRegression(), nullable_score=True)
+    app = _app(served)
+    rng = np.random.default_rng(3)
+    x = np.column_stack([rng.uniform(0, 130, 500), rng.normal(50_000, 30_000, 500), rng.normal(0, 2, 500)])
+    x[::7, 2] = np.nan
+    edges = [served.profile.features[n].edges for n in NAMES]
+    x[:9, 0] = edges[0][:9]  # values exactly on an edge go right
+    from loopwright.predictor.decode import Batch
+
+    metrics = app._served.metrics  # type: ignore[union-attr]
+    metrics.observe_batch(Batch(rows=500, numeric=x, categorical={}), None)
+    for j, name in enumerate(NAMES):
+        f = served.profile.features[name]
+        want_counts, want_missing = f.count(x[:, j])
+        counts, missing = metrics.feature_counts(name)
+        assert counts == want_counts.tolist()
+        assert missing == want_missing
+
+
+# -- feedback -----------------------------------------------------------------------------------------
+
+
+async def test_feedback_matches_ids_and_reports_unknown(lr: Any) -> None:
+    c, _, served = lr
+    r = await c.post("/v1/models/credit:predict", json={"instances": [dict(zip(NAMES, r, strict=True)) for r in ROWS]})
+    ids, predictions = r.json()["ids"], r.json()["predictions"]
+    labels = [
+        {"id": ids[0], "label": predictions[0]},  # correct
+        {"id": ids[1], "label": 1 - predictions[1]},  # wrong
+        {"id": "nope-1", "label": 1},
+        {"id": ids[0], "label": predictions[0]},  # second label for the same prediction
+    ]
+    r = await c.post("/v1/models/credit/feedback", json={"labels": labels})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"matched": 2, "unknown": ["nope-1"], "duplicate": [ids[0]]}
+    text = (await c.get("/metrics")).text
+    assert _metric(text, "loopwright_predictor_feedback_total{") == 2
+    assert _metric(text, "loopwright_predictor_feedback_correct_total{") == 1
+    bad = await c.post("/v1/models/credit/feedback", json={"labels": [{"label": 1}]})
+    assert bad.status_code == 400
+    assert (await c.post("/v1/models/other/feedback", json={"labels": []})).status_code == 404
+
+
+async def test_feedback_regression_errors() -> None:
+    app = _app(_served(LinearRegression(), task=TaskType.REGRESSION))
+    async for c in _client(app):
+        r = await c.post("/v1/models/credit:predict", json={"instances": [list(ROWS[0]), list(ROWS[1])]})
+        ids, predictions = r.json()["ids"], r.json()["predictions"]
+        labels = [{"id": ids[0], "label": predictions[0] + 2}, {"id": ids[1], "label": predictions[1] - 1}]
+        assert (await c.post("/v1/models/credit/feedback", json={"labels": labels})).json()["matched"] == 2
+        text = (await c.get("/metrics")).text
+        assert _metric(text, "loopwright_predictor_feedback_abs_error_sum{") == pytest.approx(3)
+        assert _metric(text, "loopwright_predictor_feedback_squared_error_sum{") == pytest.approx(5)
+        r = await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[0], "label": "high"}]})
+        assert r.status_code == 422
