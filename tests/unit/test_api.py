@@ -13,7 +13,7 @@ from loopwright.api.dataset import DatasetSpec
 from loopwright.api.deployment import DeploymentSpec
 from loopwright.api.driftpolicy import DriftMethod, DriftPolicySpec, default_threshold
 from loopwright.api.kinds import ALL_KINDS, DEPLOYMENT, kind_of
-from loopwright.api.modelversion import ModelVersionSpec, model_version_name
+from loopwright.api.modelversion import ModelVersionSpec, encode_params, model_version_name
 from loopwright.api.pipeline import TrainingPipelineSpec
 
 SHA = "a" * 64
@@ -24,18 +24,23 @@ def _dataset() -> dict[str, Any]:
         "source": {"uri": "s3://data/churn/train.csv"},
         "schema": {
             "label": {"name": "churned", "task": "classification"},
-            "columns": [{"name": "tenure", "type": "numeric", "min": 0},
-                        {"name": "plan", "type": "categorical", "allowedValues": ["a", "b"]}],
+            "columns": [
+                {"name": "tenure", "type": "numeric", "min": 0},
+                {"name": "plan", "type": "categorical", "allowedValues": ["a", "b"]},
+            ],
         },
     }
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("30s", timedelta(seconds=30)),
-    ("1h30m", timedelta(hours=1, minutes=30)),
-    ("250ms", timedelta(milliseconds=250)),
-    ("1m1s", timedelta(seconds=61)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30s", timedelta(seconds=30)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("1m1s", timedelta(seconds=61)),
+    ],
+)
 def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
@@ -64,10 +69,16 @@ def test_dataset_rejects_unknown_field_and_bad_uri() -> None:
 
 
 def test_pipeline_defaults() -> None:
-    spec = TrainingPipelineSpec.model_validate({
-        "datasetRef": {"name": "churn"},
-        "model": {"name": "churn", "estimator": "LogisticRegression", "params": {"C": 0.5, "penalty": None}},
-    })
+    spec = TrainingPipelineSpec.model_validate(
+        {
+            "datasetRef": {"name": "churn"},
+            "model": {
+                "name": "churn",
+                "estimator": "LogisticRegression",
+                "params": {"C": 0.5, "penalty": None},
+            },
+        }
+    )
     assert spec.split.test_fraction == 0.2
     assert spec.validation.champion.when_no_champion == "Pass"
     assert spec.triggers.on_new_data is True
@@ -94,9 +105,12 @@ def test_deployment_default_rollout_is_valid() -> None:
 
 def test_model_version_name_and_primary_metric() -> None:
     assert model_version_name(model="churn", version=7) == "churn-v7"
-    base = {"model": "churn", "version": 7,
-            "artifact": {"uri": "s3://models/churn/model.skops", "sha256": SHA},
-            "metrics": {"accuracy": 0.9}}
+    base = {
+        "model": "churn",
+        "version": 7,
+        "artifact": {"uri": "s3://models/churn/model.skops", "sha256": SHA},
+        "metrics": {"accuracy": 0.9},
+    }
     assert ModelVersionSpec.model_validate({**base, "primaryMetric": {"name": "accuracy", "value": 0.9}})
     with pytest.raises(ValidationError, match="primaryMetric"):
         ModelVersionSpec.model_validate({**base, "primaryMetric": {"name": "f1", "value": 0.9}})
@@ -111,8 +125,12 @@ def test_drift_thresholds_by_method() -> None:
 
 
 def test_status_conditions_unique_by_type() -> None:
-    cond = {"type": "Ready", "status": "False", "reason": "NotImplemented",
-            "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    cond = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "NotImplemented",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
     status = ResourceStatus.model_validate({"conditions": [cond]})
     assert isinstance(status.condition("Ready"), Condition)
     assert status.condition("Validated") is None
@@ -122,9 +140,22 @@ def test_status_conditions_unique_by_type() -> None:
 
 
 def test_kind_registry() -> None:
-    assert {k.kind for k in ALL_KINDS} == {"Dataset", "TrainingPipeline", "ModelVersion", "Deployment",
-                                           "DriftPolicy"}
+    assert {k.kind for k in ALL_KINDS} == {
+        "Dataset",
+        "TrainingPipeline",
+        "ModelVersion",
+        "Deployment",
+        "DriftPolicy",
+    }
     assert DEPLOYMENT.short_names == ("mldeploy", "mld")
     assert kind_of({"apiVersion": "loopwright.dev/v1alpha1", "kind": "Deployment"}) is DEPLOYMENT
     with pytest.raises(ValueError, match="not a loopwright"):
         kind_of({"apiVersion": "apps/v1", "kind": "Deployment"})
+
+
+def test_encode_params_keeps_types_readable() -> None:
+    assert encode_params({"C": 0.5, "penalty": None, "solver": "lbfgs"}) == {
+        "C": "0.5",
+        "penalty": "null",
+        "solver": '"lbfgs"',
+    }

@@ -64,6 +64,13 @@ class FeatureDrift(ApiModel):
                                              description="Per-feature settings.",
                                              json_schema_extra=list_map("feature"))
 
+    @model_validator(mode="after")
+    def _one_override_per_feature(self) -> FeatureDrift:
+        features = [o.feature for o in self.overrides]
+        if len(set(features)) != len(features):
+            raise ValueError("features.overrides must name each feature at most once")
+        return self
+
 
 class PredictionDrift(ApiModel):
     """Drift of the model's output distribution against the training hold-out."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -12,12 +15,16 @@ from loopwright.api.common import (
     LABEL_NAME_PATTERN,
     LIST_SET,
     SHA256_PATTERN,
-    ParamValue,
     ResourceStatus,
     rules,
 )
 
 ARTIFACT_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|/.+)$"
+
+
+def encode_params(params: Mapping[str, object]) -> dict[str, str]:
+    """Estimator parameters in the form of ``spec.lineage.params`` (JSON text per value)."""
+    return {name: json.dumps(value, sort_keys=True) for name, value in params.items()}
 
 
 def model_version_name(*, model: str, version: int) -> str:
@@ -75,8 +82,10 @@ class Lineage(ApiModel):
     pipeline: PipelineLineage | None = Field(default=None, description="Producing run.")
     image: str | None = Field(default=None, max_length=512, description="Trainer image.")
     estimator: str | None = Field(default=None, max_length=128, description="Estimator class.")
-    params: dict[str, ParamValue] = Field(default_factory=dict, max_length=64,
-                                          description="Estimator parameters used.")
+    params: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=dict, max_length=64,
+        description="Estimator parameters used, each value as JSON text (e.g. \"0.5\", \"null\"); strings "
+                    "keep the immutability rule cheap for the API server's CEL cost estimate.")
     seed: int | None = Field(default=None, ge=0, description="Random seed used.")
 
 
@@ -95,7 +104,7 @@ class ModelVersionSpec(ApiModel):
     version: int = Field(ge=1, le=999_999, description="Version number, increasing per model.")
     artifact: Artifact = Field(description="The serialised model.")
     framework: Framework | None = Field(default=None, description="Training framework and its version.")
-    libraries: dict[str, str] = Field(
+    libraries: dict[str, Annotated[str, Field(max_length=64)]] = Field(
         default_factory=dict, max_length=32,
         description="Versions of the libraries the artifact depends on (python, numpy, skops, ...).")
     metrics: dict[str, float] = Field(default_factory=dict, max_length=32,
