@@ -1,0 +1,798 @@
+"""Running pods as local processes: one worker per pod, driven by the latest pod object.
+
+A `PodWorker` owns everything of one pod on this node: its sandbox (network namespace, pod IP,
+resolv.conf, hosts, volume directories), its container processes, probes and status. It reacts to
+the current pod object rather than to an event history: a deletionTimestamp or the pod's
+disappearance at any moment cancels whatever the lifecycle is doing and the processes that exist
+are stopped (SIGTERM, grace period, SIGKILL) before the final DELETE. The status subresource is
+recomputed from the container states whenever they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import network
+
+from node import spec as podspec
+from node import status as podstatus
+from node.api import Api, ApiError
+from node.logs import LogSource, pump
+from node.status import ContainerState
+
+logger = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+LAUNCHER = Path(__file__).with_name("launch.sh")
+_CONFIG_RETRY_SECONDS = 2.0
+_MAX_BACKOFF_SECONDS = 300
+_BACKOFF_RESET_SECONDS = 600
+_TOKEN_CHECK_SECONDS = 60
+_PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1,
+                   "successThreshold": 1, "failureThreshold": 3}
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks: together with the PID it names one process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+@functools.cache
+def _tool(name: str) -> str:
+    """A host tool's absolute path: containers run with their own PATH, which may not have it."""
+    return shutil.which(name, path=podspec.SYSTEM_PATH) or name
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_rss(pgids: Iterable[int]) -> dict[int, int]:
+    """Resident bytes per process group, summed over the groups' processes (one /proc scan)."""
+    wanted = set(pgids)
+    page = os.sysconf("SC_PAGE_SIZE")
+    totals = dict.fromkeys(wanted, 0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pgrp = int(fields[2])
+        if pgrp in wanted:
+            totals[pgrp] += int(fields[21]) * page
+    return totals
+
+
+def backoff_seconds(crashes: int) -> float:
+    """Restart delay after the n-th consecutive crash: immediately once, then 10 s doubling to 5 min."""
+    if crashes <= 1:
+        return 0
+    return float(min(10 * 2 ** (crashes - 2), _MAX_BACKOFF_SECONDS))
+
+
+def _probe(raw: Obj | None) -> Obj | None:
+    return None if raw is None else {**_PROBE_DEFAULTS, **raw}
+
+
+@dataclass
+class Runtime:
+    """What all pod workers share: API access, node facts, the IP pool and the state directory."""
+
+    api: Api
+    node_name: str
+    node_ip: str
+    dns: str
+    state_dir: Path
+    venv_bin: Path
+    allocatable: dict[str, str]
+    pool: network.IpPool = field(init=False)
+    workers: dict[str, PodWorker] = field(default_factory=dict)
+    http: aiohttp.ClientSession | None = None
+
+    def __post_init__(self) -> None:
+        (self.state_dir / "pods").mkdir(parents=True, exist_ok=True)
+        self.pool = network.IpPool.load(self.ipam_path)
+
+    @property
+    def ipam_path(self) -> Path:
+        return self.state_dir / "ipam.json"
+
+    def allocate_ip(self, uid: str) -> str:
+        ip = self.pool.allocate(uid)
+        self.pool.dump(self.ipam_path)
+        return ip
+
+    def release_ip(self, uid: str) -> None:
+        self.pool.release(uid)
+        self.pool.dump(self.ipam_path)
+
+    def probe_session(self) -> aiohttp.ClientSession:
+        if self.http is None:
+            self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, force_close=True))
+        return self.http
+
+    def kill_leftovers(self) -> set[str]:
+        """Stop processes an earlier agent started (it cannot wait for them); return their pod UIDs.
+
+        Without a parent to reap them their exit codes are lost, so the workers report those
+        containers as terminated by the restart and apply the restart policy.
+        """
+        uids = set()
+        for procs_file in (self.state_dir / "pods").glob("*/procs.json"):
+            uids.add(procs_file.parent.name)
+            for pid, ticks in json.loads(procs_file.read_text()).values():
+                if _proc_start_ticks(pid) == ticks:
+                    logger.info("stopping process group %s left by an earlier agent", pid)
+                    _killpg(pid, signal.SIGKILL)
+            procs_file.unlink()
+        return uids
+
+    def forget_pod(self, uid: str) -> None:
+        network.teardown_pod(uid=uid)
+        self.release_ip(uid)
+        shutil.rmtree(self.state_dir / "pods" / uid, ignore_errors=True)
+
+    async def watch_memory(self) -> None:
+        """Kill containers whose resident memory passes their limit, reported as OOMKilled.
+
+        A poll instead of a memory cgroup: it is coarse (one second) but needs nothing from the
+        host's cgroup setup and never moves processes out of the agent's own cgroup.
+        """
+        while True:
+            await asyncio.sleep(1)
+            limited = [p for w in self.workers.values() for p in w.procs.values()
+                       if p.memory_limit and p.process.returncode is None]
+            if not limited:
+                continue
+            usage = await asyncio.to_thread(group_rss, [p.process.pid for p in limited])
+            for proc in limited:
+                if usage.get(proc.process.pid, 0) > proc.memory_limit:
+                    logger.info("container %s over its memory limit: killed", proc.name)
+                    proc.oom_killed = True
+                    _killpg(proc.process.pid, signal.SIGKILL)
+
+
+@dataclass
+class _Proc:
+    name: str
+    process: asyncio.subprocess.Process
+    pumps: list[asyncio.Task[None]]
+    memory_limit: int
+    started_at: str
+    oom_killed: bool = False
+
+
+@dataclass
+class _Prepared:
+    argv: list[str]
+    env: dict[str, str]
+    workdir: str
+    mounts: list[tuple[str, str, str]]
+    privileges: list[str]
+
+
+class PodWorker:
+    def __init__(self, runtime: Runtime, pod: Obj, *, restarted: bool) -> None:
+        self.rt = runtime
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid: str = meta["uid"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.dir: Path = runtime.state_dir / "pods" / self.uid
+        self.procs: dict[str, _Proc] = {}
+        self.pod_ip = ""
+        self.sandbox_ready = False
+        self.deleting = False
+        self.gone = False
+        self.changed = asyncio.Event()
+        self.dirty = asyncio.Event()
+        self.finished = asyncio.Event()
+        status = pod.get("status") or {}
+        self.start_time: str = status.get("startTime") or podstatus.now()
+        self.terminal = status.get("phase") in {"Succeeded", "Failed"}
+        self._adopted_terminal = self.terminal  # finished before this worker: nothing left to report
+        self.init = self._states(pod["spec"].get("initContainers", []), status.get("initContainerStatuses"),
+                                 init=True, restarted=restarted)
+        self.containers = self._states(pod["spec"]["containers"], status.get("containerStatuses"),
+                                       init=False, restarted=restarted)
+        self._crashes: dict[str, int] = {}
+        self._sandbox_op: asyncio.Task[str] | None = None
+        self._tokens: dict[str, tuple[str, float, float]] = {}
+        self.task = asyncio.create_task(self._run(), name=f"pod {self.namespace}/{self.name}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def spec(self) -> Obj:
+        return self.pod["spec"]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _states(specs: list[Obj], previous: list[Obj] | None, *, init: bool, restarted: bool
+                ) -> list[ContainerState]:
+        """Container states, continuing what the API shows (restart counts survive agent restarts)."""
+        before = {c["name"]: c for c in previous or []}
+        states = []
+        for c in specs:
+            cs = ContainerState(name=c["name"], image=c.get("image", ""), init=init)
+            if old := before.get(c["name"]):
+                cs.restart_count = old.get("restartCount", 0)
+                cs.last_state = old.get("lastState") or {}
+                state = old.get("state") or {}
+                if "terminated" in state:
+                    cs.state = state
+                elif "running" in state and restarted:
+                    cs.state = {"terminated": {
+                        "exitCode": 137, "reason": "Error", "startedAt": state["running"].get("startedAt"),
+                        "finishedAt": podstatus.now(), "message": "stopped by a restart of the node agent"}}
+            states.append(cs)
+        return states
+
+    # ----------------------------------------------------------------------------- desired state
+
+    def update(self, pod: Obj) -> None:
+        self.pod = pod
+        self.changed.set()
+
+    def vanish(self) -> None:
+        self.gone = True
+        self.changed.set()
+
+    async def _deletion_requested(self) -> None:
+        while not (self.gone or self.pod["metadata"].get("deletionTimestamp")):
+            self.changed.clear()
+            await self.changed.wait()
+
+    def _grace(self) -> float:
+        meta = self.pod["metadata"]
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = self.spec.get("terminationGracePeriodSeconds", 30)
+        return float(grace) if not self.gone else min(float(grace), 2.0)
+
+    async def _run(self) -> None:
+        status_task = asyncio.create_task(self._sync_status())
+        deletion = asyncio.create_task(self._deletion_requested())
+        life = asyncio.create_task(self._lifecycle())
+        try:
+            await asyncio.wait({life, deletion}, return_when=asyncio.FIRST_COMPLETED)
+            if life.done():
+                if exc := life.exception():
+                    logger.error("pod %s lifecycle failed: %r", self.key, exc)
+                self.terminal = True
+                await self._teardown_sandbox()
+                self.dirty.set()
+                await deletion
+            life.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await life
+            self.deleting = True
+            await self.stop(self._grace())
+            status_task.cancel()  # a patch still in flight must not land after the final one
+            with contextlib.suppress(asyncio.CancelledError):
+                await status_task
+            await self._flush_status()
+            await self._teardown_sandbox()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if not self.gone:
+                await self._final_delete()
+        finally:
+            for task in (status_task, deletion, life):
+                task.cancel()
+            self.finished.set()
+            self.rt.workers.pop(self.uid, None)
+
+    async def _final_delete(self) -> None:
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": self.uid}}
+        try:
+            await self.rt.api.request("DELETE", f"/api/v1/namespaces/{self.namespace}/pods/{self.name}",
+                                      body=body)
+        except ApiError as e:
+            if e.status not in (404, 409):
+                logger.warning("final delete of %s failed: %s", self.key, e)
+
+    # ------------------------------------------------------------------------------------ status
+
+    async def _sync_status(self) -> None:
+        last: Obj | None = None
+        while True:
+            await self.dirty.wait()
+            await asyncio.sleep(0.1)  # let a burst of changes land in one patch
+            self.dirty.clear()
+            last = await self._push_status(last)
+
+    async def _flush_status(self) -> None:
+        if not self._adopted_terminal:
+            await self._push_status(None)
+
+    async def _push_status(self, last: Obj | None) -> Obj | None:
+        if self.gone or self._adopted_terminal:
+            return last
+        built = podstatus.build(self.pod, pod_ip=self.pod_ip, host_ip=self.rt.node_ip,
+                                start_time=self.start_time, sandbox_ready=self.sandbox_ready,
+                                init=self.init, containers=self.containers, deleting=self.deleting)
+        if last is not None and podstatus.same(built, last):
+            return last
+        path = f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status"
+        try:
+            self.pod = await self.rt.api.patch(path, {"status": built}, strategic=True)
+        except ApiError as e:
+            if e.status != 404:
+                logger.warning("status of %s not written: %s", self.key, e)
+                self.dirty.set()
+                await asyncio.sleep(1)
+            return last
+        except aiohttp.ClientError as e:
+            logger.warning("status of %s not written: %s", self.key, e)
+            self.dirty.set()
+            await asyncio.sleep(1)
+            return last
+        return built
+
+    # --------------------------------------------------------------------------------- lifecycle
+
+    async def _lifecycle(self) -> None:
+        if self.terminal:
+            return
+        await self._setup_sandbox()
+        refresher = asyncio.create_task(self._refresh_tokens())
+        try:
+            specs = self.spec.get("initContainers", [])
+            for cs, spec in zip(self.init, specs, strict=True):
+                await self._supervise(cs, spec, init=True)
+                if cs.exit_code != 0:
+                    return
+            pairs = zip(self.containers, self.spec["containers"], strict=True)
+            await asyncio.gather(*(self._supervise(cs, spec, init=False) for cs, spec in pairs))
+        finally:
+            refresher.cancel()
+
+    def _should_restart(self, exit_code: int, *, init: bool) -> bool:
+        policy = self.spec.get("restartPolicy", "Always")
+        if init:
+            return exit_code != 0 and policy != "Never"
+        return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+    async def _supervise(self, cs: ContainerState, spec: Obj, *, init: bool) -> None:
+        """Run one container for as long as its restart policy says, with crash back-off."""
+        if init and cs.exit_code == 0:
+            return
+        while True:
+            if (exit_code := cs.exit_code) is not None:
+                if not self._should_restart(exit_code, init=init):
+                    return
+                terminated = cs.state["terminated"]
+                cs.last_state = {"terminated": terminated}
+                crashes = self._crashes.get(cs.name, 0) + 1
+                self._crashes[cs.name] = crashes
+                delay = backoff_seconds(crashes)
+                if delay:
+                    reason = ("ExecutableNotFound" if terminated.get("reason") == "ExecutableNotFound"
+                              else "CrashLoopBackOff")
+                    message = (f"back-off {delay:.0f}s restarting failed container={cs.name} "
+                               f"pod={self.name}_{self.namespace}({self.uid})")
+                    cs.state = {"waiting": {"reason": reason, "message": message}}
+                    self.dirty.set()
+                    await asyncio.sleep(delay)
+                cs.restart_count += 1
+            await self._run_container(cs, spec)
+
+    async def _run_container(self, cs: ContainerState, spec: Obj) -> None:
+        while True:
+            try:
+                prepared = await self._prepare(spec)
+                break
+            except podspec.ConfigError as e:
+                cs.state = {"waiting": {"reason": e.reason, "message": e.message}}
+                self.dirty.set()
+                await asyncio.sleep(_CONFIG_RETRY_SECONDS)
+        executable = podspec.find_executable(prepared.argv[0], path=prepared.env["PATH"],
+                                             workdir=prepared.workdir)
+        if executable is None:
+            at = podstatus.now()
+            cs.state = {"terminated": {
+                "exitCode": 127, "reason": "ExecutableNotFound", "startedAt": at, "finishedAt": at,
+                "message": f'executable "{prepared.argv[0]}" not found in $PATH '
+                           f'({prepared.env["PATH"]}) for image {spec.get("image")!r}'}}
+            self.dirty.set()
+            return
+        started_at = podstatus.now()
+        ran_since = time.monotonic()
+        proc = await self._spawn(cs, spec, prepared, started_at)
+        cs.container_id = f"loopwright://{self.uid}/{cs.name}/{cs.restart_count}"
+        cs.state = {"running": {"startedAt": started_at}}
+        cs.started = spec.get("startupProbe") is None
+        cs.ready = spec.get("readinessProbe") is None and not cs.init
+        self.dirty.set()
+        probes = asyncio.create_task(self._probe_all(cs, spec, proc))
+        try:
+            returncode = await proc.process.wait()
+        finally:
+            probes.cancel()
+        _killpg(proc.process.pid, signal.SIGKILL)  # what is left of the group goes with the main process
+        await asyncio.gather(*proc.pumps, return_exceptions=True)
+        if time.monotonic() - ran_since > _BACKOFF_RESET_SECONDS:
+            self._crashes.pop(cs.name, None)
+        self._record_exit(cs, spec, proc, returncode)
+
+    def _record_exit(self, cs: ContainerState, spec: Obj, proc: _Proc, returncode: int) -> None:
+        self.procs.pop(cs.name, None)
+        exit_code = returncode if returncode >= 0 else 128 - returncode
+        reason = "OOMKilled" if proc.oom_killed else "Completed" if exit_code == 0 else "Error"
+        terminated: Obj = {"exitCode": exit_code, "reason": reason, "startedAt": proc.started_at,
+                           "finishedAt": podstatus.now(), "containerID": cs.container_id}
+        if returncode < 0:
+            terminated["signal"] = -returncode
+        if message := self._termination_message(cs, spec, exit_code):
+            terminated["message"] = message
+        cs.state = {"terminated": terminated}
+        cs.ready = False
+        cs.started = False
+        self.dirty.set()
+
+    def _termination_message(self, cs: ContainerState, spec: Obj, exit_code: int) -> str:
+        path = self.dir / "termination" / cs.name
+        with contextlib.suppress(OSError):
+            message = path.read_bytes()[:4096].decode(errors="replace")
+            if message:
+                return message
+        if spec.get("terminationMessagePolicy") == "FallbackToLogsOnError" and exit_code != 0:
+            log = self.log_path(cs.name, cs.restart_count)
+            with contextlib.suppress(OSError):
+                lines = log.read_bytes().splitlines()[-80:]
+                text = b"\n".join(line.split(b" ", 3)[-1] for line in lines)
+                return text[-2048:].decode(errors="replace")
+        return ""
+
+    def log_path(self, container: str, restart_count: int) -> Path:
+        return self.dir / "logs" / container / f"{restart_count}.log"
+
+    def log_source(self, container: str, *, previous: bool) -> LogSource | None:
+        cs = next((c for c in [*self.init, *self.containers] if c.name == container), None)
+        if cs is None:
+            return None
+        count = cs.restart_count - 1 if previous else cs.restart_count
+        if count < 0:
+            return None
+        path = self.log_path(container, count)
+        return LogSource(path=path, active=lambda: not previous and container in self.procs
+                         and cs.restart_count == count)
+
+    # ----------------------------------------------------------------------------------- sandbox
+
+    async def _setup_sandbox(self) -> None:
+        self.pod_ip = self.rt.allocate_ip(self.uid)  # before volumes: the downward API may show it
+        while True:
+            try:
+                await self._write_volumes(refresh=False)
+                break
+            except podspec.ConfigError as e:
+                for cs in [*self.init, *self.containers]:
+                    cs.state = {"waiting": {"reason": "ContainerCreating", "message": e.message}}
+                self.dirty.set()
+                await asyncio.sleep(_CONFIG_RETRY_SECONDS)
+        for cs in [*self.init, *self.containers]:
+            if "waiting" in cs.state:
+                cs.state = {"waiting": {"reason": "PodInitializing" if not cs.init and self.init
+                                        else "ContainerCreating"}}
+        setup = asyncio.to_thread(network.setup_pod, uid=self.uid, ip=self.pod_ip)
+        self._sandbox_op = asyncio.create_task(setup)
+        await asyncio.shield(self._sandbox_op)
+        (self.dir / "resolv.conf").write_text(podspec.resolv_conf(namespace=self.namespace,
+                                                                  nameserver=self.rt.dns))
+        (self.dir / "hosts").write_text(podspec.etc_hosts(pod_ip=self.pod_ip, hostname=self._hostname()))
+        self.sandbox_ready = True
+        self.dirty.set()
+
+    async def _teardown_sandbox(self) -> None:
+        if self._sandbox_op is not None:
+            with contextlib.suppress(Exception):
+                await self._sandbox_op
+            self._sandbox_op = None
+        if self.pod_ip or self.sandbox_ready:
+            await asyncio.to_thread(network.teardown_pod, uid=self.uid)
+            self.rt.release_ip(self.uid)
+        self.sandbox_ready = False
+
+    async def _fetch(self, kind: str, names: Iterable[str]) -> dict[str, Obj | None]:
+        found: dict[str, Obj | None] = {}
+        for name in names:
+            found[name] = await self.rt.api.get_or_none(f"/api/v1/namespaces/{self.namespace}/{kind}/{name}")
+        return found
+
+    async def _token(self, source: Obj) -> str:
+        """A service-account token bound to this pod (TokenRequest), reused until 80% of its life."""
+        audience = source.get("audience") or ""
+        ttl = int(source.get("expirationSeconds", 3600))
+        cached = self._tokens.get(source["path"])
+        if cached and time.monotonic() < cached[1] + 0.8 * cached[2]:
+            return cached[0]
+        account = self.spec.get("serviceAccountName") or "default"
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {
+            "audiences": [audience] if audience else None, "expirationSeconds": ttl,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}}}
+        try:
+            issued = await self.rt.api.request(
+                "POST", f"/api/v1/namespaces/{self.namespace}/serviceaccounts/{account}/token", body=body)
+        except ApiError as e:
+            raise podspec.ConfigError("FailedMount", f"token for service account {account!r}: {e}") from e
+        token: str = issued["status"]["token"]
+        self._tokens[source["path"]] = (token, time.monotonic(), float(ttl))
+        return token
+
+    def _context(self) -> podspec.PodContext:
+        return podspec.PodContext(pod=self.pod, pod_ip=self.pod_ip, host_ip=self.rt.node_ip,
+                                  node_allocatable=self.rt.allocatable)
+
+    async def _write_volumes(self, *, refresh: bool) -> None:
+        """Create every volume's directory and content; `refresh` rewrites only token volumes."""
+        configmaps, secrets = podspec.referenced_names(self.pod)
+        cms, secs = await self._fetch("configmaps", configmaps), await self._fetch("secrets", secrets)
+        for volume in self.spec.get("volumes", []):
+            root = self.dir / "volumes" / volume["name"]
+            sources = podspec.token_sources(volume)
+            if refresh and not sources:
+                continue
+            tokens = {s["path"]: await self._token(s) for s in sources}
+            files = podspec.volume_files(self._context(), volume, configmaps=cms, secrets=secs, tokens=tokens)
+            if files is None:
+                if "emptyDir" in volume:
+                    root.mkdir(parents=True, exist_ok=True)
+                    root.chmod(0o777)
+                elif "hostPath" not in volume:
+                    kind = next(k for k in volume if k != "name")
+                    message = f"volume {volume['name']!r}: {kind} is not supported on this node"
+                    raise podspec.ConfigError("FailedMount", message)
+                continue
+            root.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                target = root / f.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.tmp")
+                tmp.write_bytes(f.data)
+                tmp.chmod(f.mode)
+                tmp.replace(target)
+
+    async def _refresh_tokens(self) -> None:
+        while True:
+            await asyncio.sleep(_TOKEN_CHECK_SECONDS)
+            try:
+                await self._write_volumes(refresh=True)
+            except (podspec.ConfigError, ApiError, aiohttp.ClientError) as e:
+                logger.warning("token refresh for %s failed: %s", self.key, e)
+
+    # -------------------------------------------------------------------------------- containers
+
+    def _hostname(self) -> str:
+        return str(self.spec.get("hostname") or self.name)[:63]
+
+    def _security(self, spec: Obj) -> tuple[int | None, int | None, int | None, bool]:
+        pod_ctx = self.spec.get("securityContext") or {}
+        ctx = {**pod_ctx, **(spec.get("securityContext") or {})}
+        non_root = bool(ctx.get("runAsNonRoot"))
+        return ctx.get("runAsUser"), ctx.get("runAsGroup"), pod_ctx.get("fsGroup"), non_root
+
+    async def _prepare(self, spec: Obj) -> _Prepared:
+        configmaps, secrets = podspec.referenced_names(self.pod)
+        cms, secs = await self._fetch("configmaps", configmaps), await self._fetch("secrets", secrets)
+        services = (await self.rt.api.get(f"/api/v1/namespaces/{self.namespace}/services"))["items"]
+        if self.namespace != podspec.MASTER_NAMESPACE:
+            master = await self.rt.api.get_or_none("/api/v1/namespaces/default/services/kubernetes")
+            services += [master] if master else []
+        links = podspec.service_env(services, namespace=self.namespace,
+                                    enable_links=self.spec.get("enableServiceLinks", True))
+        user, group, fs_group, non_root = self._security(spec)
+        if non_root and not user:
+            raise podspec.ConfigError("CreateContainerConfigError",
+                                      "container has runAsNonRoot and image will run as root")
+        base = {"PATH": podspec.image_path(spec.get("image", ""), venv_bin=self.rt.venv_bin),
+                "HOSTNAME": self._hostname(), "HOME": "/root" if not user else "/"}
+        env = podspec.container_env(self._context(), spec, services_env=links, configmaps=cms,
+                                    secrets=secs, base=base)
+        argv = podspec.container_argv(spec, env)
+        privileges: list[str] = []
+        if user is not None or group is not None:
+            privileges = [f"--reuid={user or 0}", f"--regid={group or 0}"]
+            privileges.append(f"--groups={fs_group}" if fs_group is not None else "--clear-groups")
+        return _Prepared(argv=argv, env=env, workdir=spec.get("workingDir") or "/",
+                         mounts=self._mounts(spec), privileges=privileges)
+
+    def _mounts(self, spec: Obj) -> list[tuple[str, str, str]]:
+        volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        mounts = []
+        for mount in spec.get("volumeMounts", []):
+            volume = volumes.get(mount["name"])
+            if volume is None:
+                raise podspec.ConfigError("CreateContainerConfigError", f"no volume {mount['name']!r}")
+            if "hostPath" in volume:
+                source = Path(volume["hostPath"]["path"])
+            else:
+                source = self.dir / "volumes" / mount["name"]
+            if sub := mount.get("subPath"):
+                source = source / sub
+                if "emptyDir" in volume:
+                    source.mkdir(parents=True, exist_ok=True)
+            content = any(k in volume for k in ("configMap", "secret", "projected", "downwardAPI"))
+            mode = "ro" if mount.get("readOnly") or content else "rw"
+            mounts.append((str(source), mount["mountPath"], mode))
+        mounts.append((str(self.dir / "resolv.conf"), "/etc/resolv.conf", "ro"))
+        mounts.append((str(self.dir / "hosts"), "/etc/hosts", "ro"))
+        return mounts
+
+    async def _spawn(self, cs: ContainerState, spec: Obj, prepared: _Prepared, started_at: str) -> _Proc:
+        termination = self.dir / "termination" / cs.name
+        termination.parent.mkdir(parents=True, exist_ok=True)
+        termination.write_bytes(b"")
+        termination.chmod(0o666)
+        mounts = [*prepared.mounts,
+                  (str(termination), spec.get("terminationMessagePath") or "/dev/termination-log", "rw")]
+        mounts_file = self.dir / "mounts" / cs.name
+        mounts_file.parent.mkdir(parents=True, exist_ok=True)
+        mounts_file.write_text("".join(f"{s}\t{t}\t{m}\n" for s, t, m in mounts))
+        netns, _ = network.pod_ids(self.uid)
+        command = [_tool("ip"), "netns", "exec", netns, _tool("unshare"), "--mount", "--uts",
+                   "--propagation", "private", _tool("sh"), str(LAUNCHER), str(mounts_file),
+                   self._hostname(), prepared.workdir,
+                   *prepared.privileges, "--", *prepared.argv]
+        log = self.log_path(cs.name, cs.restart_count)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(b"")
+        process = await asyncio.create_subprocess_exec(
+            *command, env=prepared.env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=64 * 1024)
+        assert process.stdout is not None
+        assert process.stderr is not None
+        pumps = [asyncio.create_task(pump(process.stdout, "stdout", log)),
+                 asyncio.create_task(pump(process.stderr, "stderr", log))]
+        limit = (spec.get("resources") or {}).get("limits", {}).get("memory")
+        proc = _Proc(name=cs.name, process=process, pumps=pumps, started_at=started_at,
+                     memory_limit=int(podspec.parse_quantity(limit)) if limit else 0)
+        self.procs[cs.name] = proc
+        self._record_procs()
+        return proc
+
+    def _record_procs(self) -> None:
+        record = {name: [p.process.pid, _proc_start_ticks(p.process.pid)] for name, p in self.procs.items()}
+        (self.dir / "procs.json").write_text(json.dumps(record))
+
+    async def _kill(self, proc: _Proc, grace: float) -> None:
+        """SIGTERM the container's process group, SIGKILL it after the grace period."""
+        if proc.process.returncode is not None:
+            return
+        _killpg(proc.process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.process.wait()), timeout=max(grace, 0))
+        except TimeoutError:
+            _killpg(proc.process.pid, signal.SIGKILL)
+            await proc.process.wait()
+
+    async def stop(self, grace: float) -> None:
+        """Stop every process of the pod and record how each container ended."""
+        procs = list(self.procs.values())
+        await asyncio.gather(*(self._kill(p, grace) for p in procs))
+        specs = [*self.spec.get("initContainers", []), *self.spec["containers"]]
+        by_name = {c.name: (c, s) for c, s in zip([*self.init, *self.containers], specs, strict=True)}
+        for proc in procs:
+            await asyncio.gather(*proc.pumps, return_exceptions=True)
+            cs, spec = by_name[proc.name]
+            if proc.name in self.procs:
+                self._record_exit(cs, spec, proc, proc.process.returncode or 0)
+        for cs in [*self.init, *self.containers]:
+            if "waiting" in cs.state and self.deleting:
+                crashed = bool(cs.last_state)
+                cs.state = {"terminated": {"exitCode": 137 if crashed else 0,
+                                           "reason": "ContainerStatusUnknown" if crashed else "Completed",
+                                           "message": "the pod was deleted before the container ran"}}
+        if (self.dir / "procs.json").exists():
+            self._record_procs()
+
+    # ------------------------------------------------------------------------------------ probes
+
+    async def _probe_all(self, cs: ContainerState, spec: Obj, proc: _Proc) -> None:
+        startup = _probe(spec.get("startupProbe"))
+        if startup is not None:
+            await self._probe_loop(cs, spec, proc, startup, kind="startup")
+        cs.started = True
+        self.dirty.set()
+        loops = []
+        if (liveness := _probe(spec.get("livenessProbe"))) is not None:
+            loops.append(self._probe_loop(cs, spec, proc, liveness, kind="liveness"))
+        if (readiness := _probe(spec.get("readinessProbe"))) is not None:
+            loops.append(self._probe_loop(cs, spec, proc, readiness, kind="readiness"))
+        await asyncio.gather(*loops)
+
+    async def _probe_loop(self, cs: ContainerState, spec: Obj, proc: _Proc, probe: Obj, *, kind: str) -> None:
+        """Probe until the verdict changes what the container is: returns when a startup probe passes."""
+        await asyncio.sleep(probe["initialDelaySeconds"])
+        successes = failures = 0
+        while proc.process.returncode is None:
+            ok = await self._probe_once(probe, spec)
+            successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
+            if kind == "startup" and successes >= probe["successThreshold"]:
+                return
+            if kind == "readiness":
+                ready = cs.ready
+                if successes >= probe["successThreshold"]:
+                    ready = True
+                elif failures >= probe["failureThreshold"]:
+                    ready = False
+                if ready != cs.ready:
+                    cs.ready = ready
+                    self.dirty.set()
+            elif failures >= probe["failureThreshold"]:
+                logger.info("%s: container %s failed its %s probe: restarting", self.key, cs.name, kind)
+                grace = probe.get("terminationGracePeriodSeconds") or self.spec.get(
+                    "terminationGracePeriodSeconds", 30)
+                await self._kill(proc, float(grace))
+                return
+            await asyncio.sleep(probe["periodSeconds"])
+
+    def _port(self, spec: Obj, port: int | str) -> int:
+        if isinstance(port, int) or str(port).isdigit():
+            return int(port)
+        for p in spec.get("ports", []):
+            if p.get("name") == port:
+                return int(p["containerPort"])
+        raise ValueError(f"no container port named {port!r}")
+
+    async def _probe_once(self, probe: Obj, spec: Obj) -> bool:
+        timeout = float(probe["timeoutSeconds"])
+        try:
+            if http := probe.get("httpGet"):
+                scheme = http.get("scheme", "HTTP").lower()
+                host = http.get("host") or self.pod_ip
+                url = f"{scheme}://{host}:{self._port(spec, http['port'])}{http.get('path', '/')}"
+                headers = {h["name"]: h["value"] for h in http.get("httpHeaders", [])}
+                async with self.rt.probe_session().get(url, headers=headers, allow_redirects=False,
+                                                       timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                    return 200 <= resp.status < 400
+            if tcp := probe.get("tcpSocket"):
+                host = tcp.get("host") or self.pod_ip
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, self._port(spec, tcp["port"])), timeout)
+                writer.close()
+                return True
+            if exec_ := probe.get("exec"):
+                return await self._exec_probe(exec_["command"], spec, timeout)
+        except (OSError, TimeoutError, aiohttp.ClientError, ValueError):
+            return False
+        return False
+
+    async def _exec_probe(self, command: list[str], spec: Obj, timeout: float) -> bool:
+        proc = self.procs.get(spec["name"])
+        if proc is None:
+            return False
+        checker = await asyncio.create_subprocess_exec(
+            _tool("nsenter"), f"--target={proc.process.pid}", "--mount", "--net", "--uts", "--", *command,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        try:
+            return await asyncio.wait_for(checker.wait(), timeout) == 0
+        except TimeoutError:
+            _killpg(checker.pid, signal.SIGKILL)
+            await checker.wait()
+            return False
