@@ -128,6 +128,10 @@ class Profile(ApiModel):
         default=None,
         description="Distribution of the model's predictions on the hold-out set.",
     )
+    label: FeatureProfile | None = Field(
+        default=None,
+        description="Distribution of the label column in the profiled rows (absent when unknown).",
+    )
     # ``schema`` would shadow a BaseModel attribute, hence the explicit alias.
     dataset_schema: DatasetSchema | None = Field(default=None, alias="schema")
     task: TaskType | None = None

@@ -128,7 +128,10 @@ def put_bytes(uri: str, data: bytes, *, checksum: bool = True) -> str:
         except ClientError as exc:
             raise StorageError(f"cannot write {uri}: {exc}") from exc
     else:
-        _write_local(Path(loc.key), data)
+        try:
+            _write_local(Path(loc.key), data)
+        except OSError as exc:
+            raise StorageError(f"cannot write {uri}: {exc}") from exc
     return digest.hexdigest()
 
 

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
+
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
 from loopwright.profile import (
     FeatureKind,
@@ -16,7 +18,6 @@ from loopwright.profile import (
     profile_numeric,
     top_categories,
 )
-from pydantic import ValidationError
 
 
 def test_edges_of_continuous_column_are_deciles_and_strictly_increasing():
@@ -163,7 +164,7 @@ def test_profile_wire_round_trip_uses_camel_case_and_schema_key():
         rows=3,
         features={"a": profile_numeric([1.0, 2.0, 3.0]), "c": profile_categorical(["u", "v", "u"])},
         prediction=profile_categorical(["0", "1", "1"], categories=["0", "1"]),
-        schema=schema,
+        dataset_schema=schema,
         task=TaskType.CLASSIFICATION,
         classes=["0", "1"],
     )

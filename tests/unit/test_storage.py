@@ -3,8 +3,9 @@ import hashlib
 import socket
 
 import pytest
-from loopwright import storage
 from moto.server import ThreadedMotoServer
+
+from loopwright import storage
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""The Dataset profiling Job (run as ``python -m loopwright.profiler``)."""
