@@ -1,0 +1,107 @@
+"""Operator configuration, kopf settings and the metrics/health endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from loopwright import config, metrics
+from loopwright.main import configure_kopf
+
+
+def test_defaults() -> None:
+    cfg = config.load({})
+    assert cfg.namespaces == ()
+    assert cfg.clusterwide
+    assert cfg.artifact_bucket == "loopwright"
+    assert cfg.s3_endpoint is None
+    assert cfg.s3_secret is None
+    assert cfg.trainer_image == "loopwright/trainer:0.1.0"
+    assert cfg.predictor_image == "loopwright/predictor:0.1.0"
+    assert cfg.metrics_port == 8000
+
+
+def test_all_settings() -> None:
+    cfg = config.load(
+        {
+            "LOOPWRIGHT_NAMESPACES": "team-a, team-b",
+            "LOOPWRIGHT_S3_ENDPOINT": "http://s3.loopwright-system.svc:9000",
+            "LOOPWRIGHT_ARTIFACT_BUCKET": "ml-artifacts",
+            "LOOPWRIGHT_S3_SECRET": "loopwright-system/loopwright-s3",
+            "LOOPWRIGHT_TRAINER_IMAGE": "registry.local:5000/loopwright/trainer:dev",
+            "LOOPWRIGHT_PREDICTOR_IMAGE": "loopwright/predictor@sha256:" + "a" * 64,
+            "LOOPWRIGHT_METRICS_PORT": "9100",
+        }
+    )
+    assert cfg.namespaces == ("team-a", "team-b")
+    assert not cfg.clusterwide
+    assert str(cfg.s3_secret) == "loopwright-system/loopwright-s3"
+    assert cfg.metrics_port == 9100
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOOPWRIGHT_NAMESPACES", "Team_A"),
+        ("LOOPWRIGHT_S3_ENDPOINT", "s3.local:9000"),
+        ("LOOPWRIGHT_ARTIFACT_BUCKET", "My_Bucket"),
+        ("LOOPWRIGHT_S3_SECRET", "just-a-name"),
+        ("LOOPWRIGHT_S3_SECRET", "ns/"),
+        ("LOOPWRIGHT_TRAINER_IMAGE", "has space:1"),
+        ("LOOPWRIGHT_METRICS_PORT", "80a"),
+        ("LOOPWRIGHT_METRICS_PORT", "70000"),
+    ],
+)
+def test_bad_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(config.ConfigError, match=name):
+        config.load({name: value})
+
+
+def test_every_bad_setting_is_reported_at_once() -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.load({"LOOPWRIGHT_METRICS_PORT": "0", "LOOPWRIGHT_ARTIFACT_BUCKET": "x"})
+    assert "LOOPWRIGHT_METRICS_PORT" in str(info.value)
+    assert "LOOPWRIGHT_ARTIFACT_BUCKET" in str(info.value)
+
+
+def test_kopf_settings() -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings)
+    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert settings.persistence.consistency_timeout < 5
+    assert settings.watching.server_timeout is not None
+    assert settings.watching.client_timeout is not None
+    assert settings.watching.client_timeout > settings.watching.server_timeout
+
+
+def _value(name: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_reconcile_metrics_count_errors() -> None:
+    before = _value("loopwright_operator_reconciles_total", kind="Test", handler="h")
+    errors = _value("loopwright_operator_reconcile_errors_total", kind="Test", handler="h")
+    with metrics.reconcile(kind="Test", handler="h"):
+        pass
+    with pytest.raises(RuntimeError), metrics.reconcile(kind="Test", handler="h"):
+        raise RuntimeError("boom")
+    assert _value("loopwright_operator_reconciles_total", kind="Test", handler="h") == before + 2
+    assert _value("loopwright_operator_reconcile_errors_total", kind="Test", handler="h") == errors + 1
+    assert _value("loopwright_operator_reconcile_duration_seconds_count", kind="Test") >= 2
+
+
+def test_http_endpoints() -> None:
+    async def fetch() -> tuple[int, str, int, str]:
+        async with TestClient(TestServer(metrics.app())) as client:
+            health = await client.get("/healthz")
+            scrape = await client.get("/metrics")
+            return health.status, await health.text(), scrape.status, await scrape.text()
+
+    health_code, health_text, metrics_code, body = asyncio.run(fetch())
+    assert (health_code, health_text) == (200, "ok\n")
+    assert metrics_code == 200
+    assert "loopwright_operator_reconciles_total" in body
+    assert "process_resident_memory_bytes" in body
