@@ -97,6 +97,8 @@ class EstimatorSpec:
     import_path: str
     task: TaskType
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    dense_input: bool = False
+    """Needs a dense matrix (the one-hot encoding is then not kept sparse)."""
 
 
 def _int(low: float, high: float | None = None, *, nullable: bool = False) -> ParamSpec:
@@ -251,6 +253,7 @@ ESTIMATORS: Mapping[str, EstimatorSpec] = {
         "sklearn.ensemble.HistGradientBoostingClassifier",
         TaskType.CLASSIFICATION,
         {**_HIST_GRADIENT_BOOSTING, "class_weight": _choice("balanced", nullable=True)},
+        dense_input=True,
     ),
     "HistGradientBoostingRegressor": EstimatorSpec(
         "sklearn.ensemble.HistGradientBoostingRegressor",
@@ -260,6 +263,7 @@ ESTIMATORS: Mapping[str, EstimatorSpec] = {
             "loss": _choice("squared_error", "absolute_error", "gamma", "poisson", "quantile"),
             "quantile": _float(0.0, 1.0, nullable=True),
         },
+        dense_input=True,
     ),
 }
 

@@ -1,0 +1,1 @@
+"""The training Job (run as ``python -m loopwright.trainer``)."""

@@ -1,0 +1,197 @@
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopwright import _job, artifacts
+from loopwright.profile import Profile
+from loopwright.trainer import metrics
+from loopwright.trainer.__main__ import main
+
+CLS_SCHEMA = {
+    "label": {"name": "y", "task": "classification"},
+    "columns": [
+        {"name": "a", "type": "numeric"},
+        {"name": "b", "type": "numeric", "nullable": True},
+        {"name": "c", "type": "categorical"},
+    ],
+}
+REG_SCHEMA = {**CLS_SCHEMA, "label": {"name": "y", "task": "regression"}}
+
+
+def _write(path, n=300, *, classes=2, regression=False, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    b = rng.uniform(0, 10, size=n)
+    c = rng.choice(["x", "y", "z"], size=n)
+    score = a + 0.3 * b + (c == "x") + rng.normal(scale=0.3, size=n)
+    y = score if regression else np.digitize(score, np.quantile(score, np.linspace(0, 1, classes + 1)[1:-1]))
+    lines = ["a,b,c,y"] + [
+        f"{a[i]:.5f},{'' if i % 25 == 0 else f'{b[i]:.4f}'},{c[i]},{y[i]}" for i in range(n)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _train(tmp_path, *, schema=CLS_SCHEMA, estimator="LogisticRegression", params=None, digest=None,
+           extra=(), data="d.csv"):
+    src = tmp_path / data
+    out = tmp_path / "run"
+    code = main([
+        "--dataset-uri", str(src), "--dataset-digest", digest or hashlib.sha256(src.read_bytes()).hexdigest(),
+        "--schema-json", json.dumps(schema), "--estimator", estimator,
+        "--params-json", json.dumps(params or {}), "--seed", "7", "--output-prefix", f"{out}/", *extra,
+    ])
+    return code, out
+
+
+@pytest.fixture(autouse=True)
+def termination_log(tmp_path, monkeypatch):
+    path = tmp_path / "termination-log"
+    monkeypatch.setenv(_job.TERMINATION_LOG_ENV, str(path))
+    return path
+
+
+def _summary(termination_log):
+    return json.loads(termination_log.read_text())
+
+
+def test_binary_classification_writes_verified_outputs(tmp_path, termination_log):
+    digest = _write(tmp_path / "d.csv")
+    code, out = _train(tmp_path, digest=f"sha256:{digest}")
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    for name, file in [("model", "model.skops"), ("metrics", "metrics.json"), ("profile", "profile.json")]:
+        assert result["artifacts"][name]["sha256"] == hashlib.sha256((out / file).read_bytes()).hexdigest()
+    assert result["dataset"]["digest"] == f"sha256:{digest}"
+    assert result["rows"] == {"total": 300, "train": 240, "test": 60, "droppedUnlabelled": 0}
+    assert result["stratified"] is True
+    assert result["seed"] == 7
+    assert set(result["versions"]) >= {"python", "sklearn", "skops", "numpy"}
+    assert set(result["metrics"]) == set(metrics.CLASSIFICATION)
+    assert result["metrics"]["accuracy"] > 0.8
+    assert json.loads((out / "metrics.json").read_text()) == result["metrics"]
+
+    model = artifacts.load(str(out / "model.skops"), sha256=result["artifacts"]["model"]["sha256"])
+    assert model.named_steps["model"].random_state == 7
+    pred = model.predict(pd.DataFrame({"a": [-3.0, 3.0], "b": [np.nan, 9.0], "c": ["never-seen", "x"]}))
+    assert list(pred) == ["0", "1"]
+
+    profile = Profile.model_validate_json((out / "profile.json").read_bytes())
+    assert profile.rows == 240
+    assert profile.classes == ["0", "1"]
+    assert profile.prediction.categories == ["0", "1"]
+    assert sum(profile.prediction.counts) == 60
+    assert profile.features["b"].missing > 0
+    assert profile.features["c"].categories == ["x", "y", "z"]
+    assert profile.dataset_schema.label.task == "classification"
+    summary = _summary(termination_log)
+    assert summary["phase"] == "Succeeded"
+    assert summary["modelSha256"] == result["artifacts"]["model"]["sha256"]
+
+
+def test_same_seed_same_model(tmp_path):
+    _write(tmp_path / "d.csv")
+    _, out = _train(tmp_path, estimator="RandomForestClassifier", params={"n_estimators": 5})
+    first = json.loads((out / "result.json").read_text())
+    _, out = _train(tmp_path, estimator="RandomForestClassifier", params={"n_estimators": 5})
+    second = json.loads((out / "result.json").read_text())
+    assert first["metrics"] == second["metrics"]
+    assert first["artifacts"]["profile"]["sha256"] == second["artifacts"]["profile"]["sha256"]
+
+
+def test_multiclass_metrics_and_primary(tmp_path):
+    _write(tmp_path / "d.csv", classes=3)
+    code, out = _train(tmp_path, estimator="HistGradientBoostingClassifier", params={"max_iter": 20},
+                       extra=["--metrics", "f1_macro,accuracy,roc_auc"])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["primaryMetric"] == "f1_macro"
+    assert set(result["metrics"]) == {"f1_macro", "accuracy", "roc_auc"}
+    assert result["classes"] == ["0", "1", "2"]
+
+
+def test_regression(tmp_path):
+    _write(tmp_path / "d.csv", regression=True)
+    code, out = _train(tmp_path, schema=REG_SCHEMA, estimator="Ridge", params={"alpha": 0.5})
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert set(result["metrics"]) == {"r2", "rmse", "mae"}
+    assert result["metrics"]["r2"] > 0.8
+    assert result["stratified"] is False
+    profile = Profile.model_validate_json((out / "profile.json").read_bytes())
+    assert profile.prediction.kind == "numeric"
+    assert profile.classes is None
+
+
+def test_digest_mismatch_refuses_to_train(tmp_path, termination_log):
+    _write(tmp_path / "d.csv")
+    code, out = _train(tmp_path, digest="0" * 64)
+    assert code == _job.EXIT_BAD_DATA
+    assert _summary(termination_log)["error"] == "DigestMismatch"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "extra", "fragment"),
+    [
+        ("SVC", {}, (), "not allowed"),
+        ("LogisticRegression", {"C": -1}, (), "'C' must be"),
+        ("RandomForestRegressor", {}, (), "regression estimator"),
+        ("LogisticRegression", {}, ("--metrics", "rmse"), "does not apply"),
+        ("LogisticRegression", {"solver": "liblinear", "l1_ratio": 0.5}, (), "solver"),
+    ],
+)
+def test_bad_parameters_exit_2(tmp_path, termination_log, estimator, params, extra, fragment):
+    _write(tmp_path / "d.csv")
+    code, _ = _train(tmp_path, estimator=estimator, params=params, extra=extra)
+    assert code == _job.EXIT_BAD_PARAMETERS
+    summary = _summary(termination_log)
+    assert summary["error"] == "BadParameters"
+    assert fragment in summary["message"]
+
+
+def test_missing_column_is_bad_data(tmp_path, termination_log):
+    (tmp_path / "d.csv").write_text("a,c,y\n1,x,0\n2,y,1\n")
+    code, _ = _train(tmp_path)
+    assert code == _job.EXIT_BAD_DATA
+    assert "b" in _summary(termination_log)["message"]
+
+
+def test_stratify_falls_back_when_impossible(tmp_path):
+    rows = ["a,b,c,y"] + [f"{i},{i},x,{0 if i else 1}" for i in range(20)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    code, out = _train(tmp_path)
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["stratified"] is False
+    assert "fewer than 2" in result["notStratifiedReason"]
+
+
+def test_unlabelled_rows_are_dropped(tmp_path):
+    _write(tmp_path / "d.csv", regression=True)
+    text = (tmp_path / "d.csv").read_text().splitlines()
+    text[1] = text[1].rsplit(",", 1)[0] + ","
+    (tmp_path / "d.csv").write_text("\n".join(text) + "\n")
+    code, out = _train(tmp_path, schema=REG_SCHEMA, estimator="LinearRegression")
+    assert code == 0
+    assert json.loads((out / "result.json").read_text())["rows"]["droppedUnlabelled"] == 1
+
+
+def test_metrics_conventions():
+    y_true = np.array(["0", "1", "1", "0"], dtype=object)
+    y_pred = np.array(["0", "1", "0", "0"], dtype=object)
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
+    ev = metrics.evaluate("classification", ["precision", "recall", "roc_auc", "log_loss"],
+                          y_true=y_true, y_pred=y_pred, proba=proba, classes=["0", "1"])
+    assert ev.values["precision"] == 1.0
+    assert ev.values["recall"] == 0.5
+    assert ev.values["roc_auc"] == 1.0
+    ev = metrics.evaluate("classification", ["roc_auc"], y_true=y_true, y_pred=y_pred, proba=None,
+                          classes=["0", "1"])
+    assert "probabilities" in ev.skipped["roc_auc"]
+    ev = metrics.evaluate("regression", ["rmse", "mae"], y_true=np.array([0.0, 2.0]),
+                          y_pred=np.array([1.0, 1.0]))
+    assert ev.values == {"rmse": 1.0, "mae": 1.0}
