@@ -1,0 +1,1 @@
+"""Drift detection against the frozen reference profile of a ModelVersion."""
