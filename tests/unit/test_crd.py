@@ -169,5 +169,5 @@ def test_defaults_round_trip_through_the_models() -> None:
     defaults = {name: prop["default"] for name, prop in spec["properties"].items() if "default" in prop}
     model = DeploymentSpec.model_validate({"model": "m"}).to_wire()
     assert defaults["version"] == model["version"]
-    assert defaults["rollout"] == {}
+    assert defaults["rollout"] == model["rollout"]
     assert spec["properties"]["rollout"]["properties"]["steps"]["default"] == model["rollout"]["steps"]

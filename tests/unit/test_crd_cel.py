@@ -234,3 +234,16 @@ def _walk(node: Node) -> list[Node]:
         if isinstance(node.get(key), dict):
             out += _walk(node[key])
     return out
+
+
+def test_defaults_pass_their_own_rules_as_written() -> None:
+    """kube-apiserver refuses a CRD whose default breaks a rule of its node, and it checks the
+    default as written, without filling in the defaults nested below it."""
+    for kind in ALL_KINDS:
+        for node in _walk(_root(kind)):
+            if "default" not in node:
+                continue
+            errors: list[str] = []
+            _validate(node, node["default"], "default", errors)
+            _cel(node, node["default"], _MISSING, "default", errors)
+            assert errors == [], f"{kind.kind}: {node.get('description')}"

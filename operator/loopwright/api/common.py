@@ -85,12 +85,14 @@ def rules(*pairs: tuple[str, str]) -> JsonDict:
 
 
 def section(model: type[_M], *, description: str) -> Any:
-    """A nested object that is always present, so its own defaults apply.
+    """A nested object that is always present, with every default of its fields.
 
-    The CRD gets ``default: {}`` on this node: the API server then fills in the
-    defaults of the fields below it, exactly as pydantic's ``default_factory`` does.
+    The CRD's default is the model's own defaults written out in full, not ``{}``:
+    the API server checks a default against the CEL rules as it is, without first
+    filling in the defaults nested below it.
     """
-    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+    return Field(default_factory=model, description=description,
+                 json_schema_extra={"default": model().to_wire()})
 
 
 def list_map(*keys: str) -> JsonDict:
