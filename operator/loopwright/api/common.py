@@ -92,7 +92,8 @@ def section(model: type[_M], *, description: str) -> Any:
     filling in the defaults nested below it.
     """
     return Field(default_factory=model, description=description,
-                 json_schema_extra={"default": model().to_wire()})
+                 json_schema_extra={"default": model().model_dump(mode="json", by_alias=True,
+                                                                  exclude_none=True)})
 
 
 def list_map(*keys: str) -> JsonDict:
