@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The newest Python >= 3.11 on the machine creates the virtualenv.
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
 DEMO_SCRIPT := tests/cluster/demo.py
 CLUSTER_SCRIPT := tests/cluster/cluster.py

@@ -8,7 +8,10 @@ import kopf
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from loopwright import config, metrics
+from kubernetes.client import ApiException
+
+from loopwright import config, kube, metrics
+from loopwright.api.kinds import TRAINING_PIPELINE
 from loopwright.main import configure_kopf
 
 
@@ -105,3 +108,29 @@ def test_http_endpoints() -> None:
     assert metrics_code == 200
     assert "loopwright_operator_reconciles_total" in body
     assert "process_resident_memory_bytes" in body
+
+
+def test_create_or_adopt_reads_on_conflict_only() -> None:
+    def conflict() -> dict[str, str]:
+        raise ApiException(status=409, reason="AlreadyExists")
+
+    def forbidden() -> dict[str, str]:
+        raise ApiException(status=403, reason="Forbidden")
+
+    assert kube.create_or_adopt(create=lambda: {"made": "now"}, read=lambda: {"made": "before"}) == (
+        {"made": "now"},
+        True,
+    )
+    assert kube.create_or_adopt(create=conflict, read=lambda: {"made": "before"}) == (
+        {"made": "before"},
+        False,
+    )
+    with pytest.raises(ApiException):
+        kube.create_or_adopt(create=forbidden, read=lambda: {"made": "before"})
+
+
+def test_child_labels_name_the_group() -> None:
+    assert kube.child_labels(TRAINING_PIPELINE, "churn") == {
+        "app.kubernetes.io/managed-by": "loopwright",
+        "loopwright.dev/trainingpipeline": "churn",
+    }
