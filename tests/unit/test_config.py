@@ -7,7 +7,6 @@ import asyncio
 import kopf
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
 from kubernetes.client import ApiException
 
 from loopwright import config, kube, metrics
