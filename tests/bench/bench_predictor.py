@@ -35,14 +35,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
-import numpy as np
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -85,11 +83,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument("--quick", action="store_true", help="3 s runs, for trying the script")
+    parser.add_argument("--models", default="lr,rf", help="comma list of lr, rf (default both)")
+    parser.add_argument("--no-mlserver", action="store_true", help="only the Loopwright predictor")
     args = parser.parse_args()
     duration = 3 if args.quick else args.duration
 
     wrk = _ensure_wrk()
-    mlserver_error = _ensure_mlserver()
+    mlserver_error = None if args.no_mlserver else _ensure_mlserver()
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     context = _context()
     results: list[Result] = []
@@ -106,10 +106,15 @@ def main() -> None:
         lua = work / "post.lua"
         lua.write_text(LUA)
         for name, paths in models.items():
+            if name not in args.models.split(","):
+                continue
             servers = [("loopwright", lambda p=paths, n=name: _start_loopwright(n, p, work))]
-            if mlserver_error is None:
+            if mlserver_error is None and not args.no_mlserver:
                 servers += [
-                    (f"mlserver pw={pw}", lambda p=paths, n=name, w=pw: _start_mlserver(n, p, work, workers=w))
+                    (
+                        f"mlserver pw={pw}",
+                        lambda p=paths, n=name, w=pw: _start_mlserver(n, p, work, workers=w),
+                    )
                     for pw in (1, 0)
                 ]
             answers: dict[str, object] = {}
@@ -120,12 +125,17 @@ def main() -> None:
                     for c in CONCURRENCY:
                         res = _wrk(wrk, url, lua, body_file, connections=c, seconds=duration)
                         results.append(Result(name, label, c, *res))
-                        print(f"{name:5} {label:15} c={c:<3} {res[0]:9.0f} req/s p50 {res[1]:7.2f} ms "
-                              f"p99 {res[2]:7.2f} ms errors {res[3]}", flush=True)
+                        print(
+                            f"{name:5} {label:15} c={c:<3} {res[0]:9.0f} req/s p50 {res[1]:7.2f} ms "
+                            f"p99 {res[2]:7.2f} ms errors {res[3]}",
+                            flush=True,
+                        )
             if len({json.dumps(a) for a in answers.values()}) != 1:
                 print(f"WARNING: servers disagree on the prediction for {name}: {answers}", flush=True)
             context[f"prediction ({name})"] = json.dumps(answers)
-    report = _report(results, context=context, started=started, duration=duration, mlserver_error=mlserver_error)
+    report = _report(
+        results, context=context, started=started, duration=duration, mlserver_error=mlserver_error
+    )
     REPORT.parent.mkdir(exist_ok=True)
     REPORT.write_text(report)
     print(report)
@@ -154,7 +164,7 @@ def _ensure_mlserver() -> str | None:
         python = shutil.which("python3.11") or sys.executable
         steps.insert(0, [python, "-m", "venv", str(MLSERVER_VENV)])
     for step in steps:
-        proc = subprocess.run(step, capture_output=True, text=True)
+        proc = subprocess.run(step, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             return f"`{' '.join(step)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
     return None
@@ -261,9 +271,13 @@ def _start_mlserver(name: str, paths: dict[str, Path | str], work: Path, *, work
 
 
 @contextlib.contextmanager
-def _process(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _process(
+    cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             yield proc
         finally:
@@ -281,10 +295,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, OSError):
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                return
         time.sleep(0.3)
     raise SystemExit(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
@@ -305,8 +318,18 @@ def _wrk(
     wrk: str, url: str, lua: Path, body_file: Path, *, connections: int, seconds: int
 ) -> tuple[float, float, float, int]:
     proc = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", str(lua),
-         f"{url}/infer"],
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(lua),
+            f"{url}/infer",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
@@ -343,12 +366,16 @@ def _ms(value: str) -> float:
 
 
 def _context() -> dict[str, str]:
-    go = subprocess.run(["pgrep", "-fa", "go build"], capture_output=True, text=True).stdout.strip()
-    ml = subprocess.run([str(MLSERVER_VENV / "bin" / "pip"), "list"], capture_output=True, text=True).stdout
+    go = subprocess.run(
+        ["pgrep", "-fa", "go build"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    pip = [str(MLSERVER_VENV / "bin" / "pip"), "list"]
+    ml = subprocess.run(pip, capture_output=True, text=True, check=False).stdout
     versions = " ".join(
         line.split()[0] + "==" + line.split()[1]
         for line in ml.splitlines()
-        if line.split() and line.split()[0] in {"mlserver", "mlserver-sklearn", "scikit-learn", "uvloop", "fastapi"}
+        if line.split()
+        and line.split()[0] in {"mlserver", "mlserver-sklearn", "scikit-learn", "uvloop", "fastapi"}
     )
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
@@ -374,25 +401,33 @@ def _report(
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r.model} | {r.server} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+        f"| {r.model} | {r.server} | {r.concurrency} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+        f"| {r.errors} |"
         for r in results
     ]
     lines += ["", "## Ratios (Loopwright req/s over the faster MLServer configuration)", ""]
     verdicts: list[str] = []
     for model in sorted({r.model for r in results}):
         for c in CONCURRENCY:
-            ours = next((r for r in results if r.model == model and r.server == "loopwright" and r.concurrency == c),
-                        None)
-            theirs = [r for r in results if r.model == model and r.server != "loopwright" and r.concurrency == c]
+            ours = next(
+                (r for r in results if r.model == model and r.server == "loopwright" and r.concurrency == c),
+                None,
+            )
+            theirs = [
+                r for r in results if r.model == model and r.server != "loopwright" and r.concurrency == c
+            ]
             if ours is None or not theirs:
                 continue
             best = max(theirs, key=lambda r: r.rps)
             ratio = ours.rps / best.rps if best.rps else float("inf")
             verdicts.append(
-                f"- {model}, {c} client(s): {ratio:.2f}x ({ours.rps:.0f} vs {best.rps:.0f} req/s, {best.server}); "
+                f"- {model}, {c} client(s): {ratio:.2f}x "
+                f"({ours.rps:.0f} vs {best.rps:.0f} req/s, {best.server}); "
                 f"target >= {TARGET_RATIO}x: {'met' if ratio >= TARGET_RATIO else 'NOT met'}"
             )
-    lr32 = next((r for r in results if r.model == "lr" and r.server == "loopwright" and r.concurrency == 32), None)
+    lr32 = next(
+        (r for r in results if r.model == "lr" and r.server == "loopwright" and r.concurrency == 32), None
+    )
     if lr32 is not None:
         verdicts.append(
             f"- lr, 32 clients, Loopwright p99 {lr32.p99_ms:.2f} ms; target < {TARGET_P99_MS} ms: "

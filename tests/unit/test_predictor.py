@@ -13,6 +13,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
 from loopwright.predictor.app import PredictorApp, Settings
+from loopwright.predictor.decode import Batch
 from loopwright.predictor.model import ServedModel
 from loopwright.profile import Profile, bin_numeric, profile_categorical, profile_numeric
 
@@ -44,7 +45,9 @@ def _schema(task: TaskType = TaskType.CLASSIFICATION, *, nullable_score: bool = 
     )
 
 
-def _profile(schema: DatasetSchema, x: np.ndarray, predictions: np.ndarray, *, classes: list[str] | None) -> Profile:
+def _profile(
+    schema: DatasetSchema, x: np.ndarray, predictions: np.ndarray, *, classes: list[str] | None
+) -> Profile:
     task = schema.label.task
     prediction = (
         profile_categorical([str(p) for p in predictions], categories=classes)
@@ -61,7 +64,9 @@ def _profile(schema: DatasetSchema, x: np.ndarray, predictions: np.ndarray, *, c
     )
 
 
-def _served(estimator: Any, *, task: TaskType = TaskType.CLASSIFICATION, nullable_score: bool = False) -> ServedModel:
+def _served(
+    estimator: Any, *, task: TaskType = TaskType.CLASSIFICATION, nullable_score: bool = False
+) -> ServedModel:
     x, y = _data()
     target = y if task == TaskType.CLASSIFICATION else x[:, 2] * 3 + 1
     estimator.fit(x, target)
@@ -177,7 +182,9 @@ async def test_v2_shapes_and_datatypes_all_accepted(lr: Any) -> None:
         tensor["shape"] = [3, 1]
         tensor["data"] = [[v] for v in tensor["data"]]
     matrix = {"inputs": [{"name": "input-0", "shape": [3, 3], "datatype": "FP32", "data": ROWS}]}
-    flat_matrix = {"inputs": [{"name": "x", "shape": [3, 3], "datatype": "FP64", "data": sum(ROWS, [])}]}
+    flat_matrix = {
+        "inputs": [{"name": "x", "shape": [3, 3], "datatype": "FP64", "data": [v for r in ROWS for v in r]}]
+    }
     integers = [[30, 40_000, 1], [80, 20_000, -2], [45, 61_000, 1]]
     as_int = _v2_named(integers, datatype="INT64")
     for body in (column_shaped, matrix, flat_matrix):
@@ -186,7 +193,9 @@ async def test_v2_shapes_and_datatypes_all_accepted(lr: Any) -> None:
         assert r.json()["outputs"][0]["data"] == expected
     r = await c.post("/v2/models/credit/infer", json=as_int)
     assert r.status_code == 200, r.text
-    assert r.json()["outputs"][0]["data"] == served.estimator.predict(np.array(integers, dtype=float)).tolist()
+    assert (
+        r.json()["outputs"][0]["data"] == served.estimator.predict(np.array(integers, dtype=float)).tolist()
+    )
 
 
 async def test_v2_predict_proba_on_request(lr: Any) -> None:
@@ -219,8 +228,6 @@ def test_fast_path_is_verified_and_identical(estimator: Any, task: TaskType) -> 
     served = _served(estimator, task=task)
     assert served.fast_path
     x, _ = _data(n=300, seed=7)
-    from loopwright.predictor.decode import Batch
-
     got = served.predict(Batch(rows=len(x), numeric=x, categorical={})).labels
     np.testing.assert_array_equal(got, estimator.predict(x))
 
@@ -233,8 +240,6 @@ def test_fast_path_falls_back_when_the_replay_disagrees() -> None:
     est.predict = lambda rows: np.zeros(len(rows), dtype=np.int64)  # type: ignore[method-assign]
     served = ServedModel(estimator=est, profile=profile)
     assert not served.fast_path
-    from loopwright.predictor.decode import Batch
-
     got = served.predict(Batch(rows=3, numeric=np.array(ROWS), categorical={})).labels
     assert got.tolist() == [0, 0, 0]
 
@@ -260,8 +265,16 @@ BAD_V2 = [
     (_named_with(age={"shape": [3, 2]}), 400, "[N] or [N, 1]"),
     (_named_with(age={"shape": [-3]}), 400, "non-negative"),
     ({"inputs": _v2_named(ROWS)["inputs"][:2]}, 422, "missing feature"),
-    ({"inputs": [*_v2_named(ROWS)["inputs"], {"name": "zip", "shape": [3], "datatype": "FP64", "data": [1, 2, 3]}]},
-     422, "unknown input 'zip'"),
+    (
+        {
+            "inputs": [
+                *_v2_named(ROWS)["inputs"],
+                {"name": "zip", "shape": [3], "datatype": "FP64", "data": [1, 2, 3]},
+            ]
+        },
+        422,
+        "unknown input 'zip'",
+    ),
     (_named_with(age={"data": ["thirty", "x", "y"]}), 422, "expected numbers"),
     (_named_with(age={"datatype": "BYTES"}), 422, "numeric"),
     (_named_with(age={"data": [30, None, 40]}), 422, "missing value"),
@@ -271,7 +284,11 @@ BAD_V2 = [
     (_named_with(age={"data": [30.5, 31, 40], "datatype": "INT64"}), 422, "integers"),
     (_named_with(age={"data": [True, False, True], "datatype": "FP64"}), 422, "expected numbers"),
     ({"inputs": [{"name": "m", "shape": [2, 2], "datatype": "FP64", "data": [1, 2, 3, 4]}]}, 400, "[N, 3]"),
-    ({"inputs": [{"name": "m", "shape": [2, 3], "datatype": "FP64", "data": [1, 2, 3, 4]}]}, 400, "does not match"),
+    (
+        {"inputs": [{"name": "m", "shape": [2, 3], "datatype": "FP64", "data": [1, 2, 3, 4]}]},
+        400,
+        "does not match",
+    ),
     ({"inputs": [{"name": "m", "shape": [0, 3], "datatype": "FP64", "data": []}]}, 400, "no rows"),
     ({**_v2_named(ROWS), "outputs": [{"name": "logits"}]}, 400, "unknown output"),
 ]
@@ -352,8 +369,8 @@ async def test_metrics_count_requests_bins_and_predictions(lr: Any) -> None:
     base = 'model="credit",version="3"'
     assert _metric(text, f'loopwright_predictor_requests_total{{{base},code="200"}}') == 2
     assert _metric(text, f'loopwright_predictor_requests_total{{{base},code="400"}}') == 1
-    assert _metric(text, f'loopwright_predictor_request_duration_seconds_count{{{base}}}') == 3
-    assert _metric(text, f'loopwright_predictor_predictions_total{{{base}}}') == 4
+    assert _metric(text, f"loopwright_predictor_request_duration_seconds_count{{{base}}}") == 3
+    assert _metric(text, f"loopwright_predictor_predictions_total{{{base}}}") == 4
     # Feature bins agree with the profile's own binning of the same values.
     ages = np.array([r[0] for r in ROWS] + [ROWS[0][0]])
     expected = np.bincount(bin_numeric(ages, np.asarray(served.profile.features["age"].edges)), minlength=11)
@@ -364,7 +381,12 @@ async def test_metrics_count_requests_bins_and_predictions(lr: Any) -> None:
     for cls in (0, 1):
         got = _metric(text, f'loopwright_predictor_prediction_bin_total{{{base},bin="{cls}"}}')
         assert got == int((predicted == cls).sum())
-    for name in ("feedback_total", "feedback_correct_total", "feedback_abs_error_sum", "feedback_squared_error_sum"):
+    for name in (
+        "feedback_total",
+        "feedback_correct_total",
+        "feedback_abs_error_sum",
+        "feedback_squared_error_sum",
+    ):
         assert f"loopwright_predictor_{name}{{{base}}}" in text
 
 
@@ -376,10 +398,8 @@ def test_vectorised_binning_equals_profile_binning() -> None:
     x[::7, 2] = np.nan
     edges = [served.profile.features[n].edges for n in NAMES]
     x[:9, 0] = edges[0][:9]  # values exactly on an edge go right
-    from loopwright.predictor.decode import Batch
-
     metrics = app._served.metrics  # type: ignore[union-attr]
-    metrics.observe_batch(Batch(rows=500, numeric=x, categorical={}), None)
+    metrics.observe_batch(Batch(rows=500, numeric=x, categorical={}, missing_numeric=True), None)
     for j, name in enumerate(NAMES):
         f = served.profile.features[name]
         want_counts, want_missing = f.count(x[:, j])
@@ -392,8 +412,10 @@ def test_vectorised_binning_equals_profile_binning() -> None:
 
 
 async def test_feedback_matches_ids_and_reports_unknown(lr: Any) -> None:
-    c, _, served = lr
-    r = await c.post("/v1/models/credit:predict", json={"instances": [dict(zip(NAMES, r, strict=True)) for r in ROWS]})
+    c, _, _ = lr
+    r = await c.post(
+        "/v1/models/credit:predict", json={"instances": [dict(zip(NAMES, r, strict=True)) for r in ROWS]}
+    )
     ids, predictions = r.json()["ids"], r.json()["predictions"]
     labels = [
         {"id": ids[0], "label": predictions[0]},  # correct

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from typing import Any
@@ -108,4 +109,4 @@ class Capture:
 
 def _json_value(value: Any) -> Any:
     """NaN (a missing numeric value) as null; JSON has no NaN."""
-    return None if isinstance(value, float) and value != value else value
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -32,6 +32,12 @@ class PredictionStore:
         """Remember a batch of predicted values; returns the first sequence number and the ids."""
         start, n = self._next, len(values)
         self._next += n
+        prefix = self._prefix
+        if n == 1:  # the common case, without the vector machinery
+            slot = start % self._capacity
+            self._values[slot] = values[0]
+            self._labelled[slot] = False
+            return start, [f"{prefix}{start}"]
         if n >= self._capacity:
             values, first = values[-self._capacity :], self._next - self._capacity
         else:
@@ -39,7 +45,6 @@ class PredictionStore:
         slots = np.arange(first, self._next) % self._capacity
         self._values[slots] = values
         self._labelled[slots] = False
-        prefix = self._prefix
         return start, [f"{prefix}{s}" for s in range(start, self._next)]
 
     def claim(self, prediction_id: object) -> float | None:

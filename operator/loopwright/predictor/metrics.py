@@ -84,11 +84,13 @@ class Metrics:
         x = batch.numeric
         if x.shape[1]:
             flat = (self._edges[None, :, :] <= x[:, :, None]).sum(axis=2) + self._num_offsets
-            missing = np.isnan(x)
-            if missing.any():
-                flat = np.where(missing, self._num_missing, flat)
+            if batch.missing_numeric:
+                flat = np.where(np.isnan(x), self._num_missing, flat)
             parts.append(flat.ravel())
-        parts.extend(f.bin_index(batch.categorical[name]) + start for name, f, start in self._categorical)
+        parts.extend(
+            f.bin_index(batch.categorical[name]) + start  # type: ignore[arg-type]  # None = missing
+            for name, f, start in self._categorical
+        )
         if parts:
             idx = parts[0] if len(parts) == 1 else np.concatenate(parts)
             self._counts += np.bincount(idx, minlength=self._counts.size)
@@ -123,7 +125,9 @@ class Metrics:
         out.append(f"{m}_sum{{{b}}} {self._duration_sum!r}\n{m}_count{{{b}}} {cumulative}\n")
 
         counts = self._counts.tolist()
-        m = family("feature_bin_total", "counter", "Feature values per reference bin (unseen categories last).")
+        m = family(
+            "feature_bin_total", "counter", "Feature values per reference bin (unseen categories last)."
+        )
         for j, name in enumerate(self._feature_names):
             start, label = int(self._starts[j]), _escape(name)
             out.extend(
@@ -135,7 +139,9 @@ class Metrics:
             missing = counts[int(self._starts[j]) + self._feature_sizes[j]]
             out.append(f'{m}{{{b},feature="{_escape(name)}"}} {missing}\n')
 
-        m = family("prediction_bin_total", "counter", "Predictions per reference bin of the training profile.")
+        m = family(
+            "prediction_bin_total", "counter", "Predictions per reference bin of the training profile."
+        )
         out.extend(f'{m}{{{b},bin="{i}"}} {n}\n' for i, n in enumerate(self._prediction_bins.tolist()))
 
         for name, doc, value in (
@@ -144,7 +150,8 @@ class Metrics:
             ("feedback_correct_total", "Matched labels equal to the prediction (classification).",
              self.feedback_correct),
             ("feedback_abs_error_sum", "Sum of |label - prediction| (regression).", self.abs_error_sum),
-            ("feedback_squared_error_sum", "Sum of (label - prediction)^2 (regression).", self.squared_error_sum),
+            ("feedback_squared_error_sum", "Sum of (label - prediction)^2 (regression).",
+             self.squared_error_sum),
         ):  # fmt: skip
             m = family(name, "counter", doc)
             out.append(f"{m}{{{b}}} {value!r}\n")

@@ -86,7 +86,7 @@ class ServedModel:
         return self._fast is not None
 
     def predict(self, batch: Batch) -> Prediction:
-        if self._fast is not None and not np.isnan(batch.numeric).any():
+        if self._fast is not None and not batch.missing_numeric:
             out = self._fast(batch.numeric)
             if self.classification:
                 return self._classes_from_index(out)
@@ -153,7 +153,9 @@ class ServedModel:
             if feature is None:
                 raise ModelLoadError(f"the profile has no reference bins for feature {column.name!r}")
             if feature.kind != kind:
-                raise ModelLoadError(f"feature {column.name!r} is {kind} in the schema, {feature.kind} in the profile")
+                raise ModelLoadError(
+                    f"feature {column.name!r} is {kind} in the schema, {feature.kind} in the profile"
+                )
             out.append((column.name, feature))
         return out
 
@@ -173,9 +175,7 @@ class ServedModel:
         return fast
 
 
-def load(
-    *, model_uri: str, model_sha256: str, profile_uri: str, profile_sha256: str | None
-) -> ServedModel:
+def load(*, model_uri: str, model_sha256: str, profile_uri: str, profile_sha256: str | None) -> ServedModel:
     """Fetch, verify and load the model and its profile (blocking; run it off the event loop)."""
     try:
         profile = Profile.model_validate_json(storage.get_bytes(profile_uri, sha256=profile_sha256))
@@ -207,7 +207,12 @@ def _compile(estimator: Any, *, classification: bool) -> _FastPredict | None:
         return _linear_classifier(estimator)
     if not classification and name in {"LinearRegression", "Ridge"}:
         return _linear_regressor(estimator)
-    if name in {"RandomForestClassifier", "ExtraTreesClassifier", "RandomForestRegressor", "ExtraTreesRegressor"}:
+    if name in {
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "RandomForestRegressor",
+        "ExtraTreesRegressor",
+    }:
         if getattr(estimator, "n_outputs_", 1) != 1:
             return None
         return _forest(estimator, classification=classification)
@@ -220,10 +225,11 @@ def _linear_classifier(estimator: Any) -> _FastPredict:
     intercept = estimator.intercept_
 
     def predict(x: FloatArray) -> IntArray:
-        scores = x @ coef_t + intercept
+        scores: FloatArray = x @ coef_t + intercept
         if scores.shape[1] == 1:
             return (scores[:, 0] > 0).astype(np.intp)
-        return np.argmax(scores, axis=1)
+        index: IntArray = np.argmax(scores, axis=1)
+        return index
 
     return predict
 
@@ -280,7 +286,8 @@ def _forest(estimator: Any, *, classification: bool) -> _FastPredict:
         total = np.add.reduce(values[node], axis=0)
         total /= n_trees
         if classification:
-            return np.argmax(total, axis=1)
+            index: IntArray = np.argmax(total, axis=1)
+            return index
         out: FloatArray = total
         return out
 
@@ -303,6 +310,8 @@ def _probe_rows(features: list[tuple[str, FeatureProfile]], estimator: Any) -> F
         edges = np.asarray(f.edges or [0.0], dtype=np.float64)
         anchors = [*edges, *(v for v in (f.min, f.max, f.mean) if v is not None), *thresholds[j]]
         a = np.asarray(anchors, dtype=np.float64)
-        candidates = np.concatenate([a, np.nextafter(a, np.inf), np.nextafter(a, -np.inf), (a[:-1] + a[1:]) / 2])
+        candidates = np.concatenate(
+            [a, np.nextafter(a, np.inf), np.nextafter(a, -np.inf), (a[:-1] + a[1:]) / 2]
+        )
         columns.append(rng.choice(candidates, size=_PROBE_ROWS))
     return np.column_stack(columns) if columns else np.zeros((_PROBE_ROWS, 0))

@@ -1,0 +1,178 @@
+"""The predictor as a process: loading from URIs with sha256, readiness, SIGTERM drain, capture."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sklearn.linear_model import LogisticRegression
+from test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
+
+from loopwright import artifacts
+from loopwright.predictor.app import PredictorApp, Settings, SettingsError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def artifacts_dir(tmp_path: Path) -> dict[str, str]:
+    x, y = _data()
+    est = LogisticRegression().fit(x, y)
+    model_sha = artifacts.save(est, str(tmp_path / "model.skops"))
+    profile = _profile(_schema(), x, est.predict(x), classes=["0", "1"])
+    (tmp_path / "profile.json").write_text(json.dumps(profile.to_wire()))
+    return {
+        "LOOPWRIGHT_MODEL_NAME": "credit",
+        "LOOPWRIGHT_MODEL_VERSION": "7",
+        "LOOPWRIGHT_MODEL_URI": str(tmp_path / "model.skops"),
+        "LOOPWRIGHT_MODEL_SHA256": model_sha,
+        "LOOPWRIGHT_PROFILE_URI": f"file://{tmp_path / 'profile.json'}",
+    }
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _spawn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = _port()
+    log = tmp_path / f"predictor-{port}.log"
+    full = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loopwright.predictor"], env=full, stdout=out, stderr=subprocess.STDOUT
+        )
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+@pytest.fixture
+def kill_later() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+
+
+def _wait(
+    url: str, proc: subprocess.Popen[bytes], log: Path, *, status: int = 200, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=1).status_code == status:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never answered {status}:\n{log.read_text()}")
+
+
+def test_serves_then_drains_on_sigterm_and_exits_zero(
+    artifacts_dir: dict[str, str], tmp_path: Path, kill_later: list[Any]
+) -> None:
+    proc, base, log = _spawn({**artifacts_dir, "LOOPWRIGHT_DRAIN_SECONDS": "2"}, tmp_path)
+    kill_later.append(proc)
+    _wait(f"{base}/v2/health/live", proc, log)
+    _wait(f"{base}/v2/health/ready", proc, log)
+    r = httpx.post(f"{base}/v2/models/credit/infer", json=_v2_named(ROWS))
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"] == "7"
+
+    proc.send_signal(signal.SIGTERM)
+    _wait(f"{base}/v2/health/ready", proc, log, status=503, timeout=2)
+    # During the drain new requests are still answered (endpoints are removed asynchronously).
+    assert httpx.post(f"{base}/v2/models/credit/infer", json=_v2_named(ROWS)).status_code == 200
+    assert proc.wait(timeout=20) == 0, log.read_text()
+
+
+def test_wrong_sha256_exits_1(artifacts_dir: dict[str, str], tmp_path: Path, kill_later: list[Any]) -> None:
+    proc, _, log = _spawn({**artifacts_dir, "LOOPWRIGHT_MODEL_SHA256": "0" * 64}, tmp_path)
+    kill_later.append(proc)
+    assert proc.wait(timeout=60) == 1
+    assert "sha256" in log.read_text()
+
+
+def test_missing_settings_exit_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWRIGHT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopwright.predictor"], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert proc.returncode == 2
+    assert b"LOOPWRIGHT_MODEL_URI" in proc.stderr
+
+
+def test_settings_are_validated() -> None:
+    base = {
+        "LOOPWRIGHT_MODEL_NAME": "m",
+        "LOOPWRIGHT_MODEL_URI": "s3://b/k",
+        "LOOPWRIGHT_MODEL_SHA256": "ab",
+        "LOOPWRIGHT_PROFILE_URI": "s3://b/p",
+    }
+    s = Settings.from_env(base)
+    assert (s.port, s.max_body_bytes, s.capture_fraction) == (8080, 1 << 20, 0.0)
+    with pytest.raises(SettingsError, match="CAPTURE_FRACTION"):
+        Settings.from_env({**base, "LOOPWRIGHT_CAPTURE_FRACTION": "1.5"})
+    with pytest.raises(SettingsError, match="invalid"):
+        Settings.from_env({**base, "PORT": "http"})
+
+
+@pytest.mark.anyio
+async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
+    settings = Settings(
+        model_name="credit",
+        model_uri="unused",
+        model_sha256="unused",
+        profile_uri="unused",
+        capture_uri=str(tmp_path / "captures"),
+        capture_fraction=1.0,
+        pod_name="pod-a",
+    )
+    app = PredictorApp(settings=settings)
+    app.install(_served(LogisticRegression()))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://p") as c:
+        instances = [dict(zip(NAMES, r, strict=True)) for r in ROWS]
+        r = await c.post("/v1/models/credit:predict", json={"instances": instances})
+        ids = r.json()["ids"]
+        await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[1], "label": 1}]})
+    await app.shutdown()
+    files = sorted((tmp_path / "captures" / "pod-a").iterdir())
+    rows = [
+        orjson.loads(line)
+        for f in files
+        if not f.name.endswith(".labels.jsonl")
+        for line in f.read_bytes().split()
+    ]
+    labels = [
+        orjson.loads(line)
+        for f in files
+        if f.name.endswith(".labels.jsonl")
+        for line in f.read_bytes().split()
+    ]
+    assert [row["id"] for row in rows] == ids
+    assert rows[0]["features"] == instances[0]
+    assert [row["prediction"] for row in rows] == r.json()["predictions"]
+    assert [(lab["id"], lab["label"]) for lab in labels] == [(ids[1], 1)]
+    assert all(isinstance(row["ts"], int) for row in rows)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
