@@ -94,6 +94,7 @@ class Proxy:
         self.turns: dict[Address, itertools.count[int]] = {}
         self.slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self.lock = asyncio.Lock()
+        self.unbound: set[Address] = set()
 
     async def _connect(self, frontend: Address) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         backends = self.table.get(frontend, [])
@@ -137,8 +138,12 @@ class Proxy:
                         functools.partial(self._serve, frontend), host=frontend[0], port=frontend[1],
                         reuse_address=True, limit=CHUNK)
                     logger.info("listening on %s:%d -> %s", *frontend, self.table[frontend])
+                    self.unbound.discard(frontend)
                 except OSError as e:
-                    logger.warning("cannot listen on %s:%d: %s", *frontend, e)
+                    if frontend not in self.unbound:  # retried on every change; said once
+                        self.unbound.add(frontend)
+                        logger.warning("cannot listen on %s:%d (a host process listening on *:%d gets "
+                                       "this Service's connections instead): %s", *frontend, frontend[1], e)
 
     async def _follow(self, path: str, store: dict[str, Obj]) -> None:
         async for kind, obj in self.api.watch(path):

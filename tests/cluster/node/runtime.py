@@ -654,7 +654,7 @@ class PodWorker:
         mounts_file.write_text("".join(f"{s}\t{t}\t{m}\n" for s, t, m in mounts))
         netns, _ = network.pod_ids(self.uid)
         command = [_tool("ip"), "netns", "exec", netns, _tool("unshare"), "--mount", "--uts",
-                   "--propagation", "private", _tool("sh"), str(LAUNCHER), str(mounts_file),
+                   "--propagation", "private", _tool("bash"), str(LAUNCHER), str(mounts_file),
                    self._hostname(), prepared.workdir,
                    *prepared.privileges, "--", *prepared.argv]
         log = self.log_path(cs.name, cs.restart_count)
