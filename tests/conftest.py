@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
+import yaml
 from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +57,10 @@ class Kube:
         return client.RbacAuthorizationV1Api(self.api)
 
     @property
+    def discovery(self) -> Any:
+        return client.DiscoveryV1Api(self.api)
+
+    @property
     def custom(self) -> Any:
         return client.CustomObjectsApi(self.api)
 
@@ -84,11 +89,19 @@ class Kube:
 
         return self.wait(finished, timeout=timeout, what=f"pod {namespace}/{name} to finish")
 
+    @staticmethod
+    def exit_code(pod: Any, *, container: int = 0) -> int:
+        """The exit code of a finished pod's container (fails the test if it did not terminate)."""
+        state = pod.status.container_statuses[container].state
+        assert state.terminated is not None, f"container did not terminate: {state}"
+        return int(state.terminated.exit_code)
+
     def logs(self, namespace: str, name: str, *, container: str | None = None) -> str:
         """Container output read through the API server (what `kubectl logs` shows)."""
         kwargs = {"container": container} if container else {}
-        text: str = self.core.read_namespaced_pod_log(name, namespace, **kwargs)
-        return text
+        # Raw bytes: kubernetes-client 36 turns a non-JSON body into "b'...'" when it deserializes.
+        response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False, **kwargs)
+        return bytes(response.data).decode()
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
@@ -183,6 +196,48 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 def _has_default_sa(kube: Kube, namespace: str) -> bool:
     names = {sa.metadata.name for sa in kube.core.list_namespaced_service_account(namespace).items}
     return "default" in names
+
+
+@dataclass(frozen=True)
+class Crd:
+    """Where the API serves one of our kinds."""
+
+    group: str
+    version: str
+    plural: str
+
+
+@pytest.fixture(scope="session")
+def crds(kube: Kube) -> dict[str, Crd]:
+    """Install crds/*.yaml (create or replace), wait until Established; kinds -> where they are served.
+
+    They are left installed: deleting a CRD would delete every object of its kind in the cluster.
+    """
+    extensions = client.ApiextensionsV1Api(kube.api)
+    served: dict[str, Crd] = {}
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
+        try:
+            extensions.create_custom_resource_definition(crd)
+        except client.exceptions.ApiException as error:
+            if error.status != 409:
+                raise
+            crd["metadata"]["resourceVersion"] = extensions.read_custom_resource_definition(
+                name).metadata.resource_version
+            extensions.replace_custom_resource_definition(name, crd)
+        spec = crd["spec"]
+        storage = next(v["name"] for v in spec["versions"] if v["storage"])
+        served[spec["names"]["kind"]] = Crd(spec["group"], storage, spec["names"]["plural"])
+
+        def established(name: str = name) -> bool:
+            conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+            return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        kube.wait(established, timeout=30, what=f"CRD {name} to be Established")
+    if not served:
+        pytest.fail("no CRDs in crds/: run `make crds`")
+    return served
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,7 @@ build_simple() {  # name module version binary-name [package]
   rm -rf "$work"; mkdir -p "$work" "$out/bin"
   cd "$work"
   go mod init "loopwright.local/${name}build" >/dev/null 2>&1
-  go get "$module@$version"
+  go get "$pkg@$version"  # the package, so go.sum covers its imports (not only the module root)
   go build -trimpath -ldflags "-s -w" -o "$out/bin/$bin" "$pkg"
 }
 
