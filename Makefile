@@ -8,9 +8,12 @@ MAKEFLAGS += --no-print-directory
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# The newest Python >= 3.11 on the machine creates the virtualenv.
-PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+# The newest Python >= 3.11 on the machine creates the virtualenv (override: make install PYTHON=...).
+ifndef PYTHON
+PYTHON := $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+	&& { echo $$p; break; }; done)
+endif
 
 DEMO_SCRIPT := tests/cluster/demo.py
 CLUSTER_SCRIPT := tests/cluster/cluster.py
