@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_crd_cel import admission_errors
+from test_crd_admission import admission_errors
 
 from loopwright.api.kinds import ALL_KINDS, kind_of
 
