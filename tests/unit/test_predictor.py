@@ -7,9 +7,14 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
 from loopwright.predictor.app import PredictorApp, Settings
@@ -446,3 +451,154 @@ async def test_feedback_regression_errors() -> None:
         assert _metric(text, "loopwright_predictor_feedback_squared_error_sum{") == pytest.approx(5)
         r = await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[0], "label": "high"}]})
         assert r.status_code == 422
+
+
+# -- the trainer's pipelines (DataFrame input, categorical features) ----------------------------------
+
+
+def _trainer_like(model: Any, *, sparse_threshold: float) -> Any:
+    """The shape of the trainer's model: ColumnTransformer(imputer+scaler, imputer+one-hot), model."""
+    numeric = Pipeline(
+        [("impute", SimpleImputer(strategy="median", keep_empty_features=True)), ("scale", StandardScaler())]
+    )
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=sparse_threshold > 0)),
+        ]
+    )
+    pre = ColumnTransformer(
+        [("numeric", numeric, ["age", "score"]), ("categorical", categorical, ["region"])],
+        sparse_threshold=sparse_threshold,
+    )
+    return Pipeline([("preprocess", pre), ("model", model)])
+
+
+def _mixed_frame(n: int, seed: int, *, unseen: bool = False) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    regions = np.array(
+        ["north", "south", "east", "west", "zeta"] if unseen else ["north", "south", "east", "west"]
+    )
+    frame = pd.DataFrame(
+        {
+            "age": rng.uniform(18, 90, n),
+            "score": rng.normal(0, 1, n),
+            "region": rng.choice(regions, n).astype(object),
+        }
+    )
+    frame.loc[frame.index[::9], "score"] = np.nan
+    frame.loc[frame.index[::11], "region"] = np.nan
+    return frame
+
+
+def _mixed_served(model: Any, *, sparse_threshold: float) -> tuple[ServedModel, Any]:
+    frame = _mixed_frame(600, 0)
+    y = ((frame["score"].fillna(0) > 0) ^ (frame["region"] == "east")).astype(np.int64).to_numpy()
+    classification = hasattr(model, "predict_proba")
+    target = y if classification else frame["age"].to_numpy() * 0.1 + y
+    pipeline = _trainer_like(model, sparse_threshold=sparse_threshold).fit(frame, target)
+    schema = DatasetSchema(
+        label=LabelSpec(name="y", task=TaskType.CLASSIFICATION if classification else TaskType.REGRESSION),
+        columns=[
+            ColumnSpec(name="age", type=ColumnType.NUMERIC),
+            ColumnSpec(name="score", type=ColumnType.NUMERIC, nullable=True),
+            ColumnSpec(name="region", type=ColumnType.CATEGORICAL, nullable=True),
+        ],
+    )
+    predictions = pipeline.predict(frame)
+    profile = Profile(
+        rows=len(frame),
+        features={
+            "age": profile_numeric(frame["age"]),
+            "score": profile_numeric(frame["score"]),
+            "region": profile_categorical(frame["region"].to_numpy()),
+        },
+        prediction=(
+            profile_categorical([str(p) for p in predictions], categories=["0", "1"])
+            if classification
+            else profile_numeric(predictions)
+        ),
+        schema=schema,
+        task=schema.label.task,
+    )
+    return ServedModel(estimator=pipeline, profile=profile), pipeline
+
+
+@pytest.mark.parametrize(
+    ("model", "sparse_threshold"),
+    [
+        (LogisticRegression(), 0.0),
+        (LogisticRegression(), 0.3),
+        (RandomForestClassifier(n_estimators=10, random_state=0), 0.0),
+        (LinearRegression(), 0.0),
+    ],
+)
+def test_trainer_pipeline_replay_matches_the_pipeline(model: Any, sparse_threshold: float) -> None:
+    served, pipeline = _mixed_served(model, sparse_threshold=sparse_threshold)
+    assert served.frame_input
+    assert served.fast_path
+    frame = _mixed_frame(300, 5, unseen=True)
+    batch = Batch(
+        rows=len(frame),
+        numeric=frame[["age", "score"]].to_numpy(),
+        categorical={"region": [None if isinstance(v, float) else v for v in frame["region"]]},
+        missing_numeric=True,
+    )
+    np.testing.assert_array_equal(served.predict(batch).labels, pipeline.predict(frame))
+
+
+async def test_trainer_pipeline_served_over_v1_and_v2() -> None:
+    served, pipeline = _mixed_served(LogisticRegression(), sparse_threshold=0.3)
+    app = _app(served)
+    instances = [
+        {"age": 40.0, "score": 0.3, "region": "east"},
+        {"age": 70.0, "score": None, "region": None},
+        {"age": 20.0, "score": -1.0, "region": "atlantis"},
+    ]
+    frame = pd.DataFrame(instances).astype({"score": float})
+    frame["region"] = frame["region"].astype(object).where(frame["region"].notna(), np.nan)
+    expected = pipeline.predict(frame).tolist()
+    async for c in _client(app):
+        r = await c.post("/v1/models/credit:predict", json={"instances": instances})
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"] == expected
+        body = {
+            "inputs": [
+                {"name": "age", "shape": [3], "datatype": "FP64", "data": [40.0, 70.0, 20.0]},
+                {"name": "score", "shape": [3], "datatype": "FP64", "data": [0.3, None, -1.0]},
+                {"name": "region", "shape": [3], "datatype": "BYTES", "data": ["east", None, "atlantis"]},
+            ]
+        }
+        r = await c.post("/v2/models/credit/infer", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == expected
+        bad = {"inputs": [*body["inputs"][:2], {**body["inputs"][2], "data": [1.5, "a", "b"]}]}
+        r = await c.post("/v2/models/credit/infer", json=bad)
+        assert r.status_code == 422
+        assert "categorical" in r.json()["error"]
+        text = (await c.get("/metrics")).text
+        # Region: one known, one missing, one unseen (the extra last bin).
+        region = served.profile.features["region"]
+        east = region.categories.index("east")  # type: ignore[union-attr]
+        assert (
+            _metric(
+                text,
+                f'loopwright_predictor_feature_bin_total{{model="credit",version="3",feature="region",bin="{east}"}}',
+            )
+            == 2
+        )
+        unseen_bin = len(region.categories)  # type: ignore[arg-type]
+        assert (
+            _metric(
+                text,
+                f'loopwright_predictor_feature_bin_total{{model="credit",version="3",feature="region",bin="{unseen_bin}"}}',
+            )
+            == 2
+        )
+        assert (
+            _metric(
+                text,
+                'loopwright_predictor_feature_missing_total{model="credit",version="3",feature="region"}',
+            )
+            == 2
+        )
