@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from test_crd_admission import admission_errors
 
+from crd_admission import admission_errors
 from loopwright.api.kinds import ALL_KINDS, kind_of
 
 README = Path(__file__).resolve().parents[2] / "README.md"
