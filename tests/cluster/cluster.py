@@ -60,8 +60,8 @@ def _up() -> int:
     bins = Path(subprocess.run(
         ["bash", str(_HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True,
     ).stdout.strip().splitlines()[-1])
-    if supervisor.pid("kube-apiserver") is None:
-        _refuse_strays()
+    _refuse_strays(supervisor)
+    if not any(supervisor.pid(name) for name in _STOP_ORDER):
         shutil.rmtree(STATE / "logs", ignore_errors=True)  # a fresh cluster gets fresh logs
     material = pki.ensure(directory=STATE / "pki", certs=controlplane.certs())
     controlplane.write_kubeconfigs(pki=material, directory=STATE)
@@ -69,10 +69,10 @@ def _up() -> int:
     etcd, apiserver, controller_manager, scheduler = controlplane.procs(bins=bins, pki=material, state=STATE)
     s3 = storage.proc(bins=bins, state=STATE)
 
-    supervisor.start(s3)
-    supervisor.start(etcd)
+    started_any = supervisor.start(s3)
+    started_any |= supervisor.start(etcd)
     supervisor.wait_ready(etcd, timeout=20)
-    supervisor.start(apiserver)
+    started_any |= supervisor.start(apiserver)
     supervisor.wait_ready(apiserver, timeout=60)
     api = controlplane.Api(pki=material)
     for obj in [*dns.RBAC, *storage.objects(state=STATE)]:
@@ -84,14 +84,15 @@ def _up() -> int:
     else:
         _warn(f"{controlplane.NODE_IP} is not on this host (no lw0 bridge): CoreDNS not started")
     for proc in rest:
-        supervisor.start(proc)
+        started_any |= supervisor.start(proc)
     supervisor.wait_ready(s3, timeout=20)
     storage.create_bucket(state=STATE)
     for proc in rest:
         supervisor.wait_ready(proc, timeout=60)
 
     env = _write_env()
-    print(f"cluster up in {time.monotonic() - started:.1f}s (API https://127.0.0.1:{controlplane.API_PORT})")
+    verb = "up in" if started_any else "already running; checked in"
+    print(f"cluster {verb} {time.monotonic() - started:.1f}s (API https://127.0.0.1:{controlplane.API_PORT})")
     print(f"  source {env.relative_to(REPO)}   # KUBECONFIG and S3 credentials for this shell")
     print("  kubectl get nodes,pods -A")
     print(f"  logs in {(STATE / 'logs').relative_to(REPO)}/; stop with: make cluster-down")
@@ -162,7 +163,7 @@ def _down(*, keep_data: bool) -> int:
     for name in _STOP_ORDER:
         if supervisor.stop(name, grace=_GRACE.get(name, 10.0)):
             print(f"stopped {name}")
-    for pid in _strays():
+    for pid in _strays(supervisor):
         _warn(f"stopping stray process {pid} (no pid file)")
         procs.terminate(pid, grace=5)
     _network("down")
@@ -186,14 +187,16 @@ def _status() -> int:
     return 0 if ready and not missing else 1
 
 
-def _strays() -> list[int]:
+def _strays(supervisor: procs.Supervisor) -> list[int]:
+    """Our programs running on this state dir that no pid file accounts for."""
     programs = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "coredns",
                 "versitygw", "nodeagent.py", "serviceproxy.py"}
-    return list(procs.strays(marker=str(STATE), programs=programs))
+    tracked = {supervisor.pid(name) for name in _STOP_ORDER}
+    return [pid for pid in procs.strays(marker=str(STATE), programs=programs) if pid not in tracked]
 
 
-def _refuse_strays() -> None:
-    strays = _strays()
+def _refuse_strays(supervisor: procs.Supervisor) -> None:
+    strays = _strays(supervisor)
     if strays:
         raise SystemExit(f"processes of an earlier cluster still run without pid files ({strays}): "
                          "run `cluster.py down` first")

@@ -50,11 +50,10 @@ class Supervisor:
             return None
         return record
 
-    def start(self, proc: Proc) -> int:
-        """Start `proc` in a session of its own unless it already runs; return its pid."""
-        running = self.pid(proc.name)
-        if running is not None:
-            return running
+    def start(self, proc: Proc) -> bool:
+        """Start `proc` in a session of its own unless it already runs; say whether it started."""
+        if self.pid(proc.name) is not None:
+            return False
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{proc.name}.log").open("ab") as log:
@@ -63,7 +62,7 @@ class Supervisor:
                 env={**os.environ, **proc.env}, start_new_session=True)
         pidfile = self.run_dir / f"{proc.name}.pid"
         pidfile.write_text(json.dumps({"pid": child.pid, "argv": proc.argv}))
-        return child.pid
+        return True
 
     def wait_ready(self, proc: Proc, *, timeout: float) -> None:
         """Wait until `proc.ready()` holds; fail early with the log tail if the process died."""
