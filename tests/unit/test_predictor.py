@@ -476,9 +476,9 @@ def _trainer_like(model: Any, *, sparse_threshold: float) -> Any:
 
 def _mixed_frame(n: int, seed: int, *, unseen: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    regions = np.array(
-        ["north", "south", "east", "west", "zeta"] if unseen else ["north", "south", "east", "west"]
-    )
+    # Twelve regions make the one-hot block sparse enough (density < 0.3) for a sparse output.
+    known = ["north", "south", "east", "west", *(f"r{i}" for i in range(8))]
+    regions = np.array([*known, "zeta"] if unseen else known)
     frame = pd.DataFrame(
         {
             "age": rng.uniform(18, 90, n),
@@ -537,6 +537,7 @@ def test_trainer_pipeline_replay_matches_the_pipeline(model: Any, sparse_thresho
     served, pipeline = _mixed_served(model, sparse_threshold=sparse_threshold)
     assert served.frame_input
     assert served.fast_path
+    assert pipeline.steps[0][1].sparse_output_ == (sparse_threshold > 0)
     frame = _mixed_frame(300, 5, unseen=True)
     batch = Batch(
         rows=len(frame),
