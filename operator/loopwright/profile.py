@@ -163,14 +163,8 @@ def top_categories(values: ArrayLike, *, max_categories: int = MAX_CATEGORIES) -
 
     Ties in frequency are broken by the value so the result is deterministic.
     """
-    strings = _as_strings(values)[~_missing_mask(values)]
-    if strings.size == 0:
-        return []
-    uniques, freq = np.unique(strings, return_counts=True)
-    if uniques.size > max_categories:
-        order = np.lexsort((uniques, -freq))[:max_categories]
-        uniques = uniques[order]
-    return sorted(str(u) for u in uniques)
+    present = _as_strings(values)[~_missing_mask(values)]
+    return [str(c) for c in _top_categories(present, max_categories)]
 
 
 def bin_numeric(values: ArrayLike, edges: NDArray[np.float64]) -> IntArray:
@@ -189,18 +183,7 @@ def bin_categorical(values: ArrayLike, categories: NDArray[np.str_]) -> IntArray
     Values are compared as strings. Unseen values get ``len(categories)``,
     missing ones ``len(categories) + 1``.
     """
-    n = categories.size
-    strings = _as_strings(values)
-    if n == 0:
-        idx = np.zeros(strings.shape, dtype=np.intp)
-    else:
-        idx = np.searchsorted(categories, strings)
-        hit = categories[np.minimum(idx, n - 1)] == strings
-        idx[~hit] = n
-    missing = _missing_mask(values)
-    if missing.any():
-        idx[missing] = n + 1
-    return idx
+    return _index_strings(_as_strings(values), _missing_mask(values), categories)
 
 
 def count(indices: IntArray, *, n_bins: int) -> tuple[NDArray[np.int64], int]:
@@ -244,18 +227,42 @@ def profile_categorical(
     never predicted on the hold-out still has its bin); otherwise the most
     frequent values are used.
     """
-    cats = sorted({str(c) for c in categories}) if categories is not None else top_categories(
-        values, max_categories=max_categories
-    )
-    counts, missing = count(
-        bin_categorical(values, np.asarray(cats, dtype=np.str_)), n_bins=len(cats) + 1
-    )
+    strings = _as_strings(values)
+    missing = _missing_mask(values)
+    if categories is not None:
+        cats = np.asarray(sorted({str(c) for c in categories}), dtype=np.str_)
+    else:
+        cats = _top_categories(strings[~missing], max_categories)
+    counts, n_missing = count(_index_strings(strings, missing, cats), n_bins=cats.size + 1)
     return FeatureProfile(
         kind=FeatureKind.CATEGORICAL,
-        categories=cats,
+        categories=[str(c) for c in cats],
         counts=[int(c) for c in counts],
-        missing=missing,
+        missing=n_missing,
     )
+
+
+def _top_categories(present: NDArray[np.str_], max_categories: int) -> NDArray[np.str_]:
+    uniques, freq = np.unique(present, return_counts=True)
+    if uniques.size > max_categories:
+        keep = np.lexsort((uniques, -freq))[:max_categories]
+        uniques = np.sort(uniques[keep])
+    return uniques
+
+
+def _index_strings(
+    strings: NDArray[np.str_], missing: NDArray[np.bool_], categories: NDArray[np.str_]
+) -> IntArray:
+    n = categories.size
+    if n == 0:
+        idx = np.zeros(strings.shape, dtype=np.intp)
+    else:
+        idx = np.searchsorted(categories, strings)
+        hit = categories[np.minimum(idx, n - 1)] == strings
+        idx[~hit] = n
+    if missing.any():
+        idx[missing] = n + 1
+    return idx
 
 
 def _as_strings(values: ArrayLike) -> NDArray[np.str_]:
