@@ -176,6 +176,7 @@ class PerformanceResult(ApiModel):
     reference: float | None = Field(default=None, description="Hold-out value from the ModelVersion.")
     labels: int = Field(default=0, ge=0, description="Labels in the window.")
     degraded: bool = Field(default=False, description="Verdict.")
+    consecutive: int = Field(default=0, ge=0, description="Checks in a row that found it degraded.")
 
 
 class DriftPolicyStatus(ResourceStatus):

@@ -1,18 +1,62 @@
-"""Handlers of DriftPolicy objects (loopwright.dev/v1alpha1).
+"""Handlers of DriftPolicy objects (loopwright.dev/v1alpha1): watch live traffic, retrain on drift.
 
-Until the real behaviour lands, the reconcile validates the spec and publishes
-Ready=False with reason NotImplemented (or InvalidSpec).
+Two handlers. The reconcile (create/update/resume) validates the spec and
+publishes Ready=False until the first check, so a broken spec is visible at
+once. The check loop is a kopf *daemon*, one task per policy, rather than a
+timer: the interval is a field of each object's spec, and a timer's interval is
+fixed when the handler is registered. Every interval it:
+
+1. finds the version the target Deployment serves as stable (its status) and
+   that ModelVersion's training profile, the reference (a new stable version,
+   i.e. a promotion, starts a new window and a new consecutive count);
+2. scrapes the reference-bin counters of the ready predictor pods of that
+   version (:mod:`loopwright.scrape`) into the window (:mod:`loopwright.drift.window`);
+3. judges the window (:mod:`loopwright.drift.check`, pure), writes the status
+   with the raw values, and acts: an Event on every confirmed change, a retrain
+   of the referenced TrainingPipeline (its train-request and train-trigger
+   annotations) outside the cooldown, and the optional webhook.
+
+All Kubernetes calls are blocking client calls moved off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 import kopf
+import kubernetes
 
-from loopwright import metrics
+from loopwright import kube, metrics, scrape, storage
+from loopwright.api.common import parse_duration
+from loopwright.api.driftpolicy import DriftPolicySpec
+from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION, TRAINING_PIPELINE
 from loopwright.api.kinds import DRIFT_POLICY as KIND
-from loopwright.controllers._common import stub_status
+from loopwright.api.pipeline import TRAIN_REQUEST_ANNOTATION, RunTrigger
+from loopwright.conditions import READY, Verdict, merge
+from loopwright.controllers._common import INVALID_SPEC, parse_spec, ready_status
+from loopwright.drift import check, notify
+from loopwright.drift.window import PodReading, Window, counters
+from loopwright.profile import Profile
+
+TRAIN_TRIGGER_ANNOTATION = "loopwright.dev/train-trigger"
+"""Why a requested run is started (values of RunTrigger); read by the TrainingPipeline controller."""
+
+DEPLOYMENT_LABEL = f"{DEPLOYMENT.group}/{DEPLOYMENT.singular}"
+VERSION_LABEL = "loopwright.dev/version"
+DEFAULT_PORT = 8080
+SCRAPE_TIMEOUT = 5.0
+RETRY_SECONDS = 30.0
+"""Pause after a check that could not run (nothing served yet, API errors), bounded by the interval."""
+
+_log = logging.getLogger(__name__)
 
 
 @kopf.on.resume(group=KIND.group, version=KIND.version, plural=KIND.plural, id="driftpolicy.reconcile")
@@ -22,6 +66,259 @@ def reconcile(
     spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
 ) -> None:
     with metrics.reconcile(kind=KIND.kind, handler="reconcile"):
-        patch.status.update(
-            stub_status(KIND, spec=spec, status=status, generation=meta.get("generation"))
-        )
+        parsed = parse_spec(KIND, spec)
+        if isinstance(parsed, str):
+            verdict = Verdict(type=READY, status=False, reason=INVALID_SPEC, message=parsed)
+        elif status.get("lastCheckTime"):
+            return  # the check loop owns Ready once it has run
+        else:
+            verdict = Verdict(type=READY, status=False, reason="Pending",
+                              message="waiting for the first check")
+        patch.status.update(ready_status(status=status, generation=meta.get("generation"), verdict=verdict))
+
+
+@kopf.daemon(group=KIND.group, version=KIND.version, plural=KIND.plural, id="driftpolicy.check",
+             cancellation_timeout=10.0)
+async def check_loop(
+    *, name: str, namespace: str | None, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Check, act, sleep the spec's interval; until the policy is deleted or the operator stops."""
+    assert namespace is not None  # DriftPolicy is namespaced
+    state = _State()
+    while not stopped:
+        try:
+            with metrics.reconcile(kind=KIND.kind, handler="check"):
+                delay = await _check(namespace=namespace, name=name, body=body, state=state, logger=logger)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == HTTPStatus.NOT_FOUND:
+                return  # the policy itself is gone
+            logger.warning("drift check failed: API error %s %s; retrying", exc.status, exc.reason)
+            delay = RETRY_SECONDS
+        await stopped.wait(delay)
+
+
+@dataclass
+class _State:
+    """What a policy's loop keeps between checks: the window and the reference profile."""
+
+    window: Window | None = None
+    profile_key: tuple[str, str | None] | None = None
+    profile: Profile | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Served:
+    deployment: str
+    version: int
+    model_version: str
+    reference_metrics: dict[str, float]
+    profile_uri: str
+    profile_sha256: str | None
+
+
+async def _check(
+    *, namespace: str, name: str, body: kopf.Body, state: _State, logger: kopf.Logger
+) -> float:
+    """One check; returns the seconds to wait before the next."""
+    obj = await asyncio.to_thread(kube.get_object, KIND, namespace=namespace, name=name)
+    generation = obj["metadata"].get("generation")
+    status: Mapping[str, Any] = obj.get("status") or {}
+    parsed = parse_spec(KIND, obj.get("spec") or {})
+    if isinstance(parsed, str):
+        return RETRY_SECONDS  # the reconcile reports it
+    assert isinstance(parsed, DriftPolicySpec)
+    spec = parsed
+    interval = parse_duration(spec.interval).total_seconds()
+    now = datetime.now(UTC)
+
+    async def not_ready(reason: str, message: str) -> float:
+        await _patch(namespace=namespace, name=name, status=status, generation=generation,
+                     fields={}, verdicts=[Verdict(type=READY, status=False, reason=reason, message=message)])
+        return min(interval, RETRY_SECONDS)
+
+    served = await asyncio.to_thread(_served, namespace=namespace, deployment=spec.deployment_ref.name)
+    if isinstance(served, str):
+        return await not_ready("NotServing", served)
+    try:
+        profile = await _profile(state, served)
+    except (storage.StorageError, ValueError) as exc:
+        return await not_ready("ProfileUnavailable", f"{served.model_version}: {exc}")
+
+    span = parse_duration(spec.window)
+    window = state.window
+    if window is None or window.reference != served.model_version or window.span != span:
+        window = state.window = Window(reference=served.model_version, span=span, start=now)
+        logger.info("drift window starts for %s (reference %s)", served.deployment, served.model_version)
+    same_reference = status.get("modelVersion") == served.model_version
+    performance = status.get("performance") or {}
+    previous = check.Previous(
+        consecutive=int(status.get("consecutive") or 0) if same_reference else 0,
+        performance_consecutive=int(performance.get("consecutive") or 0) if same_reference else 0,
+        last_retrain=_parse_time(status.get("lastRetrainTime")),
+    )
+
+    readings, unreachable = await _read_pods(namespace=namespace, served=served)
+    window.observe(readings, now=now)
+    outcome = check.evaluate(spec, profile=profile, counts=window.counts(now=now),
+                             reference_metrics=served.reference_metrics, previous=previous, now=now)
+
+    token = None
+    retrain_note = ""
+    if outcome.retrain is not None and spec.actions.retrain is not None:
+        pipeline = spec.actions.retrain.pipeline_ref.name
+        token = f"{name}-{int(now.timestamp())}"
+        try:
+            await asyncio.to_thread(_request_retrain, namespace=namespace, pipeline=pipeline,
+                                    token=token, trigger=outcome.retrain)
+        except kubernetes.client.ApiException as exc:
+            kopf.event(body, type="Warning", reason="RetrainFailed",
+                       message=f"could not request a run of TrainingPipeline {pipeline}: "
+                               f"{exc.status} {exc.reason}")
+            token = None
+        else:
+            retrain_note = f"requested run {token} of TrainingPipeline {pipeline} (trigger {outcome.retrain})"
+            kopf.event(body, type="Normal", reason="RetrainRequested", message=retrain_note)
+    elif outcome.cooldown_until is not None:
+        retrain_note = f"retrain held back by the cooldown until {outcome.cooldown_until.isoformat()}"
+
+    fields = check.status(outcome, reference=served.model_version, now=now, retrain_token=token)
+    verdicts = check.conditions(spec, outcome, existing=status.get("conditions"))
+    if unreachable:
+        # Not a failure of the check (reachable pods were counted), but worth seeing.
+        verdicts[0] = Verdict(type=READY, status=True, reason="Checked",
+                              message=f"{verdicts[0].message}; unreachable: {'; '.join(unreachable)}"[:1000])
+    await _patch(namespace=namespace, name=name, status=status, generation=generation,
+                 fields=fields, verdicts=verdicts)
+
+    line = check.summary(spec, outcome)
+    for change in outcome.changes:
+        bad = change in (check.Change.DRIFT_CONFIRMED, check.Change.PERFORMANCE_CONFIRMED)
+        message = f"{served.model_version}: {line}" + (f"; {retrain_note}" if retrain_note else "")
+        kopf.event(body, type="Warning" if bad else "Normal", reason=change.value, message=message[:1000])
+    if spec.actions.webhook is not None and (outcome.changes or token):
+        event = outcome.changes[0].value if outcome.changes else "RetrainRequested"
+        await _notify(body, spec=spec, namespace=namespace, name=name, served=served,
+                      event=event, message=f"{line}; {retrain_note}".rstrip("; "), fields=fields)
+    logger.debug("drift check of %s: %s", served.model_version, line)
+    return interval
+
+
+def _served(*, namespace: str, deployment: str) -> _Served | str:
+    """What the Deployment serves as stable and that version's reference; a reason string if nothing."""
+    try:
+        mld = kube.get_object(DEPLOYMENT, namespace=namespace, name=deployment)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == HTTPStatus.NOT_FOUND:
+            return f"Deployment {deployment} (mldeploy) not found"
+        raise
+    stable = (mld.get("status") or {}).get("stable") or {}
+    mv_name, version = stable.get("modelVersion"), stable.get("version")
+    if not mv_name or not version:
+        return f"Deployment {deployment} serves no stable version yet"
+    try:
+        mv = kube.get_object(MODEL_VERSION, namespace=namespace, name=mv_name)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == HTTPStatus.NOT_FOUND:
+            return f"ModelVersion {mv_name}, served by {deployment}, not found"
+        raise
+    spec = mv.get("spec") or {}
+    if not spec.get("profileUri"):
+        return f"ModelVersion {mv_name} has no profileUri: there is no reference to compare with"
+    return _Served(deployment=deployment, version=int(version), model_version=mv_name,
+                   reference_metrics={k: float(v) for k, v in (spec.get("metrics") or {}).items()},
+                   profile_uri=spec["profileUri"], profile_sha256=spec.get("profileSha256"))
+
+
+async def _profile(state: _State, served: _Served) -> Profile:
+    """The reference profile, downloaded (sha256-checked) once per ModelVersion."""
+    key = (served.profile_uri, served.profile_sha256)
+    if state.profile is None or state.profile_key != key:
+        data = await asyncio.to_thread(storage.get_bytes, served.profile_uri, sha256=served.profile_sha256)
+        state.profile = Profile.model_validate_json(data)
+        state.profile_key = key
+    return state.profile
+
+
+async def _read_pods(*, namespace: str, served: _Served) -> tuple[list[PodReading], list[str]]:
+    """Counters of every ready predictor pod of the served version, and why others could not be read."""
+    selector = f"{DEPLOYMENT_LABEL}={served.deployment},{VERSION_LABEL}={served.version}"
+    pods = (await asyncio.to_thread(kube.core().list_namespaced_pod, namespace,
+                                    label_selector=selector)).items
+    by_port: dict[int, list[tuple[scrape.PodTarget, datetime | None]]] = {}
+    for pod in pods:
+        target = scrape.pod_target(pod, version_label=VERSION_LABEL)
+        if target is not None:
+            by_port.setdefault(_port(pod), []).append((target, pod.status.start_time))
+    readings: list[PodReading] = []
+    unreachable: list[str] = []
+    for port, targets in by_port.items():
+        started = {t.uid: s for t, s in targets}
+        results = await scrape.fetch_pod_metrics(pods=[t for t, _ in targets], port=port,
+                                                 timeout=SCRAPE_TIMEOUT)
+        for uid, result in results.items():
+            if result.ok:
+                readings.append(PodReading(uid=uid, counters=counters(result.samples), started=started[uid]))
+            else:
+                unreachable.append(f"{result.pod.name}: {result.error}")
+    return readings, unreachable
+
+
+def _port(pod: Any) -> int:
+    """The predictor's port: the container port named http, else the first one, else 8080."""
+    ports = [p for c in pod.spec.containers or () for p in c.ports or ()]
+    named = [p for p in ports if p.name == "http"]
+    return int((named or ports)[0].container_port) if ports else DEFAULT_PORT
+
+
+def _request_retrain(*, namespace: str, pipeline: str, token: str, trigger: RunTrigger) -> None:
+    """Ask the TrainingPipeline controller for one run (CONTRACTS: a new token is one run)."""
+    kube.custom_objects().patch_namespaced_custom_object(
+        TRAINING_PIPELINE.group, TRAINING_PIPELINE.version, namespace, TRAINING_PIPELINE.plural, pipeline,
+        {"metadata": {"annotations": {TRAIN_REQUEST_ANNOTATION: token,
+                                      TRAIN_TRIGGER_ANNOTATION: trigger.value}}})
+
+
+async def _patch(
+    *, namespace: str, name: str, status: Mapping[str, Any], generation: int | None,
+    fields: Mapping[str, Any], verdicts: list[Verdict],
+) -> None:
+    conditions = merge(status.get("conditions"), verdicts, generation=generation)
+    await asyncio.to_thread(kube.patch_status, KIND, namespace=namespace, name=name,
+                            status={**fields, "observedGeneration": generation, "conditions": conditions})
+
+
+async def _notify(
+    body: kopf.Body, *, spec: DriftPolicySpec, namespace: str, name: str, served: _Served,
+    event: str, message: str, fields: Mapping[str, Any],
+) -> None:
+    webhook = spec.actions.webhook
+    assert webhook is not None
+    token = None
+    if webhook.secret_ref is not None:
+        try:
+            token = await asyncio.to_thread(_secret_value, namespace=namespace, name=webhook.secret_ref.name,
+                                            key=webhook.secret_ref.key)
+        except (kubernetes.client.ApiException, KeyError) as exc:
+            kopf.event(body, type="Warning", reason="WebhookFailed",
+                       message=f"cannot read Secret {webhook.secret_ref.name} key {webhook.secret_ref.key}: "
+                               f"{type(exc).__name__}")
+            return
+    payload = notify.payload(namespace=namespace, policy=name, deployment=served.deployment,
+                             model_version=served.model_version, event=event, message=message, status=fields)
+    start = time.monotonic()
+    delivery = await notify.post(url=webhook.url, payload=payload, token=token)
+    if not delivery.ok:
+        kopf.event(body, type="Warning", reason="WebhookFailed",
+                   message=f"POST {webhook.url} {delivery.describe()} after {time.monotonic() - start:.1f}s")
+
+
+def _secret_value(*, namespace: str, name: str, key: str) -> str:
+    secret = kube.core().read_namespaced_secret(name, namespace)
+    return base64.b64decode((secret.data or {})[key]).decode().strip()
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
