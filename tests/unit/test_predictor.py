@@ -603,3 +603,20 @@ async def test_trainer_pipeline_served_over_v1_and_v2() -> None:
             )
             == 2
         )
+
+
+async def test_accepts_the_body_mlservers_pandas_codec_sends() -> None:
+    """Captured from MLServer 1.7.1: ``PandasCodec.encode_request`` plus a ``StringCodec`` input."""
+    served, pipeline = _mixed_served(LogisticRegression(), sparse_threshold=0.0)
+    body = (
+        b'{"parameters":{"content_type":"pd"},"inputs":['
+        b'{"name":"age","shape":[2,1],"datatype":"FP64","data":[40.0,70.0]},'
+        b'{"name":"score","shape":[2,1],"datatype":"FP64","data":[0.3,-1.0]},'
+        b'{"name":"region","shape":[2,1],"datatype":"BYTES","parameters":{"content_type":"str"},'
+        b'"data":["east","west"]}]}'
+    )
+    frame = pd.DataFrame({"age": [40.0, 70.0], "score": [0.3, -1.0], "region": ["east", "west"]})
+    async for c in _client(_app(served)):
+        r = await c.post("/v2/models/credit/infer", content=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == pipeline.predict(frame.astype({"region": object})).tolist()
