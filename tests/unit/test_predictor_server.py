@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
 from test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
 
-from loopwright import artifacts
+from loopwright import artifacts, storage
 from loopwright.predictor.app import PredictorApp, Settings, SettingsError
 
 pytestmark = pytest.mark.slow
@@ -176,3 +177,57 @@ async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    port = _port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_loads_from_s3_and_flushes_captures_on_shutdown(
+    s3_endpoint: str, tmp_path: Path, kill_later: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aws = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    }
+    for k, v in aws.items():
+        monkeypatch.setenv(k, v)
+    storage.client().create_bucket(Bucket="loopwright")
+    x, y = _data()
+    est = LogisticRegression().fit(x, y)
+    prefix = "s3://loopwright/models/ns/credit/runs/r1"
+    model_sha = artifacts.save(est, f"{prefix}/model.skops")
+    profile = _profile(_schema(), x, est.predict(x), classes=["0", "1"])
+    profile_sha = storage.put_bytes(f"{prefix}/profile.json", json.dumps(profile.to_wire()).encode())
+    env = {
+        **aws,
+        "LOOPWRIGHT_MODEL_NAME": "credit",
+        "LOOPWRIGHT_MODEL_VERSION": "1",
+        "LOOPWRIGHT_MODEL_URI": f"{prefix}/model.skops",
+        "LOOPWRIGHT_MODEL_SHA256": model_sha,
+        "LOOPWRIGHT_PROFILE_URI": f"{prefix}/profile.json",
+        "LOOPWRIGHT_PROFILE_SHA256": profile_sha,
+        "LOOPWRIGHT_CAPTURE_URI": "s3://loopwright/captures/ns/credit",
+        "LOOPWRIGHT_CAPTURE_FRACTION": "1",
+        "LOOPWRIGHT_DRAIN_SECONDS": "0",
+        "POD_NAME": "credit-stable-abc",
+    }
+    proc, base, log = _spawn(env, tmp_path)
+    kill_later.append(proc)
+    _wait(f"{base}/v2/health/ready", proc, log)
+    r = httpx.post(f"{base}/v1/models/credit:predict", json={"instances": [list(ROWS[0]), list(ROWS[1])]})
+    assert r.status_code == 200, r.text
+    ids = r.json()["ids"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, log.read_text()
+    objects = storage.list_objects("s3://loopwright/captures/ns/credit/credit-stable-abc/")
+    assert len(objects) == 1, log.read_text()
+    lines = [orjson.loads(line) for line in storage.get_bytes(objects[0].uri).splitlines()]
+    assert [line["id"] for line in lines] == ids
+    assert lines[0]["features"] == dict(zip(NAMES, ROWS[0], strict=True))
