@@ -43,6 +43,8 @@ _SMALL_BATCH = 16
 IntArray = NDArray[np.intp]
 
 _NONE = np.array(None, dtype=object)
+# How None and NaN read once converted to strings.
+_MISSING_AS_STRINGS = frozenset({"None", "nan"})
 
 
 class FeatureKind(StrEnum):
@@ -183,7 +185,17 @@ def bin_categorical(values: ArrayLike, categories: NDArray[np.str_]) -> IntArray
     Values are compared as strings. Unseen values get ``len(categories)``,
     missing ones ``len(categories) + 1``.
     """
-    return _index_strings(_as_strings(values), _missing_mask(values), categories)
+    arr = np.asarray(values)
+    strings = _as_strings(arr)
+    if arr.dtype.kind != "O" or _MISSING_AS_STRINGS & set(categories.tolist()):
+        return _index_strings(strings, _missing_mask(arr), categories)
+    # None and NaN become "None" and "nan", which match no category here: only
+    # the values left unseen can be missing, so only those are inspected.
+    idx = _index_strings(strings, np.zeros(0, dtype=np.bool_), categories)
+    unseen = np.flatnonzero(idx == categories.size)
+    if unseen.size:
+        idx[unseen[_missing_mask(arr[unseen])]] = categories.size + 1
+    return idx
 
 
 def count(indices: IntArray, *, n_bins: int) -> tuple[NDArray[np.int64], int]:
@@ -260,7 +272,7 @@ def _index_strings(
         idx = np.searchsorted(categories, strings)
         hit = categories[np.minimum(idx, n - 1)] == strings
         idx[~hit] = n
-    if missing.any():
+    if missing.size and missing.any():
         idx[missing] = n + 1
     return idx
 

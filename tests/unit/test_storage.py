@@ -1,11 +1,15 @@
 import base64
 import hashlib
+import json
 import socket
 
+import pandas as pd
 import pytest
 from moto.server import ThreadedMotoServer
 
-from loopwright import storage
+from loopwright import artifacts, storage
+from loopwright.profiler.__main__ import main as profiler
+from loopwright.trainer.__main__ import main as trainer
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +138,35 @@ def test_local_missing(tmp_path):
         storage.get_bytes(str(tmp_path / "nope"))
     with pytest.raises(storage.ObjectNotFoundError):
         storage.resolve(str(tmp_path / "nope"))
+
+
+def test_profiler_and_trainer_run_against_s3(bucket, tmp_path, monkeypatch):
+    """Both Jobs read the dataset and write every output through S3 with verified sha256."""
+    monkeypatch.setenv("LOOPWRIGHT_TERMINATION_LOG", str(tmp_path / "termination-log"))
+    rows = "".join(f"{i % 7},{'abc'[i % 3]},{int(i % 7 > 3)}\n" for i in range(120))
+    storage.put_bytes(f"s3://{bucket}/data/part-0.csv", ("a,c,y\n" + rows[: len(rows) // 2]).encode())
+    storage.put_bytes(f"s3://{bucket}/data/part-1.csv", ("a,c,y\n" + rows[len(rows) // 2 :]).encode())
+    schema = json.dumps({
+        "label": {"name": "y", "task": "classification"},
+        "columns": [{"name": "a", "type": "numeric"}, {"name": "c", "type": "categorical"}],
+    })
+    assert profiler([
+        "--source-uri", f"s3://{bucket}/data/", "--schema-json", schema,
+        "--output-prefix", f"s3://{bucket}/datasets/ns/d/fp/",
+    ]) == 0
+    result = json.loads(storage.get_bytes(f"s3://{bucket}/datasets/ns/d/fp/result.json"))
+    assert result["valid"] is True
+    assert result["rows"] == 120
+    storage.get_bytes(result["profileUri"], sha256=result["profileSha256"])
+
+    assert trainer([
+        "--dataset-uri", f"s3://{bucket}/data/", "--dataset-digest", result["digest"],
+        "--schema-json", schema,
+        "--estimator", "RandomForestClassifier", "--params-json", '{"n_estimators": 5}',
+        "--output-prefix", f"s3://{bucket}/models/ns/m/runs/r1/",
+    ]) == 0
+    run = json.loads(storage.get_bytes(f"s3://{bucket}/models/ns/m/runs/r1/result.json"))
+    model = run["artifacts"]["model"]
+    assert model["uri"] == f"s3://{bucket}/models/ns/m/runs/r1/model.skops"
+    loaded = artifacts.load(model["uri"], sha256=model["sha256"])
+    assert loaded.predict(pd.DataFrame({"a": [6.0], "c": ["a"]}))[0] == "1"
