@@ -40,9 +40,11 @@ $(PY):
 test: | $(PY) ## Run the test suite (tests marked `cluster` use a real API server; see tests/conftest.py).
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package.
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/mypy
+lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both run; either fails it).
+	@status=0; \
+	$(VENV)/bin/ruff check operator tests || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
 
 crds: | $(PY) ## Regenerate crds/ from the API models.
 	$(PY) -m loopwright.crdgen
