@@ -405,12 +405,18 @@ def test_vectorised_binning_equals_profile_binning() -> None:
     x[:9, 0] = edges[0][:9]  # values exactly on an edge go right
     metrics = app._served.metrics  # type: ignore[union-attr]
     metrics.observe_batch(Batch(rows=500, numeric=x, categorical={}, missing_numeric=True), None)
+    # The same rows again one request at a time: queued, flushed in groups, then on read.
+    for row in x:
+        one = row[None, :]
+        metrics.observe_batch(
+            Batch(rows=1, numeric=one, categorical={}, missing_numeric=bool(np.isnan(one).any())), None
+        )
     for j, name in enumerate(NAMES):
         f = served.profile.features[name]
         want_counts, want_missing = f.count(x[:, j])
         counts, missing = metrics.feature_counts(name)
-        assert counts == want_counts.tolist()
-        assert missing == want_missing
+        assert counts == (2 * want_counts).tolist()
+        assert missing == 2 * want_missing
 
 
 # -- feedback -----------------------------------------------------------------------------------------
