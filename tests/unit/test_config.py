@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import kopf
 import pytest
@@ -10,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubernetes.client import ApiException
 
 from loopwright import config, kube, metrics
-from loopwright.api.kinds import TRAINING_PIPELINE
-from loopwright.main import configure_kopf
+from loopwright.api.kinds import ALL_KINDS, TRAINING_PIPELINE
+from loopwright.main import configure_kopf  # importing main registers every handler
 
 
 def test_defaults() -> None:
@@ -133,3 +134,25 @@ def test_child_labels_name_the_group() -> None:
         "app.kubernetes.io/managed-by": "loopwright",
         "loopwright.dev/trainingpipeline": "churn",
     }
+
+
+def _resource_handlers() -> list[Any]:
+    # kopf has no public listing of registered handlers; these registries are stable since 1.30.
+    registry = kopf.get_default_registry()
+    return [
+        h
+        for part in (registry._changing, registry._watching, registry._spawning)
+        for h in part.get_all_handlers()
+    ]
+
+
+def test_handlers_name_their_group_and_id() -> None:
+    """Every selector names its API group (our Deployment must never match apps/v1), and every
+    handler has an explicit id, so a renamed function does not re-run finished handlers."""
+    handlers = _resource_handlers()
+    served = {h.selector.plural for h in handlers if h.selector.group == "loopwright.dev"}
+    assert served >= {k.plural for k in ALL_KINDS}
+    for handler in handlers:
+        assert handler.selector.group is not None, handler.id
+        assert handler.selector.version is not None, handler.id
+        assert "." in handler.id, f"{handler.id}: ids are <kind>.<step>, set with id="
