@@ -95,6 +95,10 @@ def test_serves_then_drains_on_sigterm_and_exits_zero(
     r = httpx.post(f"{base}/v2/models/credit/infer", json=_v2_named(ROWS))
     assert r.status_code == 200, r.text
     assert r.json()["model_version"] == "7"
+    with httpx.Client(base_url=base) as client:  # one keep-alive connection throughout
+        big = client.post("/v2/models/credit/infer", content=b"[" + b"1," * 600_000 + b"1]")
+        assert big.status_code == 413
+        assert client.post("/v2/models/credit/infer", json=_v2_named(ROWS)).status_code == 200
 
     proc.send_signal(signal.SIGTERM)
     _wait(f"{base}/v2/health/ready", proc, log, status=503, timeout=2)
