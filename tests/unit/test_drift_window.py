@@ -2,7 +2,14 @@
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from test_predictor import NAMES, _served
+
 from loopwright.drift.window import FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
+from loopwright.predictor.app import PredictorApp, Settings
 from loopwright.profile import FeatureProfile, Profile
 from loopwright.scrape import parse_prometheus
 
@@ -131,3 +138,36 @@ def test_counts_per_feature_in_the_profile_bins():
     assert counts.features(profile) == {"x": [1, 0, 2], "c": [0, 0, 4]}
     assert counts.prediction(profile) == [0, 3, 0]
     assert Counts().prediction(profile) is None
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_predictors_metrics_give_the_profile_counts() -> None:
+    """What the predictor exports is what the window reads: counts in the profile's own bins."""
+    served = _served(LogisticRegression())
+    settings = Settings(model_name="credit", model_uri="-", model_sha256="-", profile_uri="-",
+                        model_version="3")
+    app = PredictorApp(settings=settings)
+    app.install(served)
+    rng = np.random.default_rng(1)
+    rows = np.column_stack([rng.uniform(18, 90, 50), rng.normal(50_000, 15_000, 50), rng.normal(1, 1, 50)])
+    instances = [dict(zip(NAMES, r.tolist(), strict=True)) for r in rows]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as c:
+        predicted = (await c.post("/v1/models/credit:predict", json={"instances": instances})).json()
+        text = (await c.get("/metrics")).text
+    got = counters(parse_prometheus(text), version="3")
+    counts = Counts(values=got)
+    assert counts.predictions == 50
+    profile = served.profile
+    for j, name in enumerate(NAMES):
+        expected, missing = profile.features[name].count(rows[:, j])
+        assert counts.features(profile)[name] == expected.tolist()
+        assert missing == 0
+    assert profile.prediction is not None
+    expected_pred, _ = profile.prediction.count([str(p) for p in predicted["predictions"]])
+    assert counts.prediction(profile) == expected_pred.tolist()
+    assert counters(parse_prometheus(text), version="4") == {}
