@@ -104,7 +104,11 @@ class Kube:
         return bytes(response.data).decode()
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+        """Run kubectl: the one built with the local cluster (same version) if there is one."""
+        cache = os.environ.get("LOOPWRIGHT_CACHE", str(Path.home() / ".cache" / "loopwright"))
+        built = Path(cache) / "bin" / "kubectl"
+        binary = str(built) if built.exists() else "kubectl"
+        return subprocess.run([binary, f"--kubeconfig={self.kubeconfig}", *args],
                               check=check, capture_output=True, text=True, timeout=120)
 
 

@@ -90,7 +90,7 @@ def _up() -> int:
     for proc in rest:
         supervisor.wait_ready(proc, timeout=60)
 
-    env = _write_env()
+    env = _write_env(bins=bins)
     verb = "up in" if started_any else "already running; checked in"
     print(f"cluster {verb} {time.monotonic() - started:.1f}s (API https://127.0.0.1:{controlplane.API_PORT})")
     print(f"  source {env.relative_to(REPO)}   # KUBECONFIG and S3 credentials for this shell")
@@ -137,8 +137,9 @@ def _bridge_up() -> bool:
     return True
 
 
-def _write_env() -> Path:
-    """A file a shell can source: the API for kubectl and S3 under boto3's standard names."""
+def _write_env(*, bins: Path) -> Path:
+    """A file a shell can source: the API for kubectl (one of the same version first on PATH)
+    and S3 under boto3's standard names."""
     creds = storage.credentials(state=STATE)
     # Host processes and pods both reach the bridge address; 127.0.0.1 would be a pod's own loopback.
     in_cluster = f"http://{controlplane.NODE_IP}:{storage.PORT}" if _bridge_up() else storage.HOST_ENDPOINT
@@ -153,7 +154,9 @@ def _write_env() -> Path:
         "LOOPWRIGHT_S3_SECRET": f"{storage.NAMESPACE}/{storage.SECRET}",
     }
     path = STATE / "env"
-    path.write_text("".join(f"export {key}='{value}'\n" for key, value in values.items()))
+    lines = [f"export {key}='{value}'\n" for key, value in values.items()]
+    lines.append(f"export PATH='{bins}':\"$PATH\"\n")
+    path.write_text("".join(lines))
     path.chmod(0o600)
     return path
 

@@ -23,8 +23,8 @@ CASES = list(cel_cases.CASES)
 
 
 def _manifest(kind: str, crd: Crd, obj: dict[str, Any], name: str) -> dict[str, Any]:
-    """The case as a full object; a case may give the whole object or only its spec."""
-    body = copy.deepcopy(obj) if "spec" in obj else {"spec": copy.deepcopy(obj)}
+    """The case's object under a fixed name, at the version the API serves."""
+    body: dict[str, Any] = copy.deepcopy(obj)
     body["apiVersion"] = f"{crd.group}/{crd.version}"
     body["kind"] = kind
     body["metadata"] = {**body.get("metadata", {}), "name": name}
