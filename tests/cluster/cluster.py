@@ -44,7 +44,12 @@ def main() -> int:
     sub.add_parser("status", help="show the components; exit 1 unless all run")
     args = parser.parse_args()
     if args.command == "up":
-        return _up()
+        try:
+            return _up()
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError) as error:
+            print(f"cluster.py up failed: {error}\nlogs: {STATE / 'logs'}; clean up with `cluster.py down`",
+                  file=sys.stderr)
+            return 1
     if args.command == "down":
         return _down(keep_data=args.keep_data)
     return _status()
@@ -62,6 +67,7 @@ def _up() -> int:
     ).stdout.strip().splitlines()[-1])
     _refuse_strays(supervisor)
     if not any(supervisor.pid(name) for name in _STOP_ORDER):
+        _refuse_busy_ports()
         shutil.rmtree(STATE / "logs", ignore_errors=True)  # a fresh cluster gets fresh logs
     material = pki.ensure(directory=STATE / "pki", certs=controlplane.certs())
     controlplane.write_kubeconfigs(pki=material, directory=STATE)
@@ -169,7 +175,10 @@ def _down(*, keep_data: bool) -> int:
     for pid in _strays(supervisor):
         _warn(f"stopping stray process {pid} (no pid file)")
         procs.terminate(pid, grace=5)
-    _network("down")
+    if _busy_port() is None:
+        _network("down")
+    else:
+        _warn("another cluster still serves on this machine: leaving the shared network in place")
     for name in [] if keep_data else _VOLATILE:
         shutil.rmtree(STATE / name, ignore_errors=True)
     (STATE / "env").unlink(missing_ok=True)
@@ -203,6 +212,25 @@ def _refuse_strays(supervisor: procs.Supervisor) -> None:
     if strays:
         raise SystemExit(f"processes of an earlier cluster still run without pid files ({strays}): "
                          "run `cluster.py down` first")
+
+
+def _refuse_busy_ports() -> None:
+    """Stop before touching anything if another cluster (e.g. from another checkout) is serving.
+
+    The bridge is per machine, not per checkout: starting half a second cluster and then tearing
+    it down would take the network away from the first one.
+    """
+    port = _busy_port()
+    if port is not None:
+        raise SystemExit(f"port {port} is already in use (another cluster running?): not starting")
+
+
+def _busy_port() -> int | None:
+    for port in (controlplane.API_PORT, 2379, storage.PORT):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return port
+    return None
 
 
 def _warn(message: str) -> None:
