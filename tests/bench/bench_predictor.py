@@ -1,12 +1,16 @@
 """Benchmark: the Loopwright predictor against MLServer 1.7 (mlserver-sklearn), same models, same load.
 
 Not a test. It trains a logistic regression and a 100-tree random forest on the
-same generated data, serves each with MLServer's sklearn runtime (joblib file,
-MLServer's own format) and with ``python -m loopwright.predictor`` (skops +
-profile), all on 127.0.0.1, and drives every server with ``wrk`` (closed loop:
-each connection sends its next request when the previous answer arrives) at 1
-and 32 concurrent connections, posting the same Open Inference Protocol v2 body
-(one row, a single [1, F] FP64 tensor) to ``/v2/models/<name>/infer``.
+same generated data (10 numeric features), plus a logistic regression in the
+trainer's pipeline shape (imputer + scaler, imputer + one-hot on one categorical
+column), serves each with MLServer's sklearn runtime (joblib file, MLServer's
+own format) and with ``python -m loopwright.predictor`` (skops + profile), all
+on 127.0.0.1, and drives every server with ``wrk`` (closed loop: each
+connection sends its next request when the previous answer arrives) at 1 and 32
+concurrent connections, posting the same Open Inference Protocol v2 body to
+``/v2/models/<name>/infer``: for the bare estimators one [1, 10] FP64 tensor
+(what MLServer's NumpyCodec sends), for the pipeline one [1, 1] tensor per
+column with ``content_type: pd`` (what its PandasCodec sends).
 
 MLServer runs twice: with its default ``parallel_workers=1`` (the HTTP process
 hands each request to one inference worker process) and with
@@ -39,11 +43,18 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopwright import artifacts
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
@@ -83,7 +94,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument("--quick", action="store_true", help="3 s runs, for trying the script")
-    parser.add_argument("--models", default="lr,rf", help="comma list of lr, rf (default both)")
+    parser.add_argument("--models", default="lr,rf,lr-pipeline", help="comma list (default: all three)")
     parser.add_argument("--no-mlserver", action="store_true", help="only the Loopwright predictor")
     args = parser.parse_args()
     duration = 3 if args.quick else args.duration
@@ -95,25 +106,19 @@ def main() -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="lw-bench-predictor-") as tmp:
         work = Path(tmp)
-        body_file = work / "body.json"
         models = _train(work)
-        x_row = models.pop("_row")
-        body_file.write_bytes(
-            json.dumps(
-                {"inputs": [{"name": "input-0", "shape": [1, FEATURES], "datatype": "FP64", "data": [x_row]}]}
-            ).encode()
-        )
         lua = work / "post.lua"
         lua.write_text(LUA)
-        for name, paths in models.items():
+        for name, served in models.items():
             if name not in args.models.split(","):
                 continue
-            servers = [("loopwright", lambda p=paths, n=name: _start_loopwright(n, p, work))]
+            body_file = served.body
+            servers = [("loopwright", lambda p=served, n=name: _start_loopwright(n, p, work))]
             if mlserver_error is None and not args.no_mlserver:
                 servers += [
                     (
                         f"mlserver pw={pw}",
-                        lambda p=paths, n=name, w=pw: _start_mlserver(n, p, work, workers=w),
+                        lambda p=served, n=name, w=pw: _start_mlserver(n, p, work, workers=w),
                     )
                     for pw in (1, 0)
                 ]
@@ -126,7 +131,7 @@ def main() -> None:
                         res = _wrk(wrk, url, lua, body_file, connections=c, seconds=duration)
                         results.append(Result(name, label, c, *res))
                         print(
-                            f"{name:5} {label:15} c={c:<3} {res[0]:9.0f} req/s p50 {res[1]:7.2f} ms "
+                            f"{name:11} {label:15} c={c:<3} {res[0]:9.0f} req/s p50 {res[1]:7.2f} ms "
                             f"p99 {res[2]:7.2f} ms errors {res[3]}",
                             flush=True,
                         )
@@ -170,37 +175,92 @@ def _ensure_mlserver() -> str | None:
     return None
 
 
-def _train(work: Path) -> dict[str, dict[str, Path | str]]:
+@dataclass
+class Served:
+    """One model as both servers get it, and the request body both receive."""
+
+    dir: Path
+    sha: str
+    body: Path
+
+
+def _train(work: Path) -> dict[str, Served]:
     x, y = make_classification(n_samples=5000, n_features=FEATURES, n_informative=6, random_state=0)
-    estimators = {
-        "lr": LogisticRegression(max_iter=1000),
-        "rf": RandomForestClassifier(n_estimators=100, random_state=0),
-    }
     names = [f"f{i}" for i in range(FEATURES)]
-    schema = DatasetSchema(
-        label=LabelSpec(name="y", task=TaskType.CLASSIFICATION),
-        columns=[ColumnSpec(name=n, type=ColumnType.NUMERIC) for n in names],
-    )
-    out: dict[str, dict[str, Path | str]] = {}
-    for name, est in estimators.items():
-        est.fit(x, y)
+    numeric = [ColumnSpec(name=n, type=ColumnType.NUMERIC) for n in names]
+    # A one-row v2 body as MLServer's NumpyCodec sends it: one [1, F] tensor.
+    matrix_body = {
+        "inputs": [{"name": "input-0", "shape": [1, FEATURES], "datatype": "FP64", "data": [x[1].tolist()]}]
+    }
+    # The trainer's model shape (imputer+scaler, imputer+one-hot, then the estimator) takes a
+    # DataFrame: MLServer's PandasCodec body (one named [1, 1] tensor per column), for both.
+    frame = pd.DataFrame(x, columns=names)
+    frame["c"] = np.array(["a", "b", "c", "d", "e"], dtype=object)[(x[:, 0] > 0) + 2 * (x[:, 1] > 0)]
+    frame_body = {
+        "parameters": {"content_type": "pd"},
+        "inputs": [
+            *({"name": n, "shape": [1, 1], "datatype": "FP64", "data": [float(frame[n].iloc[1])]}
+              for n in names),
+            {"name": "c", "shape": [1, 1], "datatype": "BYTES", "parameters": {"content_type": "str"},
+             "data": [frame["c"].iloc[1]]},
+        ],
+    }  # fmt: skip
+    cases: dict[str, tuple[Any, list[ColumnSpec], Any, dict[str, Any]]] = {
+        "lr": (LogisticRegression(max_iter=1000), numeric, x, matrix_body),
+        "rf": (RandomForestClassifier(n_estimators=100, random_state=0), numeric, x, matrix_body),
+        "lr-pipeline": (
+            _trainer_shaped(LogisticRegression(max_iter=1000), names, ["c"]),
+            [*numeric, ColumnSpec(name="c", type=ColumnType.CATEGORICAL)],
+            frame,
+            frame_body,
+        ),
+    }
+    out: dict[str, Served] = {}
+    for name, (est, columns, data, body) in cases.items():
+        est.fit(data, y)
         d = work / name
         d.mkdir()
         joblib.dump(est, d / "model.joblib")
         model_sha = artifacts.save(est, str(d / "model.skops"))
         classes = [str(c) for c in est.classes_]
+        schema = DatasetSchema(label=LabelSpec(name="y", task=TaskType.CLASSIFICATION), columns=columns)
+        features = {n: profile_numeric(x[:, j]) for j, n in enumerate(names)}
+        if isinstance(data, pd.DataFrame):
+            features["c"] = profile_categorical(data["c"].to_numpy())
         profile = Profile(
             rows=len(x),
-            features={n: profile_numeric(x[:, j]) for j, n in enumerate(names)},
-            prediction=profile_categorical([str(p) for p in est.predict(x)], categories=classes),
+            features=features,
+            prediction=profile_categorical([str(p) for p in est.predict(data)], categories=classes),
             schema=schema,
             task=TaskType.CLASSIFICATION,
             classes=classes,
         )
         (d / "profile.json").write_text(json.dumps(profile.to_wire()))
-        out[name] = {"dir": d, "sha": model_sha}
-    out["_row"] = x[1].tolist()  # type: ignore[assignment]
+        (d / "body.json").write_text(json.dumps(body))
+        out[name] = Served(dir=d, sha=model_sha, body=d / "body.json")
     return out
+
+
+def _trainer_shaped(model: Any, numeric: list[str], categorical: list[str]) -> Any:
+    """What loopwright.trainer builds from a schema (see its ``_pipeline``)."""
+    return Pipeline(
+        [
+            ("preprocess", ColumnTransformer(
+                [
+                    ("numeric", Pipeline([
+                        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]), numeric),
+                    ("categorical", Pipeline([
+                        ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=True)),
+                    ]), categorical),
+                ],
+                sparse_threshold=0.3,
+            )),
+            ("model", model),
+        ]
+    )  # fmt: skip
 
 
 # -- servers -------------------------------------------------------------------------------------------
@@ -214,8 +274,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _start_loopwright(name: str, paths: dict[str, Path | str], work: Path) -> Iterator[str]:
-    d = Path(paths["dir"])
+def _start_loopwright(name: str, served: Served, work: Path) -> Iterator[str]:
+    d = served.dir
     port = _free_port()
     env = {
         **os.environ,
@@ -224,7 +284,7 @@ def _start_loopwright(name: str, paths: dict[str, Path | str], work: Path) -> It
         "LOOPWRIGHT_MODEL_NAME": name,
         "LOOPWRIGHT_MODEL_VERSION": "1",
         "LOOPWRIGHT_MODEL_URI": str(d / "model.skops"),
-        "LOOPWRIGHT_MODEL_SHA256": str(paths["sha"]),
+        "LOOPWRIGHT_MODEL_SHA256": served.sha,
         "LOOPWRIGHT_PROFILE_URI": str(d / "profile.json"),
         "LOOPWRIGHT_DRAIN_SECONDS": "0",
     }
@@ -236,11 +296,11 @@ def _start_loopwright(name: str, paths: dict[str, Path | str], work: Path) -> It
 
 
 @contextlib.contextmanager
-def _start_mlserver(name: str, paths: dict[str, Path | str], work: Path, *, workers: int) -> Iterator[str]:
+def _start_mlserver(name: str, served: Served, work: Path, *, workers: int) -> Iterator[str]:
     d = work / f"mlserver-{name}-pw{workers}"
     model_dir = d / name
     model_dir.mkdir(parents=True)
-    shutil.copy(Path(paths["dir"]) / "model.joblib", model_dir / "model.joblib")
+    shutil.copy(served.dir / "model.joblib", model_dir / "model.joblib")
     (model_dir / "model-settings.json").write_text(
         json.dumps(
             {
@@ -392,7 +452,8 @@ def _report(
         "# Predictor benchmark: Loopwright vs MLServer 1.7",
         "",
         f"Started {started}. `wrk -t1 -c<C> -d{duration}s --latency`, closed loop, one-row v2 infer body "
-        f"(a single [1, {FEATURES}] FP64 tensor), same body for every server, all on 127.0.0.1, after a "
+        f"(lr, rf: a single [1, {FEATURES}] FP64 tensor; lr-pipeline: one [1, 1] tensor per column, "
+        "content_type pd), the same body for every server, all on 127.0.0.1, after a "
         "warm-up run. Loopwright: one process (uvicorn + uvloop + httptools, skops model). MLServer: "
         "`parallel_workers=1` (its default: one inference worker process behind the HTTP process) and "
         "`parallel_workers=0` (inference in the HTTP process), `debug=false` (no access log), joblib model.",
