@@ -441,8 +441,22 @@ def _context() -> dict[str, str]:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "load average at start": " ".join(f"{v:.2f}" for v in os.getloadavg()),
         "`go build` running at start": "yes: " + go.splitlines()[0][:120] if go else "no",
+        "busiest other processes at start": _busiest(),
         "MLServer venv": versions or "(not installed)",
     }
+
+
+def _busiest() -> str:
+    """The top CPU users (ps' lifetime average), to say what shared the 2 cores."""
+    ps = subprocess.run(
+        ["ps", "-eo", "pid=,pcpu=,comm=", "--sort=-pcpu"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
+    others = [
+        line.split(None, 2)
+        for line in ps
+        if line.strip() and int(line.split()[0]) != os.getpid() and line.split()[-1] != "ps"
+    ]
+    return ", ".join(f"{cmd.strip()} {cpu}%" for _, cpu, cmd in others[:5]) or "n/a"
 
 
 def _report(
@@ -498,6 +512,7 @@ def _report(
     if mlserver_error:
         lines += ["", "## MLServer could not be installed", "", "```", mlserver_error, "```"]
     lines += ["", "## Context", ""]
+    context["load average at end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     lines += [f"- {k}: {v}" for k, v in context.items()]
     lines += [
         "",
