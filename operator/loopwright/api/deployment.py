@@ -157,7 +157,12 @@ class Rollout(ApiModel):
     analysis: Analysis = section(Analysis, description="How each step is judged.")
     auto_promote: bool = Field(default=True, description="Promote after the last step passes; otherwise "
                                                          "hold until spec.rollout.promote names the version.")
-    paused: bool = Field(default=False, description="Freeze the rollout at its current step.")
+    paused: bool = Field(default=False, description="Freeze the rollout at its current step (the analysis "
+                                                    "keeps running and can still roll back).")
+    progress_deadline: Duration = Field(
+        default="10m",
+        description="How long a step may wait for its canary pods to become ready before the version is "
+                    "rolled back.")
     promote: VersionRef | None = Field(
         default=None,
         description="Promote this canary version now, skipping remaining steps. Has no effect on other "
@@ -269,6 +274,7 @@ class StableStatus(ApiModel):
     model_version: str = Field(max_length=253, description="ModelVersion name.")
     replicas: int = Field(default=0, ge=0, description="Desired pods.")
     ready_replicas: int = Field(default=0, ge=0, description="Ready pods.")
+    desired_weight: int = Field(default=100, ge=0, le=100, description="Traffic percentage aimed at.")
     weight: int = Field(default=100, ge=0, le=100, description="Actual traffic percentage.")
 
 
@@ -302,13 +308,49 @@ class AnalysisResult(ApiModel):
     message: str = Field(default="", max_length=1024, description="Human-readable details.")
 
 
+class Counters(ApiModel):
+    """Counter values of one predictor pod, in the units of its /metrics."""
+
+    requests: float = Field(default=0.0, description="Requests to the prediction endpoints (a base goes "
+                                                     "below zero when its pod restarted mid-window).")
+    errors: float = Field(default=0.0, description="Of which answered with a 5xx code.")
+    latency: list[float] = Field(default_factory=list, max_length=64,
+                                 description="Cumulative latency histogram counts, one per bound of "
+                                             "analysis.latencyBounds, then the +Inf bucket.")
+    predictions: list[float] = Field(default_factory=list, max_length=256,
+                                     description="Predictions per bin of the version's reference profile.")
+
+
+class PodWindow(ApiModel):
+    """What one pod contributed to the current analysis window (kept when the pod goes away)."""
+
+    uid: str = Field(max_length=64, description="Pod UID: a replaced pod is a new window member.")
+    name: str = Field(max_length=253, description="Pod name, for humans.")
+    version: int = Field(ge=1, description="Model version the pod serves.")
+    base: Counters = Field(default_factory=Counters, description="Values when the window started (or when "
+                                                                 "the pod restarted).")
+    last: Counters = Field(default_factory=Counters, description="Values at the last scrape.")
+
+
 class AnalysisStatus(ApiModel):
-    """Latest analysis of the canary."""
+    """Latest analysis of the canary, and the counter baselines of the current step's window.
+
+    The baselines live here, not in memory, so an operator restart neither resets the
+    window nor double-counts it.
+    """
 
     last_time: datetime | None = Field(default=None, description="When the last check ran.")
     failures: int = Field(default=0, ge=0, description="Failed checks at this rollout so far.")
+    checks: int = Field(default=0, ge=0, description="Checks run at the current step.")
+    verdict: Verdict | None = Field(default=None, description="Overall verdict of the last check.")
     results: list[AnalysisResult] = Field(default_factory=list, max_length=16,
                                           description="Results of the last check.")
+    window_start: datetime | None = Field(default=None, description="Start of the current window (the "
+                                                                    "step's start).")
+    latency_bounds: list[float] = Field(default_factory=list, max_length=63,
+                                        description="Finite upper bounds (seconds) of the latency buckets.")
+    pods: list[PodWindow] = Field(default_factory=list, max_length=200,
+                                  description="Per-pod counters of the window.")
 
 
 class RolloutEvent(ApiModel):
@@ -331,6 +373,10 @@ class DeploymentStatus(ResourceStatus):
     rejected_versions: list[int] = Field(default_factory=list, max_length=100,
                                          description="Versions rolled back or aborted here; never retried "
                                                      "by `latest`.")
+    rejected_generation: int | None = Field(
+        default=None, ge=0,
+        description="metadata.generation at the last rejection: a pinned rejected version is retried "
+                    "only after the spec changes.")
     history: list[RolloutEvent] = Field(default_factory=list, max_length=20,
                                         description="Past rollouts, newest first.")
     url: str | None = Field(default=None, max_length=2048, description="In-cluster URL of the service.")
