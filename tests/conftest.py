@@ -30,6 +30,8 @@ _CLUSTER_PY = [sys.executable, str(REPO / "tests" / "cluster" / "cluster.py")]
 IN_CLUSTER_S3 = "http://s3.loopwright-system.svc:9000"
 S3_SECRET = ("loopwright-system", "loopwright-s3")
 T = TypeVar("T")
+# The `operator` fixture (the Loopwright operator process for one test namespace).
+pytest_plugins = ("operator_fixture",)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sklearn.linear_model import LogisticRegression
-from test_predictor import NAMES, _schema, _served
+from unit.test_predictor import NAMES, _schema, _served
 
 from loopwright import capture, data, storage
 from loopwright.api.dataset import DatasetValidation

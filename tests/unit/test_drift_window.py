@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
-from test_predictor import NAMES, _served
+from unit.test_predictor import NAMES, _served
 
 from loopwright.drift.window import FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
 from loopwright.predictor.app import PredictorApp, Settings

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
-from test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
+from unit.test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
 
 from loopwright import artifacts, storage
 from loopwright.predictor.app import PredictorApp, Settings, SettingsError
