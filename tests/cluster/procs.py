@@ -41,7 +41,15 @@ class Supervisor:
         if record is None:
             return None
         pid = int(record["pid"])
-        return pid if _cmdline(pid) == record["argv"] else None
+        argv = _cmdline(pid)
+        for _ in range(5):
+            if argv is not None or not _alive(pid):
+                break
+            # Right after exec the kernel briefly shows an empty command line (the new
+            # arguments are not mapped yet): a live process with none is asked again.
+            time.sleep(0.02)
+            argv = _cmdline(pid)
+        return pid if argv == record["argv"] else None
 
     def _record(self, name: str) -> dict[str, Any] | None:
         try:
@@ -69,7 +77,6 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         record = self._record(proc.name)
         while True:
-            # Liveness by pid alone: right after exec, /proc/<pid>/cmdline can briefly read empty.
             if record is None or not _alive(int(record["pid"])):
                 raise RuntimeError(f"{proc.name} exited during start-up:\n{self.tail(proc.name)}")
             if proc.ready is None or proc.ready():
