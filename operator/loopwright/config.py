@@ -53,6 +53,8 @@ class Config:
     predictor_image: str
     metrics_port: int
     """Port of the /metrics and /healthz endpoints."""
+    suspend_jobs: bool = False
+    """Create training Jobs suspended (no trainer pod runs): for control-plane scale benchmarks only."""
 
     @property
     def clusterwide(self) -> bool:
@@ -102,7 +104,11 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     port = int(raw_port) if raw_port.isdigit() else 0
     check("METRICS_PORT", 1 <= port <= 65535, "a TCP port number between 1 and 65535")
 
+    raw_suspend = get("SUSPEND_JOBS", "false").lower()
+    check("SUSPEND_JOBS", raw_suspend in ("true", "false"), "true or false")
+
     if errors:
         raise ConfigError("invalid operator configuration: " + "; ".join(errors))
     return Config(namespaces=namespaces, s3_endpoint=endpoint, artifact_bucket=bucket, s3_secret=secret,
-                  trainer_image=trainer, predictor_image=predictor, metrics_port=port)
+                  trainer_image=trainer, predictor_image=predictor, metrics_port=port,
+                  suspend_jobs=raw_suspend == "true")

@@ -1,27 +1,403 @@
 """Handlers of TrainingPipeline objects (loopwright.dev/v1alpha1).
 
-Until the real behaviour lands, the reconcile validates the spec and publishes
-Ready=False with reason NotImplemented (or InvalidSpec).
+One level-based reconcile per pipeline (:func:`sync`) runs the state machine:
+
+1. follow the active run's Job; on success read the trainer's ``result.json`` and register the
+   ModelVersion (adopting one this run already registered), on failure record the reason;
+2. with no run active, ask :func:`loopwright.training.triggers.decide` whether to start one;
+   refuse a forbidden estimator or parameters before any Job exists;
+3. record run N = runCount+1 in the status (guarded by resourceVersion), then create its Job
+   ``<pipeline>-<N>`` (adopting it on 409), so a restart never makes a second Job;
+4. keep ``historyLimit`` runs, deleting the Jobs of older ones.
+
+It is entered from the pipeline's own handlers (create/update/resume), from events of its Jobs,
+from new validated versions of its Dataset (found with the ``pipelines_by_dataset`` index, not
+by listing), and from a clock for schedules and cooldowns.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import json
+from collections.abc import Hashable, Mapping
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from typing import Any, cast
 
 import kopf
+import kubernetes
+from pydantic import ValidationError
 
-from loopwright import metrics
+from loopwright import kube, metrics, storage
+from loopwright.api.common import parse_duration
+from loopwright.api.kinds import DATASET, MODEL_VERSION
 from loopwright.api.kinds import TRAINING_PIPELINE as KIND
-from loopwright.controllers._common import stub_status
+from loopwright.api.modelversion import model_version_name
+from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, TrainingPipelineStatus
+from loopwright.api.schema import DatasetSchema
+from loopwright.builders.jobs import Owner, training_job
+from loopwright.conditions import READY, Verdict, merge
+from loopwright.controllers import _runtime
+from loopwright.controllers._common import INVALID_SPEC, parse_spec
+from loopwright.kube import MANAGED_BY, child_labels
+from loopwright.training import registry, runs, triggers
+
+PIPELINE_LABEL = f"{KIND.group}/{KIND.singular}"
+TRAINING = "Training"
+CLOCK_PERIOD = 2.0
+SAFETY_POLL_SECONDS = 60
+_REGISTER_ATTEMPTS = 8
+
+_job_phases: dict[tuple[str, str], str] = {}
+"""Last phase seen per Job, so repeated events of an unchanged Job cost no reconcile."""
+_dataset_versions: dict[tuple[str, str], str | None] = {}
+"""Last validated version seen per Dataset, so only a new one fans out to its pipelines."""
 
 
-@kopf.on.resume(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline.reconcile")
-@kopf.on.create(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline.reconcile")
-@kopf.on.update(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline.reconcile")
-def reconcile(
-    spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
-) -> None:
+@kopf.index(KIND.group, KIND.version, KIND.plural, id="pipelines_by_dataset")
+def pipelines_by_dataset(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
+    return {(namespace, (spec.get("datasetRef") or {}).get("name")): name}
+
+
+@kopf.index(KIND.group, KIND.version, KIND.plural, id="pipeline_wake")
+def pipeline_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
+    """When a pipeline may need a reconcile without any event: a schedule slot or a cooldown's end."""
+    times = [status.get("nextScheduledTime")]
+    last = status.get("lastTriggerTime")
+    cooldown = (spec.get("triggers") or {}).get("cooldown", "10m")
+    moments = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in times if t]
+    if last:
+        with contextlib.suppress(ValueError):
+            moments.append(datetime.fromisoformat(last.replace("Z", "+00:00")) + parse_duration(cooldown))
+    if any(r.get("phase") in runs.ACTIVE_PHASES for r in status.get("runs") or ()):
+        # A safety net for a missed Job event: look once a while after the last change.
+        moments.append(_runtime.now() + timedelta(seconds=SAFETY_POLL_SECONDS))
+    return {(namespace, name): min(moments, default=None)}
+
+
+@kopf.on.resume(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
+@kopf.on.create(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
+@kopf.on.update(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
+def reconcile(namespace: str | None, name: str, **kwargs: Any) -> None:
     with metrics.reconcile(kind=KIND.kind, handler="reconcile"):
-        patch.status.update(
-            stub_status(KIND, spec=spec, status=status, generation=meta.get("generation"))
-        )
+        sync(namespace=str(namespace), name=name, datasets=kwargs["dataset_info"])
+
+
+@kopf.on.event("batch", "v1", "jobs", id="pipeline.job-event",
+               labels={**MANAGED_BY, PIPELINE_LABEL: kopf.PRESENT})
+def job_event(
+    type: str,
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    labels: kopf.Labels,
+    **kwargs: Any,
+) -> None:
+    phase = "Deleted" if type == "DELETED" else str(runs.job_outcome(body).phase)
+    key = (str(namespace), name)
+    if _job_phases.get(key) == phase:
+        return
+    _job_phases[key] = phase
+    if phase == "Deleted":
+        _job_phases.pop(key, None)
+    with metrics.reconcile(kind=KIND.kind, handler="job-event"):
+        sync(namespace=str(namespace), name=labels[PIPELINE_LABEL], datasets=kwargs["dataset_info"])
+
+
+@kopf.on.event(DATASET.group, DATASET.version, DATASET.plural, id="pipeline.dataset-event")
+def dataset_event(type: str, namespace: str | None, name: str, status: kopf.Status,
+                  **kwargs: Any) -> None:
+    """A new validated Dataset version: reconcile the pipelines that use it (onNewData)."""
+    key = (str(namespace), name)
+    version = None if type == "DELETED" else status.get("validatedVersion")
+    if key in _dataset_versions and _dataset_versions[key] == version:
+        return
+    _dataset_versions[key] = version
+    if version is None:
+        return
+    for pipeline in list(kwargs["pipelines_by_dataset"].get(key, ())):
+        with metrics.reconcile(kind=KIND.kind, handler="dataset-event"):
+            sync(namespace=key[0], name=pipeline, datasets=kwargs["dataset_info"], validated_version=version)
+
+
+@kopf.on.startup(id="pipeline.clock")
+async def start_clock(memo: kopf.Memo, **kwargs: Any) -> None:
+    datasets = kwargs["dataset_info"]
+
+    async def fire(key: Hashable) -> None:
+        namespace, name = cast(tuple[str, str], key)
+        await asyncio.to_thread(sync, namespace=namespace, name=name, datasets=datasets)
+
+    clock = _runtime.Clock(period=CLOCK_PERIOD)
+    memo.pipeline_clock = asyncio.create_task(clock.run(kwargs["pipeline_wake"], fire))
+
+
+@kopf.on.cleanup(id="pipeline.clock-stop")
+async def stop_clock(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "pipeline_clock", None)
+    if task is not None:
+        task.cancel()
+
+
+def sync(
+    *,
+    namespace: str,
+    name: str,
+    datasets: Mapping[Hashable, Any],
+    validated_version: str | None = None,
+) -> None:
+    """Reconcile one pipeline (safe to call from any thread, any number of times)."""
+    with _runtime.hold((KIND.plural, namespace, name)):
+        _runtime.retry_on_conflict(lambda: _sync_once(
+            namespace=namespace, name=name, datasets=datasets, validated_version=validated_version))
+
+
+class _Pass:
+    """One reconcile pass: the object as read, the status being built, the events to post."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.current: dict[str, Any] = obj.get("status") or {}
+        try:
+            self.status = TrainingPipelineStatus.model_validate(self.current)
+        except ValidationError:
+            self.status = TrainingPipelineStatus()
+        self.generation: int | None = obj["metadata"].get("generation")
+        self.verdicts: list[Verdict] = []
+        self.events: list[tuple[str, str, str]] = []
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def write(self, *, extra: Mapping[str, Any] | None = None) -> None:
+        """Patch the status if anything changed (409 if the object moved on), then post events."""
+        status = self.status
+        patch: dict[str, Any] = {
+            "observedGeneration": self.generation,
+            "runCount": status.run_count,
+            "runs": [r.to_wire() for r in status.runs],
+            "phase": status.runs[0].phase if status.runs else None,
+            "lastRun": status.runs[0].name if status.runs else None,
+            "lastTriggerTime": _runtime.stamp(status.last_trigger_time) if status.last_trigger_time else None,
+            "trainedDatasetVersion": status.trained_dataset_version,
+            "handledTrainRequest": status.handled_train_request,
+            "nextScheduledTime": (_runtime.stamp(status.next_scheduled_time)
+                                  if status.next_scheduled_time else None),
+            "conditions": merge(self.current.get("conditions"), self.verdicts, generation=self.generation),
+            **(extra or {}),
+        }
+        changed = {k: v for k, v in patch.items() if self.current.get(k) != v}
+        if changed:
+            self.obj = _runtime.patch_status(KIND, self.obj, patch)
+            self.current = self.obj.get("status") or {}
+        for type_, reason, message in self.events:
+            _runtime.post_event(self.obj, type_=type_, reason=reason, message=message)
+        self.events.clear()
+
+
+def _sync_once(
+    *,
+    namespace: str,
+    name: str,
+    datasets: Mapping[Hashable, Any],
+    validated_version: str | None,
+) -> None:
+    obj = _runtime.get(KIND, namespace=namespace, name=name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return
+    state = _Pass(obj)
+    parsed = parse_spec(KIND, obj.get("spec") or {})
+    if not isinstance(parsed, TrainingPipelineSpec):
+        state.verdicts.append(Verdict(type=READY, status=False, reason=INVALID_SPEC, message=str(parsed)))
+        state.write()
+        return
+    spec = parsed
+    dataset = _dataset(datasets, namespace=namespace, name=spec.dataset_ref.name)
+    version = validated_version or dataset.get("validatedVersion")
+    task = ((dataset.get("schema") or {}).get("label") or {}).get("task")
+
+    active = runs.active_run(state.status.runs)
+    if active is not None:
+        _follow(state, spec=spec, run=active)
+    now = _runtime.now()
+    decision = triggers.decide(triggers=spec.triggers, status=state.status,
+                               annotations=obj["metadata"].get("annotations") or {},
+                               validated_version=version, now=now)
+    state.status.next_scheduled_time = decision.next_scheduled_time
+    refused = runs.refusal(spec, task=task)
+    if refused:
+        message = "; ".join(refused)
+        if _runtime.condition_changed(state.current.get("conditions"),
+                                      Verdict(type=READY, status=False, reason="Refused")):
+            state.event("Warning", "Refused", f"no run will start: {message}")
+        state.verdicts.append(Verdict(type=READY, status=False, reason="Refused", message=message))
+    elif not dataset:
+        state.verdicts.append(Verdict(type=READY, status=False, reason="DatasetNotFound",
+                                      message=f"Dataset {spec.dataset_ref.name} does not exist (yet)"))
+    elif version is None:
+        state.verdicts.append(Verdict(type=READY, status=False, reason="WaitingForData",
+                                      message=f"Dataset {spec.dataset_ref.name} has no validated version"))
+    else:
+        state.verdicts.append(Verdict(type=READY, status=True, reason="Ready",
+                                      message=f"trains on {spec.dataset_ref.name} {version[:19]}"))
+
+    started: Run | None = None
+    if decision.trigger is not None and not refused and version is not None:
+        started = _record_run(state, spec=spec, trigger=decision.trigger, why=decision.why,
+                              version=version, handled=decision.handled_request, now=now)
+    _prune(state, history_limit=spec.history_limit)
+    active = runs.active_run(state.status.runs)
+    state.verdicts.append(
+        Verdict(type=TRAINING, status=True, reason="RunActive",
+                message=f"run {active.name} is {active.phase}")
+        if active else Verdict(type=TRAINING, status=False, reason="Idle", message=decision.why))
+    state.write()
+    if started is not None:
+        _start_job(state, spec=spec, run=started, dataset=dataset, namespace=namespace)
+
+
+def _dataset(datasets: Mapping[Hashable, Any], *, namespace: str, name: str) -> dict[str, Any]:
+    store = datasets.get((namespace, name))
+    info = next(iter(store), None) if store is not None else None
+    if info is not None:
+        return dict(info)
+    obj = _runtime.get(DATASET, namespace=namespace, name=name)
+    if obj is None:
+        return {}
+    source = obj["spec"].get("source") or {}
+    return {"validatedVersion": (obj.get("status") or {}).get("validatedVersion"), "uri": source.get("uri"),
+            "format": source.get("format", "csv"), "schema": obj["spec"].get("schema"),
+            "credentialsSecret": (source.get("credentialsSecretRef") or {}).get("name")}
+
+
+def _record_run(
+    state: _Pass,
+    *,
+    spec: TrainingPipelineSpec,
+    trigger: str,
+    why: str,
+    version: str,
+    handled: str | None,
+    now: datetime,
+) -> Run:
+    """Add run N = runCount+1 to the status; the caller persists it before creating the Job."""
+    status = state.status
+    run_id = status.run_count + 1
+    run = Run(id=run_id, name=runs.run_name(state.obj["metadata"]["name"], run_id), trigger=trigger,
+              dataset_version=version, phase=RunPhase.PENDING, start_time=now, reason="Starting",
+              message=why)
+    status.run_count = run_id
+    status.runs = [run, *status.runs]
+    status.last_trigger_time = now
+    status.trained_dataset_version = version
+    status.handled_train_request = handled
+    state.event("Normal", "RunStarted", f"run {run.name} ({trigger}): {why}")
+    return run
+
+
+def _start_job(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: Mapping[str, Any],
+               namespace: str) -> None:
+    """Create the run's Job (or adopt it); the run is already recorded in the status."""
+    meta = state.obj["metadata"]
+    model = spec.model.name
+    labels = {**child_labels(KIND, meta["name"]), registry.MODEL_LABEL: model, registry.RUN_LABEL: run.name}
+    cfg = _runtime.settings()
+    manifest = training_job(
+        namespace=namespace, name=run.name,
+        owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"]),
+        spec=spec, dataset_uri=dataset["uri"], dataset_format=dataset.get("format") or "csv",
+        dataset_digest=run.dataset_version or "", schema=DatasetSchema.model_validate(dataset["schema"]),
+        credentials_secret=dataset.get("credentialsSecret"),
+        output_prefix=f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}",
+        labels=labels, settings=_runtime.job_settings(training=True))
+    job, _ = _runtime.create_job(manifest)
+    _job_phases.setdefault((namespace, run.name), str(runs.job_outcome(job).phase))
+
+
+def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
+    """Advance the active run from its Job."""
+    namespace = state.obj["metadata"]["namespace"]
+    job = _runtime.read_job(namespace=namespace, name=run.name)
+    if job is None:
+        if run.phase == RunPhase.PENDING and run.reason == "Starting":
+            # Recorded, then the operator stopped before creating the Job: create it now.
+            dataset = _dataset({}, namespace=namespace, name=spec.dataset_ref.name)
+            if dataset:
+                _start_job(state, spec=spec, run=run, dataset=dataset, namespace=namespace)
+                _replace(state, run.model_copy(update={"reason": "JobCreated"}))
+            return
+        failed = run.model_copy(update={"phase": RunPhase.FAILED, "reason": "JobDeleted",
+                                        "message": f"Job {run.name} disappeared before the run finished",
+                                        "completion_time": _runtime.now()})
+        _replace(state, failed)
+        state.event("Warning", "RunFailed", f"run {run.name}: {failed.message}")
+        return
+    outcome = runs.job_outcome(job)
+    if outcome.phase == RunPhase.FAILED:
+        outcome = runs.job_outcome(job, _runtime.job_pods(job))
+    updated = runs.apply_outcome(run, outcome)
+    if outcome.phase == RunPhase.SUCCEEDED:
+        try:
+            mv_name = _register(state, spec=spec, run=updated)
+        except (storage.StorageError, KeyError, ValueError, ValidationError) as exc:
+            updated = updated.model_copy(update={"phase": RunPhase.FAILED, "reason": "ResultUnreadable",
+                                                 "message": f"cannot register the model: {exc}"[:4096]})
+            state.event("Warning", "RunFailed", f"run {run.name}: {updated.message}")
+        else:
+            updated = updated.model_copy(update={"model_version": mv_name, "reason": "Registered",
+                                                 "message": f"registered ModelVersion {mv_name}"})
+            state.event("Normal", "RunSucceeded", f"run {run.name} registered ModelVersion {mv_name}")
+    elif outcome.phase == RunPhase.FAILED:
+        state.event("Warning", "RunFailed", f"run {run.name} failed ({outcome.reason}): {outcome.message}")
+    elif outcome.phase == run.phase and outcome.reason == run.reason:
+        return
+    _replace(state, updated)
+
+
+def _replace(state: _Pass, run: Run) -> None:
+    state.status.runs = [run if r.id == run.id else r for r in state.status.runs]
+
+
+def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> str:
+    """Register the run's ModelVersion, or adopt the one it already registered; returns its name."""
+    namespace = state.obj["metadata"]["namespace"]
+    model = spec.model.name
+    selector = f"{registry.MODEL_LABEL}={model}"
+    existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
+    found = registry.find_by_run(existing, run.name)
+    if found is not None:
+        return str(found["metadata"]["name"])
+    cfg = _runtime.settings()
+    prefix = f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}"
+    result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
+    labels = registry.labels(model=model, run=run.name, pipeline=state.obj["metadata"]["name"])
+    for _attempt in range(_REGISTER_ATTEMPTS):
+        version = registry.next_version(existing)
+        mv_spec = registry.spec_from_result(
+            model=model, version=version, result=result, dataset=spec.dataset_ref.name,
+            pipeline=state.obj["metadata"]["name"], run=run.name, image=cfg.trainer_image)
+        try:
+            kube.create_object(MODEL_VERSION, namespace=namespace,
+                               body=registry.manifest(namespace=namespace, spec=mv_spec, labels=labels))
+        except kubernetes.client.ApiException as exc:
+            if exc.status != HTTPStatus.CONFLICT:
+                raise
+            existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
+            found = registry.find_by_run(existing, run.name)
+            if found is not None:
+                return str(found["metadata"]["name"])
+            continue
+        return model_version_name(model=model, version=version)
+    raise ValueError(f"no free version number for {model} after {_REGISTER_ATTEMPTS} attempts")
+
+
+def _prune(state: _Pass, *, history_limit: int) -> None:
+    kept, dropped = runs.prune(state.status.runs, history_limit=history_limit)
+    if not dropped:
+        return
+    namespace = state.obj["metadata"]["namespace"]
+    for run in dropped:
+        _runtime.delete_job(namespace=namespace, name=run.name)
+    state.status.runs = kept
+

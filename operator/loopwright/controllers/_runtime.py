@@ -1,0 +1,227 @@
+"""Cluster I/O shared by the Dataset, TrainingPipeline and ModelVersion controllers.
+
+Their reconciles are level-based functions of (namespace, name) that may be entered from
+several places: the object's own handlers, events of the Jobs it owns, events of a Dataset it
+uses, and a clock for schedules and refresh intervals. Hence:
+
+* one lock per object, so two entries never interleave their read-decide-write steps;
+* status writes guarded by ``resourceVersion``: a decision taken on a stale read fails with 409
+  and is taken again on a fresh one, which is what makes "record the run, then create its Job"
+  safe;
+* Events posted through the API directly, which works from any thread (kopf's posting needs
+  its own context).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import kubernetes
+
+from loopwright import config, kube
+from loopwright.api.kinds import Kind
+from loopwright.builders.jobs import JobSettings
+from loopwright.conditions import Verdict
+
+_log = logging.getLogger(__name__)
+
+_locks: dict[Hashable, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+Obj = dict[str, Any]
+
+
+class ConflictError(Exception):
+    """The object changed since it was read: read again and decide again."""
+
+
+@functools.cache
+def settings() -> config.Config:
+    """The operator's configuration (validated at start-up by ``loopwright.main``)."""
+    return config.load()
+
+
+def job_settings(*, training: bool = False) -> JobSettings:
+    """Settings of the Jobs; only training Jobs honour LOOPWRIGHT_SUSPEND_JOBS."""
+    cfg = settings()
+    return JobSettings(image=cfg.trainer_image, s3_endpoint=cfg.s3_endpoint,
+                       credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
+                       suspend=training and cfg.suspend_jobs)
+
+
+@contextlib.contextmanager
+def hold(key: Hashable) -> Iterator[None]:
+    """Serialise reconciles of one object (threads of kopf's executor, the clock, Job events)."""
+    with _locks_guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        yield
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def to_dict(obj: Any) -> Obj:
+    """A kubernetes-client model as the API's JSON (camelCase keys, ISO timestamps)."""
+    result: Obj = kube.api_client().sanitize_for_serialization(obj)
+    return result
+
+
+def get(kind: Kind, *, namespace: str, name: str) -> Obj | None:
+    try:
+        return kube.get_object(kind, namespace=namespace, name=name)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == HTTPStatus.NOT_FOUND:
+            return None
+        raise
+
+
+def patch_status(kind: Kind, obj: Mapping[str, Any], status: Mapping[str, Any]) -> Obj:
+    """Merge-patch the status, only if the object is still at the version the decision was made on."""
+    meta = obj["metadata"]
+    body = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": dict(status)}
+    try:
+        result: Obj = kube.custom_objects().patch_namespaced_custom_object_status(
+            kind.group, kind.version, meta["namespace"], kind.plural, meta["name"], body)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == HTTPStatus.CONFLICT:
+            raise ConflictError(f"{kind.kind} {meta['namespace']}/{meta['name']} changed") from exc
+        raise
+    return result
+
+
+def retry_on_conflict(fn: Callable[[], None], *, attempts: int = 5) -> None:
+    for attempt in range(attempts):
+        try:
+            fn()
+            return
+        except ConflictError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def read_job(*, namespace: str, name: str) -> Obj | None:
+    try:
+        return to_dict(kube.batch().read_namespaced_job(name, namespace))
+    except kubernetes.client.ApiException as exc:
+        if exc.status == HTTPStatus.NOT_FOUND:
+            return None
+        raise
+
+
+def create_job(manifest: Mapping[str, Any]) -> tuple[Obj, bool]:
+    """Create the Job, or adopt the one an earlier attempt (maybe before a restart) created."""
+    meta = manifest["metadata"]
+    job, created = kube.create_or_adopt(
+        create=lambda: kube.batch().create_namespaced_job(meta["namespace"], dict(manifest)),
+        read=lambda: kube.batch().read_namespaced_job(meta["name"], meta["namespace"]))
+    return to_dict(job), created
+
+
+def delete_job(*, namespace: str, name: str) -> None:
+    """Delete a Job and, in the background, its pods; a Job already gone is fine."""
+    try:
+        kube.batch().delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except kubernetes.client.ApiException as exc:
+        if exc.status != HTTPStatus.NOT_FOUND:
+            raise
+
+
+def job_pods(job: Mapping[str, Any]) -> list[Obj]:
+    """The pods of a Job (to learn how its containers ended)."""
+    meta = job["metadata"]
+    selector = f"batch.kubernetes.io/controller-uid={meta['uid']}"
+    pods = kube.core().list_namespaced_pod(meta["namespace"], label_selector=selector)
+    return [to_dict(p) for p in pods.items]
+
+
+def post_event(obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on ``obj`` (what ``kubectl describe`` shows); failures are only logged."""
+    meta = obj["metadata"]
+    moment = stamp(now())
+    body = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                           "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "firstTimestamp": moment, "lastTimestamp": moment, "count": 1,
+        "source": {"component": "loopwright"}, "reportingComponent": "loopwright.dev/operator",
+        "reportingInstance": "loopwright",
+    }
+    try:
+        kube.core().create_namespaced_event(meta["namespace"], body)
+    except kubernetes.client.ApiException as exc:
+        _log.warning("cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
+
+
+def condition_changed(conditions: Any, verdict: Verdict) -> bool:
+    """Whether publishing ``verdict`` changes its condition's status or reason (worth an Event)."""
+    previous = next((c for c in conditions or () if c.get("type") == verdict.type), None)
+    expected = ("True" if verdict.status is True else "False" if verdict.status is False
+                else str(verdict.status))
+    return previous is None or previous.get("status") != expected or previous.get("reason") != verdict.reason
+
+
+class Clock:
+    """Fires reconciles when a time kept in a kopf index comes due (schedules, refresh intervals).
+
+    One task for all objects instead of a kopf timer per object: timers add finalizers, which
+    would block deleting objects (and namespaces) while the operator is down, and cost a
+    PATCH per object before its first reconcile.
+    """
+
+    def __init__(self, *, period: float, refire_after: float = 300.0) -> None:
+        self.period = period
+        self.refire_after = refire_after
+        self._fired: dict[Hashable, tuple[datetime, float]] = {}
+
+    async def run(
+        self,
+        index: Mapping[Hashable, Any],
+        fire: Callable[[Hashable], Awaitable[None]],
+        *,
+        concurrency: int = 4,
+    ) -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(key: Hashable) -> None:
+            async with gate:
+                try:
+                    await fire(key)
+                except Exception:
+                    _log.exception("clock-driven reconcile of %s failed", key)
+
+        while True:
+            await asyncio.sleep(self.period)
+            due = self.due(index, moment=now(), monotonic=time.monotonic())
+            if due:
+                await asyncio.gather(*(one(key) for key in due))
+
+    def due(self, index: Mapping[Hashable, Any], *, moment: datetime, monotonic: float) -> list[Hashable]:
+        """Keys whose time has come and that were not fired for that very time recently."""
+        keys: list[Hashable] = []
+        for key, store in list(index.items()):
+            when = next(iter(store), None)
+            if when is None or when > moment:
+                continue
+            fired = self._fired.get(key)
+            if fired is not None and fired[0] == when and monotonic - fired[1] < self.refire_after:
+                continue
+            self._fired[key] = (when, monotonic)
+            keys.append(key)
+        return keys

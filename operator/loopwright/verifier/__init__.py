@@ -1,0 +1,1 @@
+"""The artifact verification Job (``python -m loopwright.verifier``)."""
