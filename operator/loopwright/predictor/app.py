@@ -16,11 +16,12 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from loopwright import storage
 from loopwright.predictor.capture import Capture
 from loopwright.predictor.decode import RequestError
 from loopwright.predictor.feedback import PredictionStore
@@ -104,7 +105,7 @@ class Settings:
         return settings
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Served:
     """What exists once the model is loaded; swapped in as a whole so handlers see all or nothing."""
 
@@ -112,7 +113,7 @@ class _Served:
     metrics: Metrics
     store: PredictionStore
     capture: Capture | None
-    metadata: bytes = field(default=b"")
+    metadata: bytes  # the v2 model metadata response, rendered once
 
 
 class PredictorApp:
@@ -140,8 +141,6 @@ class PredictorApp:
         s = self.settings
         capture = None
         if s.capture_uri and s.capture_fraction > 0:
-            from loopwright import storage  # noqa: PLC0415 - a cheap module, imported where it is used
-
             capture = Capture(
                 prefix=storage.join_uri(s.capture_uri, s.pod_name),
                 fraction=s.capture_fraction,
@@ -158,8 +157,8 @@ class PredictorApp:
             ),
             store=PredictionStore(capacity=s.feedback_capacity),
             capture=capture,
+            metadata=orjson.dumps(self._metadata(model)),
         )
-        served.metadata = orjson.dumps(self._metadata(model))
         self._served = served
 
     def begin_drain(self) -> None:
