@@ -369,7 +369,7 @@ def _prediction_drift(
     if aligned is None:
         return inconclusive("canary and stable predict different kinds of values (classes vs numbers)")
     reference = _padded(stable.predictions, stable_profile.n_bins)[: stable_profile.n_bins]
-    value = float(psi(reference, aligned))
+    value = float(psi([reference], [aligned])[0])
     verdict = Verdict.PASS if value <= bound else Verdict.FAIL
     return AnalysisResult(
         metric=PREDICTION_DRIFT,

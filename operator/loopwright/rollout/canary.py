@@ -229,6 +229,7 @@ class _Planner:
         self.plan = Plan(status=self.status)
         self.replicas = world.spec.replicas
         self.gateway = world.spec.traffic.mode == TrafficMode.GATEWAY_API
+        self.rejected_now: int | None = None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -401,7 +402,8 @@ class _Planner:
     def maybe_start_canary(self) -> None:
         target, stable = self.w.target, self.status.stable
         assert stable is not None
-        if target.version is None or target.version == stable.version:
+        # The target was resolved before this round rejected its canary: never restart it at once.
+        if target.version is None or target.version in (stable.version, self.rejected_now):
             return
         if self.spec.rollout.paused:
             self.status.phase = DeploymentPhase.PAUSED
@@ -479,6 +481,7 @@ class _Planner:
             canary.version,
         ][-100:]
         self.status.rejected_generation = self.w.generation
+        self.rejected_now = canary.version
         self.history(canary.version, outcome, message)
         self.event(
             str(outcome),

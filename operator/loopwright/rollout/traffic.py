@@ -45,8 +45,15 @@ def replica_split(*, weight: int, replicas: int) -> Split:
     if weight == 100:
         return Split(stable=0, canary=full)
     if weight <= 50:
-        return Split(stable=full, canary=max(1, _round(full * weight / (100 - weight))))
-    return Split(stable=max(1, _round(full * (100 - weight) / weight)), canary=full)
+        return Split(stable=full, canary=_closest(full, weight))
+    return Split(stable=_closest(full, 100 - weight), canary=full)
+
+
+def _closest(full: int, percent: int) -> int:
+    """Pods n >= 1 whose share n / (n + full) is closest to ``percent`` (ties: fewer pods)."""
+    ideal = full * percent / (100 - percent)
+    candidates = {max(1, math.floor(ideal)), max(1, math.ceil(ideal))}
+    return min(sorted(candidates), key=lambda n: abs(100 * n / (n + full) - percent))
 
 
 def actual_weight(*, canary_ready: int, stable_ready: int) -> int:
