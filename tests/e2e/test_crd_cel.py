@@ -1,14 +1,18 @@
 """Every CEL rule of our CRDs, checked by the real API server: it rejects the bad, accepts the good.
 
 The cases live in tests/cel_cases.py as (kind, description, object, should_be_accepted, old).
-Each case is created for real (no dry run) in a fresh namespace; a case with `old` creates that
-first and then replaces it with `object` (update rules such as ModelVersion immutability).
+Each case is created for real (no dry run) under a name of its own in one namespace for the
+table (custom objects need no service account, and 80 namespaces would only churn the
+namespace controller); a case with `old` creates that first and then replaces it with `object`
+(update rules such as ModelVersion immutability).
 A rejection must be a 422 Invalid, not some other failure that would hide a typo in a case.
 """
 from __future__ import annotations
 
 import copy
 import re
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -42,19 +46,29 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.kind}-{_slug(c.description)}" for c in CASES])
-def test_cel_rule(kube: Kube, crds: dict[str, Crd], namespace: str, case: Any) -> None:
+@pytest.fixture(scope="module")
+def table_namespace(kube: Kube) -> Iterator[str]:
+    name = f"t-cel-cases-{uuid.uuid4().hex[:6]}"
+    kube.core.create_namespace({"metadata": {"name": name, "labels": {"loopwright.dev/test": "true"}}})
+    yield name
+    kube.core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.mark.parametrize(("index", "case"), list(enumerate(CASES)),
+                         ids=[f"{c.kind}-{_slug(c.description)}" for c in CASES])
+def test_cel_rule(kube: Kube, crds: dict[str, Crd], table_namespace: str, index: int, case: Any) -> None:
     crd = crds[case.kind]
-    body = _manifest(case.kind, crd, case.object, "case")
+    namespace, name = table_namespace, f"case-{index}"
+    body = _manifest(case.kind, crd, case.object, name)
     if case.old is not None:  # outside pytest.raises: the old object itself must be valid
-        old = _create(kube, crd, namespace, _manifest(case.kind, crd, case.old, "case"))
+        old = _create(kube, crd, namespace, _manifest(case.kind, crd, case.old, name))
         body["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
 
     def submit() -> dict[str, Any]:
         if case.old is None:
             return _create(kube, crd, namespace, body)
         replaced: dict[str, Any] = kube.custom.replace_namespaced_custom_object(
-            crd.group, crd.version, namespace, crd.plural, "case", body)
+            crd.group, crd.version, namespace, crd.plural, name, body)
         return replaced
 
     if case.should_be_accepted:
