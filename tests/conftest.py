@@ -164,12 +164,14 @@ def kube() -> Iterator[Kube]:
         if kubeconfig:
             print(f"KUBECONFIG={kubeconfig} is not reachable: using the local cluster", file=sys.stderr)
         kubeconfig = local_kubeconfig
-        if _cluster("status").returncode != 0:
+        # A cluster someone else started stays theirs, even if `up` restarts a component of it.
+        running = Path(kubeconfig).exists() and _reachable(kubeconfig)
+        if not running or _cluster("status").returncode != 0:
             result = _cluster("up")
             if result.returncode != 0:
                 pytest.fail(f"the local cluster did not start (cluster.py up exit {result.returncode}):\n"
                             f"{result.stdout}\n{result.stderr}", pytrace=False)
-            started = os.environ.get("LOOPWRIGHT_KEEP_CLUSTER") != "1"
+            started = not running and os.environ.get("LOOPWRIGHT_KEEP_CLUSTER") != "1"
     saved = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = kubeconfig  # for kubectl and operator subprocesses the tests start
     api = config.new_client_from_config(config_file=kubeconfig)
