@@ -19,7 +19,7 @@ and for the sorted categories. Index conventions, shared by every reader:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -165,8 +165,8 @@ def top_categories(values: ArrayLike, *, max_categories: int = MAX_CATEGORIES) -
 
     Ties in frequency are broken by the value so the result is deterministic.
     """
-    present = _as_strings(values)[~_missing_mask(values)]
-    return [str(c) for c in _top_categories(present, max_categories)]
+    categories = profile_categorical(values, max_categories=max_categories).categories
+    return categories or []
 
 
 def bin_numeric(values: ArrayLike, edges: NDArray[np.float64]) -> IntArray:
@@ -239,27 +239,37 @@ def profile_categorical(
     never predicted on the hold-out still has its bin); otherwise the most
     frequent values are used.
     """
-    strings = _as_strings(values)
     missing = _missing_mask(values)
-    if categories is not None:
-        cats = np.asarray(sorted({str(c) for c in categories}), dtype=np.str_)
-    else:
-        cats = _top_categories(strings[~missing], max_categories)
-    counts, n_missing = count(_index_strings(strings, missing, cats), n_bins=cats.size + 1)
-    return FeatureProfile(
-        kind=FeatureKind.CATEGORICAL,
-        categories=[str(c) for c in cats],
-        counts=[int(c) for c in counts],
-        missing=n_missing,
+    uniques, freq = np.unique(_as_strings(values)[~missing], return_counts=True)
+    return categorical_from_counts(
+        dict(zip(uniques.tolist(), freq.tolist(), strict=True)),
+        missing=int(missing.sum()),
+        categories=categories,
+        max_categories=max_categories,
     )
 
 
-def _top_categories(present: NDArray[np.str_], max_categories: int) -> NDArray[np.str_]:
-    uniques, freq = np.unique(present, return_counts=True)
-    if uniques.size > max_categories:
-        keep = np.lexsort((uniques, -freq))[:max_categories]
-        uniques = np.sort(uniques[keep])
-    return uniques
+def categorical_from_counts(
+    counts: Mapping[str, int],
+    *,
+    missing: int = 0,
+    categories: Sequence[str] | None = None,
+    max_categories: int = MAX_CATEGORIES,
+) -> FeatureProfile:
+    """Reference profile of a categorical column from its value counts (missing values excluded).
+
+    For callers that count faster than numpy can (pandas' hashing
+    ``value_counts``). Values outside the kept categories land in the unseen
+    bin, exactly as they would when binned later.
+    """
+    if categories is not None:
+        kept = sorted({str(c) for c in categories})
+    else:
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        kept = sorted(k for k, _ in ranked[:max_categories])
+    bins = [int(counts.get(c, 0)) for c in kept]
+    bins.append(int(sum(counts.values())) - sum(bins))
+    return FeatureProfile(kind=FeatureKind.CATEGORICAL, categories=kept, counts=bins, missing=missing)
 
 
 def _index_strings(

@@ -12,6 +12,7 @@ from loopwright.profile import (
     Profile,
     bin_categorical,
     bin_numeric,
+    categorical_from_counts,
     count,
     numeric_edges,
     profile_categorical,
@@ -174,3 +175,12 @@ def test_profile_wire_round_trip_uses_camel_case_and_schema_key():
     back = Profile.model_validate(wire)
     assert back == profile
     assert back.features["c"].count(["u", "w"])[0].tolist() == [1, 0, 1]
+
+
+def test_categorical_from_counts_equals_profiling_the_values():
+    values = ["b"] * 5 + ["a"] * 3 + ["c"] + ["d"] * 3 + [None, None]
+    from_counts = categorical_from_counts({"a": 3, "b": 5, "c": 1, "d": 3}, missing=2, max_categories=3)
+    assert from_counts == profile_categorical(values, max_categories=3)
+    assert from_counts.counts == [3, 5, 3, 1]
+    fixed = categorical_from_counts({"0": 4, "7": 1}, categories=["0", "1"])
+    assert fixed.counts == [4, 0, 1]

@@ -58,11 +58,19 @@ def evaluate(
 ) -> Evaluation:
     """Compute ``names`` on the hold-out (see the module docstring for conventions)."""
     out = Evaluation()
+    n_classes = len(classes)
+    if n_classes:
+        # Integer codes (position in ``classes``, unknown labels after them):
+        # scikit-learn's metrics are several times faster on ints than on strings.
+        y_true, y_pred = _codes(y_true, classes), _codes(y_pred, classes)
     for name in names:
         try:
-            value = _metric(name, y_true=y_true, y_pred=y_pred, proba=proba, classes=list(classes))
+            value = _metric(name, y_true=y_true, y_pred=y_pred, proba=proba, n_classes=n_classes)
         except _SkippedError as exc:
             out.skipped[name] = str(exc)
+            continue
+        except ValueError as exc:
+            out.skipped[name] = f"not defined on this hold-out: {exc}"
             continue
         if not math.isfinite(value):
             out.skipped[name] = "not finite on this hold-out"
@@ -75,11 +83,17 @@ class _SkippedError(Exception):
     pass
 
 
-def _metric(name: str, *, y_true: Any, y_pred: Any, proba: Any, classes: list[str]) -> float:
-    binary = len(classes) == 2
+def _codes(labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    positions = {c: i for i, c in enumerate(classes)}
+    unknown = len(classes)
+    return np.fromiter((positions.get(str(v), unknown) for v in labels), dtype=np.intp, count=len(labels))
+
+
+def _metric(name: str, *, y_true: Any, y_pred: Any, proba: Any, n_classes: int) -> float:
+    binary = n_classes == 2
     averaged: dict[str, Any] = {"average": "macro"}
     if binary:
-        averaged = {"average": "binary", "pos_label": classes[-1]}
+        averaged = {"average": "binary", "pos_label": 1}
     match name:
         case "accuracy":
             return float(skm.accuracy_score(y_true, y_pred))
@@ -96,17 +110,18 @@ def _metric(name: str, *, y_true: Any, y_pred: Any, proba: Any, classes: list[st
         case "roc_auc":
             if proba is None:
                 raise _SkippedError("the estimator gives no probabilities")
-            if len(np.unique(y_true)) < 2:
+            present = np.unique(y_true)
+            if present.size < 2:
                 raise _SkippedError("the hold-out has a single class")
             if binary:
-                return float(skm.roc_auc_score(y_true == classes[1], proba[:, 1]))
-            if len(np.unique(y_true)) < len(classes):
+                return float(skm.roc_auc_score(y_true == 1, proba[:, 1]))
+            if present.size < n_classes:
                 raise _SkippedError("some classes are absent from the hold-out")
-            return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes))
+            return float(skm.roc_auc_score(y_true, proba, multi_class="ovr", labels=list(range(n_classes))))
         case "log_loss":
             if proba is None:
                 raise _SkippedError("the estimator gives no probabilities")
-            return float(skm.log_loss(y_true, proba, labels=classes))
+            return float(skm.log_loss(y_true, proba, labels=list(range(n_classes))))
         case "r2":
             if len(y_true) < 2:
                 raise _SkippedError("r2 needs at least two hold-out rows")
