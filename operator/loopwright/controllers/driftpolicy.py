@@ -151,6 +151,15 @@ async def _check(
         window = state.window = Window(reference=served.model_version, span=span, start=now)
         logger.info("drift window starts for %s (reference %s)", served.deployment, served.model_version)
     same_reference = status.get("modelVersion") == served.model_version
+    existing = list(status.get("conditions") or ())
+    if not same_reference:
+        # Verdicts against the previous version no longer apply: they start again as Unknown.
+        stale = (check.DRIFT_DETECTED, check.PERFORMANCE_DEGRADED)
+        existing = [c for c in existing if c.get("type") not in stale]
+        if status.get("modelVersion"):
+            kopf.event(body, type="Normal", reason="ReferenceChanged",
+                       message=f"{served.deployment} now serves {served.model_version} (was "
+                               f"{status['modelVersion']}): new reference profile, the window starts empty")
     performance = status.get("performance") or {}
     previous = check.Previous(
         consecutive=int(status.get("consecutive") or 0) if same_reference else 0,
@@ -183,7 +192,7 @@ async def _check(
         retrain_note = f"retrain held back by the cooldown until {outcome.cooldown_until.isoformat()}"
 
     fields = check.status(outcome, reference=served.model_version, now=now, retrain_token=token)
-    verdicts = check.conditions(spec, outcome, existing=status.get("conditions"))
+    verdicts = check.conditions(spec, outcome, existing=existing)
     if unreachable:
         # Not a failure of the check (reachable pods were counted), but worth seeing.
         verdicts[0] = Verdict(type=READY, status=True, reason="Checked",

@@ -1,0 +1,265 @@
+"""DriftPolicy against a real API server and real predictor pods, with the other controllers stood in for.
+
+The test trains with the real trainer, registers ModelVersions by hand, runs
+predictor pods with the labels the Deployment controller uses and writes the
+Deployment's status.stable itself; the operator process runs only the
+DriftPolicy handlers (drift_support.py). It checks, in order: no traffic is
+InsufficientData; in-distribution traffic is no drift; a predictor pod replaced
+mid-window does not corrupt the counts; shifted traffic is DriftDetected after
+`consecutive` checks, with an Event, one retrain request (trigger Drift) and the
+webhook; the cooldown holds back a second retrain; wrong predictions on the
+shifted data degrade performance; a promotion resets the window to the new
+reference, where the same shifted traffic is no drift.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import S3, Crd, Kube
+from e2e.drift_support import (
+    GROUP,
+    VERSION,
+    Traffic,
+    condition,
+    csv_bytes,
+    event_reasons,
+    get,
+    host_env,
+    model_version,
+    operator,
+    predictor,
+    ready_pod_ips,
+    rows,
+    train,
+    webhook_receiver,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+MODEL = "drifty"
+MLD = "drifty"
+POLICY = "drifty-watch"
+PIPELINE = "drifty-train"
+SHIFT = 3.0
+
+
+def _status(kube: Kube, namespace: str) -> dict[str, Any]:
+    return get(kube, "driftpolicies", namespace, POLICY).get("status") or {}
+
+
+def _set_stable(kube: Kube, namespace: str, version: int) -> None:
+    kube.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "deployments", MLD, {
+        "status": {"phase": "Stable", "stable": {"version": version, "modelVersion": f"{MODEL}-v{version}",
+                                                 "replicas": 2, "readyReplicas": 2, "weight": 100}}})
+
+
+def _pods(kube: Kube, namespace: str, version: int, *, not_ip: str | None = None) -> list[str]:
+    """Wait for 2 ready predictor pods of ``version`` (none at ``not_ip``); their IPs."""
+    def probe() -> list[str] | None:
+        found = ready_pod_ips(kube, namespace, deployment=MLD, version=version)
+        return found if len(found) == 2 and not_ip not in found else None
+
+    return kube.wait(probe, timeout=180, what=f"2 ready predictor pods of v{version}")
+
+
+def _policy_when(kube: Kube, namespace: str, type_: str, expected: tuple[str, str]) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj = get(kube, "driftpolicies", namespace, POLICY)
+        return obj if condition(obj, type_) == expected else None
+
+    return kube.wait(probe, timeout=30, what=f"{type_}={expected}")
+
+
+def _events(kube: Kube, namespace: str, *reasons: str) -> list[str]:
+    def probe() -> list[str] | None:
+        found = event_reasons(kube, namespace, POLICY)
+        return found if set(reasons) <= set(found) else None
+
+    return kube.wait(probe, timeout=30, what=f"events {reasons}")
+
+
+def _checked_after(kube: Kube, namespace: str, since: str | None, *, checks: int = 1) -> dict[str, Any]:
+    """Wait until ``checks`` more checks have run after the one stamped ``since``; return the status."""
+    seen: list[str] = []
+
+    def probe() -> dict[str, Any] | None:
+        status = _status(kube, namespace)
+        stamp = status.get("lastCheckTime")
+        if stamp and stamp != since and stamp not in seen:
+            seen.append(stamp)
+        return status if len(seen) >= checks else None
+
+    return kube.wait(probe, timeout=60, what=f"{checks} more drift check(s)", interval=0.5)
+
+
+def test_drift_policy_detects_acts_and_resets_on_promotion(
+    kube: Kube, namespace: str, crds: dict[str, Crd], s3: S3, tmp_path: Path,
+) -> None:
+    env = host_env(s3)
+    prefix = f"s3://{s3.bucket}/e2e/{namespace}"
+    s3c = s3.client()
+
+    # Version 1 trained on in-distribution data, version 2 on shifted data (the real trainer).
+    summaries = {}
+    for version, shift in ((1, 0.0), (2, SHIFT)):
+        instances, labels = rows(3000, shift=shift, seed=version)
+        s3c.put_object(Bucket=s3.bucket, Key=f"e2e/{namespace}/data-v{version}.csv",
+                       Body=csv_bytes(instances, labels))
+        summaries[version] = train(dataset_uri=f"{prefix}/data-v{version}.csv",
+                                   output_prefix=f"{prefix}/runs/v{version}", env=env)
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions",
+                                                    model_version(model=MODEL, version=version,
+                                                                  summary=summaries[version]))
+    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "s3"}, "stringData": {
+        "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}})
+    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "hook"}, "data": {
+        "token": base64.b64encode(b"hook-token\n").decode()}})
+    in_cluster_s3 = "http://10.244.0.1:9000" if kube.local else s3.in_cluster
+    kube.apps.create_namespaced_deployment(namespace, predictor(
+        deployment=MLD, model=MODEL, version=1, summary=summaries[1], replicas=2,
+        s3_endpoint=in_cluster_s3, secret="s3"))
+
+    # The Deployment (mldeploy) and the pipeline to retrain; no controller of theirs runs here.
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "deployments", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": MLD},
+        "spec": {"model": MODEL, "replicas": 2}})
+    _set_stable(kube, namespace, 1)
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": PIPELINE},
+        "spec": {"datasetRef": {"name": "unused"},
+                 "model": {"name": MODEL, "estimator": "LogisticRegression"}}})
+
+    ips = _pods(kube, namespace, 1)
+    traffic = Traffic(model=MODEL)
+
+    with webhook_receiver() as (hook_url, received), \
+            operator(["tests/e2e/drift_support.py", namespace], env=env, log=tmp_path / "operator.log"):
+        kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "metadata": {"name": POLICY},
+            "spec": {
+                "deploymentRef": {"name": MLD}, "interval": "2s", "window": "10m", "minSamples": 300,
+                "consecutive": 2, "driftShare": 0.5,
+                "performance": {"metric": "accuracy", "maxDrop": 0.15, "minLabels": 100},
+                "actions": {"retrain": {"pipelineRef": {"name": PIPELINE}, "cooldown": "1h"},
+                            "webhook": {"url": hook_url, "secretRef": {"name": "hook", "key": "token"}}},
+            }})
+        try:
+            _scenario(kube, namespace, traffic, ips, received, summaries, in_cluster_s3, tmp_path)
+        finally:
+            # While the operator still runs, so its finalizer goes away with the object.
+            kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", POLICY)
+            kube.wait(lambda: not kube.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "driftpolicies")["items"], timeout=30, what="DriftPolicy deleted")
+
+
+def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], received: list[dict[str, Any]],
+              summaries: dict[int, dict[str, Any]], in_cluster_s3: str, tmp_path: Path) -> None:
+    log = tmp_path / "operator.log"
+    # 1. No traffic yet: checks run, but nothing is judged.
+    status = _checked_after(kube, namespace, None)
+    obj = get(kube, "driftpolicies", namespace, POLICY)
+    assert condition(obj, "Ready") == ("True", "Checked"), log.read_text()[-3000:]
+    assert condition(obj, "InsufficientData") == ("True", "TooFewSamples")
+    assert condition(obj, "DriftDetected") == ("Unknown", "InsufficientData")
+    assert status["modelVersion"] == f"{MODEL}-v1"
+    assert status["samples"] == 0
+
+    # 2. In-distribution traffic with true labels: no drift, performance as at training.
+    instances, labels = rows(600, seed=11)
+    traffic.predict(ips, instances, labels)
+    assert traffic.feedback() == 600
+    # Two checks: one may have been scraping while the traffic was still being sent.
+    status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
+    assert status["samples"] == 600, status
+    assert status["drifted"] is False
+    assert status["consecutive"] == 0
+    assert status["driftShare"] == 0.0
+    assert {f["name"]: f["drifted"] for f in status["features"]} == {"a": False, "b": False, "c": False}
+    assert all(f["statistic"] < 0.1 for f in status["features"]), status["features"]
+    accuracy = summaries[1]["metrics"]["accuracy"]
+    assert status["performance"]["labels"] == 600
+    assert status["performance"]["reference"] == pytest.approx(accuracy)
+    assert abs(status["performance"]["value"] - accuracy) < 0.1
+    obj = get(kube, "driftpolicies", namespace, POLICY)
+    assert condition(obj, "DriftDetected") == ("False", "NoDrift")
+    assert condition(obj, "PerformanceDegraded") == ("False", "WithinMaxDrop")
+    assert condition(obj, "InsufficientData") == ("False", "EnoughData")
+
+    # 3. A predictor pod is replaced: what it served stays, its successor counts from its start.
+    selector = f"loopwright.dev/deployment={MLD}"
+    victim = kube.core.list_namespaced_pod(namespace, label_selector=selector).items[0]
+    kube.core.delete_namespaced_pod(victim.metadata.name, namespace, grace_period_seconds=1)
+    ips = _pods(kube, namespace, 1, not_ip=victim.status.pod_ip)
+    status = _checked_after(kube, namespace, status["lastCheckTime"])
+    assert status["samples"] == 600, "a vanished pod's contribution must stay in the window"
+
+    # 4. Shifted traffic: a and b drift, c does not; confirmed after 2 checks; retrain + event + webhook.
+    instances, labels = rows(1500, shift=SHIFT, seed=12)
+    traffic.predict(ips, instances, labels)
+    status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
+    assert status["samples"] == 2100
+    assert status["drifted"] is True
+    drifted = {f["name"]: f["drifted"] for f in status["features"]}
+    assert drifted == {"a": True, "b": True, "c": False}
+    assert status["driftShare"] == pytest.approx(2 / 3)
+
+    obj = _policy_when(kube, namespace, "DriftDetected", ("True", "DriftConfirmed"))
+    status = obj["status"]
+    assert status["consecutive"] >= 2
+    token = status["lastRetrainRun"]
+    assert token.startswith(f"{POLICY}-")
+    pipeline = get(kube, "trainingpipelines", namespace, "drifty-train")
+    annotations = pipeline["metadata"]["annotations"]
+    assert annotations["loopwright.dev/train-request"] == token
+    assert annotations["loopwright.dev/train-trigger"] == "Drift"
+    reasons = _events(kube, namespace, "DriftConfirmed", "RetrainRequested")
+    assert reasons.count("RetrainRequested") == 1
+    hooks = kube.wait(lambda: received or None, timeout=30, what="the webhook POST")
+    assert hooks[0]["auth"] == "Bearer hook-token"
+    assert hooks[0]["json"]["event"] == "DriftConfirmed"
+    assert hooks[0]["json"]["modelVersion"] == f"{MODEL}-v1"
+    assert hooks[0]["json"]["status"]["driftShare"] == pytest.approx(2 / 3)
+
+    # 5. Labels for the shifted predictions: v1 gets about half wrong -> PerformanceDegraded, but the
+    #    retrain is held back by the cooldown (one request in all).
+    assert traffic.feedback() == 1500
+    obj = _policy_when(kube, namespace, "PerformanceDegraded", ("True", "PerformanceDropped"))
+    perf = obj["status"]["performance"]
+    assert perf["labels"] == 2100
+    assert perf["value"] < accuracy - 0.15
+    assert obj["status"]["lastRetrainRun"] == token
+    pipeline = get(kube, "trainingpipelines", namespace, "drifty-train")
+    assert pipeline["metadata"]["annotations"]["loopwright.dev/train-request"] == token
+    assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1
+
+    # 6. Promotion to v2 (trained on shifted data): a new window against the new reference, where the
+    #    same shifted traffic is no drift.
+    kube.apps.create_namespaced_deployment(namespace, predictor(
+        deployment=MLD, model=MODEL, version=2, summary=summaries[2], replicas=2,
+        s3_endpoint=in_cluster_s3, secret="s3"))
+    ips2 = _pods(kube, namespace, 2)
+    _set_stable(kube, namespace, 2)
+    obj = _policy_when(kube, namespace, "DriftDetected", ("Unknown", "InsufficientData"))
+    assert obj["status"]["modelVersion"] == f"{MODEL}-v2"
+    assert obj["status"]["samples"] == 0
+    assert obj["status"]["consecutive"] == 0
+    # Verdicts against v1 no longer hold; nothing is known about v2 yet.
+    assert condition(obj, "DriftDetected") == ("Unknown", "InsufficientData")
+    assert condition(obj, "PerformanceDegraded") == ("Unknown", "InsufficientData")
+    _events(kube, namespace, "ReferenceChanged")
+    instances, labels = rows(800, shift=SHIFT, seed=13)
+    traffic.predict(ips2, instances, labels)
+    assert traffic.feedback() == 800
+    status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
+    assert status["samples"] == 800
+    assert status["drifted"] is False
+    assert {f["name"]: f["drifted"] for f in status["features"]} == {"a": False, "b": False, "c": False}
+    assert status["performance"]["value"] > summaries[2]["metrics"]["accuracy"] - 0.1
+    obj = get(kube, "driftpolicies", namespace, POLICY)
+    assert condition(obj, "DriftDetected") == ("False", "NoDrift")
+    assert condition(obj, "PerformanceDegraded") == ("False", "WithinMaxDrop")
