@@ -11,6 +11,7 @@ the running cluster instead of starting another, and `down` stops exactly what `
 from __future__ import annotations
 
 import argparse
+import fcntl
 import shutil
 import socket
 import subprocess
@@ -43,6 +44,16 @@ def main() -> int:
     down.add_argument("--keep-data", action="store_true", help="keep etcd and S3 data for the next up")
     sub.add_parser("status", help="show the components; exit 1 unless all run")
     args = parser.parse_args()
+    if args.command == "status":
+        return _status()
+    STATE.mkdir(exist_ok=True)
+    # Test sessions in parallel may all call `up` at once: one starts, the others then find it running.
+    with (STATE / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _up_or_down(args)
+
+
+def _up_or_down(args: argparse.Namespace) -> int:
     if args.command == "up":
         try:
             return _up()
@@ -50,9 +61,7 @@ def main() -> int:
             print(f"cluster.py up failed: {error}\nlogs: {STATE / 'logs'}; clean up with `cluster.py down`",
                   file=sys.stderr)
             return 1
-    if args.command == "down":
-        return _down(keep_data=args.keep_data)
-    return _status()
+    return _down(keep_data=args.keep_data)
 
 
 def _supervisor() -> procs.Supervisor:
