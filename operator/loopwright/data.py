@@ -180,7 +180,7 @@ def validate(frame: pd.DataFrame, schema: DatasetSchema, rules: DatasetValidatio
                 AnomalyKind.UNKNOWN_COLUMN, str(name), None,
                 f"column {name!r} is not declared in the schema (strict)"))
     invalid_rows = np.zeros(rows, dtype=bool)
-    per_column: list[tuple[ColumnSpec | None, str, list[Anomaly]]] = []
+    per_column: list[tuple[ColumnSpec | None, list[Anomaly]]] = []
     for col in [*schema.columns, None]:
         name = col.name if col is not None else schema.label.name
         if name not in frame.columns:
@@ -192,11 +192,11 @@ def validate(frame: pd.DataFrame, schema: DatasetSchema, rules: DatasetValidatio
         report.columns[name] = stats
         if bad is not None:
             invalid_rows |= bad
-        per_column.append((col, name, problems))
+        per_column.append((col, problems))
     # Values that break the schema are tolerated up to maxInvalidFraction of the
     # rows; beyond it, every column's violations are reported.
     invalid_fraction = invalid_rows.mean() if rows else 0.0
-    for col, _name, problems in per_column:
+    for col, problems in per_column:
         for problem in problems:
             is_gated = problem.kind in {AnomalyKind.WRONG_TYPE, AnomalyKind.OUT_OF_RANGE,
                                         AnomalyKind.UNKNOWN_CATEGORY}

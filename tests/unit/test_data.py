@@ -101,11 +101,14 @@ def test_prefix_is_read_in_key_order_with_digest_over_bytes(tmp_path):
     parts = {"part-1.csv": b"a,c,y\n2,y,1\n", "part-0.csv": b"a,c,y\n1,x,0\n"}
     for name, body in parts.items():
         (tmp_path / name).write_bytes(body)
-    table = data.read_table(str(tmp_path), fmt="csv", schema=SCHEMA)
-    assert table.frame["a"].tolist() == [1.0, 2.0]
+    raw = data.fetch(str(tmp_path))
+    assert data.normalise(data.parse(raw, fmt="csv", schema=SCHEMA), SCHEMA)["a"].tolist() == [1.0, 2.0]
     expected = hashlib.sha256(parts["part-0.csv"] + parts["part-1.csv"]).hexdigest()
-    assert table.digest == f"sha256:{expected}"
-    assert table.sources == [str(tmp_path / "part-0.csv"), str(tmp_path / "part-1.csv")]
+    assert raw.digest == f"sha256:{expected}"
+    assert raw.size == sum(len(b) for b in parts.values())
+    assert raw.sources == [str(tmp_path / "part-0.csv"), str(tmp_path / "part-1.csv")]
+    table = data.read_table(str(tmp_path), fmt="csv", schema=SCHEMA)
+    assert (table.digest, table.size, len(table.frame)) == (raw.digest, raw.size, 2)
 
 
 def test_parquet_normalises_types(tmp_path):
@@ -113,11 +116,12 @@ def test_parquet_normalises_types(tmp_path):
     buf = io.BytesIO()
     frame.to_parquet(buf)
     storage.put_bytes(str(tmp_path / "d.parquet"), buf.getvalue())
-    table = data.read_table(str(tmp_path / "d.parquet"), fmt="parquet", schema=SCHEMA)
-    assert table.frame["a"].dtype == np.float64
-    assert table.frame["c"].tolist()[0] == "1"
-    assert pd.isna(table.frame["c"].tolist()[1])
-    assert table.frame["y"].tolist() == ["0", "1", "1"]
+    raw = data.fetch(str(tmp_path / "d.parquet"))
+    table = data.normalise(data.parse(raw, fmt="parquet", schema=SCHEMA), SCHEMA)
+    assert table["a"].dtype == np.float64
+    assert table["c"].tolist()[0] == "1"
+    assert pd.isna(table["c"].tolist()[1])
+    assert table["y"].tolist() == ["0", "1", "1"]
 
 
 def test_profile_columns_of_normalised_frame():
