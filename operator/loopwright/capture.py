@@ -27,7 +27,8 @@ Run it where S3 credentials are available, e.g. as a Job with the trainer image:
 
 ``--profile`` (the served ModelVersion's ``spec.profileUri``) supplies the
 schema: feature order and label column; ``--columns``/``--label`` can be given
-instead. ``--since-ms`` skips capture objects older than a previous compaction.
+instead. ``--since-ms`` keeps only rows predicted since then (e.g. since the
+last compaction, or since a drift began); labels are matched whenever they came.
 Exit codes: 0 written, 1 nothing labelled to write, 2 bad arguments or storage error.
 """
 
@@ -72,8 +73,12 @@ class Result:
     objects: int
 
 
-def join(row_lines: Iterable[bytes], label_lines: Iterable[bytes]) -> Joined:
-    """Join captured rows with labels on the prediction id (the first label of an id wins)."""
+def join(row_lines: Iterable[bytes], label_lines: Iterable[bytes], *, since_ms: int | None = None) -> Joined:
+    """Join captured rows with labels on the prediction id (the first label of an id wins).
+
+    ``since_ms`` keeps only rows predicted at or after that time (their ``ts``), so traffic from
+    before a change, flushed in the same object as traffic after it, stays out.
+    """
     malformed = 0
     labels: dict[str, Any] = {}
     for line in label_lines:
@@ -89,6 +94,8 @@ def join(row_lines: Iterable[bytes], label_lines: Iterable[bytes]) -> Joined:
         doc = _parse(line)
         if doc is None or not isinstance(doc.get("id"), str) or not isinstance(doc.get("features"), dict):
             malformed += int(bool(line.strip()))
+            continue
+        if since_ms is not None and not (isinstance(doc.get("ts"), int) and doc["ts"] >= since_ms):
             continue
         pid = doc["id"]
         if pid not in labels or pid in used:
@@ -114,7 +121,7 @@ def to_csv(rows: Sequence[dict[str, Any]], *, columns: Sequence[str], label: str
 def compact(
     *, captures: str, output: str, columns: Sequence[str], label: str, since_ms: int | None = None,
 ) -> Result:
-    """Join every capture object under ``captures`` (newer than ``since_ms``) and write ``output``.
+    """Join the rows captured under ``captures`` since ``since_ms`` with their labels; write ``output``.
 
     Nothing is written when no captured row has a label: an empty object would
     still change the Dataset's fingerprint and cost a profiling run for nothing.
@@ -126,7 +133,7 @@ def compact(
     for obj in objects:
         data = storage.get_bytes(obj.uri)
         (label_lines if obj.uri.endswith(LABELS_SUFFIX) else row_lines).extend(data.splitlines())
-    joined = join(row_lines, label_lines)
+    joined = join(row_lines, label_lines, since_ms=since_ms)
     if not joined.rows:
         return Result(uri=None, sha256=None, joined=joined, objects=len(objects))
     digest = storage.put_bytes(output, to_csv(joined.rows, columns=columns, label=label))
@@ -174,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", help="training profile whose schema gives columns and label")
     parser.add_argument("--columns", help="comma-separated feature columns (instead of --profile)")
     parser.add_argument("--label", help="label column name (instead of --profile)")
-    parser.add_argument("--since-ms", type=int, help="skip capture objects older than this unix-ms time")
+    parser.add_argument("--since-ms", type=int, help="keep only rows predicted at or after this unix-ms time")
     args = parser.parse_args(argv)
     try:
         if args.profile:

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 from sklearn.linear_model import LogisticRegression
-from unit.test_predictor import NAMES, _schema, _served
 
 from loopwright import capture, data, storage
 from loopwright.api.dataset import DatasetValidation
 from loopwright.predictor.app import PredictorApp, Settings
+from unit.test_predictor import NAMES, _schema, _served
 
 
 def _lines(*docs: object) -> list[bytes]:
@@ -91,7 +91,10 @@ def test_since_filter_and_nothing_to_write(tmp_path: Path, capsys: pytest.Captur
     pod.mkdir(parents=True)
     (pod / "1000.jsonl").write_bytes(b'{"id": "a-0", "ts": 1000, "features": {"x": 1}, "prediction": 0}\n')
     (pod / "1000.labels.jsonl").write_bytes(b'{"id": "a-0", "ts": 1000, "label": 1}\n')
-    (pod / "2000.jsonl").write_bytes(b'{"id": "a-1", "ts": 2000, "features": {"x": 2}, "prediction": 0}\n')
+    # One flush holds a row from before the cut (ts 1200) and one after it (ts 1600, never labelled).
+    (pod / "2000.jsonl").write_bytes(b'{"id": "a-1", "ts": 1600, "features": {"x": 2}, "prediction": 0}\n'
+                                     b'{"id": "a-2", "ts": 1200, "features": {"x": 3}, "prediction": 0}\n')
+    (pod / "2500.labels.jsonl").write_bytes(b'{"id": "a-2", "ts": 2500, "label": 0}\n')
     (pod / "notes.txt").write_text("ignored")
     out = tmp_path / "out.csv"
     base = ["--captures", str(tmp_path / "captures"), "--output", str(out), "--columns", "x", "--label", "y"]
@@ -99,7 +102,7 @@ def test_since_filter_and_nothing_to_write(tmp_path: Path, capsys: pytest.Captur
     assert not out.exists()
     assert json.loads(capsys.readouterr().out)["unlabelled"] == 1
     assert capture.main(base) == 0
-    assert out.read_text() == "x,y\n1,1\n"
+    assert out.read_text() == "x,y\n1,1\n3,0\n"
     assert json.loads(capsys.readouterr().out) == {
-        "output": str(out), "sha256": storage.sha256_hex(out.read_bytes()), "rows": 1, "unlabelled": 1,
-        "orphanLabels": 0, "malformed": 0, "objects": 3}
+        "output": str(out), "sha256": storage.sha256_hex(out.read_bytes()), "rows": 2, "unlabelled": 1,
+        "orphanLabels": 0, "malformed": 0, "objects": 4}

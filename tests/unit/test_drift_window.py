@@ -6,12 +6,12 @@ import httpx
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
-from unit.test_predictor import NAMES, _served
 
 from loopwright.drift.window import FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
 from loopwright.predictor.app import PredictorApp, Settings
 from loopwright.profile import FeatureProfile, Profile
 from loopwright.scrape import parse_prometheus
+from unit.test_predictor import NAMES, _served
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPAN = timedelta(minutes=10)

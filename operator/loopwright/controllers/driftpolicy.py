@@ -45,9 +45,7 @@ from loopwright.controllers._common import INVALID_SPEC, parse_spec, ready_statu
 from loopwright.drift import check, notify
 from loopwright.drift.window import PodReading, Window, counters
 from loopwright.profile import Profile
-
-TRAIN_TRIGGER_ANNOTATION = "loopwright.dev/train-trigger"
-"""Why a requested run is started (values of RunTrigger); read by the TrainingPipeline controller."""
+from loopwright.training.triggers import TRAIN_TRIGGER_ANNOTATION
 
 DEPLOYMENT_LABEL = f"{DEPLOYMENT.group}/{DEPLOYMENT.singular}"
 VERSION_LABEL = "loopwright.dev/version"
