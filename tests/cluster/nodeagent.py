@@ -5,8 +5,9 @@
 
 It registers a Ready Node, renews its Lease every 10 s, runs every pod bound to the node (one
 `node.runtime.PodWorker` each) and serves container logs on the kubelet port for `kubectl logs`.
-On SIGTERM it stops every pod's processes; on start it stops what an earlier agent left running
-(their exit codes died with it) and the restart policies take it from there.
+On SIGTERM it stops every pod's processes. A container's parent is its own small monitor
+(node/monitor.py), so after a crash or SIGKILL of the agent the next one adopts the containers
+still running and reads the exit records of those that ended meanwhile: pods are not duplicated.
 """
 
 from __future__ import annotations
@@ -78,7 +79,6 @@ class Agent:
         self.runtime = Runtime(api=self.api, node_name=self.node, node_ip=args.node_ip, dns=args.dns,
                                state_dir=Path(args.state_dir), venv_bin=REPO / ".venv" / "bin",
                                allocatable=capacity)
-        self.restarted: set[str] = set()
         self._transitions: dict[str, str] = {}
         self.kubelet_version = "v0.0.0"
 
@@ -173,7 +173,7 @@ class Agent:
         if worker is not None:
             worker.update(pod)
         else:
-            worker = PodWorker(self.runtime, pod, restarted=uid in self.restarted)
+            worker = PodWorker(self.runtime, pod)
             self.runtime.workers[uid] = worker
 
     async def watch_pods(self) -> None:
@@ -215,7 +215,6 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        self.restarted = self.runtime.kill_leftovers()
         while True:
             try:
                 node = await self.register()

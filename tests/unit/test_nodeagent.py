@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 
 import network
-from node import logs, spec, status
+from node import logs, monitor, spec, status
 from node.runtime import backoff_seconds
 
 
@@ -481,10 +481,10 @@ def test_backoff_doubles_after_the_first_restart() -> None:
 
 def _records() -> list[bytes]:
     return [
-        logs.cri_line("stdout", b"one", partial=False, at="2026-01-01T00:00:01.000000000Z"),
-        logs.cri_line("stderr", b"two-a", partial=True, at="2026-01-01T00:00:02.000000000Z"),
-        logs.cri_line("stderr", b"two-b", partial=False, at="2026-01-01T00:00:02.100000000Z"),
-        logs.cri_line("stdout", b"three", partial=False, at="2026-01-01T00:00:03.000000000Z"),
+        monitor.cri_line("stdout", b"one", partial=False, at="2026-01-01T00:00:01.000000000Z"),
+        monitor.cri_line("stderr", b"two-a", partial=True, at="2026-01-01T00:00:02.000000000Z"),
+        monitor.cri_line("stderr", b"two-b", partial=False, at="2026-01-01T00:00:02.100000000Z"),
+        monitor.cri_line("stdout", b"three", partial=False, at="2026-01-01T00:00:03.000000000Z"),
     ]
 
 
@@ -504,3 +504,47 @@ def test_log_query_parsing() -> None:
     assert query == logs.Query(follow=True, tail_lines=5, timestamps=True)
     with pytest.raises(ValueError, match="invalid literal"):
         logs.parse_query({"tailLines": "many"})
+
+
+def test_non_root_project_containers_see_only_the_interpreter_under_a_private_home() -> None:
+    interpreter = Path("/root/.pyenv/versions/3.11.7")
+
+    def traversable(path: Path) -> bool:
+        return path != Path("/root")
+
+    mounts = spec.interpreter_mounts(
+        "loopwright/operator:0.1.0", user=65532, interpreter=interpreter, traversable=traversable
+    )
+    assert mounts == [("tmpfs", "/root", "tmpfs"), (str(interpreter), str(interpreter), "ro")]
+    assert (
+        spec.interpreter_mounts(
+            "loopwright/operator:0.1.0", user=0, interpreter=interpreter, traversable=traversable
+        )
+        == []
+    )
+    assert (
+        spec.interpreter_mounts("busybox", user=1000, interpreter=interpreter, traversable=traversable) == []
+    )
+    assert (
+        spec.interpreter_mounts(
+            "loopwright/trainer", user=1000, interpreter=Path("/usr"), traversable=lambda _: True
+        )
+        == []
+    )
+
+
+def test_project_containers_know_their_non_root_user() -> None:
+    passwd = "root:x:0:0:root:/root:/bin/bash\n"
+    groups = "root:x:0:\n"
+    files = spec.account_files(
+        "loopwright/operator:0.1.0", user=65532, group=65532, passwd=passwd, groups=groups
+    )
+    assert files["/etc/passwd"].splitlines() == [
+        "root:x:0:0:root:/root:/bin/bash",
+        "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin",
+    ]
+    assert files["/etc/group"].endswith("nonroot:x:65532:\n")
+    assert spec.account_files("loopwright/operator", user=0, group=None, passwd=passwd, groups=groups) == {}
+    assert spec.account_files("busybox", user=65532, group=None, passwd=passwd, groups=groups) == {}
+    known = passwd + "app:x:1000:1000::/home/app:/bin/sh\n"
+    assert spec.account_files("loopwright/trainer", user=1000, group=0, passwd=known, groups=groups) == {}

@@ -4,7 +4,7 @@
 #       <mounts-file> <hostname> <workdir> [setpriv options] -- <argv...>
 # so everything below happens in the pod's network namespace and in a mount and UTS namespace of
 # the container's own: bind mounts (volumes, resolv.conf, hosts) are invisible to the host.
-# Each line of <mounts-file> is "<source>\t<target>\t<rw|ro>".
+# Each line of <mounts-file> is "<source>\t<target>\t<rw|ro|tmpfs>" (a tmpfs line ignores its source).
 #
 # The container's root is the host's root, so a mount can hide the sources of later ones (a volume
 # at /work covers /work/main/.cluster/...). Every source is therefore opened first and mounted from
@@ -18,12 +18,17 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
 fds=() targets=() modes=()
 while IFS=$'\t' read -r source target mode; do
-  exec {fd}<"$source"
+  fd=-
+  [[ $mode == tmpfs ]] || exec {fd}<"$source"
   fds+=("$fd") targets+=("$target") modes+=("$mode")
 done < "$mounts"
 
 for i in "${!fds[@]}"; do
   source=/proc/self/fd/${fds[$i]} target=${targets[$i]}
+  if [[ ${modes[$i]} == tmpfs ]]; then
+    mount -t tmpfs -o mode=0755 tmpfs "$target"
+    continue
+  fi
   if [[ ! -e $target ]]; then
     if [[ -d $source ]]; then
       mkdir -p "$target"
@@ -32,7 +37,7 @@ for i in "${!fds[@]}"; do
       : > "$target"
     fi
   fi
-  mount --bind "$source" "$target"
+  mount --no-canonicalize --bind "$source" "$target"
   if [[ ${modes[$i]} == ro ]]; then
     mount -o remount,bind,ro "$target"
   fi

@@ -1,6 +1,7 @@
 """Container logs: written in the CRI file format, served on the kubelet's HTTPS port.
 
-Each line is `<RFC3339Nano> <stdout|stderr> <F|P> <text>` as container runtimes write them, so
+Each line is `<RFC3339Nano> <stdout|stderr> <F|P> <text>` as container runtimes write them (the
+container's monitor, node/monitor.py, writes them), so
 `timestamps=true` and `sinceSeconds` need no second source. The API server proxies `kubectl logs`
 to `GET /containerLogs/{namespace}/{pod}/{container}` here, authenticating with its kubelet client
 certificate, which this server checks against the cluster CA.
@@ -20,35 +21,6 @@ from pathlib import Path
 from aiohttp import web
 
 logger = logging.getLogger(__name__)
-
-_MAX_LINE = 16 * 1024  # longer output lines are split into partial (P) records, as CRI does
-
-
-def timestamp() -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
-
-
-def cri_line(stream: str, data: bytes, *, partial: bool, at: str) -> bytes:
-    return f"{at} {stream} {'P' if partial else 'F'} ".encode() + data + b"\n"
-
-
-async def pump(reader: asyncio.StreamReader, stream: str, sink: Path) -> None:
-    """Copy a process's output into the log file, one CRI record per line."""
-    with sink.open("ab", buffering=0) as out:
-        while True:
-            try:
-                chunk = await reader.readuntil(b"\n")
-                partial = False
-                chunk = chunk[:-1]
-            except asyncio.IncompleteReadError as e:
-                if not e.partial:
-                    return
-                chunk, partial = e.partial, True
-            except asyncio.LimitOverrunError as e:
-                chunk, partial = await reader.readexactly(min(e.consumed, _MAX_LINE)), True
-            out.write(cri_line(stream, chunk, partial=partial, at=timestamp()))
-
 
 @dataclass(frozen=True)
 class Query:

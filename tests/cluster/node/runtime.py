@@ -18,6 +18,8 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,17 +32,20 @@ import network
 from node import spec as podspec
 from node import status as podstatus
 from node.api import Api, ApiError
-from node.logs import LogSource, pump
+from node.logs import LogSource
 from node.status import ContainerState
 
 logger = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 LAUNCHER = Path(__file__).with_name("launch.sh")
+MONITOR = Path(__file__).with_name("monitor.py")
 _CONFIG_RETRY_SECONDS = 2.0
 _MAX_BACKOFF_SECONDS = 300
 _BACKOFF_RESET_SECONDS = 600
 _TOKEN_CHECK_SECONDS = 60
+_SANDBOX_CHECK_SECONDS = 2
+_EXIT_POLL_SECONDS = 0.2
 _PROBE_DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1,
                    "successThreshold": 1, "failureThreshold": 3}
 
@@ -58,6 +63,14 @@ def _proc_start_ticks(pid: int) -> int | None:
 def _tool(name: str) -> str:
     """A host tool's absolute path: containers run with their own PATH, which may not have it."""
     return shutil.which(name, path=podspec.SYSTEM_PATH) or name
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text()
+
+
+def _traversable(path: Path) -> bool:
+    return bool(path.stat().st_mode & 0o001)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -106,12 +119,15 @@ class Runtime:
     venv_bin: Path
     allocatable: dict[str, str]
     pool: network.IpPool = field(init=False)
+    interpreter: Path = field(init=False)
     workers: dict[str, PodWorker] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
         (self.state_dir / "pods").mkdir(parents=True, exist_ok=True)
         self.pool = network.IpPool.load(self.ipam_path)
+        # The installation the venv's python runs from (bin/python3.x -> <prefix>/bin/python3.x).
+        self.interpreter = Path(os.path.realpath(self.venv_bin / "python")).parents[1]
 
     @property
     def ipam_path(self) -> Path:
@@ -131,23 +147,13 @@ class Runtime:
             self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, force_close=True))
         return self.http
 
-    def kill_leftovers(self) -> set[str]:
-        """Stop processes an earlier agent started (it cannot wait for them); return their pod UIDs.
-
-        Without a parent to reap them their exit codes are lost, so the workers report those
-        containers as terminated by the restart and apply the restart policy.
-        """
-        uids = set()
-        for procs_file in (self.state_dir / "pods").glob("*/procs.json"):
-            uids.add(procs_file.parent.name)
-            for pid, ticks in json.loads(procs_file.read_text()).values():
-                if _proc_start_ticks(pid) == ticks:
-                    logger.info("stopping process group %s left by an earlier agent", pid)
-                    _killpg(pid, signal.SIGKILL)
-            procs_file.unlink()
-        return uids
-
     def forget_pod(self, uid: str) -> None:
+        """Remove what a pod that no longer exists left behind (deleted while no agent ran)."""
+        for record in (self.state_dir / "pods" / uid / "containers").glob("*.json"):
+            proc = _Proc.load(record)
+            if proc is not None and proc.alive():
+                logger.info("stopping process group %s of a pod that is gone", proc.pid)
+                _killpg(proc.pid, signal.SIGKILL)
         network.teardown_pod(uid=uid)
         self.release_ip(uid)
         shutil.rmtree(self.state_dir / "pods" / uid, ignore_errors=True)
@@ -161,25 +167,85 @@ class Runtime:
         while True:
             await asyncio.sleep(1)
             limited = [p for w in self.workers.values() for p in w.procs.values()
-                       if p.memory_limit and p.process.returncode is None]
+                       if p.memory_limit and p.running]
             if not limited:
                 continue
-            usage = await asyncio.to_thread(group_rss, [p.process.pid for p in limited])
+            usage = await asyncio.to_thread(group_rss, [p.pid for p in limited])
             for proc in limited:
-                if usage.get(proc.process.pid, 0) > proc.memory_limit:
+                if usage.get(proc.pid, 0) > proc.memory_limit:
                     logger.info("container %s over its memory limit: killed", proc.name)
                     proc.oom_killed = True
-                    _killpg(proc.process.pid, signal.SIGKILL)
+                    _killpg(proc.pid, signal.SIGKILL)
 
 
 @dataclass
 class _Proc:
+    """A started container: its process group and the monitor that reports how it ended.
+
+    The monitor (node/monitor.py) is the container's parent and writes its exit record to
+    `exit_file`, so a container started by an earlier agent is waited for the same way.
+    """
+
     name: str
-    process: asyncio.subprocess.Process
-    pumps: list[asyncio.Task[None]]
-    memory_limit: int
+    pid: int  # the container's process group
+    ticks: int | None
+    monitor_pid: int
+    monitor_ticks: int | None
+    exit_file: Path
+    record: Path
+    restart_count: int
+    container_id: str
     started_at: str
+    memory_limit: int
+    monitor: asyncio.subprocess.Process | None = None  # None when adopted from an earlier agent
     oom_killed: bool = False
+
+    @property
+    def running(self) -> bool:
+        return not self.exit_file.exists()
+
+    def alive(self) -> bool:
+        return _proc_start_ticks(self.pid) == self.ticks
+
+    def _monitor_gone(self) -> bool:
+        if self.monitor is not None:
+            return self.monitor.returncode is not None
+        return _proc_start_ticks(self.monitor_pid) != self.monitor_ticks
+
+    async def wait(self) -> Obj:
+        """The exit record ({"exitCode", "signal", "finishedAt"}) once the container ended."""
+        while True:
+            if self.exit_file.exists():
+                if self.monitor is not None:
+                    await self.monitor.wait()
+                result: Obj = json.loads(self.exit_file.read_text())
+                return result
+            if self._monitor_gone() and not self.exit_file.exists():
+                return {"exitCode": 137, "signal": None, "finishedAt": podstatus.now(),
+                        "lost": "the container's monitor ended without reporting how the container did"}
+            await asyncio.sleep(_EXIT_POLL_SECONDS)
+
+    def save(self) -> None:
+        self.record.write_text(json.dumps({
+            "name": self.name, "pid": self.pid, "ticks": self.ticks, "monitorPid": self.monitor_pid,
+            "monitorTicks": self.monitor_ticks, "exitFile": str(self.exit_file),
+            "restartCount": self.restart_count, "containerID": self.container_id,
+            "startedAt": self.started_at, "memoryLimit": self.memory_limit}))
+
+    @classmethod
+    def load(cls, record: Path) -> _Proc | None:
+        try:
+            raw = json.loads(record.read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(name=raw["name"], pid=raw["pid"], ticks=raw["ticks"], monitor_pid=raw["monitorPid"],
+                   monitor_ticks=raw["monitorTicks"], exit_file=Path(raw["exitFile"]), record=record,
+                   restart_count=raw["restartCount"], container_id=raw["containerID"],
+                   started_at=raw["startedAt"], memory_limit=raw["memoryLimit"])
+
+    def discard(self) -> None:
+        for path in (self.record, self.exit_file, self.exit_file.with_name(self.exit_file.name + ".pid")):
+            path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -192,7 +258,7 @@ class _Prepared:
 
 
 class PodWorker:
-    def __init__(self, runtime: Runtime, pod: Obj, *, restarted: bool) -> None:
+    def __init__(self, runtime: Runtime, pod: Obj) -> None:
         self.rt = runtime
         self.pod = pod
         meta = pod["metadata"]
@@ -213,9 +279,11 @@ class PodWorker:
         self.terminal = status.get("phase") in {"Succeeded", "Failed"}
         self._adopted_terminal = self.terminal  # finished before this worker: nothing left to report
         self.init = self._states(pod["spec"].get("initContainers", []), status.get("initContainerStatuses"),
-                                 init=True, restarted=restarted)
-        self.containers = self._states(pod["spec"]["containers"], status.get("containerStatuses"),
-                                       init=False, restarted=restarted)
+                                 init=True)
+        self.containers = self._states(pod["spec"]["containers"], status.get("containerStatuses"), init=False)
+        self._adopted: dict[str, _Proc] = {}
+        if not self.terminal:
+            self._restore()
         self._crashes: dict[str, int] = {}
         self._sandbox_op: asyncio.Task[str] | None = None
         self._tokens: dict[str, tuple[str, float, float]] = {}
@@ -230,8 +298,7 @@ class PodWorker:
         return self.pod["spec"]  # type: ignore[no-any-return]
 
     @staticmethod
-    def _states(specs: list[Obj], previous: list[Obj] | None, *, init: bool, restarted: bool
-                ) -> list[ContainerState]:
+    def _states(specs: list[Obj], previous: list[Obj] | None, *, init: bool) -> list[ContainerState]:
         """Container states, continuing what the API shows (restart counts survive agent restarts)."""
         before = {c["name"]: c for c in previous or []}
         states = []
@@ -240,15 +307,30 @@ class PodWorker:
             if old := before.get(c["name"]):
                 cs.restart_count = old.get("restartCount", 0)
                 cs.last_state = old.get("lastState") or {}
+                cs.container_id = old.get("containerID", "")
                 state = old.get("state") or {}
-                if "terminated" in state:
+                if "terminated" in state or "running" in state:
                     cs.state = state
-                elif "running" in state and restarted:
-                    cs.state = {"terminated": {
-                        "exitCode": 137, "reason": "Error", "startedAt": state["running"].get("startedAt"),
-                        "finishedAt": podstatus.now(), "message": "stopped by a restart of the node agent"}}
             states.append(cs)
         return states
+
+    def _restore(self) -> None:
+        """Adopt the containers an earlier agent started; a container the API shows running but
+        that left no trace here is reported lost (its exit is unknowable) and restarted by policy."""
+        for cs in [*self.init, *self.containers]:
+            proc = _Proc.load(self.dir / "containers" / f"{cs.name}.json")
+            if proc is not None and (proc.alive() or not proc.running):
+                logger.info("pod %s: adopting container %s (pid %d)", self.key, cs.name, proc.pid)
+                cs.restart_count = proc.restart_count
+                cs.container_id = proc.container_id
+                cs.state = {"running": {"startedAt": proc.started_at}}
+                cs.started = cs.ready = False
+                self.procs[cs.name] = self._adopted[cs.name] = proc
+            elif "running" in cs.state:
+                cs.state = {"terminated": {
+                    "exitCode": 137, "reason": "ContainerStatusUnknown",
+                    "startedAt": cs.state["running"].get("startedAt"), "finishedAt": podstatus.now(),
+                    "message": "The container could not be located when the node agent restarted"}}
 
     # ----------------------------------------------------------------------------- desired state
 
@@ -358,7 +440,7 @@ class PodWorker:
         if self.terminal:
             return
         await self._setup_sandbox()
-        refresher = asyncio.create_task(self._refresh_tokens())
+        helpers = [asyncio.create_task(self._refresh_tokens()), asyncio.create_task(self._guard_sandbox())]
         try:
             specs = self.spec.get("initContainers", [])
             for cs, spec in zip(self.init, specs, strict=True):
@@ -368,7 +450,8 @@ class PodWorker:
             pairs = zip(self.containers, self.spec["containers"], strict=True)
             await asyncio.gather(*(self._supervise(cs, spec, init=False) for cs, spec in pairs))
         finally:
-            refresher.cancel()
+            for helper in helpers:
+                helper.cancel()
 
     def _should_restart(self, exit_code: int, *, init: bool) -> bool:
         policy = self.spec.get("restartPolicy", "Always")
@@ -380,6 +463,8 @@ class PodWorker:
         """Run one container for as long as its restart policy says, with crash back-off."""
         if init and cs.exit_code == 0:
             return
+        if (adopted := self._adopted.pop(cs.name, None)) is not None:
+            await self._run_container(cs, spec, adopted=adopted)
         while True:
             if (exit_code := cs.exit_code) is not None:
                 if not self._should_restart(exit_code, init=init):
@@ -400,7 +485,10 @@ class PodWorker:
                 cs.restart_count += 1
             await self._run_container(cs, spec)
 
-    async def _run_container(self, cs: ContainerState, spec: Obj) -> None:
+    async def _run_container(self, cs: ContainerState, spec: Obj, *, adopted: _Proc | None = None) -> None:
+        if adopted is not None:
+            await self._watch_container(cs, spec, adopted, ran_since=time.monotonic())
+            return
         while True:
             try:
                 prepared = await self._prepare(spec)
@@ -419,34 +507,41 @@ class PodWorker:
                            f'({prepared.env["PATH"]}) for image {spec.get("image")!r}'}}
             self.dirty.set()
             return
-        started_at = podstatus.now()
         ran_since = time.monotonic()
-        proc = await self._spawn(cs, spec, prepared, started_at)
-        cs.container_id = f"loopwright://{self.uid}/{cs.name}/{cs.restart_count}"
-        cs.state = {"running": {"startedAt": started_at}}
+        proc = await self._spawn(cs, spec, prepared)
+        if proc is None:
+            return
+        cs.container_id = proc.container_id
+        cs.state = {"running": {"startedAt": proc.started_at}}
+        await self._watch_container(cs, spec, proc, ran_since=ran_since)
+
+    async def _watch_container(self, cs: ContainerState, spec: Obj, proc: _Proc, *, ran_since: float) -> None:
+        """Probe the container until it ends, then record how it ended."""
         cs.started = spec.get("startupProbe") is None
         cs.ready = spec.get("readinessProbe") is None and not cs.init
         self.dirty.set()
         probes = asyncio.create_task(self._probe_all(cs, spec, proc))
         try:
-            returncode = await proc.process.wait()
+            result = await proc.wait()
         finally:
             probes.cancel()
-        _killpg(proc.process.pid, signal.SIGKILL)  # what is left of the group goes with the main process
-        await asyncio.gather(*proc.pumps, return_exceptions=True)
         if time.monotonic() - ran_since > _BACKOFF_RESET_SECONDS:
             self._crashes.pop(cs.name, None)
-        self._record_exit(cs, spec, proc, returncode)
+        self._record_exit(cs, spec, proc, result)
 
-    def _record_exit(self, cs: ContainerState, spec: Obj, proc: _Proc, returncode: int) -> None:
+    def _record_exit(self, cs: ContainerState, spec: Obj, proc: _Proc, result: Obj) -> None:
         self.procs.pop(cs.name, None)
-        exit_code = returncode if returncode >= 0 else 128 - returncode
-        reason = "OOMKilled" if proc.oom_killed else "Completed" if exit_code == 0 else "Error"
+        proc.discard()
+        exit_code = int(result["exitCode"])
+        if result.get("lost"):
+            reason = "ContainerStatusUnknown"
+        else:
+            reason = "OOMKilled" if proc.oom_killed else "Completed" if exit_code == 0 else "Error"
         terminated: Obj = {"exitCode": exit_code, "reason": reason, "startedAt": proc.started_at,
-                           "finishedAt": podstatus.now(), "containerID": cs.container_id}
-        if returncode < 0:
-            terminated["signal"] = -returncode
-        if message := self._termination_message(cs, spec, exit_code):
+                           "finishedAt": result["finishedAt"], "containerID": cs.container_id}
+        if result.get("signal"):
+            terminated["signal"] = result["signal"]
+        if message := result.get("lost") or self._termination_message(cs, spec, exit_code):
             terminated["message"] = message
         cs.state = {"terminated": terminated}
         cs.ready = False
@@ -498,14 +593,37 @@ class PodWorker:
             if "waiting" in cs.state:
                 cs.state = {"waiting": {"reason": "PodInitializing" if not cs.init and self.init
                                         else "ContainerCreating"}}
-        setup = asyncio.to_thread(network.setup_pod, uid=self.uid, ip=self.pod_ip)
-        self._sandbox_op = asyncio.create_task(setup)
-        await asyncio.shield(self._sandbox_op)
+        _, veth = network.pod_ids(self.uid)
+        if not (self._adopted and Path("/sys/class/net", veth).exists()):  # adopted ones live in it
+            setup = asyncio.to_thread(network.setup_pod, uid=self.uid, ip=self.pod_ip)
+            self._sandbox_op = asyncio.create_task(setup)
+            await asyncio.shield(self._sandbox_op)
         (self.dir / "resolv.conf").write_text(podspec.resolv_conf(namespace=self.namespace,
                                                                   nameserver=self.rt.dns))
         (self.dir / "hosts").write_text(podspec.etc_hosts(pod_ip=self.pod_ip, hostname=self._hostname()))
         self.sandbox_ready = True
         self.dirty.set()
+
+    async def _guard_sandbox(self) -> None:
+        """Rebuild the pod's network if something removed it (a stray `network.py down`).
+
+        Processes left in a namespace without eth0 can never be reached again, so like the kubelet
+        after a sandbox loss the agent makes a new sandbox (same IP) and kills the containers; the
+        restart policy then starts them in the new one.
+        """
+        _, veth = network.pod_ids(self.uid)
+        while True:
+            await asyncio.sleep(_SANDBOX_CHECK_SECONDS)
+            if Path("/sys/class/net", veth).exists():
+                continue
+            logger.warning("pod %s lost its network namespace: recreating it", self.key)
+            try:
+                await asyncio.to_thread(network.setup_pod, uid=self.uid, ip=self.pod_ip)
+            except subprocess.CalledProcessError as e:  # no bridge (yet): try again later
+                logger.warning("pod %s: network not recreated: %s", self.key, e.stderr)
+                continue
+            for proc in list(self.procs.values()):
+                _killpg(proc.pid, signal.SIGKILL)
 
     async def _teardown_sandbox(self) -> None:
         if self._sandbox_op is not None:
@@ -617,8 +735,18 @@ class PodWorker:
         if user is not None or group is not None:
             privileges = [f"--reuid={user or 0}", f"--regid={group or 0}"]
             privileges.append(f"--groups={fs_group}" if fs_group is not None else "--clear-groups")
+        image = spec.get("image", "")
+        image_mounts = podspec.interpreter_mounts(image, user=user, interpreter=self.rt.interpreter,
+                                                  traversable=_traversable)
+        accounts = podspec.account_files(image, user=user, group=group, passwd=_read("/etc/passwd"),
+                                         groups=_read("/etc/group"))
+        for target, content in accounts.items():
+            source = self.dir / "etc" / f"{spec['name']}-{Path(target).name}"
+            source.parent.mkdir(parents=True, exist_ok=True)
+            source.write_text(content)
+            image_mounts.append((str(source), target, "ro"))
         return _Prepared(argv=argv, env=env, workdir=spec.get("workingDir") or "/",
-                         mounts=self._mounts(spec), privileges=privileges)
+                         mounts=[*image_mounts, *self._mounts(spec)], privileges=privileges)
 
     def _mounts(self, spec: Obj) -> list[tuple[str, str, str]]:
         volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
@@ -642,53 +770,64 @@ class PodWorker:
         mounts.append((str(self.dir / "hosts"), "/etc/hosts", "ro"))
         return mounts
 
-    async def _spawn(self, cs: ContainerState, spec: Obj, prepared: _Prepared, started_at: str) -> _Proc:
+    async def _spawn(self, cs: ContainerState, spec: Obj, prepared: _Prepared) -> _Proc | None:
+        """Start the container under its monitor; None (and a terminated state) if it did not start."""
         termination = self.dir / "termination" / cs.name
         termination.parent.mkdir(parents=True, exist_ok=True)
         termination.write_bytes(b"")
         termination.chmod(0o666)
         mounts = [*prepared.mounts,
                   (str(termination), spec.get("terminationMessagePath") or "/dev/termination-log", "rw")]
-        mounts_file = self.dir / "mounts" / cs.name
-        mounts_file.parent.mkdir(parents=True, exist_ok=True)
+        containers = self.dir / "containers"
+        containers.mkdir(parents=True, exist_ok=True)
+        mounts_file = containers / f"{cs.name}.mounts"
         mounts_file.write_text("".join(f"{s}\t{t}\t{m}\n" for s, t, m in mounts))
         netns, _ = network.pod_ids(self.uid)
         command = [_tool("ip"), "netns", "exec", netns, _tool("unshare"), "--mount", "--uts",
                    "--propagation", "private", _tool("bash"), str(LAUNCHER), str(mounts_file),
-                   self._hostname(), prepared.workdir,
-                   *prepared.privileges, "--", *prepared.argv]
+                   self._hostname(), prepared.workdir, *prepared.privileges, "--", *prepared.argv]
         log = self.log_path(cs.name, cs.restart_count)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_bytes(b"")
-        process = await asyncio.create_subprocess_exec(
-            *command, env=prepared.env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=64 * 1024)
-        assert process.stdout is not None
-        assert process.stderr is not None
-        pumps = [asyncio.create_task(pump(process.stdout, "stdout", log)),
-                 asyncio.create_task(pump(process.stderr, "stderr", log))]
+        exit_file = containers / f"{cs.name}-{cs.restart_count}.exit"
+        pid_file = exit_file.with_name(exit_file.name + ".pid")
+        for stale in (exit_file, pid_file):
+            stale.unlink(missing_ok=True)
+        started_at = podstatus.now()
+        monitor = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", str(MONITOR), str(log), str(exit_file), "--", *command,
+            env=prepared.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        while not pid_file.exists() and monitor.returncode is None:
+            await asyncio.sleep(_EXIT_POLL_SECONDS / 4)
+        if not pid_file.exists():
+            assert monitor.stderr is not None
+            error = (await monitor.stderr.read()).decode(errors="replace")[-1000:]
+            cs.state = {"terminated": {"exitCode": 128, "reason": "StartError", "startedAt": started_at,
+                                       "finishedAt": podstatus.now(), "message": error}}
+            self.dirty.set()
+            return None
+        pid = int(json.loads(pid_file.read_text())["pid"])
         limit = (spec.get("resources") or {}).get("limits", {}).get("memory")
-        proc = _Proc(name=cs.name, process=process, pumps=pumps, started_at=started_at,
-                     memory_limit=int(podspec.parse_quantity(limit)) if limit else 0)
+        proc = _Proc(name=cs.name, pid=pid, ticks=_proc_start_ticks(pid), monitor_pid=monitor.pid,
+                     monitor_ticks=_proc_start_ticks(monitor.pid), exit_file=exit_file,
+                     record=containers / f"{cs.name}.json", restart_count=cs.restart_count,
+                     container_id=f"loopwright://{self.uid}/{cs.name}/{cs.restart_count}",
+                     started_at=started_at, memory_limit=int(podspec.parse_quantity(limit)) if limit else 0,
+                     monitor=monitor)
+        proc.save()
         self.procs[cs.name] = proc
-        self._record_procs()
         return proc
-
-    def _record_procs(self) -> None:
-        record = {name: [p.process.pid, _proc_start_ticks(p.process.pid)] for name, p in self.procs.items()}
-        (self.dir / "procs.json").write_text(json.dumps(record))
 
     async def _kill(self, proc: _Proc, grace: float) -> None:
         """SIGTERM the container's process group, SIGKILL it after the grace period."""
-        if proc.process.returncode is not None:
+        if not proc.running:
             return
-        _killpg(proc.process.pid, signal.SIGTERM)
+        _killpg(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(proc.process.wait()), timeout=max(grace, 0))
+            await asyncio.wait_for(proc.wait(), timeout=max(grace, 0))
         except TimeoutError:
-            _killpg(proc.process.pid, signal.SIGKILL)
-            await proc.process.wait()
+            _killpg(proc.pid, signal.SIGKILL)
 
     async def stop(self, grace: float) -> None:
         """Stop every process of the pod and record how each container ended."""
@@ -697,18 +836,16 @@ class PodWorker:
         specs = [*self.spec.get("initContainers", []), *self.spec["containers"]]
         by_name = {c.name: (c, s) for c, s in zip([*self.init, *self.containers], specs, strict=True)}
         for proc in procs:
-            await asyncio.gather(*proc.pumps, return_exceptions=True)
+            result = await proc.wait()
             cs, spec = by_name[proc.name]
             if proc.name in self.procs:
-                self._record_exit(cs, spec, proc, proc.process.returncode or 0)
+                self._record_exit(cs, spec, proc, result)
         for cs in [*self.init, *self.containers]:
             if "waiting" in cs.state and self.deleting:
                 crashed = bool(cs.last_state)
                 cs.state = {"terminated": {"exitCode": 137 if crashed else 0,
                                            "reason": "ContainerStatusUnknown" if crashed else "Completed",
                                            "message": "the pod was deleted before the container ran"}}
-        if (self.dir / "procs.json").exists():
-            self._record_procs()
 
     # ------------------------------------------------------------------------------------ probes
 
@@ -729,7 +866,7 @@ class PodWorker:
         """Probe until the verdict changes what the container is: returns when a startup probe passes."""
         await asyncio.sleep(probe["initialDelaySeconds"])
         successes = failures = 0
-        while proc.process.returncode is None:
+        while proc.running:
             ok = await self._probe_once(probe, spec)
             successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
             if kind == "startup" and successes >= probe["successThreshold"]:
@@ -787,7 +924,7 @@ class PodWorker:
         if proc is None:
             return False
         checker = await asyncio.create_subprocess_exec(
-            _tool("nsenter"), f"--target={proc.process.pid}", "--mount", "--net", "--uts", "--", *command,
+            _tool("nsenter"), f"--target={proc.pid}", "--mount", "--net", "--uts", "--", *command,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
         try:

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -278,6 +278,44 @@ def image_path(image: str, *, venv_bin: Path) -> str:
     if image.startswith(PROJECT_IMAGE_PREFIX):
         return f"{venv_bin}:{SYSTEM_PATH}"
     return SYSTEM_PATH
+
+
+def interpreter_mounts(image: str, *, user: int | None, interpreter: Path,
+                       traversable: Callable[[Path], bool]) -> list[tuple[str, str, str]]:
+    """Mounts that let a non-root container of this project's images run the venv's interpreter.
+
+    An image would carry its Python; here it lives on the host, possibly under a directory other
+    users cannot enter (pyenv under /root). The container gets a private tmpfs over the topmost
+    such directory with only the interpreter's installation bound back in: nothing else of it.
+    """
+    if not image.startswith(PROJECT_IMAGE_PREFIX) or not user:
+        return []
+    hidden = next((p for p in reversed(interpreter.parents) if not traversable(p)), None)
+    if hidden is None:
+        return []
+    return [("tmpfs", str(hidden), "tmpfs"), (str(interpreter), str(interpreter), "ro")]
+
+
+def account_files(image: str, *, user: int | None, group: int | None, passwd: str, groups: str
+                  ) -> dict[str, str]:
+    """/etc/passwd and /etc/group for a project container running as a uid the host lacks.
+
+    This project's images are distroless-style and know their non-root user (65532 "nonroot");
+    software asks for the name (getpass.getuser() in the kubernetes client), so the container
+    gets the host's files plus that entry. Returns {target path: content}, empty if not needed.
+    """
+    if not image.startswith(PROJECT_IMAGE_PREFIX) or not user:
+        return {}
+    files: dict[str, str] = {}
+    gid = group or 0
+    if not any(line.split(":")[2:3] == [str(user)] for line in passwd.splitlines()):
+        name = "nonroot" if user == 65532 else f"user{user}"
+        entry = f"{name}:x:{user}:{gid}:{name}:/home/{name}:/sbin/nologin"
+        files["/etc/passwd"] = passwd.rstrip("\n") + f"\n{entry}\n"
+    if gid and not any(line.split(":")[2:3] == [str(gid)] for line in groups.splitlines()):
+        name = "nonroot" if gid == 65532 else f"group{gid}"
+        files["/etc/group"] = groups.rstrip("\n") + f"\n{name}:x:{gid}:\n"
+    return files
 
 
 def container_argv(container: Obj, env: Mapping[str, str]) -> list[str]:
