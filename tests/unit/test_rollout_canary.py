@@ -115,8 +115,10 @@ def test_nothing_to_serve_is_pending_or_failed() -> None:
 
 
 def _to_canary(d: Driver) -> None:
+    """Version 1 stable, version 2 at step 0 with its pods ready (the pause counts from there)."""
     d.step(1)
     d.step(1)
+    d.step(2)
     d.step(2)
 
 
@@ -350,3 +352,20 @@ def test_resolve_pinned_problems() -> None:
         spec=spec, status=DeploymentStatus(), generation=1, versions=_versions((7, ModelPhase.FAILED))
     )
     assert (failed.version, failed.permanent) == (None, True)
+
+
+def test_the_pause_counts_from_when_the_canary_pods_are_ready() -> None:
+    d = Driver(_spec())
+    d.step(1)
+    d.step(1)
+    d.step(2, ready={1: 2})
+    d.step(2, ready={1: 2}, check=Verdict.INCONCLUSIVE, advance=20)  # slow pod start: longer than the pause
+    assert d.status.canary is not None
+    assert d.status.canary.weight_reached_time is None
+    d.step(2, check=Verdict.PASS, advance=2)  # ready now; the 10 s pause starts here
+    assert d.status.canary.step == 0
+    d.step(2, check=Verdict.PASS, advance=9)
+    assert d.status.canary.step == 0
+    d.step(2, check=Verdict.PASS, advance=2)
+    assert d.status.canary is not None
+    assert d.status.canary.step == 1

@@ -289,6 +289,8 @@ class CanaryStatus(ApiModel):
     desired_weight: int = Field(default=0, ge=0, le=100, description="Weight of the current step.")
     weight: int = Field(default=0, ge=0, le=100, description="Traffic percentage actually reached.")
     step_start_time: datetime | None = Field(default=None, description="When the current step began.")
+    weight_reached_time: datetime | None = Field(
+        default=None, description="When the step's canary pods were all ready; its pause counts from here.")
 
 
 class Verdict(StrEnum):

@@ -17,13 +17,11 @@ from typing import Any
 
 from loopwright.api.common import API_VERSION
 from loopwright.api.deployment import DeploymentSpec
+from loopwright.builders.jobs import ACCESS_KEY, NONROOT_UID, SECRET_KEY
 
 PORT = 8080
 SERVICE_PORT = 80
 CONTAINER = "predictor"
-NONROOT_UID = 65532
-ACCESS_KEY = "AWS_ACCESS_KEY_ID"
-SECRET_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 (the name of a Secret key, not a secret)
 DEPLOYMENT_LABEL = "loopwright.dev/deployment"
 MODEL_LABEL = "loopwright.dev/model"
 VERSION_LABEL = "loopwright.dev/version"

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -35,7 +34,7 @@ import aiohttp
 import kopf
 import kubernetes
 
-from loopwright import config, kube, metrics, storage
+from loopwright import kube, metrics, storage
 from loopwright.api.common import Condition
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus, TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
@@ -43,6 +42,7 @@ from loopwright.api.kinds import MODEL_VERSION
 from loopwright.api.modelversion import ModelPhase
 from loopwright.builders import predictor as build
 from loopwright.conditions import READY, Verdict
+from loopwright.controllers import _runtime
 from loopwright.controllers._common import parse_spec, ready_status
 from loopwright.profile import FeatureProfile, Profile
 from loopwright.rollout import analysis, canary, traffic
@@ -187,11 +187,6 @@ class _Observed:
     route: Obj | None = None
     gateway_installed: bool = True
     problems: list[str] = field(default_factory=list)
-
-
-def _to_dict(obj: Any) -> Obj:
-    result: Obj = kube.api_client().sanitize_for_serialization(obj)
-    return result
 
 
 def _read(namespace: str, name: str) -> Obj | None:
@@ -373,10 +368,6 @@ async def _scrape(
 # -- the reconcile ----------------------------------------------------------------------------------
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
 async def _reconcile(*, namespace: str, name: str) -> float | None:
     """One round for one Deployment; returns seconds until the next round (None: the object is gone)."""
     obj = await asyncio.to_thread(_read, namespace, name)
@@ -391,7 +382,7 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
     assert isinstance(parsed, DeploymentSpec)
     status = DeploymentStatus.model_validate(raw_status)
     obs = await asyncio.to_thread(_observe, obj, parsed, status)
-    now = _now()
+    now = _runtime.now()
     target = _target(obs, generation=generation)
     window = check = None
     if (
@@ -492,17 +483,12 @@ def _publish_invalid(obj: Obj, message: str) -> None:
 # -- converging the cluster -------------------------------------------------------------------------
 
 
-@functools.cache
-def _settings() -> config.Config:
-    return config.load()
-
-
 def _converge(obs: _Observed, plan: canary.Plan) -> None:
     """Make the children match the plan: workloads first, then the things that point at them."""
     obj, spec = obs.obj, obs.spec
     meta = obj["metadata"]
     owner = build.Owner(name=meta["name"], uid=meta["uid"], namespace=meta["namespace"])
-    cfg = _settings()
+    cfg = _runtime.settings()
     pods = build.PodSettings(
         image=cfg.predictor_image,
         s3_endpoint=cfg.s3_endpoint,
@@ -663,7 +649,7 @@ def _record_registry(obs: _Observed, plan: canary.Plan) -> None:
     """Append this Deployment's events to the ModelVersions' deployment history (best effort)."""
     by_name = {mv["metadata"]["name"]: mv for mv in obs.versions.values()}
     deployment = obs.obj["metadata"]["name"]
-    stamp = _now().isoformat().replace("+00:00", "Z")
+    stamp = _runtime.stamp(_runtime.now())
     for mv_name, event, message in plan.registry:
         mv = by_name.get(mv_name)
         if mv is None:
@@ -679,32 +665,9 @@ def _record_registry(obs: _Observed, plan: canary.Plan) -> None:
 
 def _post_events(obj: Obj, events: list[canary.Event]) -> None:
     meta = obj["metadata"]
-    stamp = _now().isoformat().replace("+00:00", "Z")
     for event in events:
         _log.info("Deployment %s/%s: %s: %s", meta["namespace"], meta["name"], event.reason, event.message)
-        body = {
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": obj.get("apiVersion"),
-                "kind": obj.get("kind"),
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid"),
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message[:1024],
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "source": {"component": "loopwright"},
-            "reportingComponent": "loopwright.dev/operator",
-            "reportingInstance": "loopwright",
-        }
-        try:
-            kube.core().create_namespaced_event(meta["namespace"], body)
-        except kubernetes.client.ApiException as exc:
-            _log.warning("cannot post event %s: %s", event.reason, exc.reason)
+        _runtime.post_event(obj, type_=event.type, reason=event.reason, message=event.message)
 
 
 def _release_alias(body: Mapping[str, Any]) -> None:

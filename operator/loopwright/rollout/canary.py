@@ -323,6 +323,8 @@ class _Planner:
         if self.status.phase == DeploymentPhase.PROMOTING:
             self.promote_when_ready()
             return
+        if canary.weight_reached_time is None and self.ready(canary.version) >= canary.replicas:
+            canary.weight_reached_time = self.w.now
         if rollout.promote is not None and rollout.promote.version == canary.version:
             self.begin_promotion(f"version {canary.version} promoted by spec.rollout.promote")
             return
@@ -382,14 +384,17 @@ class _Planner:
         if self.spec.rollout.paused or step.pause is None:
             self.status.phase = DeploymentPhase.PAUSED
             return
-        pause_end = (canary.step_start_time or self.w.now) + parse_duration(step.pause)
+        if canary.weight_reached_time is None:
+            self.status.phase = DeploymentPhase.PROGRESSING
+            return
+        # The pause holds the weight actually reached, not the time spent waiting for pods.
+        pause_end = canary.weight_reached_time + parse_duration(step.pause)
         passed_after_pause = (
             analysis.verdict == Verdict.PASS
             and analysis.last_time is not None
             and analysis.last_time >= pause_end
         )
-        weight_reached = self.ready(canary.version) >= canary.replicas
-        if not (weight_reached and passed_after_pause):
+        if not passed_after_pause:
             self.status.phase = DeploymentPhase.PROGRESSING
             return
         if index + 1 < len(steps):
@@ -422,6 +427,7 @@ class _Planner:
         canary.step = index
         canary.desired_weight = weight
         canary.step_start_time = self.w.now
+        canary.weight_reached_time = None
         canary.replicas = self.canary_replicas(weight)
         self.new_window(keep_failures=True)
         self.status.phase = DeploymentPhase.PROGRESSING
