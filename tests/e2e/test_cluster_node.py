@@ -525,3 +525,28 @@ def test_readiness_probe_gates_the_ready_condition(kube: Kube, namespace: str) -
     assert conditions("bad")["Ready"] == "False"
     assert conditions("bad")["ContainersReady"] == "False"
     assert _container(kube, namespace, "bad").ready is False
+
+
+def test_project_image_runs_as_non_root(kube: Kube, namespace: str) -> None:
+    if not kube.local:
+        pytest.skip("loopwright/* images are built for kind separately; this checks the local mapping")
+    script = "import getpass, os, loopwright; print(os.getuid(), getpass.getuser())"
+    pod = kube.run_pod(
+        namespace,
+        {
+            "metadata": {"name": "nonroot"},
+            "spec": {
+                "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": True},
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "loopwright/operator:0.1.0",
+                        "command": ["python", "-c", script],
+                    }
+                ],
+            },
+        },
+    )
+
+    assert kube.exit_code(pod) == 0, kube.logs(namespace, "nonroot")
+    assert kube.logs(namespace, "nonroot") == "65532 nonroot\n"
