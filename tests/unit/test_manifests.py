@@ -1,0 +1,253 @@
+"""The shipped manifests, checked without a cluster.
+
+The ClusterRole is compared with the operator's code: every Kubernetes API call found in
+operator/loopwright must be allowed, and every rule must be used by some call (or be one of
+the few that kopf or server-side apply need, each with its reason below). So a controller that
+starts calling a new verb fails here rather than with a 403 in someone's cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from loopwright import config, crdgen
+from loopwright.api.dataset import DatasetSpec
+from loopwright.api.deployment import DeploymentSpec
+from loopwright.api.driftpolicy import DriftPolicySpec
+from loopwright.api.pipeline import TrainingPipelineSpec
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+CODE = REPO / "operator" / "loopwright"
+GROUP = "loopwright.dev"
+OUR_KINDS = {"DATASET": "datasets", "TRAINING_PIPELINE": "trainingpipelines",
+             "MODEL_VERSION": "modelversions", "DEPLOYMENT": "deployments", "DRIFT_POLICY": "driftpolicies"}
+# Controllers import their own kind as KIND.
+MODULE_KIND = {"dataset.py": "datasets", "pipeline.py": "trainingpipelines",
+               "modelversion.py": "modelversions", "deployment.py": "deployments",
+               "driftpolicy.py": "driftpolicies"}
+TYPED_APIS = {"core": "", "batch": "batch", "apps": "apps", "PolicyV1Api": "policy"}
+VERBS = {"read": "get", "get": "get", "list": "list", "create": "create", "patch": "patch",
+         "delete": "delete", "replace": "update"}
+# Needed, but not visible as a call in our code.
+IMPLICIT = {
+    # kopf: resource discovery and its namespace observer.
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("", "namespaces", "list"), ("", "namespaces", "watch"),
+    # kopf posts Events itself (core v1) and may patch a repeated one.
+    ("", "events", "patch"),
+    # Server-side apply of an object that does not exist yet creates it.
+    ("apps", "deployments", "create"), ("", "services", "create"),
+    ("policy", "poddisruptionbudgets", "create"), ("gateway.networking.k8s.io", "httproutes", "create"),
+    # ownerReferences with blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
+    *((GROUP, f"{kind}/finalizers", "update") for kind in ("datasets", "trainingpipelines", "modelversions",
+                                                            "deployments")),
+}
+
+Rule = tuple[str, str, str]  # apiGroup, resource, verb
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _rules(name: str) -> set[Rule]:
+    role = next(d for d in _docs(MANIFESTS / "base" / "rbac" / "role.yaml" if name == "loopwright-operator"
+                                 else MANIFESTS / "base" / "rbac" / "secret_reader_role.yaml"))
+    assert role["metadata"]["name"] == name
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def _plural(snake: str) -> str:
+    compact = snake.replace("_", "")
+    return compact if compact.endswith("s") else compact + "s"
+
+
+def _sources() -> Iterator[tuple[Path, str]]:
+    for path in sorted(CODE.rglob("*.py")):
+        if path != CODE / "kube.py":  # the helpers themselves; their callers are what counts
+            yield path, path.read_text()
+
+
+def _calls() -> dict[Rule, list[str]]:
+    """Every API request the code makes, as RBAC terms, with where it is made."""
+    found: dict[Rule, list[str]] = {}
+
+    def add(rule: Rule, where: str) -> None:
+        found.setdefault(rule, []).append(where)
+
+    typed = re.compile(r"(?:kube\.(core|batch|apps)\(\)|(PolicyV1Api)\((?:[^()]|\([^()]*\))*\))\.\s*"
+                       r"(read|list|create|patch|delete|replace)_namespaced_(\w+?)\(")
+    helper = re.compile(r"kube\.(get_object|list_objects|create_object|patch_status)\((\w+)")
+    custom = re.compile(r"custom_objects\(\)\.(get|list|create|patch|delete|replace)_namespaced_custom_object"
+                        r"(_status)?\(\s*([\w.]+)")
+    kopf_on = re.compile(r"@kopf\.(?:on\.\w+|daemon|timer|index)\(([^)]*)\)", re.S)
+    for path, text in _sources():
+        where = str(path.relative_to(REPO))
+        own = MODULE_KIND.get(path.name) if path.parent.name == "controllers" else None
+        for api, policy, verb, method_resource in typed.findall(text):
+            group = TYPED_APIS[api or policy]
+            resource, sub = method_resource, ""
+            for suffix in ("_status", "_scale", "_log"):
+                if method_resource.endswith(suffix):
+                    resource, sub = method_resource.removesuffix(suffix), "/" + suffix[1:]
+            add((group, _plural(resource) + sub, VERBS[verb]), where)
+        for function, kind in helper.findall(text):
+            verb = {"get_object": "get", "list_objects": "list", "create_object": "create",
+                    "patch_status": "patch"}[function]
+            sub = "/status" if function == "patch_status" else ""
+            # `kind` (a parameter) may be any of ours: it must be allowed for all of them.
+            plurals = [OUR_KINDS[kind]] if kind in OUR_KINDS else [own] if kind == "KIND" and own \
+                else list(OUR_KINDS.values())
+            for plural in plurals:
+                add((GROUP, plural + sub, verb), where)
+        for verb, status, first in custom.findall(text):
+            sub = "/status" if status else ""
+            if first.startswith("traffic.HTTPROUTE"):
+                add(("gateway.networking.k8s.io", "httproutes" + sub, verb), where)
+                continue
+            name = first.split(".")[0]
+            # `kind` (a parameter) may be any of ours: it must be allowed for all of them.
+            plurals = [OUR_KINDS[name]] if name in OUR_KINDS else [own] if name == "KIND" and own \
+                else list(OUR_KINDS.values()) if name == "kind" else []
+            assert plurals, f"{where}: cannot tell which kind `{first}` is; teach this test"
+            for plural in plurals:
+                add((GROUP, plural + sub, VERBS[verb]), where)
+        for args in kopf_on.findall(text):
+            if '"batch"' in args and '"jobs"' in args:
+                add(("batch", "jobs", "list"), where)
+                add(("batch", "jobs", "watch"), where)
+            elif "KIND." in args or "DATASET." in args or "MODEL_VERSION." in args or "plural=" in args:
+                name = next((n for n in OUR_KINDS if f"{n}." in args), None)
+                plural = OUR_KINDS[name] if name else own
+                assert plural, f"{where}: a kopf handler on an unknown resource: {args!r}"
+                for verb in ("list", "watch", "patch"):  # kopf patches progress annotations
+                    add((GROUP, plural, verb), where)
+        if "create_namespaced_event" in text or "kopf.event" in text:
+            add(("", "events", "create"), where)
+    return found
+
+
+def test_the_code_makes_the_calls_this_test_knows() -> None:
+    calls = _calls()
+    assert ("batch", "jobs", "create") in calls
+    assert ("", "pods", "list") in calls
+    assert (GROUP, "modelversions", "create") in calls
+    assert (GROUP, "trainingpipelines", "patch") in calls
+
+
+def test_every_api_call_is_allowed_by_the_cluster_role() -> None:
+    allowed = _rules("loopwright-operator")
+    opt_in = _rules("loopwright-operator-secrets")
+    missing = {rule: where for rule, where in _calls().items() if rule not in allowed | opt_in}
+    assert not missing, f"the ClusterRole misses rules the code needs: {missing}"
+
+
+def test_every_rule_is_used_by_the_code() -> None:
+    unused = _rules("loopwright-operator") - set(_calls()) - IMPLICIT
+    assert not unused, f"rules no code uses (least privilege: remove them): {sorted(unused)}"
+
+
+def test_the_cluster_role_grants_nothing_broad() -> None:
+    rules = _rules("loopwright-operator")
+    assert not any("*" in part for rule in rules for part in rule)
+    resources = {resource for _, resource, _ in rules}
+    assert not resources & {"secrets", "nodes", "clusterroles", "clusterrolebindings", "roles",
+                            "rolebindings", "serviceaccounts", "pods/exec", "configmaps"}
+    # Secrets only through the opt-in role, bound per namespace, and only by name.
+    assert _rules("loopwright-operator-secrets") == {("", "secrets", "get")}
+    bindings = _docs(MANIFESTS / "base" / "rbac" / "role_binding.yaml")
+    assert [b["roleRef"]["name"] for b in bindings] == ["loopwright-operator"]
+
+
+def _manager() -> dict[str, Any]:
+    return _docs(MANIFESTS / "base" / "manager" / "manager.yaml")[0]
+
+
+def test_operator_deployment_is_one_restricted_replica() -> None:
+    deployment = _manager()
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "loopwright-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["readOnlyRootFilesystem"] is True
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]["memory"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "loopwright-config"}}]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["USER"]["value"], "kopf needs a user name (getpass) for a uid without a passwd entry"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "loopwright-s3"
+
+
+def test_config_map_is_a_valid_operator_configuration() -> None:
+    data = _docs(MANIFESTS / "base" / "manager" / "config.yaml")[0]["data"]
+    loaded = config.load(data)
+    assert loaded.clusterwide
+    assert str(loaded.s3_secret) == "loopwright-system/loopwright-s3"
+    for overlay in ("local", "kind"):
+        patch = _docs(MANIFESTS / "overlays" / overlay / "config.yaml")[0]["data"]
+        merged = config.load({**data, **patch})
+        assert merged.s3_endpoint == "http://s3.loopwright-system.svc:9000"  # what tests/conftest.py expects
+        assert patch["AWS_ENDPOINT_URL"] == merged.s3_endpoint
+
+
+def test_crd_copies_are_current() -> None:
+    stale = [p.name for p in (REPO / "crds").glob("*.yaml")
+             if not (MANIFESTS / "base" / "crd" / p.name).is_file()
+             or (MANIFESTS / "base" / "crd" / p.name).read_text() != p.read_text()]
+    assert not stale, f"stale copies {stale}: run `python -m loopwright.crdgen --out manifests/base/crd`"
+    assert not crdgen.stale(MANIFESTS / "base" / "crd")
+    listed = yaml.safe_load((MANIFESTS / "base" / "crd" / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in (REPO / "crds").glob("*.yaml"))
+
+
+SPECS = {"Dataset": DatasetSpec, "TrainingPipeline": TrainingPipelineSpec, "Deployment": DeploymentSpec,
+         "DriftPolicy": DriftPolicySpec}
+
+
+def test_samples_are_a_complete_loop_that_the_models_accept() -> None:
+    kustomization = yaml.safe_load((MANIFESTS / "samples" / "kustomization.yaml").read_text())
+    docs = [d for name in kustomization["resources"] for d in _docs(MANIFESTS / "samples" / name)]
+    ours = {d["kind"]: d for d in docs if d["apiVersion"] == f"{GROUP}/v1alpha1"}
+    assert set(ours) == set(SPECS)
+    for kind, model in SPECS.items():
+        model.model_validate(ours[kind]["spec"])
+    dataset, pipeline = ours["Dataset"], ours["TrainingPipeline"]
+    assert pipeline["spec"]["datasetRef"]["name"] == dataset["metadata"]["name"]
+    assert ours["Deployment"]["spec"]["model"] == pipeline["spec"]["model"]["name"]
+    policy = ours["DriftPolicy"]["spec"]
+    assert policy["deploymentRef"]["name"] == ours["Deployment"]["metadata"]["name"]
+    assert policy["actions"]["retrain"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
+
+
+@pytest.mark.parametrize("target", ["base", "overlays/local", "overlays/kind", "samples"])
+def test_kustomize_builds(target: str) -> None:
+    kubectl = "/usr/bin/kubectl" if Path("/usr/bin/kubectl").exists() else "kubectl"
+    try:
+        out = subprocess.run([kubectl, "kustomize", str(MANIFESTS / target)], check=True, capture_output=True,
+                             text=True, timeout=60).stdout
+    except FileNotFoundError:
+        pytest.skip("kubectl is not installed")
+    kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
+    assert kinds.count("Deployment") >= 1
+    if target != "samples":
+        assert kinds.count("CustomResourceDefinition") == 5
