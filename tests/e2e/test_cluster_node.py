@@ -61,7 +61,8 @@ def _container(kube: Kube, namespace: str, name: str) -> Any:
 
 def test_job_runs_to_completion_and_kubectl_logs_reads_it(kube: Kube, namespace: str) -> None:
     script = (
-        "import sys; print('hello from the job'); print('to stderr', file=sys.stderr); print('last line')"
+        "import sys, time; print('hello from the job'); print('to stderr', file=sys.stderr); "
+        "time.sleep(0.5); print('last line')"  # apart in time: stdout and stderr are separate pipes
     )
     kube.batch.create_namespaced_job(namespace, _job("hello", ["python3", "-u", "-c", script]))
 
@@ -404,6 +405,8 @@ def test_liveness_failure_restarts_the_container(kube: Kube, namespace: str) -> 
     assert _status(kube, namespace, "flaky").phase == "Running"
     previous = kube.kubectl("logs", "-n", namespace, "flaky", "--previous").stdout
     assert previous == "up\n"
+    events = kube.core.list_namespaced_event(namespace, field_selector="involvedObject.name=flaky").items
+    assert "Unhealthy" in {e.reason for e in events}
 
 
 _COUNTING = """

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,6 +123,7 @@ class Runtime:
     interpreter: Path = field(init=False)
     workers: dict[str, PodWorker] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
+    background: set[asyncio.Task[None]] = field(default_factory=set)  # fire-and-forget API calls
 
     def __post_init__(self) -> None:
         (self.state_dir / "pods").mkdir(parents=True, exist_ok=True)
@@ -371,6 +373,8 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await life
             self.deleting = True
+            for name in self.procs:
+                self.event(name, "Killing", f"Stopping container {name}")
             await self.stop(self._grace())
             status_task.cancel()  # a patch still in flight must not land after the final one
             with contextlib.suppress(asyncio.CancelledError):
@@ -385,6 +389,29 @@ class PodWorker:
                 task.cancel()
             self.finished.set()
             self.rt.workers.pop(self.uid, None)
+
+    def event(self, container: str, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record a kubelet-style Event on the pod (what `kubectl describe pod` lists); best effort."""
+        index = next((f"spec.initContainers{{{container}}}" for c in self.init if c.name == container),
+                     f"spec.containers{{{container}}}")
+        at = podstatus.now()
+        body = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": self.namespace,
+                               "name": self.name, "uid": self.uid, "fieldPath": index},
+            "reason": reason, "message": message, "type": "Warning" if warning else "Normal",
+            "source": {"component": "kubelet", "host": self.rt.node_name},
+            "reportingComponent": "kubelet", "reportingInstance": self.rt.node_name,
+            "firstTimestamp": at, "lastTimestamp": at, "count": 1,
+        }
+        task = asyncio.create_task(self._post_event(body))
+        self.rt.background.add(task)
+        task.add_done_callback(self.rt.background.discard)
+
+    async def _post_event(self, body: Obj) -> None:
+        with contextlib.suppress(ApiError, aiohttp.ClientError, TimeoutError):
+            await self.rt.api.request("POST", f"/api/v1/namespaces/{self.namespace}/events", body=body)
 
     async def _final_delete(self) -> None:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
@@ -480,6 +507,7 @@ class PodWorker:
                     message = (f"back-off {delay:.0f}s restarting failed container={cs.name} "
                                f"pod={self.name}_{self.namespace}({self.uid})")
                     cs.state = {"waiting": {"reason": reason, "message": message}}
+                    self.event(cs.name, "BackOff", "Back-off restarting failed container", warning=True)
                     self.dirty.set()
                     await asyncio.sleep(delay)
                 cs.restart_count += 1
@@ -494,6 +522,8 @@ class PodWorker:
                 prepared = await self._prepare(spec)
                 break
             except podspec.ConfigError as e:
+                if cs.state.get("waiting", {}).get("message") != e.message:
+                    self.event(cs.name, "Failed", f"Error: {e.message}", warning=True)
                 cs.state = {"waiting": {"reason": e.reason, "message": e.message}}
                 self.dirty.set()
                 await asyncio.sleep(_CONFIG_RETRY_SECONDS)
@@ -505,6 +535,7 @@ class PodWorker:
                 "exitCode": 127, "reason": "ExecutableNotFound", "startedAt": at, "finishedAt": at,
                 "message": f'executable "{prepared.argv[0]}" not found in $PATH '
                            f'({prepared.env["PATH"]}) for image {spec.get("image")!r}'}}
+            self.event(cs.name, "Failed", cs.state["terminated"]["message"], warning=True)
             self.dirty.set()
             return
         ran_since = time.monotonic()
@@ -513,6 +544,7 @@ class PodWorker:
             return
         cs.container_id = proc.container_id
         cs.state = {"running": {"startedAt": proc.started_at}}
+        self.event(cs.name, "Started", f"Started container {cs.name}")
         await self._watch_container(cs, spec, proc, ran_since=ran_since)
 
     async def _watch_container(self, cs: ContainerState, spec: Obj, proc: _Proc, *, ran_since: float) -> None:
@@ -578,8 +610,13 @@ class PodWorker:
 
     # ----------------------------------------------------------------------------------- sandbox
 
+    @property
+    def host_network(self) -> bool:
+        return bool(self.spec.get("hostNetwork"))
+
     async def _setup_sandbox(self) -> None:
-        self.pod_ip = self.rt.allocate_ip(self.uid)  # before volumes: the downward API may show it
+        # Before the volumes: the downward API may show the IP.
+        self.pod_ip = self.rt.node_ip if self.host_network else self.rt.allocate_ip(self.uid)
         while True:
             try:
                 await self._write_volumes(refresh=False)
@@ -594,7 +631,8 @@ class PodWorker:
                 cs.state = {"waiting": {"reason": "PodInitializing" if not cs.init and self.init
                                         else "ContainerCreating"}}
         _, veth = network.pod_ids(self.uid)
-        if not (self._adopted and Path("/sys/class/net", veth).exists()):  # adopted ones live in it
+        keep = self.host_network or (self._adopted and Path("/sys/class/net", veth).exists())
+        if not keep:  # adopted containers live in the existing namespace
             setup = asyncio.to_thread(network.setup_pod, uid=self.uid, ip=self.pod_ip)
             self._sandbox_op = asyncio.create_task(setup)
             await asyncio.shield(self._sandbox_op)
@@ -612,7 +650,7 @@ class PodWorker:
         restart policy then starts them in the new one.
         """
         _, veth = network.pod_ids(self.uid)
-        while True:
+        while not self.host_network:
             await asyncio.sleep(_SANDBOX_CHECK_SECONDS)
             if Path("/sys/class/net", veth).exists():
                 continue
@@ -630,7 +668,7 @@ class PodWorker:
             with contextlib.suppress(Exception):
                 await self._sandbox_op
             self._sandbox_op = None
-        if self.pod_ip or self.sandbox_ready:
+        if (self.pod_ip or self.sandbox_ready) and not self.host_network:
             await asyncio.to_thread(network.teardown_pod, uid=self.uid)
             self.rt.release_ip(self.uid)
         self.sandbox_ready = False
@@ -705,6 +743,8 @@ class PodWorker:
     # -------------------------------------------------------------------------------- containers
 
     def _hostname(self) -> str:
+        if self.host_network:
+            return socket.gethostname()
         return str(self.spec.get("hostname") or self.name)[:63]
 
     def _security(self, spec: Obj) -> tuple[int | None, int | None, int | None, bool]:
@@ -783,7 +823,8 @@ class PodWorker:
         mounts_file = containers / f"{cs.name}.mounts"
         mounts_file.write_text("".join(f"{s}\t{t}\t{m}\n" for s, t, m in mounts))
         netns, _ = network.pod_ids(self.uid)
-        command = [_tool("ip"), "netns", "exec", netns, _tool("unshare"), "--mount", "--uts",
+        enter = [] if self.host_network else [_tool("ip"), "netns", "exec", netns]
+        command = [*enter, _tool("unshare"), "--mount", "--uts",
                    "--propagation", "private", _tool("bash"), str(LAUNCHER), str(mounts_file),
                    self._hostname(), prepared.workdir, *prepared.privileges, "--", *prepared.argv]
         log = self.log_path(cs.name, cs.restart_count)
@@ -880,8 +921,13 @@ class PodWorker:
                 if ready != cs.ready:
                     cs.ready = ready
                     self.dirty.set()
+                    if not ready:
+                        self.event(cs.name, "Unhealthy", "Readiness probe failed", warning=True)
             elif failures >= probe["failureThreshold"]:
                 logger.info("%s: container %s failed its %s probe: restarting", self.key, cs.name, kind)
+                self.event(cs.name, "Unhealthy", f"{kind.capitalize()} probe failed", warning=True)
+                self.event(cs.name, "Killing",
+                           f"Container {cs.name} failed {kind} probe, will be restarted")
                 grace = probe.get("terminationGracePeriodSeconds") or self.spec.get(
                     "terminationGracePeriodSeconds", 30)
                 await self._kill(proc, float(grace))
