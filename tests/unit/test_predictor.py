@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
@@ -626,3 +627,27 @@ async def test_accepts_the_body_mlservers_pandas_codec_sends() -> None:
         r = await c.post("/v2/models/credit/infer", content=body)
         assert r.status_code == 200, r.text
         assert r.json()["outputs"][0]["data"] == pipeline.predict(frame.astype({"region": object})).tolist()
+
+
+async def test_metrics_text_parses_as_prometheus_exposition(lr: Any) -> None:
+    c, _, _ = lr
+    await c.post("/v2/models/credit/infer", json=_v2_named(ROWS))
+    text = (await c.get("/metrics")).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    expected = {
+        "loopwright_predictor_requests": "counter",
+        "loopwright_predictor_request_duration_seconds": "histogram",
+        "loopwright_predictor_feature_bin": "counter",
+        "loopwright_predictor_feature_missing": "counter",
+        "loopwright_predictor_prediction_bin": "counter",
+        "loopwright_predictor_predictions": "counter",
+        "loopwright_predictor_feedback": "counter",
+        "loopwright_predictor_feedback_correct": "counter",
+        "loopwright_predictor_feedback_abs_error_sum": "counter",
+        "loopwright_predictor_feedback_squared_error_sum": "counter",
+    }
+    assert {name: families[name].type for name in expected} == expected
+    for family in families.values():
+        for sample in family.samples:
+            assert sample.labels["model"] == "credit"
+            assert sample.labels["version"] == "3"
