@@ -19,7 +19,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
 from loopwright.predictor.app import PredictorApp, Settings
-from loopwright.predictor.decode import Batch
+from loopwright.predictor.decode import Batch, Decoder, RequestError
 from loopwright.predictor.model import ServedModel
 from loopwright.profile import Profile, bin_numeric, profile_categorical, profile_numeric
 
@@ -651,3 +651,39 @@ async def test_metrics_text_parses_as_prometheus_exposition(lr: Any) -> None:
         for sample in family.samples:
             assert sample.labels["model"] == "credit"
             assert sample.labels["version"] == "3"
+
+
+def test_categorical_decoding_and_allowed_values() -> None:
+    schema = DatasetSchema(
+        label=LabelSpec(name="y", task=TaskType.CLASSIFICATION),
+        columns=[
+            ColumnSpec(name="x", type=ColumnType.NUMERIC),
+            ColumnSpec(name="color", type=ColumnType.CATEGORICAL, allowed_values=["1", "2", "red"]),
+            ColumnSpec(name="flag", type=ColumnType.CATEGORICAL, nullable=True),
+        ],
+    )
+    decoder = Decoder(schema=schema)
+
+    def v2(color: dict[str, Any], flag: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "inputs": [
+                {"name": "x", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]},
+                {"name": "color", "shape": [2], **color},
+                {"name": "flag", "shape": [2], **flag},
+            ]
+        }
+
+    batch = decoder.decode_v2(
+        v2({"datatype": "INT64", "data": [1, 2]}, {"datatype": "BOOL", "data": [True, None]})
+    )
+    assert batch.categorical == {"color": ["1", "2"], "flag": ["True", None]}
+    batch = decoder.decode_v1({"instances": [{"x": 1, "color": "red"}, {"x": 2, "color": 1, "flag": "on"}]})
+    assert batch.categorical == {"color": ["red", "1"], "flag": [None, "on"]}
+    for color, fragment in (
+        ({"datatype": "BYTES", "data": ["red", "blue"]}, "not an allowed value"),
+        ({"datatype": "FP64", "data": [1.5, 2.0]}, "categorical"),
+        ({"datatype": "BYTES", "data": ["red", None]}, "missing value"),
+    ):
+        with pytest.raises(RequestError, match=fragment) as info:
+            decoder.decode_v2(v2(color, {"datatype": "BYTES", "data": ["a", "b"]}))
+        assert info.value.status == 422

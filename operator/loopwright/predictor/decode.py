@@ -325,7 +325,7 @@ def _categorical(data: Sequence[Any], *, datatype: str | None, column: Column) -
                 raise RequestError(422, f"feature {column.name!r}: missing value in row {r}")
             out.append(None)
         elif isinstance(x, int) and datatype != "BYTES" and not (isinstance(x, bool) and datatype != "BOOL"):
-            out.append(str(x).lower() if isinstance(x, bool) else str(x))
+            out.append(str(x))  # as pandas .astype(str) wrote it for the trainer: "1", "True"
         else:
             raise RequestError(
                 422, f"feature {column.name!r} is categorical; got {type(x).__name__} {x!r} in row {r}"
