@@ -18,10 +18,10 @@ import orjson
 import pytest
 from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
-from unit.test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
 
 from loopwright import artifacts, storage
 from loopwright.predictor.app import PredictorApp, Settings, SettingsError
+from unit.test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
 
 pytestmark = pytest.mark.slow
 
@@ -102,8 +102,11 @@ def test_serves_then_drains_on_sigterm_and_exits_zero(
 
     proc.send_signal(signal.SIGTERM)
     _wait(f"{base}/v2/health/ready", proc, log, status=503, timeout=2)
-    # During the drain new requests are still answered (endpoints are removed asynchronously).
-    assert httpx.post(f"{base}/v2/models/credit/infer", json=_v2_named(ROWS)).status_code == 200
+    # During the drain new requests are still answered (endpoints are removed asynchronously),
+    # each on a connection closed after the answer so that clients move to a ready replica.
+    during = httpx.post(f"{base}/v2/models/credit/infer", json=_v2_named(ROWS))
+    assert during.status_code == 200
+    assert during.headers["connection"] == "close"
     assert proc.wait(timeout=20) == 0, log.read_text()
 
 

@@ -226,6 +226,8 @@ class PredictorApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        if self.draining:
+            send = _closing(send)
         if path.startswith("/v2/models/"):
             await self._v2_model(scope, receive, send, path, method)
         elif path.startswith("/v1/models/"):
@@ -517,6 +519,22 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes = _
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _closing(send: Send) -> Send:
+    """``send`` with ``Connection: close`` on the response.
+
+    While draining, a keep-alive client (or a proxy holding a pooled connection) would keep
+    reusing its connection to this pod until the process exits and the connection breaks,
+    possibly under a request. Closing after each answer moves it to a ready replica instead.
+    """
+
+    async def send_closing(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
+
+    return send_closing
 
 
 async def _error(send: Send, status: int, message: str) -> None:
