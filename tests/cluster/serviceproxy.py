@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import network
@@ -35,10 +36,23 @@ MAX_CONNECTIONS = 1024
 CHUNK = 64 * 1024
 
 
-def _endpoints(slices: Iterable[Obj], port_name: str) -> list[Address]:
+@dataclass(frozen=True)
+class Route:
+    """Where one ClusterIP:port sends new connections, and which endpoints still exist at all.
+
+    Connections to an endpoint that left the EndpointSlices (its pod is gone) are closed; those to
+    one that is merely unready or terminating are left to finish, as conntrack would.
+    """
+
+    backends: list[Address]
+    known: frozenset[Address] = frozenset()
+
+
+def _endpoints(slices: Iterable[Obj], port_name: str) -> Route:
     """Endpoints of one Service port: ready ones, else those still serving while terminating."""
     ready: list[Address] = []
     serving: list[Address] = []
+    known: set[Address] = set()
     for eps in slices:
         ports = [p for p in eps.get("ports") or [] if (p.get("name") or "") == port_name
                  and p.get("protocol", "TCP") == "TCP" and p.get("port")]
@@ -46,21 +60,22 @@ def _endpoints(slices: Iterable[Obj], port_name: str) -> list[Address]:
             for endpoint in eps.get("endpoints") or []:
                 conditions = endpoint.get("conditions") or {}
                 for ip in endpoint.get("addresses", []):
+                    known.add((ip, int(port["port"])))
                     if conditions.get("ready") is not False:  # unset means ready
                         ready.append((ip, int(port["port"])))
                     elif conditions.get("serving") and conditions.get("terminating"):
                         serving.append((ip, int(port["port"])))
-    return sorted(set(ready or serving))
+    return Route(backends=sorted(set(ready or serving)), known=frozenset(known))
 
 
-def routes(services: Iterable[Obj], slices: Iterable[Obj]) -> dict[Address, list[Address]]:
+def routes(services: Iterable[Obj], slices: Iterable[Obj]) -> dict[Address, Route]:
     """Every ClusterIP:port (TCP) and the endpoints it forwards to."""
     by_service: dict[tuple[str, str], list[Obj]] = {}
     for eps in slices:
         owner = (eps["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
         if owner:
             by_service.setdefault((eps["metadata"]["namespace"], owner), []).append(eps)
-    table: dict[Address, list[Address]] = {}
+    table: dict[Address, Route] = {}
     for svc in services:
         spec = svc.get("spec") or {}
         ip = spec.get("clusterIP")
@@ -89,22 +104,28 @@ class Proxy:
         self.api = api
         self.services: dict[str, Obj] = {}
         self.slices: dict[str, Obj] = {}
-        self.table: dict[Address, list[Address]] = {}
+        self.table: dict[Address, Route] = {}
+        self.connections: dict[Address, dict[asyncio.Task[Any], Address]] = {}
         self.servers: dict[Address, asyncio.Server] = {}
         self.turns: dict[Address, itertools.count[int]] = {}
         self.slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self.lock = asyncio.Lock()
         self.unbound: set[Address] = set()
 
-    async def _connect(self, frontend: Address) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        backends = self.table.get(frontend, [])
+    async def _connect(self, frontend: Address
+                       ) -> tuple[Address, asyncio.StreamReader, asyncio.StreamWriter] | None:
+        route = self.table.get(frontend)
+        backends = route.backends if route else []
         turn = next(self.turns.setdefault(frontend, itertools.count()))
         for attempt in range(len(backends)):
             backend = backends[(turn + attempt) % len(backends)]
             try:
-                return await asyncio.wait_for(asyncio.open_connection(*backend), CONNECT_TIMEOUT_SECONDS)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(*backend),
+                                                        CONNECT_TIMEOUT_SECONDS)
             except (OSError, TimeoutError) as e:
                 logger.info("%s:%d -> %s:%d failed: %s", *frontend, *backend, e)
+                continue
+            return backend, reader, writer
         return None
 
     async def _serve(self, frontend: Address, reader: asyncio.StreamReader,
@@ -114,16 +135,26 @@ class Proxy:
             if upstream is None:
                 writer.close()
                 return
-            up_reader, up_writer = upstream
+            backend, up_reader, up_writer = upstream
+            task = asyncio.current_task()
+            assert task is not None
+            active = self.connections.setdefault(frontend, {})
+            active[task] = backend  # also keeps the task referenced while it runs
             try:
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
             finally:
+                active.pop(task, None)
                 for w in (writer, up_writer):
                     w.close()
 
     async def reconcile(self) -> None:
         async with self.lock:
             self.table = routes(self.services.values(), self.slices.values())
+            for frontend, active in self.connections.items():
+                route = self.table.get(frontend)
+                for task, backend in list(active.items()):
+                    if route is None or backend not in route.known:
+                        task.cancel()
             for frontend in set(self.servers) - set(self.table):
                 server = self.servers.pop(frontend)
                 server.close()
@@ -137,7 +168,7 @@ class Proxy:
                     self.servers[frontend] = await asyncio.start_server(
                         functools.partial(self._serve, frontend), host=frontend[0], port=frontend[1],
                         reuse_address=True, limit=CHUNK)
-                    logger.info("listening on %s:%d -> %s", *frontend, self.table[frontend])
+                    logger.info("listening on %s:%d -> %s", *frontend, self.table[frontend].backends)
                     self.unbound.discard(frontend)
                 except OSError as e:
                     if frontend not in self.unbound:  # retried on every change; said once

@@ -8,7 +8,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 
-from serviceproxy import routes
+from serviceproxy import Route, routes
 
 
 def _service(name: str, ip: str, *ports: dict[str, Any], namespace: str = "shop") -> dict[str, Any]:
@@ -36,6 +36,10 @@ def _slice(
     }
 
 
+def _backends(services: list[dict[str, Any]], slices: list[dict[str, Any]]) -> dict[Any, list[Any]]:
+    return {frontend: route.backends for frontend, route in routes(services, slices).items()}
+
+
 READY = {"ready": True, "serving": True, "terminating": False}
 UNREADY = {"ready": False, "serving": False, "terminating": False}
 DRAINING = {"ready": False, "serving": True, "terminating": True}
@@ -58,7 +62,7 @@ def test_named_target_ports_come_from_the_slice() -> None:
         ("10.244.0.2", READY),
         ("10.244.0.4", UNREADY),
     )
-    assert routes([svc], [eps]) == {
+    assert _backends([svc], [eps]) == {
         ("10.96.0.20", 80): [("10.244.0.2", 8080), ("10.244.0.3", 8080)],
         ("10.96.0.20", 9090): [("10.244.0.2", 9100), ("10.244.0.3", 9100)],
     }
@@ -70,7 +74,7 @@ def test_endpoints_merge_across_slices_and_unset_ready_counts_as_ready() -> None
     first = _slice("web", ports, ("10.244.0.2", {}), name="a")
     second = _slice("web", ports, ("10.244.0.3", READY), name="b")
     other = _slice("web", ports, ("10.244.0.9", READY), namespace="elsewhere")
-    assert routes([svc], [first, second, other]) == {
+    assert _backends([svc], [first, second, other]) == {
         ("10.96.0.20", 80): [("10.244.0.2", 8080), ("10.244.0.3", 8080)]
     }
 
@@ -78,11 +82,11 @@ def test_endpoints_merge_across_slices_and_unset_ready_counts_as_ready() -> None
 def test_terminating_but_serving_endpoints_are_a_fallback_only() -> None:
     svc = _service("web", "10.96.0.20", {"port": 80})
     ports = [{"port": 8080}]
-    assert routes([svc], [_slice("web", ports, ("10.244.0.2", DRAINING))]) == {
+    assert _backends([svc], [_slice("web", ports, ("10.244.0.2", DRAINING))]) == {
         ("10.96.0.20", 80): [("10.244.0.2", 8080)]
     }
     both = _slice("web", ports, ("10.244.0.2", DRAINING), ("10.244.0.3", READY))
-    assert routes([svc], [both]) == {("10.96.0.20", 80): [("10.244.0.3", 8080)]}
+    assert _backends([svc], [both]) == {("10.96.0.20", 80): [("10.244.0.3", 8080)]}
 
 
 def test_services_without_a_cluster_ip_or_tcp_are_not_proxied() -> None:
@@ -100,7 +104,7 @@ def test_services_without_a_cluster_ip_or_tcp_are_not_proxied() -> None:
         ),
         _service("empty", "10.96.0.11", {"port": 80}),
     ]
-    assert routes(services, []) == {("10.96.0.10", 53): [], ("10.96.0.11", 80): []}
+    assert _backends(services, []) == {("10.96.0.10", 53): [], ("10.96.0.11", 80): []}
 
 
 def test_the_kubernetes_service_reaches_the_api_server() -> None:
@@ -117,4 +121,16 @@ def test_the_kubernetes_service_reaches_the_api_server() -> None:
         namespace="default",
         name="kubernetes",
     )
-    assert routes([svc], [eps]) == {("10.96.0.1", 443): [("10.244.0.1", 6443)]}
+    assert _backends([svc], [eps]) == {("10.96.0.1", 443): [("10.244.0.1", 6443)]}
+
+
+def test_endpoints_that_left_the_slices_are_not_known_any_more() -> None:
+    svc = _service("web", "10.96.0.20", {"port": 80})
+    eps = _slice(
+        "web", [{"port": 8080}], ("10.244.0.2", READY), ("10.244.0.3", DRAINING), ("10.244.0.4", UNREADY)
+    )
+    route = routes([svc], [eps])[("10.96.0.20", 80)]
+    assert route == Route(
+        backends=[("10.244.0.2", 8080)],
+        known=frozenset({("10.244.0.2", 8080), ("10.244.0.3", 8080), ("10.244.0.4", 8080)}),
+    )
