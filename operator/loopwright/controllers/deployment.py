@@ -428,7 +428,9 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
                 now=now,
             )["conditions"]
         ]
-    new_status = plan.status.to_wire()
+    # Every field written, None as null: a merge patch deletes nulls at any depth, whereas a
+    # missing key would leave a stale nested value behind (e.g. canary.weightReachedTime).
+    new_status = plan.status.model_dump(mode="json", by_alias=True)
     if _differs(raw_status, new_status):
         await asyncio.to_thread(_write_status, obj, new_status)
     await asyncio.to_thread(_converge, obs, plan)
@@ -451,7 +453,15 @@ def _target(obs: _Observed, *, generation: int) -> canary.Target:
 
 
 def _differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return {k: v for k, v in old.items() if v is not None} != {k: v for k, v in new.items() if v is not None}
+    return bool(_without_nulls(old) != _without_nulls(new))
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _write_status(obj: Obj, status: Mapping[str, Any]) -> None:

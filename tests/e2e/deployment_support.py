@@ -1,0 +1,338 @@
+"""Shared pieces of the Deployment (canary) e2e tests: real models, the operator, traffic, waits.
+
+Models are trained here with scikit-learn and stored with loopwright.artifacts next to
+a reference profile built with loopwright.profile, exactly what the predictor loads.
+Each misbehaves for a real reason, never a flag:
+
+* ``erroring``: a real classifier whose profile declares a regression task; the
+  predictor cannot turn its class labels into numbers, so every prediction is a 500;
+* ``slow``: a 400-iteration histogram gradient boosting model (no fast path in the
+  predictor): tens of milliseconds per prediction;
+* ``drifting``: trained on shifted labels, it answers "yes" far less often than stable.
+
+ModelVersions are created by hand and validated by the real ModelVersion controller
+(artifact verification Job), which runs in the same operator process as the Deployment
+controller. Traffic comes from a pod calling the Service by its cluster DNS name, one
+TCP connection per request so that the Service spreads it over stable and canary pods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loopwright import artifacts, storage
+from loopwright.api.schema import DatasetSchema
+from loopwright.profile import Profile, profile_categorical, profile_numeric
+
+GROUP, VERSION = "loopwright.dev", "v1alpha1"
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+FEATURES = ("a", "b", "c")
+CLASSES = ["no", "yes"]
+SECRET = "loopwright-s3"
+CLIENT_IMAGE = "loopwright/predictor:0.1.0"
+SCHEMA = {
+    "label": {"name": "y", "task": "classification"},
+    "columns": [{"name": n, "type": "numeric"} for n in FEATURES],
+}
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def data(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, 3))
+    return x, x[:, 0] + x[:, 1] + rng.normal(0, 0.5, n)
+
+
+def train(kind: str, *, seed: int = 0) -> tuple[Any, Profile]:
+    """A fitted estimator (bare, on a numpy matrix of a, b, c) and its reference profile."""
+    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 (heavy, test-only)
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+
+    x, score = data(1500 if kind == "slow" else 2000, seed=seed)
+    threshold = 1.5 if kind == "drifting" else 0.0
+    y = np.where(score > threshold, "yes", "no")
+    if kind == "slow":
+        model = HistGradientBoostingClassifier(
+            max_iter=400, early_stopping=False, max_leaf_nodes=15, learning_rate=0.02, random_state=seed
+        ).fit(x, y)
+    else:
+        model = LogisticRegression(random_state=seed).fit(x, y)
+    predictions = model.predict(x)
+    schema = DatasetSchema.model_validate(SCHEMA)
+    features = {name: profile_numeric(x[:, j]) for j, name in enumerate(FEATURES)}
+    if kind == "erroring":
+        # The profile (and its schema) say regression: the pipeline predicts class labels.
+        schema = DatasetSchema.model_validate({**SCHEMA, "label": {"name": "y", "task": "regression"}})
+        profile = Profile(
+            rows=len(x),
+            features=features,
+            prediction=profile_numeric(score),
+            schema=schema,
+            task="regression",
+        )
+    else:
+        profile = Profile(
+            rows=len(x),
+            features=features,
+            schema=schema,
+            task="classification",
+            classes=CLASSES,
+            prediction=profile_categorical(predictions, categories=CLASSES),
+        )
+    return model, profile
+
+
+@dataclass(frozen=True)
+class Stored:
+    model_uri: str
+    model_sha256: str
+    profile_uri: str
+    profile_sha256: str
+
+
+def upload(s3: Any, *, model: Any, profile: Profile, prefix: str) -> Stored:
+    client = s3.client()
+    blob = artifacts.dumps(model)
+    doc = json.dumps(profile.to_wire()).encode()
+    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/model.skops", Body=blob)
+    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/profile.json", Body=doc)
+    return Stored(
+        model_uri=f"s3://{s3.bucket}/{prefix}/model.skops",
+        model_sha256=storage.sha256_hex(blob),
+        profile_uri=f"s3://{s3.bucket}/{prefix}/profile.json",
+        profile_sha256=storage.sha256_hex(doc),
+    )
+
+
+def model_version(*, model: str, version: int, stored: Stored) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelVersion",
+        "metadata": {"name": f"{model}-v{version}", "labels": {"loopwright.dev/model": model}},
+        "spec": {
+            "model": model,
+            "version": version,
+            "artifact": {"uri": stored.model_uri, "sha256": stored.model_sha256, "format": "skops"},
+            "profileUri": stored.profile_uri,
+            "profileSha256": stored.profile_sha256,
+        },
+    }
+
+
+def register(
+    kube: Any, s3: Any, namespace: str, *, model: str, version: int, kind: str, wait: bool = True
+) -> None:
+    """Train, upload, create the ModelVersion and wait until the ModelVersion controller validated it."""
+    estimator, profile = train(kind, seed=version)
+    stored = upload(s3, model=estimator, profile=profile, prefix=f"e2e/{namespace}/{model}/v{version}")
+    kube.custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modelversions", model_version(model=model, version=version, stored=stored)
+    )
+    if wait:
+        kube.wait(
+            lambda: phase(kube, namespace, "modelversions", f"{model}-v{version}") == "Validated",
+            timeout=180,
+            what=f"ModelVersion {model}-v{version} to be Validated",
+            interval=1,
+        )
+
+
+# -- objects ------------------------------------------------------------------------------------
+
+
+def get(kube: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    return obj
+
+
+def phase(kube: Any, namespace: str, plural: str, name: str) -> str | None:
+    return (get(kube, namespace, plural, name).get("status") or {}).get("phase")
+
+
+def deployment(
+    name: str, *, model: str, rollout: Mapping[str, Any], version: int | str = "latest", replicas: int = 1
+) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {"model": model, "version": version, "replicas": replicas, "rollout": dict(rollout)},
+    }
+
+
+def patch_rollout(kube: Any, namespace: str, name: str, rollout: Mapping[str, Any]) -> None:
+    kube.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "deployments", name, {"spec": {"rollout": dict(rollout)}}
+    )
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == type_), None)
+
+
+def events(kube: Any, namespace: str, name: str) -> list[Any]:
+    found = kube.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    return sorted(found, key=lambda e: (e.first_timestamp or e.event_time or 0, e.metadata.name))
+
+
+def workloads(kube: Any, namespace: str, name: str) -> dict[str, int]:
+    """apps/v1 Deployments of the loopwright Deployment, with their replicas (terminating ones left out)."""
+    items = kube.apps.list_namespaced_deployment(
+        namespace, label_selector=f"loopwright.dev/deployment={name}"
+    )
+    return {d.metadata.name: d.spec.replicas for d in items.items if d.metadata.deletion_timestamp is None}
+
+
+def wait_phase(kube: Any, namespace: str, name: str, expected: str, *, timeout: float) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        obj = get(kube, namespace, "deployments", name)
+        return obj if (obj.get("status") or {}).get("phase") == expected else None
+
+    try:
+        return kube.wait(probe, timeout=timeout, what=f"Deployment {name} phase {expected}", interval=1)
+    except BaseException:
+        print(json.dumps(get(kube, namespace, "deployments", name).get("status"), indent=1)[:6000])
+        raise
+
+
+# -- the operator -------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prepare_namespace(kube: Any, s3: Any, namespace: str) -> None:
+    """The credentials Secret predictor and verification pods reference by name."""
+    kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": SECRET},
+            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
+        },
+    )
+
+
+@contextmanager
+def operator(s3: Any, namespace: str, *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The whole operator (every controller) watching one namespace, as a host process."""
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+        "AWS_DEFAULT_REGION": s3.region,
+        "PYTHONPATH": str(REPO / "operator"),
+        "LOOPWRIGHT_NAMESPACES": namespace,
+        "LOOPWRIGHT_S3_ENDPOINT": s3.in_cluster,
+        "LOOPWRIGHT_S3_SECRET": f"{namespace}/{SECRET}",
+        "LOOPWRIGHT_METRICS_PORT": str(_free_port()),
+    }
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "loopwright.main"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    try:
+        time.sleep(1)
+        assert proc.poll() is None, log.read_text()
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# -- traffic ------------------------------------------------------------------------------------
+
+_CLIENT = r"""
+import json, random, sys, time, http.client
+host, model, seconds, pause = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+codes, errors, n = {}, [], 0
+deadline = time.monotonic() + seconds
+rng = random.Random(7)
+while time.monotonic() < deadline and n < 20000:
+    rows = [{f: round(rng.gauss(0, 1), 4) for f in "abc"} for _ in range(5)]
+    body = json.dumps({"instances": rows})
+    try:
+        conn = http.client.HTTPConnection(host, 80, timeout=10)  # one connection per request
+        conn.request("POST", f"/v1/models/{model}:predict", body, {"Content-Type": "application/json"})
+        code = conn.getresponse().status
+        conn.close()
+        codes[str(code)] = codes.get(str(code), 0) + 1
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    n += 1
+    time.sleep(pause)
+print(json.dumps({"n": n, "codes": codes, "errors": errors[:20], "failed": len(errors)}), flush=True)
+"""
+
+
+def start_client(
+    kube: Any,
+    namespace: str,
+    *,
+    service: str,
+    model: str,
+    seconds: float,
+    pause: float = 0.02,
+    name: str = "client",
+) -> str:
+    """A pod sending predictions to the Service for ``seconds`` (bounded), then printing a JSON summary."""
+    host = f"{service}.{namespace}.svc.cluster.local"
+    kube.core.create_namespaced_pod(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": CLIENT_IMAGE,
+                        "command": ["python", "-c", _CLIENT, host, model, str(seconds), str(pause)],
+                    }
+                ],
+            },
+        },
+    )
+    return name
+
+
+def client_result(kube: Any, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
+    def finished() -> Any:
+        pod = kube.core.read_namespaced_pod(name, namespace)
+        return pod if pod.status.phase in {"Succeeded", "Failed"} else None
+
+    kube.wait(finished, timeout=timeout, what=f"traffic pod {name} to finish", interval=1)
+    lines = [line for line in kube.logs(namespace, name).splitlines() if line.startswith("{")]
+    assert lines, kube.logs(namespace, name)
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
