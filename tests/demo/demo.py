@@ -1,0 +1,606 @@
+"""`make demo`: the whole Loopwright loop on a cluster, narrated while it runs.
+
+  cluster -> install (CRDs, RBAC, the operator in-cluster) -> churn data v1 in S3 -> the GitOps
+  samples (Dataset, TrainingPipeline, Deployment, DriftPolicy) -> Dataset validated -> run 1 ->
+  churn-v1 validated -> served -> in-distribution traffic: no drift -> new labelled data from a
+  changed population (Dataset v2) -> shifted traffic: drift detected -> retrain (trigger Drift)
+  -> churn-v2 validated -> canary -> promoted -> the same traffic: no drift against v2.
+
+Usage: python tests/demo/demo.py [--cluster auto|local|kind] [--operator in-cluster|process]
+                                 [--only-demo-namespace]
+
+Every object change is printed as one line (kind/name, phase, key figures); every wait has a
+timeout and says what it was waiting for. The end is a summary: versions, metrics, rollout
+steps and drift figures. The demo leaves everything running for `kubectl get loopwright -A`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import churn
+from kubernetes import client, config
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+MANIFESTS = REPO / "manifests"
+NAMESPACE = "loopwright-demo"
+SYSTEM = "loopwright-system"
+GROUP, VERSION = "loopwright.dev", "v1alpha1"
+NAME = "churn"  # Dataset, pipeline, model, Deployment and DriftPolicy of the samples share it
+BUCKET = "loopwright"
+PREFIX = "demo/churn/"  # manifests/samples/dataset.yaml: s3://loopwright/demo/churn/
+IN_CLUSTER_S3 = "http://s3.loopwright-system.svc:9000"
+PREDICTOR_IMAGE = "loopwright/predictor:0.1.0"
+KINDS = (("Dataset", "datasets"), ("TrainingPipeline", "trainingpipelines"),
+         ("ModelVersion", "modelversions"), ("Deployment", "deployments"), ("DriftPolicy", "driftpolicies"))
+T = TypeVar("T")
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says what it was waiting for or what failed."""
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def step(title: str) -> None:
+    say(f"\n== {title}")
+
+
+# -- the cluster ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    name: str  # local | kind
+    kubeconfig: str
+    s3_endpoint: str  # as seen from this machine
+    s3_key: str = ""
+    s3_secret: str = ""
+
+
+def _has_kind() -> bool:
+    if not (shutil.which("kind") and shutil.which("docker")):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30).returncode == 0
+
+
+def _local_cluster() -> Cluster:
+    script = REPO / "tests" / "cluster" / "cluster.py"
+    running = subprocess.run([sys.executable, str(script), "status"], capture_output=True, check=False)
+    if running.returncode == 0:
+        say("local cluster already running: reusing it")
+    else:
+        say("starting the local cluster (tests/cluster/cluster.py up; the first start builds Kubernetes)")
+        if subprocess.run([sys.executable, str(script), "up"], check=False, timeout=7200).returncode != 0:
+            raise DemoError("the local cluster did not start: see .cluster/logs")
+    env: dict[str, str] = {}
+    for line in (REPO / ".cluster" / "env").read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = os.path.expandvars(shlex.split(value)[0]) if value else ""
+    os.environ["PATH"] = env.get("PATH", os.environ["PATH"])  # the kubectl built with the cluster
+    return Cluster(name="local", kubeconfig=env["KUBECONFIG"], s3_endpoint=env["AWS_ENDPOINT_URL"],
+                   s3_key=env["AWS_ACCESS_KEY_ID"], s3_secret=env["AWS_SECRET_ACCESS_KEY"])
+
+
+def _kind_cluster() -> Cluster:
+    say("kind: make kind-up kind-load kind-deploy")
+    if subprocess.run(["make", "-C", str(REPO), "kind-up", "kind-load", "kind-deploy"], check=False,
+                      timeout=3600).returncode != 0:
+        raise DemoError("bringing up kind failed (see the output above)")
+    kubeconfig = str(REPO / ".cluster" / "kind" / "kubeconfig")
+    return Cluster(name="kind", kubeconfig=kubeconfig, s3_endpoint="http://127.0.0.1:9900")
+
+
+def bring_up(choice: str) -> Cluster:
+    step("1. Cluster")
+    if choice in ("kind", "auto") and _has_kind():
+        return _kind_cluster()
+    if choice == "kind":
+        say("kind was asked for, but `kind` and a working `docker` are not both here: "
+            "using the project's local cluster instead")
+    return _local_cluster()
+
+
+# -- talking to it --------------------------------------------------------------------------------
+
+
+@dataclass
+class Kube:
+    cluster: Cluster
+    api: Any = None
+
+    def __post_init__(self) -> None:
+        self.api = config.new_client_from_config(config_file=self.cluster.kubeconfig)
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        command = ["kubectl", f"--kubeconfig={self.cluster.kubeconfig}", *args]
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False,
+                                timeout=300)
+        if result.returncode != 0:
+            raise DemoError(f"`kubectl {' '.join(args)}` failed:\n{result.stderr.strip()}")
+        return result.stdout
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, plural, name)
+        except client.exceptions.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return obj
+
+    def items(self, plural: str) -> list[dict[str, Any]]:
+        result = self.custom.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)
+        return sorted(result["items"], key=lambda o: o["metadata"]["name"])
+
+
+def status(obj: dict[str, Any] | None) -> dict[str, Any]:
+    return (obj or {}).get("status") or {}
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> tuple[str, str]:
+    for cond in status(obj).get("conditions") or []:
+        if cond.get("type") == type_:
+            return str(cond.get("status")), str(cond.get("reason"))
+    return "", ""
+
+
+# -- progress: one line per change --------------------------------------------------------------
+
+
+def _short(digest: str | None) -> str:
+    return digest.split(":")[-1][:10] if digest else "-"
+
+
+def summarize(kind: str, obj: dict[str, Any]) -> str:
+    """The few figures that tell where an object is (what a line of progress shows)."""
+    st = status(obj)
+    ready = "/".join(condition(obj, "Ready"))
+    if kind == "Dataset":
+        return (f"version={_short(st.get('version'))} validated={_short(st.get('validatedVersion'))} "
+                f"rows={st.get('rows', '-')} anomalies={len(st.get('anomalies') or [])} Ready={ready}")
+    if kind == "TrainingPipeline":
+        runs = st.get("runs") or []
+        last = runs[0] if runs else {}
+        run = (f"run {last.get('name')} {last.get('phase')} trigger={last.get('trigger')} "
+               f"dataset={_short(last.get('datasetVersion'))} -> {last.get('modelVersion') or '-'}") if last \
+            else "no run yet"
+        return f"{run} Ready={ready}"
+    if kind == "ModelVersion":
+        metrics = obj.get("spec", {}).get("metrics") or {}
+        figures = " ".join(f"{k}={v:.3f}" for k, v in sorted(metrics.items()) if isinstance(v, int | float))
+        aliases = ",".join(st.get("aliases") or []) or "-"
+        return f"{st.get('phase') or 'Pending'} {figures} aliases={aliases} Ready={ready}"
+    if kind == "Deployment":
+        stable, canary = st.get("stable") or {}, st.get("canary") or {}
+        text = (f"{st.get('phase') or '-'} stable=v{stable.get('version', '-')} "
+                f"({stable.get('readyReplicas', 0)}/{stable.get('replicas', 0)} ready, "
+                f"{stable.get('weight', 0)}%)")
+        if canary:
+            text += (f" canary=v{canary.get('version')} step={canary.get('step')} "
+                     f"weight={canary.get('weight')}%/{canary.get('desiredWeight')}%")
+        analysis = st.get("analysis") or {}
+        if canary and analysis.get("verdict"):
+            text += f" analysis={analysis.get('verdict')} checks={analysis.get('checks')} " \
+                    f"failures={analysis.get('failures')}"
+        return f"{text} Ready={ready}"
+    if kind == "DriftPolicy":
+        share = st.get("driftShare")
+        drifted = [f["name"] for f in st.get("features") or [] if f.get("drifted")]
+        return (f"against={st.get('modelVersion') or '-'} samples={st.get('samples', '-')} "
+                f"driftShare={'-' if share is None else f'{share:.2f}'} drifted=[{','.join(drifted)}] "
+                f"consecutive={st.get('consecutive', 0)} "
+                f"DriftDetected={'/'.join(condition(obj, 'DriftDetected'))}")
+    return ready
+
+
+class Progress(threading.Thread):
+    """Polls the demo's objects and prints a line whenever one's summary changes."""
+
+    def __init__(self, kube: Kube, started: float) -> None:
+        super().__init__(daemon=True)
+        self.kube, self.started = kube, started
+        self.seen: dict[str, str] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.poll()
+            except Exception as error:
+                say(f"   (progress: {error})")
+            self.stop.wait(1.0)
+
+    def poll(self) -> None:
+        for kind, plural in KINDS:
+            for obj in self.kube.items(plural):
+                key = f"{kind}/{obj['metadata']['name']}"
+                line = summarize(kind, obj)
+                if self.seen.get(key) != line:
+                    self.seen[key] = line
+                    say(f"  {time.monotonic() - self.started:6.0f}s  {key:<26} {line}")
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Demo:
+    kube: Kube
+    s3: Any
+    started: float
+    reached: list[tuple[str, float]] = field(default_factory=list)
+    drift_snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    traffic_jobs: int = 0
+
+    def wait(self, what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 2.0) -> T:
+        say(f"  ...  waiting for {what} (at most {timeout:.0f}s)")
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result:
+                self.reached.append((what, time.monotonic() - self.started))
+                say(f"  {time.monotonic() - self.started:6.0f}s  ✓ {what}")
+                return result
+            if time.monotonic() > deadline:
+                raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(interval)
+
+    # -- S3 ---------------------------------------------------------------------------------------
+
+    def put_data(self, name: str, *, rows: int, shift: float, seed: int) -> None:
+        """Replace what is under the Dataset's prefix by one CSV object."""
+        listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX).get("Contents") or []
+        for item in listed:
+            self.s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+        records, labels = churn.rows(rows, shift=shift, seed=seed)
+        body = churn.csv_bytes(records, labels)
+        self.s3.put_object(Bucket=BUCKET, Key=PREFIX + name, Body=body)
+        churned = labels.count("yes") / len(labels)
+        say(f"  s3://{BUCKET}/{PREFIX}{name}: {rows} rows, {len(body)} bytes, churn rate {churned:.0%}"
+            f"{' (replacing ' + ', '.join(i['Key'] for i in listed) + ')' if listed else ''}")
+
+    # -- traffic ----------------------------------------------------------------------------------
+
+    def traffic(self, label: str, *, rows: int, shift: float, seed: int, seconds: float = 240,
+                repeat: bool = False, wait: bool = True) -> str:
+        """A Job in the demo namespace that posts records to the `churn` Service."""
+        self.traffic_jobs += 1
+        name = f"traffic-{self.traffic_jobs}-{label}"
+        url = f"http://{NAME}.{NAMESPACE}.svc/v1/models/{NAME}:predict"
+        args = ["--url", url, "--rows", str(rows), "--shift", str(shift), "--seed", str(seed),
+                "--seconds", str(seconds), *(["--repeat"] if repeat else [])]
+        restricted = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                      "capabilities": {"drop": ["ALL"]}}
+        job = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "demo-traffic"}},
+               "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(seconds) + 60, "template": {"spec": {
+                   "restartPolicy": "Never",
+                   "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                       "seccompProfile": {"type": "RuntimeDefault"}},
+                   "containers": [{"name": "traffic", "image": PREDICTOR_IMAGE,
+                                   "command": ["python", "/demo/traffic.py", *args],
+                                   "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+                                           {"name": "HOME", "value": "/tmp"}],
+                                   "securityContext": restricted,
+                                   "volumeMounts": [{"name": "demo", "mountPath": "/demo",
+                                                     "readOnly": True}]}],
+                   "volumes": [{"name": "demo", "configMap": {"name": "demo-traffic"}}]}}}}
+        self.kube.batch.create_namespaced_job(NAMESPACE, job)
+        shifted = f"shifted {shift:.0%}" if shift else "in-distribution"
+        say(f"  traffic: Job {name}: {'continuous, ' if repeat else ''}{rows} {shifted} records, "
+            "10 a request")
+        if wait:
+            self.finish_traffic(name, timeout=seconds + 90)
+        return name
+
+    def finish_traffic(self, name: str, *, timeout: float) -> None:
+        def done() -> Any:
+            job = self.kube.batch.read_namespaced_job_status(name, NAMESPACE)
+            return job if (job.status.succeeded or job.status.failed) else None
+
+        job = self.wait(f"traffic Job {name} to finish", done, timeout=timeout)
+        pods = self.kube.core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={name}").items
+        log = ""
+        if pods:
+            response = self.kube.core.read_namespaced_pod_log(pods[0].metadata.name, NAMESPACE,
+                                                              _preload_content=False)
+            log = bytes(response.data).decode().strip().splitlines()[-1:][0] if response.data else ""
+        say(f"  traffic: {name} {'succeeded' if job.status.succeeded else 'FAILED'}: {log}")
+        if not job.status.succeeded:
+            raise DemoError(f"traffic Job {name} failed: {log}")
+
+    def stop_traffic(self, name: str) -> None:
+        self.kube.batch.delete_namespaced_job(name, NAMESPACE, propagation_policy="Background")
+
+    def drift_snapshot(self, label: str) -> dict[str, Any]:
+        obj = self.kube.get("driftpolicies", NAME)
+        self.drift_snapshots[label] = dict(status(obj))
+        return self.drift_snapshots[label]
+
+
+def install(kube: Kube, *, operator: str, only_demo_namespace: bool) -> subprocess.Popen[bytes] | None:
+    where = "operator in-cluster" if operator == "in-cluster" else "operator as a local process"
+    step(f"2. Install Loopwright ({where})")
+    overlay = MANIFESTS / "overlays" / kube.cluster.name
+    if operator == "in-cluster":
+        say(f"  kubectl apply --server-side -k {overlay.relative_to(REPO)}")
+        kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
+        if only_demo_namespace:
+            kube.kubectl("-n", SYSTEM, "patch", "configmap", "loopwright-config", "--type=merge",
+                         "-p", json.dumps({"data": {"LOOPWRIGHT_NAMESPACES": NAMESPACE}}))
+            kube.kubectl("-n", SYSTEM, "rollout", "restart", "deployment/loopwright-operator")
+            say(f"  the operator watches only {NAMESPACE} (--only-demo-namespace)")
+        return None
+    say("  CRDs only: kubectl apply --server-side -k manifests/base/crd")
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS / "base" / "crd"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "KUBECONFIG": kube.cluster.kubeconfig, "AWS_ENDPOINT_URL": kube.cluster.s3_endpoint,
+           "AWS_ACCESS_KEY_ID": kube.cluster.s3_key, "AWS_SECRET_ACCESS_KEY": kube.cluster.s3_secret,
+           "AWS_DEFAULT_REGION": "us-east-1", "LOOPWRIGHT_NAMESPACES": NAMESPACE,
+           "LOOPWRIGHT_S3_ENDPOINT": IN_CLUSTER_S3, "LOOPWRIGHT_S3_SECRET": f"{NAMESPACE}/loopwright-s3",
+           "LOOPWRIGHT_METRICS_PORT": str(port)}
+    log = (REPO / ".cluster" / "demo-operator.log").open("wb")
+    say(f"  python -m loopwright.main (log: {log.name})")
+    return subprocess.Popen([sys.executable, "-m", "loopwright.main"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+
+
+def operator_ready(kube: Kube) -> bool:
+    pods = kube.core.list_namespaced_pod(SYSTEM, label_selector="app.kubernetes.io/name=loopwright-operator")
+    return any(p.metadata.deletion_timestamp is None and any(
+        c.type == "Ready" and c.status == "True" for c in p.status.conditions or []) for p in pods.items)
+
+
+def fresh_namespace(kube: Kube, demo: Demo) -> None:
+    step(f"3. A fresh namespace {NAMESPACE} with the S3 credentials")
+    try:
+        kube.core.read_namespace(NAMESPACE)
+        say(f"  deleting the {NAMESPACE} of an earlier demo")
+        kube.core.delete_namespace(NAMESPACE)
+
+        def gone() -> bool:
+            try:
+                kube.core.read_namespace(NAMESPACE)
+            except client.exceptions.ApiException as error:
+                return error.status == 404
+            return False
+
+        demo.wait(f"namespace {NAMESPACE} to be deleted", gone, timeout=180)
+    except client.exceptions.ApiException as error:
+        if error.status != 404:
+            raise
+    kube.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "samples" / "namespace.yaml"))
+    # Jobs and predictors reference the credentials by name in their own namespace.
+    source = kube.core.read_namespaced_secret("loopwright-s3", SYSTEM)
+    kube.core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "loopwright-s3"},
+                                                   "data": source.data})
+    scripts = {name: (HERE / name).read_text() for name in ("churn.py", "traffic.py")}
+    kube.core.create_namespaced_config_map(NAMESPACE, {"metadata": {"name": "demo-traffic"}, "data": scripts})
+    if not kube.cluster.s3_key:
+        kube.cluster.s3_key = base64.b64decode(source.data["AWS_ACCESS_KEY_ID"]).decode()
+        kube.cluster.s3_secret = base64.b64decode(source.data["AWS_SECRET_ACCESS_KEY"]).decode()
+    say("  Secret loopwright-s3 copied from loopwright-system; ConfigMap demo-traffic (the traffic script)")
+
+
+def run_loop(demo: Demo) -> None:
+    kube = demo.kube
+
+    def mv(version: int) -> dict[str, Any] | None:
+        return kube.get("modelversions", f"{NAME}-v{version}")
+
+    def validated(version: int) -> Callable[[], bool]:
+        return lambda: status(mv(version)).get("phase") == "Validated"
+
+    def serving(version: int) -> Callable[[], bool]:
+        def probe() -> bool:
+            st = status(kube.get("deployments", NAME))
+            stable = st.get("stable") or {}
+            return (st.get("phase") == "Stable" and stable.get("version") == version and not st.get("canary")
+                    and stable.get("readyReplicas", 0) >= 1)
+        return probe
+
+    def judged(expected: tuple[str, str]) -> Callable[[], dict[str, Any] | None]:
+        def probe() -> dict[str, Any] | None:
+            obj = kube.get("driftpolicies", NAME)
+            return obj if condition(obj, "DriftDetected") == expected else None
+        return probe
+
+    def dataset_validated(previous: str | None) -> Callable[[], str | None]:
+        def probe() -> str | None:
+            st = status(kube.get("datasets", NAME))
+            version = st.get("validatedVersion")
+            return version if version and version != previous and st.get("version") == version else None
+        return probe
+
+    step("4. Data v1 (today's customers) to S3")
+    demo.put_data("part-0001.csv", rows=3000, shift=0.0, seed=1)
+
+    step("5. The GitOps samples: kubectl apply --server-side -k manifests/samples")
+    say("  " + kube.kubectl("apply", "--server-side", "-k", str(MANIFESTS / "samples")).strip()
+        .replace("\n", "\n  "))
+    dataset_v1 = demo.wait("Dataset churn v1 validated", dataset_validated(None), timeout=240)
+    demo.wait("ModelVersion churn-v1 Validated (run churn-1, trigger Manual)", validated(1), timeout=420)
+    demo.wait("Deployment churn serving v1", serving(1), timeout=300)
+
+    step("6. In-distribution traffic: no drift")
+    demo.wait("the DriftPolicy's first check (its baseline)",
+              lambda: status(kube.get("driftpolicies", NAME)).get("lastCheckTime"), timeout=120)
+    demo.traffic("v1-normal", rows=600, shift=0.0, seed=11, seconds=120)
+    demo.wait("DriftPolicy: NoDrift on in-distribution traffic", judged(("False", "NoDrift")), timeout=120)
+    demo.drift_snapshot("v1, in-distribution traffic")
+
+    step("7. The world changes: labelled data of the new population arrives (Dataset v2)")
+    demo.put_data("part-0002.csv", rows=3000, shift=1.0, seed=2)
+    demo.wait("Dataset churn v2 validated (onNewData is false: no training yet)",
+              dataset_validated(dataset_v1), timeout=240)
+
+    step("8. Live traffic shifts: drift detected, retraining requested")
+    demo.traffic("v1-shifted", rows=1500, shift=1.0, seed=12, seconds=150)
+    demo.wait("DriftPolicy: DriftDetected (DriftConfirmed)", judged(("True", "DriftConfirmed")), timeout=180)
+    demo.drift_snapshot("v1, shifted traffic")
+
+    def drift_run() -> dict[str, Any] | None:
+        runs = status(kube.get("trainingpipelines", NAME)).get("runs") or []
+        return next((r for r in runs if r.get("trigger") == "Drift"), None)
+
+    run = demo.wait("a training run with trigger Drift", drift_run, timeout=120)
+    say(f"  run {run.get('name')} on dataset {_short(run.get('datasetVersion'))}")
+
+    step("9. Retraining: churn-v2 validated against the champion (churn-v1 in production)")
+    demo.wait("ModelVersion churn-v2 Validated", validated(2), timeout=480)
+
+    step("10. Canary: v2 gets part of the traffic, analysis, promotion")
+    background = demo.traffic("canary", rows=1000, shift=1.0, seed=20, seconds=420, repeat=True, wait=False)
+    try:
+        demo.wait("Deployment churn promoted to v2", serving(2), timeout=420)
+    finally:
+        demo.stop_traffic(background)
+
+    step("11. The same shifted traffic against the new reference: drift clears")
+    demo.wait("DriftPolicy to follow the promotion (reference churn-v2)",
+              lambda: status(kube.get("driftpolicies", NAME)).get("modelVersion") == f"{NAME}-v2",
+              timeout=120)
+    first = status(kube.get("driftpolicies", NAME)).get("lastCheckTime")
+    demo.wait("a DriftPolicy check on v2 (its baseline)",
+              lambda: status(kube.get("driftpolicies", NAME)).get("lastCheckTime") != first, timeout=120)
+    demo.traffic("v2-shifted", rows=800, shift=1.0, seed=14, seconds=120)
+    demo.wait("DriftPolicy: NoDrift against churn-v2", judged(("False", "NoDrift")), timeout=120)
+    demo.drift_snapshot("v2, shifted traffic")
+
+
+# -- the summary ------------------------------------------------------------------------------------
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary(demo: Demo) -> None:
+    kube = demo.kube
+    step("Summary")
+    say("Model versions:")
+    for obj in kube.items("modelversions"):
+        spec, st = obj.get("spec", {}), status(obj)
+        lineage = spec.get("lineage") or {}
+        metrics = " ".join(f"{k}={v:.3f}" for k, v in sorted((spec.get("metrics") or {}).items())
+                           if isinstance(v, int | float))
+        champion = st.get("champion") or {}
+        versus = f" vs champion {champion.get('name')} {champion.get('value')}" if champion else ""
+        say(f"  {obj['metadata']['name']:<10} {st.get('phase', '-'):<10} {metrics}{versus}  "
+            f"dataset={_short((lineage.get('dataset') or {}).get('version'))} "
+            f"run={(lineage.get('pipeline') or {}).get('run', '-')} aliases={st.get('aliases') or []}")
+    say("Training runs:")
+    for run in reversed(status(kube.get("trainingpipelines", NAME)).get("runs") or []):
+        say(f"  {run.get('name'):<10} trigger={run.get('trigger'):<7} {run.get('phase'):<10} "
+            f"dataset={_short(run.get('datasetVersion'))} -> {run.get('modelVersion') or '-'}")
+    deployment = status(kube.get("deployments", NAME))
+    say("Rollout history:")
+    for event in deployment.get("history") or []:
+        say(f"  v{event.get('version')} {event.get('event')} at {event.get('time')} "
+            f"{event.get('message', '')}")
+    for result in (deployment.get("analysis") or {}).get("results") or []:
+        say(f"  analysis {result.get('metric')}: canary={result.get('value')} "
+            f"stable={result.get('stableValue')} "
+            f"threshold={result.get('threshold')} {result.get('verdict')}")
+    say("Drift (statistic / threshold per feature):")
+    for label, st in demo.drift_snapshots.items():
+        figures = "  ".join(f"{f['name']}={_figure(f.get('statistic'))}/{f.get('threshold')}"
+                            f"{'*' if f.get('drifted') else ''}" for f in st.get("features") or [])
+        say(f"  {label:<30} samples={st.get('samples')} driftShare={st.get('driftShare')} {figures}")
+    say("Milestones:")
+    for what, at in demo.reached:
+        say(f"  {at:6.0f}s  {what}")
+    say(f"\nEverything is still running: kubectl get loopwright -n {NAMESPACE}")
+
+
+def _dump_state(kube: Kube) -> None:
+    say("\nState when the demo stopped:")
+    for kind, plural in KINDS:
+        for obj in kube.items(plural):
+            conditions = " ".join(f"{c['type']}={c['status']}/{c.get('reason')}"
+                                  for c in status(obj).get("conditions") or [])
+            say(f"  {kind}/{obj['metadata']['name']}: {summarize(kind, obj)}\n      {conditions}")
+    try:
+        say("Operator log (last 25 lines):\n" + kube.kubectl(
+            "-n", SYSTEM, "logs", "deployment/loopwright-operator", "--tail=25"))
+    except DemoError as error:
+        say(f"  (no in-cluster operator log: {error})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cluster", choices=("auto", "local", "kind"), default="local",
+                        help="kind if asked for and available; otherwise the project's local cluster")
+    parser.add_argument("--operator", choices=("in-cluster", "process"), default="in-cluster",
+                        help="the operator as a pod (the shipped manifests) or as a local process")
+    parser.add_argument("--only-demo-namespace", action="store_true",
+                        help=f"let the operator watch only {NAMESPACE} (on a cluster shared with other work)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    say("Loopwright demo: data -> training -> validation -> canary -> drift -> retraining")
+    try:
+        cluster = bring_up(args.cluster)
+    except DemoError as error:
+        say(f"\nDemo stopped: {error}")
+        return 1
+    kube = Kube(cluster)
+    s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id=cluster.s3_key or None,
+                      aws_secret_access_key=cluster.s3_secret or None)
+    demo = Demo(kube=kube, s3=s3, started=started)
+    process = None
+    progress = Progress(kube, started)
+    try:
+        process = install(kube, operator=args.operator, only_demo_namespace=args.only_demo_namespace)
+        if process is None:
+            demo.wait("the operator pod to be Ready", lambda: operator_ready(kube), timeout=240)
+        fresh_namespace(kube, demo)
+        if not cluster.s3_key:  # kind: the credentials are the overlay's Secret
+            demo.s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name="us-east-1",
+                                   aws_access_key_id=cluster.s3_key, aws_secret_access_key=cluster.s3_secret)
+        progress.start()
+        run_loop(demo)
+    except DemoError as error:
+        progress.stop.set()
+        say(f"\nDemo stopped: {error}\nreached: " + " -> ".join(w for w, _ in demo.reached))
+        _dump_state(kube)
+        return 1
+    finally:
+        progress.stop.set()
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+    progress.join(timeout=5)
+    summary(demo)
+    say(f"\nThe loop closed in {time.monotonic() - started:.0f}s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
