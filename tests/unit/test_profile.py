@@ -184,3 +184,24 @@ def test_categorical_from_counts_equals_profiling_the_values():
     assert from_counts.counts == [3, 5, 3, 1]
     fixed = categorical_from_counts({"0": 4, "7": 1}, categories=["0", "1"])
     assert fixed.counts == [4, 0, 1]
+
+
+def test_large_numeric_batches_bin_exactly_like_searchsorted():
+    rng = np.random.default_rng(3)
+    edges = np.array(numeric_edges(rng.normal(size=5000)))
+    x = np.concatenate([rng.normal(size=5000), edges, [np.nan, np.inf, -np.inf]])
+    idx = bin_numeric(x, edges)
+    expected = np.searchsorted(edges, x, side="right")
+    expected[np.isnan(x)] = edges.size + 1
+    assert idx.dtype == np.intp
+    assert idx.tolist() == expected.tolist()
+
+
+def test_categorical_batches_of_every_input_form_agree():
+    fp = profile_categorical(["a", "b", "c"])
+    values = ["c", "zz", None, "a", 1, float("nan")] * 300
+    expected = [2, 3, 4, 0, 3, 4] * 300
+    assert fp.bin_index(values).tolist() == expected
+    assert fp.bin_index(np.asarray(values, dtype=object)).tolist() == expected
+    strings = np.array(["c", "zz", "a"] * 500)
+    assert fp.bin_index(strings).tolist() == [2, 3, 0] * 500
