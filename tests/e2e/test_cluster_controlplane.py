@@ -6,16 +6,19 @@ the parts of the local cluster that a fake API server would not have.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import ssl
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from conftest import LOCAL_STATE, Kube
+from conftest import LOCAL_STATE, REPO, Kube
 
 pytestmark = pytest.mark.cluster
 
@@ -171,3 +174,42 @@ def test_admission_plugins_mutate_and_reject(kube: Kube, namespace: str) -> None
         kube.core.create_namespaced_pod(namespace, _unrunnable_pod("one-too-many"))
     assert caught.value.status == 403
     assert "exceeded quota" in caught.value.body
+
+
+def test_node_authorizer_and_node_restriction_confine_a_kubelet(
+        kube: Kube, namespace: str, tmp_path: Path) -> None:
+    if not kube.local:
+        pytest.skip("needs the local cluster's CA key to issue a kubelet certificate")
+    sys.path.insert(0, str(REPO / "tests" / "cluster"))
+    import pki  # noqa: PLC0415 -- the harness module, importable only with tests/cluster on the path
+
+    for name in ("ca.crt", "ca.key", "sa.key", "sa.pub"):
+        shutil.copy(LOCAL_STATE / "pki" / name, tmp_path / name)
+    kubelet = pki.Cert("intruder", "system:node:intruder", ("system:nodes",), client=True)
+    material = pki.ensure(directory=tmp_path, certs=[kubelet])
+    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "unrelated"}, "data": {}})
+    node_name = kube.core.list_node().items[0].metadata.name
+
+    config = client.Configuration()
+    config.host = kube.api.configuration.host
+    config.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
+    config.cert_file, config.key_file = str(material.crt("intruder")), str(material.key("intruder"))
+    with client.ApiClient(config) as intruder:
+        review = client.AuthenticationV1Api(intruder).create_self_subject_review({})
+        assert review.status.user_info.username == "system:node:intruder"
+        assert "system:nodes" in review.status.user_info.groups
+        core = client.CoreV1Api(intruder)
+        # Node authorizer: its own Node may be read (it just does not exist), another one not;
+        # a kubelet reads only the secrets of pods bound to it.
+        assert _status(lambda: core.read_node("intruder")) == 404
+        assert _status(lambda: core.read_node(node_name)) == 403
+        assert _status(lambda: core.read_namespaced_secret("unrelated", namespace)) == 403
+        patch = {"metadata": {"labels": {"loopwright.dev/hijacked": "true"}}}
+        assert _status(lambda: core.patch_node(node_name, patch)) == 403
+        # NodeRestriction (admission, after authorization allowed it): a kubelet may register
+        # itself, but not with labels reserved for the control plane. Rejected, so never created.
+        reserved = {"metadata": {"name": "intruder", "labels": {"node-restriction.kubernetes.io/pool": "x"}}}
+        with pytest.raises(ApiException) as caught:
+            core.create_node(reserved)
+        assert caught.value.status == 403
+        assert "is not allowed to set the following labels" in caught.value.body
