@@ -99,6 +99,16 @@ async def _container_logs(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/plain"})
     await response.prepare(request)
     budget = query.limit_bytes
+
+    async def send(chunk: bytes) -> bool:
+        """Write within limitBytes; False once the budget is spent."""
+        nonlocal budget
+        if budget is not None:
+            chunk = chunk[:budget]
+            budget -= len(chunk)
+        await response.write(chunk)
+        return budget != 0
+
     with source.path.open("rb") as log:
         records = log.readlines()
         pending = b""
@@ -106,28 +116,22 @@ async def _container_logs(request: web.Request) -> web.StreamResponse:
             pending = records.pop()
         now = datetime.datetime.now(datetime.UTC)
         for rendered in select(records, query, now=now):
-            chunk = rendered if budget is None else rendered[:budget]
-            if budget is not None:
-                budget -= len(chunk)
-            await response.write(chunk)
-            if budget == 0:
+            if not await send(rendered):
                 return response
+        ended = False
         while query.follow:
             line = pending + log.readline()
             if line.endswith(b"\n"):
                 pending = b""
-                chunk = render(line, timestamps=query.timestamps)
-                if budget is not None:
-                    chunk = chunk[:budget]
-                    budget -= len(chunk)
-                await response.write(chunk)
-                if budget == 0:
+                if not await send(render(line, timestamps=query.timestamps)):
                     break
                 continue
             pending = line
-            if not source.active():
+            if ended:
                 break
-            await asyncio.sleep(0.2)
+            ended = not source.active()  # if so, one more pass reads what it wrote before it ended
+            if not ended:
+                await asyncio.sleep(0.2)
     return response
 
 
