@@ -193,6 +193,7 @@ def read(p):
     return pathlib.Path(p).read_text()
 out = {
     "config": read("/etc/app/level"),
+    "single_file": read("/opt/settings/level.txt"),
     "secret": sorted(os.listdir("/etc/creds")),
     "renamed": read("/etc/creds/pw.txt"),
     "shared": read("/work/from-init"),
@@ -254,6 +255,7 @@ def test_volumes_appear_at_their_mount_paths(kube: Kube, namespace: str) -> None
                             {"name": "creds", "mountPath": "/etc/creds", "readOnly": True},
                             {"name": "work", "mountPath": "/work"},
                             {"name": "podinfo", "mountPath": "/etc/podinfo"},
+                            {"name": "app", "mountPath": "/opt/settings/level.txt", "subPath": "level"},
                         ],
                     }
                 ],
@@ -273,6 +275,7 @@ def test_volumes_appear_at_their_mount_paths(kube: Kube, namespace: str) -> None
         "ca": True,
         "namespace": namespace,
         "config_writable": False,
+        "single_file": "info",
     }
     init = pod.status.init_container_statuses[0]
     assert (init.state.terminated.exit_code, init.state.terminated.reason) == (0, "Completed")
