@@ -7,7 +7,12 @@ whose node agent runs each container as a host process (image names map to host 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +22,7 @@ from conftest import Kube
 
 pytestmark = pytest.mark.cluster
 
+REPO = Path(__file__).resolve().parents[2]
 PYTHON = "python:3.11-slim"
 SHELL = "busybox:1.36"
 
@@ -316,9 +322,10 @@ def _last_status_before_deletion(kube: Kube, namespace: str, name: str, grace: i
     pytest.fail(f"pod {name} not deleted within {grace + 30}s; last status {last}")
 
 
-def _running(kube: Kube, namespace: str, name: str) -> bool:
+def _running(kube: Kube, namespace: str, name: str, output: str = "serving") -> bool:
+    """Whether the pod's container runs and has printed `output` (logs only exist once it started)."""
     status = _container(kube, namespace, name)
-    return bool(status and status.state.running) and "serving" in kube.logs(namespace, name)
+    return bool(status and status.state.running) and output in kube.logs(namespace, name)
 
 
 def test_deletion_is_graceful(kube: Kube, namespace: str) -> None:
@@ -556,3 +563,46 @@ def test_project_image_runs_as_non_root(kube: Kube, namespace: str) -> None:
 
     assert kube.exit_code(pod) == 0, kube.logs(namespace, "nonroot")
     assert kube.logs(namespace, "nonroot") == "65532 nonroot\n"
+
+
+_COUNTER = """
+import time
+for i in range(8):
+    print(i, flush=True)
+    time.sleep(1)
+"""
+
+
+def test_restarted_node_agent_adopts_running_containers(kube: Kube, namespace: str) -> None:
+    if not kube.local:
+        pytest.skip("kills and restarts the local cluster's node agent")
+    kube.core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "survivor"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": PYTHON, "command": ["python3", "-c", _COUNTER]}],
+            },
+        },
+    )
+    kube.wait(lambda: _running(kube, namespace, "survivor", "1\n"), timeout=60, what="pod survivor to count")
+
+    pid_file = REPO / ".cluster" / "run" / "nodeagent.pid"
+    os.kill(json.loads(pid_file.read_text())["pid"], signal.SIGKILL)  # a crash: no chance to clean up
+    subprocess.run(
+        [sys.executable, str(REPO / "tests" / "cluster" / "cluster.py"), "up"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+    def finished() -> Any:
+        status = _status(kube, namespace, "survivor")
+        return status if status.phase in {"Succeeded", "Failed"} else None
+
+    status = kube.wait(finished, timeout=60, what="pod survivor to finish")
+    container = status.container_statuses[0]
+    assert (status.phase, container.restart_count) == ("Succeeded", 0)
+    assert container.state.terminated.exit_code == 0
+    assert kube.logs(namespace, "survivor").split() == [str(i) for i in range(8)]

@@ -66,6 +66,7 @@ class LogSource:
 
     path: Path
     active: Callable[[], bool]
+    waiting: str = ""  # why there is no log yet (ContainerCreating...), as the kubelet answers
 
 
 Resolver = Callable[[str, str, str, bool], LogSource | None]
@@ -93,6 +94,9 @@ async def _container_logs(request: web.Request) -> web.StreamResponse:
     except ValueError as e:
         raise web.HTTPBadRequest(text=str(e)) from e
     source = resolver(namespace, pod, container, query.previous)
+    if source is not None and source.waiting and not source.path.exists():
+        raise web.HTTPBadRequest(text=f'container "{container}" in pod "{pod}" is waiting to start: '
+                                      f"{source.waiting}")
     if source is None or not source.path.exists():
         what = "previous terminated container" if query.previous else "container"
         raise web.HTTPNotFound(text=f'{what} "{container}" in pod "{pod}" not found')

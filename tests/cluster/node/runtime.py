@@ -605,8 +605,9 @@ class PodWorker:
         if count < 0:
             return None
         path = self.log_path(container, count)
+        waiting = "" if previous else cs.state.get("waiting", {}).get("reason", "")
         return LogSource(path=path, active=lambda: not previous and container in self.procs
-                         and cs.restart_count == count)
+                         and cs.restart_count == count, waiting=waiting)
 
     # ----------------------------------------------------------------------------------- sandbox
 
