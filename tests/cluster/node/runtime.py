@@ -6,6 +6,10 @@ the current pod object rather than to an event history: a deletionTimestamp or t
 disappearance at any moment cancels whatever the lifecycle is doing and the processes that exist
 are stopped (SIGTERM, grace period, SIGKILL) before the final DELETE. The status subresource is
 recomputed from the container states whenever they change.
+
+Each container runs under its own monitor process (node/monitor.py) that captures its output and
+records how it ended, and the agent keeps a small record per container in the state directory:
+a new agent adopts running containers from those records instead of starting them twice.
 """
 
 from __future__ import annotations
