@@ -18,6 +18,8 @@ import kubernetes
 from loopwright.api.kinds import Kind
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "loopwright"}
+POOL_SIZE = 32
+"""Above kopf's executor size (settings.execution.max_workers in loopwright.main)."""
 
 _T = TypeVar("_T")
 
@@ -29,7 +31,11 @@ def api_client() -> kubernetes.client.ApiClient:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    # One kept-alive connection per worker thread: a smaller pool drops connections under load,
+    # and every new one costs a TLS handshake.
+    configuration.connection_pool_maxsize = POOL_SIZE
+    return kubernetes.client.ApiClient(configuration)
 
 
 def custom_objects() -> kubernetes.client.CustomObjectsApi:

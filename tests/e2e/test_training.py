@@ -5,6 +5,7 @@ subprocess (`kopf run -m loopwright.main --standalone --namespace <ns>`) so it c
 and restarted. Nothing here assumes the local cluster: with KUBECONFIG and AWS_* pointing at
 kind and an S3 reachable from its pods (LOOPWRIGHT_TEST_S3_IN_CLUSTER), the same tests run.
 """
+
 from __future__ import annotations
 
 import io
@@ -32,6 +33,7 @@ TIMEOUT = 180
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
 
 def make_csv(*, rows: int, seed: int, invalid: bool = False) -> bytes:
     """A learnable binary problem: y = yes when x1 + x2/2 (+ 0.5 for red) + noise > 0."""
@@ -65,21 +67,42 @@ SCHEMA = {
 
 
 def dataset(name: str, uri: str, *, refresh: str = "3s", min_rows: int = 20) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Dataset", "metadata": {"name": name},
-            "spec": {"source": {"uri": uri}, "schema": SCHEMA, "validation": {"minRows": min_rows},
-                     "refreshInterval": refresh}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Dataset",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"uri": uri},
+            "schema": SCHEMA,
+            "validation": {"minRows": min_rows},
+            "refreshInterval": refresh,
+        },
+    }
 
 
-def pipeline(name: str, dataset_name: str, *, model: str, estimator: str = "LogisticRegression",
-             params: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    body = {"datasetRef": {"name": dataset_name},
-            "model": {"name": model, "estimator": estimator, "params": params or {}},
-            "metrics": ["accuracy"],
-            "validation": {"thresholds": [{"metric": "accuracy", "min": 0.6}]},
-            "triggers": {"cooldown": "1s"}}
+def pipeline(
+    name: str,
+    dataset_name: str,
+    *,
+    model: str,
+    estimator: str = "LogisticRegression",
+    params: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    body = {
+        "datasetRef": {"name": dataset_name},
+        "model": {"name": model, "estimator": estimator, "params": params or {}},
+        "metrics": ["accuracy"],
+        "validation": {"thresholds": [{"metric": "accuracy", "min": 0.6}]},
+        "triggers": {"cooldown": "1s"},
+    }
     body.update(spec)
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": name},
-            "spec": body}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingPipeline",
+        "metadata": {"name": name},
+        "spec": body,
+    }
 
 
 class Operator:
@@ -90,20 +113,40 @@ class Operator:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        self.env = {**os.environ, "KUBECONFIG": kubeconfig,
-                    "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
-                    "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region,
-                    "LOOPWRIGHT_S3_ENDPOINT": os.environ.get("LOOPWRIGHT_TEST_S3_IN_CLUSTER", s3.in_cluster),
-                    "LOOPWRIGHT_S3_SECRET": f"{namespace}/{SECRET}", "LOOPWRIGHT_ARTIFACT_BUCKET": s3.bucket,
-                    "LOOPWRIGHT_NAMESPACES": namespace, "LOOPWRIGHT_METRICS_PORT": str(port)}
-        self.argv = [str(Path(sys.executable).parent / "kopf"), "run", "-m", "loopwright.main",
-                     "--standalone", "--namespace", namespace]
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "AWS_ENDPOINT_URL": s3.endpoint,
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+            "AWS_DEFAULT_REGION": s3.region,
+            "LOOPWRIGHT_S3_ENDPOINT": os.environ.get("LOOPWRIGHT_TEST_S3_IN_CLUSTER", s3.in_cluster),
+            "LOOPWRIGHT_S3_SECRET": f"{namespace}/{SECRET}",
+            "LOOPWRIGHT_ARTIFACT_BUCKET": s3.bucket,
+            "LOOPWRIGHT_NAMESPACES": namespace,
+            "LOOPWRIGHT_METRICS_PORT": str(port),
+        }
+        self.argv = [
+            str(Path(sys.executable).parent / "kopf"),
+            "run",
+            "-m",
+            "loopwright.main",
+            "--standalone",
+            "--namespace",
+            namespace,
+        ]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                            cwd=REPO, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crash or an OOM kill of the operator pod would be."""
@@ -122,7 +165,9 @@ class Operator:
         self.process = None
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        return (
+            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        )
 
 
 class Loop:
@@ -152,7 +197,9 @@ class Loop:
         return self.kube.batch.list_namespaced_job(self.ns, label_selector=selector).items
 
     def events(self, name: str) -> list[tuple[str, str, str]]:
-        items = self.kube.core.list_namespaced_event(self.ns, field_selector=f"involvedObject.name={name}").items
+        items = self.kube.core.list_namespaced_event(
+            self.ns, field_selector=f"involvedObject.name={name}"
+        ).items
         return [(e.type, e.reason, e.message) for e in items]
 
     def condition(self, obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -165,24 +212,36 @@ class Loop:
             if result:
                 return result
             if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n"
-                            f"{self.operator.tail()}")
+                pytest.fail(
+                    f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n"
+                    f"{self.operator.tail()}"
+                )
             time.sleep(0.5)
 
     def wait_dataset(self, name: str, *, validated: bool, version: str | None = None) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             obj = self.get("datasets", name)
             cond = self.condition(obj, "Validated")
-            ok = cond.get("status") == ("True" if validated else "False") and cond.get("reason") != "Profiling"
+            ok = (
+                cond.get("status") == ("True" if validated else "False") and cond.get("reason") != "Profiling"
+            )
             fresh = version is None or obj["status"].get("version") != version
             return obj if ok and fresh else None
+
         return self.wait(probe, what=f"Dataset {name} Validated={validated}")
 
-    def wait_run(self, name: str, run_id: int, *, phases: tuple[str, ...] = ("Succeeded", "Failed"),
-                 timeout: float = TIMEOUT) -> dict[str, Any]:
+    def wait_run(
+        self,
+        name: str,
+        run_id: int,
+        *,
+        phases: tuple[str, ...] = ("Succeeded", "Failed"),
+        timeout: float = TIMEOUT,
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             runs = (self.get("trainingpipelines", name).get("status") or {}).get("runs") or []
             return next((r for r in runs if r["id"] == run_id and r["phase"] in phases), None)
+
         return self.wait(probe, what=f"run {run_id} of {name} in {phases}", timeout=timeout)
 
     def wait_model(self, name: str, *, phases: tuple[str, ...] = ("Validated", "Rejected")) -> dict[str, Any]:
@@ -192,15 +251,20 @@ class Loop:
             except Exception:
                 return None
             return obj if (obj.get("status") or {}).get("phase") in phases else None
+
         return self.wait(probe, what=f"ModelVersion {name} in {phases}")
 
 
 @pytest.fixture
 def loop(kube: Kube, namespace: str, s3: S3, crds: dict[str, Crd], tmp_path: Path) -> Iterator[Loop]:
     # Jobs run in the resource's namespace and read credentials from a Secret there.
-    kube.core.create_namespaced_secret(namespace, {
-        "metadata": {"name": SECRET},
-        "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}})
+    kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": SECRET},
+            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
+        },
+    )
     operator = Operator(namespace=namespace, s3=s3, kubeconfig=kube.kubeconfig, log=tmp_path / "operator.log")
     operator.start()
     try:
@@ -217,33 +281,45 @@ def _unique() -> str:
 
 # ------------------------------------------------------------------------------------------ tests
 
+
 def test_first_version_then_new_data_then_pipeline_deletion(loop: Loop) -> None:
     uri = loop.upload("iris/data.csv", make_csv(rows=300, seed=1))
     loop.create("datasets", dataset("points", uri))
     first = loop.wait_dataset("points", validated=True)
     status = first["status"]
-    assert status["version"].startswith("sha256:") and status["validatedVersion"] == status["version"]
-    assert status["rows"] == 300 and status["anomalies"] == [] and status["profileUri"].startswith("s3://")
+    assert status["version"].startswith("sha256:")
+    assert status["validatedVersion"] == status["version"]
+    assert status["rows"] == 300
+    assert status["anomalies"] == []
+    assert status["profileUri"].startswith("s3://")
     assert loop.condition(first, "Ready")["status"] == "True"
 
     loop.create("trainingpipelines", pipeline("clf", "points", model="clf"))
     run1 = loop.wait_run("clf", 1)
     assert run1["phase"] == "Succeeded", run1
-    assert run1["trigger"] == "NewData" and run1["datasetVersion"] == status["version"]
+    assert run1["trigger"] == "NewData"
+    assert run1["datasetVersion"] == status["version"]
     assert run1["modelVersion"] == "clf-v1"
     v1 = loop.wait_model("clf-v1")
     assert v1["status"]["phase"] == "Validated", v1["status"]
     spec = v1["spec"]
-    assert spec["version"] == 1 and spec["artifact"]["sha256"] and spec["metrics"]["accuracy"] >= 0.6
+    assert spec["version"] == 1
+    assert spec["artifact"]["sha256"]
+    assert spec["metrics"]["accuracy"] >= 0.6
     lineage = spec["lineage"]
     assert lineage["dataset"] == {"name": "points", "version": status["version"]}
     assert lineage["pipeline"] == {"name": "clf", "run": "clf-1"}
-    assert lineage["estimator"] == "LogisticRegression" and lineage["seed"] == 0 and lineage["image"]
-    assert "sklearn" in spec["libraries"] and spec["framework"]["name"] == "scikit-learn"
+    assert lineage["estimator"] == "LogisticRegression"
+    assert lineage["seed"] == 0
+    assert lineage["image"]
+    assert "sklearn" in spec["libraries"]
+    assert spec["framework"]["name"] == "scikit-learn"
     checks = {c["name"]: c for c in v1["status"]["checks"]}
     assert checks["artifact"]["passed"]
-    assert checks["min:accuracy"]["threshold"] == 0.6 and checks["min:accuracy"]["passed"]
-    assert checks["champion"]["passed"] and "whenNoChampion=Pass" in checks["champion"]["message"]
+    assert checks["min:accuracy"]["threshold"] == 0.6
+    assert checks["min:accuracy"]["passed"]
+    assert checks["champion"]["passed"]
+    assert "whenNoChampion=Pass" in checks["champion"]["message"]
     for type_ in ("ArtifactVerified", "Validated", "Ready"):
         assert loop.condition(v1, type_)["status"] == "True", type_
 
@@ -251,9 +327,13 @@ def test_first_version_then_new_data_then_pipeline_deletion(loop: Loop) -> None:
     loop.upload("iris/data.csv", make_csv(rows=400, seed=2))
     second = loop.wait_dataset("points", validated=True, version=status["version"])
     assert second["status"]["rows"] == 400
-    assert [h["version"] for h in second["status"]["history"]] == [second["status"]["version"], status["version"]]
+    assert [h["version"] for h in second["status"]["history"]] == [
+        second["status"]["version"],
+        status["version"],
+    ]
     run2 = loop.wait_run("clf", 2)
-    assert run2["phase"] == "Succeeded" and run2["datasetVersion"] == second["status"]["version"], run2
+    assert run2["phase"] == "Succeeded", run2
+    assert run2["datasetVersion"] == second["status"]["version"], run2
     v2 = loop.wait_model("clf-v2")
     assert v2["spec"]["lineage"]["dataset"]["version"] == second["status"]["version"]
     assert len(loop.jobs("loopwright.dev/trainingpipeline=clf")) == 2
@@ -271,7 +351,9 @@ def test_invalid_data_and_forbidden_estimator_never_train(loop: Loop) -> None:
     loop.create("datasets", dataset("bad", uri, min_rows=50))
     obj = loop.wait_dataset("bad", validated=False)
     kinds = {a["kind"] for a in obj["status"]["anomalies"]}
-    assert {"MissingColumn", "OutOfRange", "UnknownCategory", "TooFewRows"} <= kinds, obj["status"]["anomalies"]
+    assert {"MissingColumn", "OutOfRange", "UnknownCategory", "TooFewRows"} <= kinds, obj["status"][
+        "anomalies"
+    ]
     assert "validatedVersion" not in obj["status"]
     assert loop.condition(obj, "Ready")["status"] == "False"
     assert any(reason == "ValidationFailed" for _, reason, _ in loop.events("bad"))
@@ -290,8 +372,12 @@ def test_invalid_data_and_forbidden_estimator_never_train(loop: Loop) -> None:
     assert "not allowed" in loop.wait(lambda: refused("forbidden"), what="SVC refused")["message"]
     assert "n_jobs" in loop.wait(lambda: refused("bad-param"), what="n_jobs refused")["message"]
     assert any(reason == "Refused" for _, reason, _ in loop.events("forbidden"))
-    waiting = loop.wait(lambda: loop.condition(loop.get("trainingpipelines", "on-bad"), "Ready").get("reason")
-                        == "WaitingForData", what="on-bad waiting for data")
+    waiting = loop.wait(
+        lambda: (
+            loop.condition(loop.get("trainingpipelines", "on-bad"), "Ready").get("reason") == "WaitingForData"
+        ),
+        what="on-bad waiting for data",
+    )
     assert waiting
     time.sleep(3)  # give a wrong implementation the time to start something
     assert loop.jobs("app.kubernetes.io/managed-by=loopwright,loopwright.dev/trainingpipeline") == []
@@ -308,14 +394,21 @@ def test_worse_model_is_rejected_against_the_champion(loop: Loop) -> None:
     assert v1["status"]["phase"] == "Validated"
     # The Deployment controller would do this on promotion.
     loop.kube.custom.patch_namespaced_custom_object_status(
-        GROUP, VERSION, loop.ns, "modelversions", "champ-v1", {"status": {"aliases": ["production"]}})
+        GROUP, VERSION, loop.ns, "modelversions", "champ-v1", {"status": {"aliases": ["production"]}}
+    )
 
     # A crippled model: almost no features survive so strong a penalty.
-    loop.patch("trainingpipelines", "champ", {
-        "spec": {"model": {"params": {"C": 0.00001}}},
-        "metadata": {"annotations": {"loopwright.dev/train-request": "worse-1"}}})
+    loop.patch(
+        "trainingpipelines",
+        "champ",
+        {
+            "spec": {"model": {"params": {"C": 0.00001}}},
+            "metadata": {"annotations": {"loopwright.dev/train-request": "worse-1"}},
+        },
+    )
     run2 = loop.wait_run("champ", 2)
-    assert run2["phase"] == "Succeeded" and run2["trigger"] == "Manual", run2
+    assert run2["phase"] == "Succeeded", run2
+    assert run2["trigger"] == "Manual", run2
     v2 = loop.wait_model("champ-v2")
     status = v2["status"]
     assert status["phase"] == "Rejected", status
@@ -323,12 +416,20 @@ def test_worse_model_is_rejected_against_the_champion(loop: Loop) -> None:
     assert not champion["passed"]
     assert champion["threshold"] == pytest.approx(v1["spec"]["metrics"]["accuracy"])
     assert champion["value"] == pytest.approx(v2["spec"]["metrics"]["accuracy"])
-    assert status["champion"] == {"name": "champ-v1", "version": 1, "metric": "accuracy",
-                                  "value": pytest.approx(v1["spec"]["metrics"]["accuracy"])}
+    assert status["champion"] == {
+        "name": "champ-v1",
+        "version": 1,
+        "metric": "accuracy",
+        "value": pytest.approx(v1["spec"]["metrics"]["accuracy"]),
+    }
     assert loop.condition(v2, "Validated")["status"] == "False"
     assert any(reason == "Rejected" for _, reason, _ in loop.events("champ-v2"))
     # The same request token again is not a new request.
-    loop.patch("trainingpipelines", "champ", {"metadata": {"annotations": {"loopwright.dev/train-request": "worse-1"}}})
+    loop.patch(
+        "trainingpipelines",
+        "champ",
+        {"metadata": {"annotations": {"loopwright.dev/train-request": "worse-1"}}},
+    )
     time.sleep(3)
     assert loop.get("trainingpipelines", "champ")["status"]["runCount"] == 2
 
@@ -337,17 +438,31 @@ def test_failing_jobs_report_their_reason(loop: Loop) -> None:
     uri = loop.upload("fail/data.csv", make_csv(rows=200, seed=6))
     loop.create("datasets", dataset("fail", uri))
     loop.wait_dataset("fail", validated=True)
-    loop.create("trainingpipelines", pipeline("late", "fail", model="late",
-                                              job={"activeDeadlineSeconds": 1, "backoffLimit": 3}))
+    loop.create(
+        "trainingpipelines",
+        pipeline("late", "fail", model="late", job={"activeDeadlineSeconds": 1, "backoffLimit": 3}),
+    )
     run = loop.wait_run("late", 1)
-    assert run["phase"] == "Failed" and run["reason"] == "DeadlineExceeded", run
+    assert run["phase"] == "Failed", run
+    assert run["reason"] == "DeadlineExceeded", run
 
-    loop.patch("trainingpipelines", "late", {
-        "spec": {"job": {"activeDeadlineSeconds": 600, "backoffLimit": 1,
-                         "resources": {"limits": {"memory": "40Mi"}}}},
-        "metadata": {"annotations": {"loopwright.dev/train-request": "oom-1"}}})
+    loop.patch(
+        "trainingpipelines",
+        "late",
+        {
+            "spec": {
+                "job": {
+                    "activeDeadlineSeconds": 600,
+                    "backoffLimit": 1,
+                    "resources": {"limits": {"memory": "40Mi"}},
+                }
+            },
+            "metadata": {"annotations": {"loopwright.dev/train-request": "oom-1"}},
+        },
+    )
     run = loop.wait_run("late", 2)
-    assert run["phase"] == "Failed" and run["reason"] == "OutOfMemory", run
+    assert run["phase"] == "Failed", run
+    assert run["reason"] == "OutOfMemory", run
     assert any(reason == "RunFailed" for _, reason, _ in loop.events("late"))
     assert not loop.list("modelversions")
 
@@ -360,9 +475,13 @@ def test_operator_restart_during_a_run_duplicates_nothing(loop: Loop) -> None:
     loop.wait(lambda: loop.jobs("loopwright.dev/trainingpipeline=restart"), what="the run's Job")
     loop.operator.kill()
     job = loop.jobs("loopwright.dev/trainingpipeline=restart")[0]
-    loop.wait(lambda: any(c.type == "Complete" and c.status == "True"
-                          for c in loop.kube.batch.read_namespaced_job(job.metadata.name, loop.ns).status.conditions
-                          or ()), what="the Job to finish while the operator is down")
+    loop.wait(
+        lambda: any(
+            c.type == "Complete" and c.status == "True"
+            for c in loop.kube.batch.read_namespaced_job(job.metadata.name, loop.ns).status.conditions or ()
+        ),
+        what="the Job to finish while the operator is down",
+    )
     loop.operator.start()
     loop.wait_model("restart-v1")
     loop.operator.kill()  # and once more right after registration
@@ -372,4 +491,5 @@ def test_operator_restart_during_a_run_duplicates_nothing(loop: Loop) -> None:
     assert [j.metadata.name for j in jobs] == ["restart-1"]
     assert [mv["metadata"]["name"] for mv in loop.list("modelversions")] == ["restart-v1"]
     status = loop.get("trainingpipelines", "restart")["status"]
-    assert status["runCount"] == 1 and status["runs"][0]["modelVersion"] == "restart-v1"
+    assert status["runCount"] == 1
+    assert status["runs"][0]["modelVersion"] == "restart-v1"

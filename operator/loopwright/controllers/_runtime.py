@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import threading
 import time
@@ -75,12 +76,6 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def to_dict(obj: Any) -> Obj:
-    """A kubernetes-client model as the API's JSON (camelCase keys, ISO timestamps)."""
-    result: Obj = kube.api_client().sanitize_for_serialization(obj)
-    return result
-
-
 def get(kind: Kind, *, namespace: str, name: str) -> Obj | None:
     try:
         return kube.get_object(kind, namespace=namespace, name=name)
@@ -115,9 +110,19 @@ def retry_on_conflict(fn: Callable[[], None], *, attempts: int = 5) -> None:
             time.sleep(0.05 * (attempt + 1))
 
 
+def _raw(response: Any) -> Obj:
+    """The JSON of a response read with ``_preload_content=False``.
+
+    Turning a Job into the client's model objects and back costs more CPU than the API
+    call itself; at a thousand pipelines that is the operator's bottleneck.
+    """
+    result: Obj = json.loads(response.data)
+    return result
+
+
 def read_job(*, namespace: str, name: str) -> Obj | None:
     try:
-        return to_dict(kube.batch().read_namespaced_job(name, namespace))
+        return _raw(kube.batch().read_namespaced_job(name, namespace, _preload_content=False))
     except kubernetes.client.ApiException as exc:
         if exc.status == HTTPStatus.NOT_FOUND:
             return None
@@ -127,10 +132,12 @@ def read_job(*, namespace: str, name: str) -> Obj | None:
 def create_job(manifest: Mapping[str, Any]) -> tuple[Obj, bool]:
     """Create the Job, or adopt the one an earlier attempt (maybe before a restart) created."""
     meta = manifest["metadata"]
-    job, created = kube.create_or_adopt(
-        create=lambda: kube.batch().create_namespaced_job(meta["namespace"], dict(manifest)),
-        read=lambda: kube.batch().read_namespaced_job(meta["name"], meta["namespace"]))
-    return to_dict(job), created
+    response, created = kube.create_or_adopt(
+        create=lambda: kube.batch().create_namespaced_job(meta["namespace"], dict(manifest),
+                                                          _preload_content=False),
+        read=lambda: kube.batch().read_namespaced_job(meta["name"], meta["namespace"],
+                                                      _preload_content=False))
+    return _raw(response), created
 
 
 def delete_job(*, namespace: str, name: str) -> None:
@@ -146,8 +153,9 @@ def job_pods(job: Mapping[str, Any]) -> list[Obj]:
     """The pods of a Job (to learn how its containers ended)."""
     meta = job["metadata"]
     selector = f"batch.kubernetes.io/controller-uid={meta['uid']}"
-    pods = kube.core().list_namespaced_pod(meta["namespace"], label_selector=selector)
-    return [to_dict(p) for p in pods.items]
+    pods = kube.core().list_namespaced_pod(meta["namespace"], label_selector=selector, _preload_content=False)
+    items: list[Obj] = _raw(pods).get("items", [])
+    return items
 
 
 def post_event(obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
@@ -164,7 +172,7 @@ def post_event(obj: Mapping[str, Any], *, type_: str, reason: str, message: str)
         "reportingInstance": "loopwright",
     }
     try:
-        kube.core().create_namespaced_event(meta["namespace"], body)
+        kube.core().create_namespaced_event(meta["namespace"], body, _preload_content=False)
     except kubernetes.client.ApiException as exc:
         _log.warning("cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
 
@@ -189,6 +197,11 @@ class Clock:
         self.period = period
         self.refire_after = refire_after
         self._fired: dict[Hashable, tuple[datetime, float]] = {}
+        self._later: dict[Hashable, float] = {}
+
+    def later(self, key: Hashable, *, delay: float) -> None:
+        """Fire ``key`` again after ``delay`` seconds (a retry after a failed reconcile)."""
+        self._later[key] = time.monotonic() + delay
 
     async def run(
         self,
@@ -214,7 +227,9 @@ class Clock:
 
     def due(self, index: Mapping[Hashable, Any], *, moment: datetime, monotonic: float) -> list[Hashable]:
         """Keys whose time has come and that were not fired for that very time recently."""
-        keys: list[Hashable] = []
+        keys = [key for key, at in list(self._later.items()) if at <= monotonic]
+        for key in keys:
+            self._later.pop(key, None)
         for key, store in list(index.items()):
             when = next(iter(store), None)
             if when is None or when > moment:
@@ -223,5 +238,6 @@ class Clock:
             if fired is not None and fired[0] == when and monotonic - fired[1] < self.refire_after:
                 continue
             self._fired[key] = (when, monotonic)
-            keys.append(key)
+            if key not in keys:
+                keys.append(key)
         return keys

@@ -46,6 +46,7 @@ from loopwright.training import registry, runs, triggers
 PIPELINE_LABEL = f"{KIND.group}/{KIND.singular}"
 TRAINING = "Training"
 CLOCK_PERIOD = 2.0
+RETRY_SECONDS = 10.0
 SAFETY_POLL_SECONDS = 60
 _REGISTER_ATTEMPTS = 8
 
@@ -53,6 +54,7 @@ _job_phases: dict[tuple[str, str], str] = {}
 """Last phase seen per Job, so repeated events of an unchanged Job cost no reconcile."""
 _dataset_versions: dict[tuple[str, str], str | None] = {}
 """Last validated version seen per Dataset, so only a new one fans out to its pipelines."""
+CLOCK = _runtime.Clock(period=CLOCK_PERIOD)
 
 
 @kopf.index(KIND.group, KIND.version, KIND.plural, id="pipelines_by_dataset")
@@ -76,12 +78,23 @@ def pipeline_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kop
     return {(namespace, name): min(moments, default=None)}
 
 
-@kopf.on.resume(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
-@kopf.on.create(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
-@kopf.on.update(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
-def reconcile(namespace: str | None, name: str, **kwargs: Any) -> None:
+@kopf.on.event(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
+def reconcile(type: str | None, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    """Every event of a pipeline, the operator's initial listing included (so no resume handler).
+
+    An event handler rather than create/update handlers: the reconcile is level-based and
+    idempotent, so kopf's per-change progress annotations would only add a PATCH per object
+    (a fifth of the API writes of a new pipeline). Events of the operator's own status writes
+    find nothing to do and cost no API call. A failed reconcile is retried by the clock.
+    """
+    if type == "DELETED":
+        return
     with metrics.reconcile(kind=KIND.kind, handler="reconcile"):
-        sync(namespace=str(namespace), name=name, datasets=kwargs["dataset_info"])
+        try:
+            sync(namespace=str(namespace), name=name, datasets=kwargs["dataset_info"], body=body)
+        except Exception:
+            CLOCK.later((str(namespace), name), delay=RETRY_SECONDS)
+            raise
 
 
 @kopf.on.event("batch", "v1", "jobs", id="pipeline.job-event",
@@ -129,8 +142,7 @@ async def start_clock(memo: kopf.Memo, **kwargs: Any) -> None:
         namespace, name = cast(tuple[str, str], key)
         await asyncio.to_thread(sync, namespace=namespace, name=name, datasets=datasets)
 
-    clock = _runtime.Clock(period=CLOCK_PERIOD)
-    memo.pipeline_clock = asyncio.create_task(clock.run(kwargs["pipeline_wake"], fire))
+    memo.pipeline_clock = asyncio.create_task(CLOCK.run(kwargs["pipeline_wake"], fire))
 
 
 @kopf.on.cleanup(id="pipeline.clock-stop")
@@ -146,11 +158,18 @@ def sync(
     name: str,
     datasets: Mapping[Hashable, Any],
     validated_version: str | None = None,
+    body: Mapping[str, Any] | None = None,
 ) -> None:
-    """Reconcile one pipeline (safe to call from any thread, any number of times)."""
+    """Reconcile one pipeline (safe to call from any thread, any number of times).
+
+    ``body`` (what kopf just delivered) saves a GET on the first attempt; a stale body only
+    costs a 409 on the status write, after which the object is read afresh.
+    """
+    first = [dict(body)] if body is not None else []
     with _runtime.hold((KIND.plural, namespace, name)):
         _runtime.retry_on_conflict(lambda: _sync_once(
-            namespace=namespace, name=name, datasets=datasets, validated_version=validated_version))
+            namespace=namespace, name=name, datasets=datasets, validated_version=validated_version,
+            obj=first.pop() if first else None))
 
 
 class _Pass:
@@ -170,8 +189,8 @@ class _Pass:
     def event(self, type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
 
-    def write(self, *, extra: Mapping[str, Any] | None = None) -> None:
-        """Patch the status if anything changed (409 if the object moved on), then post events."""
+    def write(self) -> None:
+        """Patch the status if anything changed (409 if the object moved on)."""
         status = self.status
         patch: dict[str, Any] = {
             "observedGeneration": self.generation,
@@ -185,12 +204,14 @@ class _Pass:
             "nextScheduledTime": (_runtime.stamp(status.next_scheduled_time)
                                   if status.next_scheduled_time else None),
             "conditions": merge(self.current.get("conditions"), self.verdicts, generation=self.generation),
-            **(extra or {}),
         }
         changed = {k: v for k, v in patch.items() if self.current.get(k) != v}
         if changed:
             self.obj = _runtime.patch_status(KIND, self.obj, patch)
             self.current = self.obj.get("status") or {}
+
+    def post_events(self) -> None:
+        """Post the events of this pass (after its writes and its Job: they are slower than both)."""
         for type_, reason, message in self.events:
             _runtime.post_event(self.obj, type_=type_, reason=reason, message=message)
         self.events.clear()
@@ -202,8 +223,9 @@ def _sync_once(
     name: str,
     datasets: Mapping[Hashable, Any],
     validated_version: str | None,
+    obj: dict[str, Any] | None,
 ) -> None:
-    obj = _runtime.get(KIND, namespace=namespace, name=name)
+    obj = obj or _runtime.get(KIND, namespace=namespace, name=name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         return
     state = _Pass(obj)
@@ -211,6 +233,7 @@ def _sync_once(
     if not isinstance(parsed, TrainingPipelineSpec):
         state.verdicts.append(Verdict(type=READY, status=False, reason=INVALID_SPEC, message=str(parsed)))
         state.write()
+        state.post_events()
         return
     spec = parsed
     dataset = _dataset(datasets, namespace=namespace, name=spec.dataset_ref.name)
@@ -255,6 +278,7 @@ def _sync_once(
     state.write()
     if started is not None:
         _start_job(state, spec=spec, run=started, dataset=dataset, namespace=namespace)
+    state.post_events()
 
 
 def _dataset(datasets: Mapping[Hashable, Any], *, namespace: str, name: str) -> dict[str, Any]:
@@ -311,13 +335,21 @@ def _start_job(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: M
         credentials_secret=dataset.get("credentialsSecret"),
         output_prefix=f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}",
         labels=labels, settings=_runtime.job_settings(training=True))
-    job, _ = _runtime.create_job(manifest)
-    _job_phases.setdefault((namespace, run.name), str(runs.job_outcome(job).phase))
+    # Known before the Job's first event arrives, so that event costs no reconcile.
+    key = (namespace, run.name)
+    _job_phases.setdefault(key, str(RunPhase.PENDING))
+    try:
+        _runtime.create_job(manifest)
+    except Exception:
+        _job_phases.pop(key, None)
+        raise
 
 
 def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
     """Advance the active run from its Job."""
     namespace = state.obj["metadata"]["namespace"]
+    if _job_phases.get((namespace, run.name)) == run.phase:
+        return  # the Job's watch events say nothing changed: no need to read it
     job = _runtime.read_job(namespace=namespace, name=run.name)
     if job is None:
         if run.phase == RunPhase.PENDING and run.reason == "Starting":

@@ -1,0 +1,352 @@
+"""Benchmark: 1,000 TrainingPipelines applied at once, reconciled to training Jobs.
+
+Not a test. Against the cluster of KUBECONFIG (else the local cluster's .cluster/env):
+
+1. a dedicated namespace with the S3 credentials Secret, a small CSV in S3 and a Dataset;
+2. the operator as a subprocess (`kopf run -m loopwright.main --standalone --namespace <ns>`)
+   with LOOPWRIGHT_SUSPEND_JOBS=true: the Jobs are real, but suspended, so 1,000 trainers do
+   not run on the node (the scale under test is the control plane's, not the node's);
+3. once the Dataset is Validated, N pipelines are created from 8 client threads as fast as
+   the API server takes them, while a watch on Jobs records when each run's Job appears.
+
+Figures: total time from the first create to the last Job; per pipeline, the time from its
+create call returning to its Job's ADDED event (both on this host's monotonic clock); the
+operator process's resident memory (VmRSS), sampled every 0.25 s, peak and at the end.
+Targets: total < 40 s, p95 < 1 s, RSS < 200 MB. The namespace is deleted afterwards.
+
+    .venv/bin/python tests/bench/bench_operator.py [--pipelines 1000]
+
+Writes reports/bench-operator.md and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+from kubernetes import client, config, watch
+
+REPO = Path(__file__).resolve().parents[2]
+REPORT = REPO / "reports" / "bench-operator.md"
+GROUP, VERSION = "loopwright.dev", "v1alpha1"
+SECRET = "loopwright-s3"
+IN_CLUSTER_S3 = "http://s3.loopwright-system.svc:9000"
+SCHEMA = {
+    "label": {"name": "y", "task": "classification"},
+    "columns": [{"name": "x1", "type": "numeric"}, {"name": "x2", "type": "numeric"}],
+}
+TARGETS = {"total": 40.0, "p95": 1.0, "rss_mb": 200.0}
+
+
+def cluster_env() -> dict[str, str]:
+    """KUBECONFIG and S3 settings: the environment's, else the local cluster's .cluster/env."""
+    env: dict[str, str] = {}
+    path = REPO / ".cluster" / "env"
+    if not os.environ.get("KUBECONFIG") and path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LOOPWRIGHT_", "KUBECONFIG"))})
+    return env
+
+
+def csv_bytes(*, rows: int, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=rows), rng.normal(size=rows)
+    y = np.where(x1 + 0.5 * x2 + rng.normal(scale=0.3, size=rows) > 0, "yes", "no")
+    return (
+        "x1,x2,y\n" + "".join(f"{a:.6f},{b:.6f},{c}\n" for a, b, c in zip(x1, x2, y, strict=True))
+    ).encode()
+
+
+class Bench:
+    """A namespace, S3 data and an operator subprocess for one benchmark run."""
+
+    def __init__(self, *, name: str, env: dict[str, str], suspend_jobs: bool) -> None:
+        self.env = env
+        self.api = config.new_client_from_config(config_file=env["KUBECONFIG"])
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.ns = f"lw-bench-{name}-{uuid.uuid4().hex[:6]}"
+        self.bucket = env.get("LOOPWRIGHT_ARTIFACT_BUCKET", "loopwright")
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.suspend_jobs = suspend_jobs
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = REPO / "reports" / f"bench-{name}-operator.log"
+        self.rss_samples: list[float] = []
+        self._sampling = threading.Event()
+
+    def __enter__(self) -> Bench:
+        self.core.create_namespace(
+            {"metadata": {"name": self.ns, "labels": {"loopwright.dev/bench": "true"}}}
+        )
+        self.core.create_namespaced_secret(
+            self.ns,
+            {
+                "metadata": {"name": SECRET},
+                "stringData": {
+                    "AWS_ACCESS_KEY_ID": self.env["AWS_ACCESS_KEY_ID"],
+                    "AWS_SECRET_ACCESS_KEY": self.env["AWS_SECRET_ACCESS_KEY"],
+                },
+            },
+        )
+        self.wait(
+            lambda: any(
+                sa.metadata.name == "default"
+                for sa in self.core.list_namespaced_service_account(self.ns).items
+            ),
+            timeout=30,
+            what="the default ServiceAccount",
+        )
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_operator()
+        self.core.delete_namespace(self.ns, propagation_policy="Background")
+
+    def upload(self, key: str, data: bytes) -> str:
+        self.s3.put_object(Bucket=self.bucket, Key=f"bench/{self.ns}/{key}", Body=data)
+        return f"s3://{self.bucket}/bench/{self.ns}/{key}"
+
+    def start_operator(self) -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {
+            **os.environ,
+            **self.env,
+            "LOOPWRIGHT_S3_ENDPOINT": self.env.get("LOOPWRIGHT_BENCH_S3_IN_CLUSTER", IN_CLUSTER_S3),
+            "LOOPWRIGHT_S3_SECRET": f"{self.ns}/{SECRET}",
+            "LOOPWRIGHT_NAMESPACES": self.ns,
+            "LOOPWRIGHT_METRICS_PORT": str(port),
+            "LOOPWRIGHT_SUSPEND_JOBS": "true" if self.suspend_jobs else "false",
+        }
+        self.log.parent.mkdir(exist_ok=True)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [
+                    str(REPO / ".venv" / "bin" / "kopf"),
+                    "run",
+                    "-m",
+                    "loopwright.main",
+                    "--standalone",
+                    "--namespace",
+                    self.ns,
+                    *shlex.split(os.environ.get("LOOPWRIGHT_BENCH_KOPF_ARGS", "")),
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+        self._sampling.set()
+        threading.Thread(target=self._sample_rss, daemon=True).start()
+        return self.process.pid
+
+    def stop_operator(self) -> None:
+        self._sampling.clear()
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def rss_mb(self) -> float:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def _sample_rss(self) -> None:
+        while self._sampling.is_set() and self.process is not None and self.process.poll() is None:
+            try:
+                self.rss_samples.append(self.rss_mb())
+            except (OSError, AssertionError):
+                return
+            time.sleep(0.25)
+
+    def create(self, plural: str, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name)
+
+    def dataset(self, name: str, uri: str, *, refresh: str = "5m") -> None:
+        self.create(
+            "datasets",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Dataset",
+                "metadata": {"name": name},
+                "spec": {"source": {"uri": uri}, "schema": SCHEMA, "refreshInterval": refresh},
+            },
+        )
+
+    def wait_validated(self, name: str, *, not_version: str | None = None, timeout: float = 180) -> str:
+        def probe() -> str | None:
+            status = self.get("datasets", name).get("status") or {}
+            version = status.get("validatedVersion")
+            return version if version and version != not_version else None
+
+        return str(self.wait(probe, timeout=timeout, what=f"Dataset {name} to be validated"))
+
+    def wait(self, probe: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; see {self.log}")
+            time.sleep(interval)
+
+
+def pipeline(name: str, *, dataset: str, model: str, cooldown: str = "10m") -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingPipeline",
+        "metadata": {"name": name},
+        "spec": {
+            "datasetRef": {"name": dataset},
+            "model": {"name": model, "estimator": "LogisticRegression"},
+            "triggers": {"cooldown": cooldown},
+        },
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def run(pipelines: int) -> str:
+    env = cluster_env()
+    load = os.getloadavg()[0]
+    with Bench(name="operator", env=env, suspend_jobs=True) as bench:
+        uri = bench.upload("data.csv", csv_bytes(rows=200, seed=0))
+        bench.start_operator()
+        bench.dataset("data", uri)
+        bench.wait_validated("data")
+        time.sleep(2)
+        rss_idle = bench.rss_mb()
+
+        seen: dict[str, float] = {}
+        done = threading.Event()
+
+        def watch_jobs() -> None:
+            w = watch.Watch()
+            for event in w.stream(
+                bench.batch.list_namespaced_job,
+                bench.ns,
+                timeout_seconds=300,
+                label_selector="loopwright.dev/trainingpipeline",
+            ):
+                if event["type"] == "ADDED":
+                    seen.setdefault(event["object"].metadata.name, time.monotonic())
+                    if len(seen) >= pipelines:
+                        done.set()
+                        w.stop()
+
+        watcher = threading.Thread(target=watch_jobs, daemon=True)
+        watcher.start()
+        time.sleep(1)
+        created: dict[str, float] = {}
+        names = [f"p-{i:04d}" for i in range(pipelines)]
+
+        def create(name: str) -> None:
+            bench.create("trainingpipelines", pipeline(name, dataset="data", model=name))
+            created[name] = time.monotonic()
+
+        start = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(create, names))
+        applied = time.monotonic() - start
+        done.wait(timeout=300)
+        total = max(seen.values(), default=float("nan")) - start
+        latencies = [seen[f"{n}-1"] - created[n] for n in names if f"{n}-1" in seen]
+        time.sleep(2)
+        rss_end = bench.rss_mb()
+        rss_peak = max(bench.rss_samples, default=float("nan"))
+        jobs = bench.batch.list_namespaced_job(
+            bench.ns, label_selector="loopwright.dev/trainingpipeline"
+        ).items
+        suspended = sum(1 for j in jobs if j.spec.suspend)
+        bench.stop_operator()
+
+    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    ok = {
+        "total": total < TARGETS["total"],
+        "p95": p95 < TARGETS["p95"],
+        "rss_mb": rss_peak < TARGETS["rss_mb"],
+    }
+    lines = [
+        "# Operator scale: TrainingPipelines to Jobs",
+        "",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), "
+        f"Python {platform.python_version()}, load average before: {load:.1f}",
+        f"- command: `.venv/bin/python tests/bench/bench_operator.py --pipelines {pipelines}`",
+        "- operator: `kopf run -m loopwright.main --standalone --namespace <ns>` (one process), "
+        "LOOPWRIGHT_SUSPEND_JOBS=true (real Jobs, created suspended: no trainer pods)",
+        f"- pipelines created from 8 client threads in {applied:.1f} s; Jobs seen: {len(seen)}/{pipelines} "
+        f"(suspended: {suspended})",
+        "",
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+        f"| total, first create to last Job | {total:.1f} s | < {TARGETS['total']:.0f} s | "
+        f"{'yes' if ok['total'] else 'NO'} |",
+        f"| CR-to-Job latency p50 | {p50 * 1000:.0f} ms | | |",
+        f"| CR-to-Job latency p95 | {p95 * 1000:.0f} ms | < {TARGETS['p95'] * 1000:.0f} ms | "
+        f"{'yes' if ok['p95'] else 'NO'} |",
+        f"| CR-to-Job latency p99 | {p99 * 1000:.0f} ms | | |",
+        f"| CR-to-Job latency max | {max(latencies, default=float('nan')) * 1000:.0f} ms | | |",
+        f"| operator RSS idle (1 Dataset) | {rss_idle:.0f} MB | | |",
+        f"| operator RSS peak | {rss_peak:.0f} MB | < {TARGETS['rss_mb']:.0f} MB | "
+        f"{'yes' if ok['rss_mb'] else 'NO'} |",
+        f"| operator RSS at the end ({pipelines} pipelines + Jobs) | {rss_end:.0f} MB | | |",
+        "",
+        "Latency is measured on this host from the create call returning to the Job's ADDED watch event, "
+        "so it includes the API server's watch delivery. The local cluster's control plane (etcd, "
+        "kube-apiserver, kube-controller-manager) runs on the same 2 shared cores as the operator.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipelines", type=int, default=1000)
+    args = parser.parse_args()
+    report = run(args.pipelines)
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

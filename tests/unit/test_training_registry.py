@@ -1,0 +1,89 @@
+"""Version allocation and the ModelVersion of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loopwright.training import registry
+
+RESULT = {
+    "artifacts": {
+        "model": {"uri": "s3://bkt/models/ns/m/runs/p-2/model.skops", "sha256": "a" * 64},
+        "profile": {"uri": "s3://bkt/models/ns/m/runs/p-2/profile.json", "sha256": "b" * 64},
+    },
+    "metrics": {"accuracy": 0.9, "f1_macro": 0.88},
+    "primaryMetric": "accuracy",
+    "estimator": "LogisticRegression",
+    "params": {"C": 0.5, "penalty": None},
+    "seed": 3,
+    "dataset": {"uri": "s3://bkt/d.csv", "digest": "sha256:" + "c" * 64},
+    "versions": {"python": "3.11.7", "sklearn": "1.9.1", "skops": "0.16.0"},
+}
+
+
+def _mv(version: int, run: str | None = None) -> dict[str, Any]:
+    labels = {registry.RUN_LABEL: run} if run else {}
+    return {"metadata": {"name": f"m-v{version}", "labels": labels}, "spec": {"version": version}}
+
+
+def test_next_version_is_one_above_the_highest() -> None:
+    assert registry.next_version([]) == 1
+    assert registry.next_version([_mv(1), _mv(4), _mv(2)]) == 5
+
+
+def test_a_run_registered_before_is_found() -> None:
+    existing = [_mv(1, "p-1"), _mv(2, "p-2")]
+    assert registry.find_by_run(existing, "p-2")["metadata"]["name"] == "m-v2"
+    assert registry.find_by_run(existing, "p-3") is None
+
+
+def test_spec_carries_the_lineage() -> None:
+    spec = registry.spec_from_result(
+        model="m",
+        version=2,
+        result=RESULT,
+        dataset="d",
+        pipeline="p",
+        run="p-2",
+        image="loopwright/trainer:0.1.0",
+    )
+    wire = spec.to_wire()
+    assert wire["artifact"] == {
+        "uri": RESULT["artifacts"]["model"]["uri"],
+        "sha256": "a" * 64,
+        "format": "skops",
+    }
+    assert wire["primaryMetric"] == {"name": "accuracy", "value": 0.9}
+    assert wire["framework"] == {"name": "scikit-learn", "version": "1.9.1"}
+    assert wire["lineage"] == {
+        "dataset": {"name": "d", "version": "sha256:" + "c" * 64},
+        "pipeline": {"name": "p", "run": "p-2"},
+        "image": "loopwright/trainer:0.1.0",
+        "estimator": "LogisticRegression",
+        "params": {"C": "0.5", "penalty": "null"},
+        "seed": 3,
+    }
+    assert wire["profileUri"].endswith("profile.json")
+    assert wire["profileSha256"] == "b" * 64
+
+
+def test_manifest_is_not_owned_and_is_labelled() -> None:
+    spec = registry.spec_from_result(
+        model="m", version=2, result=RESULT, dataset="d", pipeline="p", run="p-2", image="i"
+    )
+    labels = registry.labels(model="m", run="p-2", pipeline="p")
+    manifest = registry.manifest(namespace="ns", spec=spec, labels=labels)
+    assert manifest["metadata"]["name"] == "m-v2"
+    assert "ownerReferences" not in manifest["metadata"]
+    assert manifest["metadata"]["labels"][registry.MODEL_LABEL] == "m"
+    assert manifest["metadata"]["labels"][registry.RUN_LABEL] == "p-2"
+    assert manifest["kind"] == "ModelVersion"
+
+
+def test_an_incomplete_result_is_refused() -> None:
+    with pytest.raises(KeyError):
+        registry.spec_from_result(
+            model="m", version=1, result={"metrics": {}}, dataset="d", pipeline="p", run="p-1", image="i"
+        )
