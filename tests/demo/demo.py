@@ -224,6 +224,8 @@ class Progress(threading.Thread):
         super().__init__(daemon=True)
         self.kube, self.started = kube, started
         self.seen: dict[str, str] = {}
+        self.rollout: list[tuple[float, str]] = []  # the Deployment's lines, for the summary
+        self.analysis: list[dict[str, Any]] = []  # the last canary analysis results seen
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -239,9 +241,14 @@ class Progress(threading.Thread):
             for obj in self.kube.items(plural):
                 key = f"{kind}/{obj['metadata']['name']}"
                 line = summarize(kind, obj)
+                if kind == "Deployment" and status(obj).get("canary"):
+                    self.analysis = (status(obj).get("analysis") or {}).get("results") or self.analysis
                 if self.seen.get(key) != line:
                     self.seen[key] = line
-                    say(f"  {time.monotonic() - self.started:6.0f}s  {key:<26} {line}")
+                    at = time.monotonic() - self.started
+                    if kind == "Deployment":
+                        self.rollout.append((at, line))
+                    say(f"  {at:6.0f}s  {key:<26} {line}")
 
 
 # -- the loop ---------------------------------------------------------------------------------------
@@ -501,7 +508,7 @@ def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def summary(demo: Demo) -> None:
+def summary(demo: Demo, progress: Progress) -> None:
     kube = demo.kube
     step("Summary")
     say("Model versions:")
@@ -520,18 +527,22 @@ def summary(demo: Demo) -> None:
         say(f"  {run.get('name'):<10} trigger={run.get('trigger'):<7} {run.get('phase'):<10} "
             f"dataset={_short(run.get('datasetVersion'))} -> {run.get('modelVersion') or '-'}")
     deployment = status(kube.get("deployments", NAME))
+    say("Rollout steps (Deployment churn as it changed):")
+    for at, line in progress.rollout:
+        say(f"  {at:6.0f}s  {line}")
     say("Rollout history:")
     for event in deployment.get("history") or []:
         say(f"  v{event.get('version')} {event.get('event')} at {event.get('time')} "
             f"{event.get('message', '')}")
-    for result in (deployment.get("analysis") or {}).get("results") or []:
+    for result in progress.analysis:
         say(f"  analysis {result.get('metric')}: canary={result.get('value')} "
             f"stable={result.get('stableValue')} "
             f"threshold={result.get('threshold')} {result.get('verdict')}")
     say("Drift (statistic / threshold per feature):")
     for label, st in demo.drift_snapshots.items():
-        figures = "  ".join(f"{f['name']}={_figure(f.get('statistic'))}/{f.get('threshold')}"
-                            f"{'*' if f.get('drifted') else ''}" for f in st.get("features") or [])
+        figures = "  ".join(f"{f['name']}({f.get('method')})={_figure(f.get('statistic'))}"
+                            f"/{f.get('threshold')}{'*' if f.get('drifted') else ''}"
+                            for f in st.get("features") or [])
         say(f"  {label:<30} samples={st.get('samples')} driftShare={st.get('driftShare')} {figures}")
     say("Milestones:")
     for what, at in demo.reached:
@@ -579,6 +590,8 @@ def main() -> int:
     try:
         process = install(kube, operator=args.operator, only_demo_namespace=args.only_demo_namespace)
         if process is None:
+            say("  " + kube.kubectl("-n", SYSTEM, "rollout", "status", "deployment/loopwright-operator",
+                                    "--timeout=240s").strip().splitlines()[-1])
             demo.wait("the operator pod to be Ready", lambda: operator_ready(kube), timeout=240)
         fresh_namespace(kube, demo)
         if not cluster.s3_key:  # kind: the credentials are the overlay's Secret
@@ -597,7 +610,7 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=30)
     progress.join(timeout=5)
-    summary(demo)
+    summary(demo, progress)
     say(f"\nThe loop closed in {time.monotonic() - started:.0f}s.")
     return 0
 
