@@ -28,8 +28,6 @@ import httpx
 import kopf
 import numpy as np
 
-from loopwright.api.kinds import DRIFT_POLICY as KIND
-from loopwright.controllers import driftpolicy
 from loopwright.main import configure_kopf
 
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
@@ -249,17 +247,19 @@ def host_env(s3: Any, **extra: str) -> dict[str, str]:
 
 
 def registry() -> kopf.OperatorRegistry:
-    """The DriftPolicy handlers only, with the operator's kopf settings."""
+    """The DriftPolicy handlers only (ids ``driftpolicy.*``), with the operator's kopf settings.
+
+    Importing the controllers registers every kind's handlers in kopf's default registry;
+    this copies the DriftPolicy ones and kopf's login into a fresh registry.
+    """
+    default = kopf.get_default_registry()
     reg = kopf.OperatorRegistry()
-    where: dict[str, Any] = {"group": KIND.group, "version": KIND.version, "plural": KIND.plural,
-                             "registry": reg}
-    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
-        on(**where, id="driftpolicy.reconcile")(driftpolicy.reconcile)
-    kopf.daemon(**where, id="driftpolicy.check", cancellation_timeout=10.0)(driftpolicy.check_loop)
+    for part in ("_activities", "_watching", "_spawning", "_changing"):
+        for handler in getattr(default, part).get_all_handlers():
+            if handler.id.startswith("driftpolicy.") or handler.id.startswith("login_via_"):
+                getattr(reg, part).append(handler)
 
-    kopf.on.login(registry=reg)(kopf.login_via_client)  # the default registry has it; this one must too
-
-    @kopf.on.startup(registry=reg)
+    @kopf.on.startup(registry=reg, id="e2e.settings")
     def settings(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
 

@@ -168,6 +168,8 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert condition(obj, "DriftDetected") == ("Unknown", "InsufficientData")
     assert status["modelVersion"] == f"{MODEL}-v1"
     assert status["samples"] == 0
+    # No finalizer: deleting the policy (or its namespace) never waits for the operator.
+    assert not obj["metadata"].get("finalizers")
 
     # 2. In-distribution traffic with true labels: no drift, performance as at training.
     instances, labels = rows(600, seed=11)

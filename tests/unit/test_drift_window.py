@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from loopwright.drift.window import FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
+from loopwright.drift.window import BUCKETS, FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
 from loopwright.predictor.app import PredictorApp, Settings
 from loopwright.profile import FeatureProfile, Profile
 from loopwright.scrape import parse_prometheus
@@ -117,6 +117,16 @@ def test_increments_age_out_of_the_span():
     # 10 minutes after the first reading, its increment is out of the window; the second one is not.
     assert w.counts(now=_at(610)).predictions == 50
     assert w.counts(now=_at(901)).predictions == 0
+
+
+def test_frequent_checks_share_buckets_so_memory_stays_bounded():
+    w = Window(reference="m-v1", span=timedelta(seconds=120), start=T0)  # 1 s buckets
+    for i in range(1000):  # a check every 0.25 s, 4 predictions each
+        w.observe([_reading("a", 4 * (i + 1), started=T0)], now=_at(i / 4))
+    assert w.buckets <= BUCKETS + 1
+    now = _at(999 / 4)
+    # Everything within the last 120 s, give or take one bucket at the edge.
+    assert 4 * 4 * 119 <= w.counts(now=now).predictions <= 4 * 4 * 121
 
 
 def test_stale_baseline_is_forgotten():

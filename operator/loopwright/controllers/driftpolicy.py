@@ -2,9 +2,11 @@
 
 Two handlers. The reconcile (create/update/resume) validates the spec and
 publishes Ready=False until the first check, so a broken spec is visible at
-once. The check loop is a kopf *daemon*, one task per policy, rather than a
-timer: the interval is a field of each object's spec, and a timer's interval is
-fixed when the handler is registered. Every interval it:
+once. The check loop is one asyncio task per policy, started and
+stopped by a watch handler. Not a kopf timer: the interval is a field of each
+object's spec, and a timer's interval is fixed when the handler is registered.
+Not a kopf daemon either: daemons add a finalizer, which would block deleting a
+policy (or its namespace) while the operator is down. Every interval it:
 
 1. finds the version the target Deployment serves as stable (its status) and
    that ModelVersion's training profile, the reference (a new stable version,
@@ -29,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import kubernetes
@@ -75,25 +77,62 @@ def reconcile(
         patch.status.update(ready_status(status=status, generation=meta.get("generation"), verdict=verdict))
 
 
-@kopf.daemon(group=KIND.group, version=KIND.version, plural=KIND.plural, id="driftpolicy.check",
-             cancellation_timeout=10.0)
-async def check_loop(
-    *, name: str, namespace: str | None, body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger,
-    **_: Any,
+@kopf.on.startup(id="driftpolicy.startup")
+async def _start(memo: Any, **_: Any) -> None:
+    memo.driftpolicy_loops = {}
+
+
+@kopf.on.cleanup(id="driftpolicy.cleanup")
+async def _stop(memo: Any, **_: Any) -> None:
+    loops: dict[tuple[str, str], asyncio.Task[None]] = getattr(memo, "driftpolicy_loops", {})
+    for task in loops.values():
+        task.cancel()
+    await asyncio.gather(*loops.values(), return_exceptions=True)
+    loops.clear()
+
+
+@kopf.on.event(group=KIND.group, version=KIND.version, plural=KIND.plural, id="driftpolicy.watch")
+async def _on_event(
+    *, event: Mapping[str, Any], body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any
 ) -> None:
+    """Start a policy's check loop when it appears, stop it when it goes.
+
+    A watch handler, not a kopf daemon: daemons put a finalizer on every object, so
+    deleting a DriftPolicy (or its namespace) would hang while the operator is down.
+    """
+    loops: dict[tuple[str, str], asyncio.Task[None]] | None = getattr(memo, "driftpolicy_loops", None)
+    if loops is None:
+        return
+    meta = body.get("metadata", {})
+    key = (meta.get("namespace", ""), meta.get("name", ""))
+    gone = event.get("type") == "DELETED" or meta.get("deletionTimestamp") is not None
+    task = loops.get(key)
+    if gone:
+        if task is not None:
+            task.cancel()
+            del loops[key]
+    elif task is None or task.done():
+        loops[key] = asyncio.get_running_loop().create_task(
+            _loop(namespace=key[0], name=key[1], logger=logger), name=f"driftpolicy {key[0]}/{key[1]}")
+
+
+async def _loop(*, namespace: str, name: str, logger: kopf.Logger) -> None:
     """Check, act, sleep the spec's interval; until the policy is deleted or the operator stops."""
-    assert namespace is not None  # DriftPolicy is namespaced
     state = _State()
-    while not stopped:
+    while True:
         try:
             with metrics.reconcile(kind=KIND.kind, handler="check"):
-                delay = await _check(namespace=namespace, name=name, body=body, state=state, logger=logger)
+                delay = await _check(namespace=namespace, name=name, state=state, logger=logger)
         except kubernetes.client.ApiException as exc:
             if exc.status == HTTPStatus.NOT_FOUND:
                 return  # the policy itself is gone
             logger.warning("drift check failed: API error %s %s; retrying", exc.status, exc.reason)
             delay = RETRY_SECONDS
-        await stopped.wait(delay)
+        except Exception:
+            # A failed check must not end the loop: the window would be lost with it.
+            logger.exception("drift check failed; retrying in %.0fs", RETRY_SECONDS)
+            delay = RETRY_SECONDS
+        await asyncio.sleep(delay)
 
 
 @dataclass
@@ -115,11 +154,10 @@ class _Served:
     profile_sha256: str | None
 
 
-async def _check(
-    *, namespace: str, name: str, body: kopf.Body, state: _State, logger: kopf.Logger
-) -> float:
+async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logger) -> float:
     """One check; returns the seconds to wait before the next."""
     obj = await asyncio.to_thread(kube.get_object, KIND, namespace=namespace, name=name)
+    body = kopf.Body(cast(kopf.RawBody, obj))  # what kopf.event needs to refer to the policy
     generation = obj["metadata"].get("generation")
     status: Mapping[str, Any] = obj.get("status") or {}
     parsed = parse_spec(KIND, obj.get("spec") or {})

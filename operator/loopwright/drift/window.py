@@ -16,6 +16,10 @@ previous reading (its baseline, keyed by pod UID):
 * a vanished pod keeps what it contributed: increments are stored per check,
   not per pod, and age out of the window by time.
 
+Increments closer together than ``span / BUCKETS`` share one bucket, so a window
+holds at most about ``BUCKETS`` of them however short the interval: memory per
+policy is bounded, and the window edge is exact to within 1/BUCKETS of its span.
+
 The window is in memory: after an operator restart it starts again empty, which
 costs one interval of data, never a wrong count.
 """
@@ -31,6 +35,7 @@ from loopwright.profile import Profile
 from loopwright.scrape import Sample
 
 PREFIX = "loopwright_predictor_"
+BUCKETS = 120
 
 Key = tuple[str, ...]
 """A counter: ``("bin", feature, bin)``, ``("missing", feature)``, ``("prediction", bin)``, or one of
@@ -131,6 +136,7 @@ class Window:
         self.start = start
         self._baselines: dict[str, tuple[datetime, Mapping[Key, float]]] = {}
         self._increments: deque[tuple[datetime, dict[Key, float]]] = deque()
+        self._bucket = span / BUCKETS
 
     def observe(self, readings: Iterable[PodReading], *, now: datetime) -> None:
         """Fold one check's readings into the window (see the module docstring for the rules)."""
@@ -147,7 +153,12 @@ class Window:
             for key, value in delta.items():
                 if value:
                     total[key] = total.get(key, 0.0) + value
-        self._increments.append((now, total))
+        if self._increments and now - self._increments[-1][0] < self._bucket:
+            last = self._increments[-1][1]
+            for key, value in total.items():
+                last[key] = last.get(key, 0.0) + value
+        else:
+            self._increments.append((now, total))
         self._forget(now)
 
     def counts(self, *, now: datetime) -> Counts:
@@ -158,6 +169,11 @@ class Window:
             for key, value in increment.items():
                 out[key] = out.get(key, 0.0) + value
         return Counts(values=out)
+
+    @property
+    def buckets(self) -> int:
+        """Stored increments (at most about BUCKETS + 1)."""
+        return len(self._increments)
 
     @property
     def pods(self) -> int:
