@@ -452,7 +452,7 @@ def run_loop(demo: Demo) -> None:
     say("  " + kube.kubectl("apply", "--server-side", "-k", str(MANIFESTS / "samples")).strip()
         .replace("\n", "\n  "))
     dataset_v1 = demo.wait("Dataset churn v1 validated", dataset_validated(None), timeout=240)
-    demo.wait("ModelVersion churn-v1 Validated (run churn-1, trigger Manual)", validated(1), timeout=420)
+    demo.wait("ModelVersion churn-v1 Validated (run churn-1, trigger NewData)", validated(1), timeout=420)
     demo.wait("Deployment churn serving v1", serving(1), timeout=300)
 
     step("6. In-distribution traffic: no drift")
@@ -464,7 +464,7 @@ def run_loop(demo: Demo) -> None:
 
     step("7. The world changes: labelled data of the new population arrives (Dataset v2)")
     demo.put_data("part-0002.csv", rows=3000, shift=1.0, seed=2)
-    demo.wait("Dataset churn v2 validated (onNewData is false: no training yet)",
+    demo.wait("Dataset churn v2 validated (within the pipeline's cooldown: no training yet)",
               dataset_validated(dataset_v1), timeout=240)
 
     step("8. Live traffic shifts: drift detected, retraining requested")
