@@ -6,8 +6,11 @@ reference counts. Because the bin edges are frozen at training time, drift needs
 no raw reference data, only the counts in this file.
 
 Binning is the predictor's hot path (every request) and the drift benchmark's
-(millions of rows), so it is vectorised: ``np.searchsorted`` for numeric edges
-and for the sorted categories. Index conventions, shared by every reader:
+(millions of rows), so no Python code runs per value: numeric values are
+compared with the edges in numpy, categorical values are looked up in a dict
+from C (``map``), or binary-searched when they already are a numpy string
+array. Categorical values are compared as strings (``str(value)``). Index
+conventions, shared by every reader:
 
 * numeric: ``searchsorted(edges, x, side="right")`` gives ``0..len(edges)``;
 * categorical: the position in ``categories``; an unseen value gets the extra
@@ -19,6 +22,7 @@ and for the sorted categories. Index conventions, shared by every reader:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from functools import cached_property
@@ -42,8 +46,6 @@ IntArray = NDArray[np.intp]
 # Numeric binning by comparisons (see bin_numeric) for few edges and many values.
 _COMPARE_MAX_EDGES = 32
 _COMPARE_MIN_VALUES = 1024
-
-_NONE = np.array(None, dtype=object)
 
 
 class FeatureKind(StrEnum):
@@ -236,14 +238,18 @@ def profile_categorical(
     never predicted on the hold-out still has its bin); otherwise the most
     frequent values are used.
     """
-    missing = _missing_mask(values)
-    uniques, freq = np.unique(_as_strings(values)[~missing], return_counts=True)
+    items = values if isinstance(values, list | tuple) else np.asarray(values).ravel().tolist()
+    counts: dict[str, int] = {}
+    missing = 0
+    # Counter hashes in C; only the handful of distinct values is looked at in Python.
+    for value, n in Counter(items).items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            missing += n
+        else:
+            key = value if isinstance(value, str) else str(value)
+            counts[key] = counts.get(key, 0) + n
     return categorical_from_counts(
-        dict(zip(uniques.tolist(), freq.tolist(), strict=True)),
-        missing=int(missing.sum()),
-        categories=categories,
-        max_categories=max_categories,
-    )
+        counts, missing=missing, categories=categories, max_categories=max_categories)
 
 
 def categorical_from_counts(
@@ -309,25 +315,3 @@ def _index_strings(strings: NDArray[np.str_], categories: NDArray[np.str_]) -> I
     hit = categories[np.minimum(idx, n - 1)] == strings
     idx[~hit] = n
     return idx
-
-
-def _as_strings(values: ArrayLike) -> NDArray[np.str_]:
-    """Values as a fixed-width string array, so comparisons run in C."""
-    arr = np.asarray(values)
-    if arr.dtype.kind == "U":
-        return arr
-    return arr.astype(np.str_)
-
-
-def _missing_mask(values: ArrayLike) -> NDArray[np.bool_]:
-    """``None`` or NaN, whatever the array's dtype."""
-    arr = np.asarray(values)
-    mask: NDArray[np.bool_]
-    if arr.dtype.kind == "f":
-        mask = np.isnan(arr)
-    elif arr.dtype.kind == "O":
-        # NaN is the only value unequal to itself; both comparisons run element-wise in C.
-        mask = np.not_equal(arr, arr) | np.equal(arr, _NONE)
-    else:
-        mask = np.zeros(arr.shape, dtype=np.bool_)
-    return mask
