@@ -141,15 +141,15 @@ def _as_operator(kube: Kube) -> client.ApiClient:
     configuration.host = kube.api.configuration.host
     configuration.ssl_ca_cert = kube.api.configuration.ssl_ca_cert
     configuration.verify_ssl = kube.api.configuration.verify_ssl
-    configuration.api_key = {"authorization": token}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
+    # The whole header value under the old key: client versions before and after 36 both send it.
+    configuration.api_key = {"authorization": f"Bearer {token}"}
     return client.ApiClient(configuration)
 
 
 def test_real_requests_outside_the_role_are_forbidden(kube: Kube, deployed: Any, namespace: str) -> None:
     with _as_operator(kube) as api:
         core = client.CoreV1Api(api)
-        # Allowed: what the controllers do (listing pods of a namespace).
+        # Allowed: what the controllers do (listing pods of a namespace); proves the token is used.
         core.list_namespaced_pod(namespace)
         node = kube.core.list_node().items[0].metadata.name
         attempts = {
