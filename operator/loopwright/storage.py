@@ -228,14 +228,14 @@ def resolve(uri: str) -> list[ObjectInfo]:
 
 
 def fingerprint(uri: str) -> str:
-    """A cheap change detector: sha256 over (key, etag, size) of the object or listing.
+    """A cheap change detector: sha256 over (key, etag, size, version id) of the object or listing.
 
     It reads no content, so the operator can poll it every refresh interval;
     the profiling job then computes the real content digest.
     """
     h = hashlib.sha256()
     for obj in resolve(uri):
-        h.update(f"{obj.uri}\0{obj.etag}\0{obj.size}\n".encode())
+        h.update(f"{obj.uri}\0{obj.etag}\0{obj.size}\0{obj.version_id or ''}\n".encode())
     return h.hexdigest()
 
 
