@@ -35,10 +35,10 @@ from loopwright.training import datasets
 from loopwright.training.runs import job_outcome, termination_summary
 
 DATASET_LABEL = f"{KIND.group}/{KIND.singular}"
-CLOCK_PERIOD = 5.0
+CLOCK_PERIOD = 1.0
 
 
-@kopf.index(KIND.group, KIND.version, KIND.plural, id="dataset_info")
+@kopf.index(group=KIND.group, version=KIND.version, plural=KIND.plural, id="dataset_info")
 def dataset_info(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
     """What a pipeline needs from its Dataset, without a GET per pipeline reconcile."""
     source = spec.get("source") or {}
@@ -52,7 +52,7 @@ def dataset_info(namespace: str | None, name: str, spec: kopf.Spec, status: kopf
     }}
 
 
-@kopf.index(KIND.group, KIND.version, KIND.plural, id="dataset_wake")
+@kopf.index(group=KIND.group, version=KIND.version, plural=KIND.plural, id="dataset_wake")
 def dataset_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
     """When each Dataset is next due for a fingerprint check."""
     checked = status.get("lastCheckedTime")
@@ -65,15 +65,16 @@ def dataset_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kopf
     return {(namespace, name): datetime.fromisoformat(checked.replace("Z", "+00:00")) + interval}
 
 
-@kopf.on.resume(KIND.group, KIND.version, KIND.plural, id="dataset.reconcile")
-@kopf.on.create(KIND.group, KIND.version, KIND.plural, id="dataset.reconcile")
-@kopf.on.update(KIND.group, KIND.version, KIND.plural, id="dataset.reconcile", field="spec")
+@kopf.on.resume(group=KIND.group, version=KIND.version, plural=KIND.plural, id="dataset.reconcile")
+@kopf.on.create(group=KIND.group, version=KIND.version, plural=KIND.plural, id="dataset.reconcile")
+@kopf.on.update(group=KIND.group, version=KIND.version, plural=KIND.plural, id="dataset.reconcile",
+                field="spec")
 def reconcile(namespace: str | None, name: str, **_: Any) -> None:
     with metrics.reconcile(kind=KIND.kind, handler="reconcile"):
         sync(namespace=str(namespace), name=name)
 
 
-@kopf.on.event("batch", "v1", "jobs", id="dataset.job-event",
+@kopf.on.event(group="batch", version="v1", plural="jobs", id="dataset.job-event",
                labels={**MANAGED_BY, DATASET_LABEL: kopf.PRESENT})
 def job_event(type: str, body: kopf.Body, namespace: str | None,
               labels: kopf.Labels, **_: Any) -> None:

@@ -41,14 +41,14 @@ VALIDATED = "Validated"
 FINAL_PHASES = frozenset({ModelPhase.VALIDATED, ModelPhase.REJECTED})
 
 
-@kopf.on.resume(KIND.group, KIND.version, KIND.plural, id="modelversion.reconcile")
-@kopf.on.create(KIND.group, KIND.version, KIND.plural, id="modelversion.reconcile")
+@kopf.on.resume(group=KIND.group, version=KIND.version, plural=KIND.plural, id="modelversion.reconcile")
+@kopf.on.create(group=KIND.group, version=KIND.version, plural=KIND.plural, id="modelversion.reconcile")
 def reconcile(namespace: str | None, name: str, **_: Any) -> None:
     with metrics.reconcile(kind=KIND.kind, handler="reconcile"):
         sync(namespace=str(namespace), name=name)
 
 
-@kopf.on.event("batch", "v1", "jobs", id="modelversion.job-event",
+@kopf.on.event(group="batch", version="v1", plural="jobs", id="modelversion.job-event",
                labels={**MANAGED_BY, MODEL_VERSION_LABEL: kopf.PRESENT})
 def job_event(type: str, body: kopf.Body, namespace: str | None,
               labels: kopf.Labels, **_: Any) -> None:

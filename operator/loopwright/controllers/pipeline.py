@@ -57,12 +57,12 @@ _dataset_versions: dict[tuple[str, str], str | None] = {}
 CLOCK = _runtime.Clock(period=CLOCK_PERIOD)
 
 
-@kopf.index(KIND.group, KIND.version, KIND.plural, id="pipelines_by_dataset")
+@kopf.index(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipelines_by_dataset")
 def pipelines_by_dataset(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
     return {(namespace, (spec.get("datasetRef") or {}).get("name")): name}
 
 
-@kopf.index(KIND.group, KIND.version, KIND.plural, id="pipeline_wake")
+@kopf.index(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline_wake")
 def pipeline_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
     """When a pipeline may need a reconcile without any event: a schedule slot or a cooldown's end."""
     times = [status.get("nextScheduledTime")]
@@ -78,7 +78,7 @@ def pipeline_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kop
     return {(namespace, name): min(moments, default=None)}
 
 
-@kopf.on.event(KIND.group, KIND.version, KIND.plural, id="pipeline.reconcile")
+@kopf.on.event(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline.reconcile")
 def reconcile(type: str | None, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any) -> None:
     """Every event of a pipeline, the operator's initial listing included (so no resume handler).
 
@@ -97,7 +97,7 @@ def reconcile(type: str | None, namespace: str | None, name: str, body: kopf.Bod
             raise
 
 
-@kopf.on.event("batch", "v1", "jobs", id="pipeline.job-event",
+@kopf.on.event(group="batch", version="v1", plural="jobs", id="pipeline.job-event",
                labels={**MANAGED_BY, PIPELINE_LABEL: kopf.PRESENT})
 def job_event(
     type: str,
@@ -118,7 +118,8 @@ def job_event(
         sync(namespace=str(namespace), name=labels[PIPELINE_LABEL], datasets=kwargs["dataset_info"])
 
 
-@kopf.on.event(DATASET.group, DATASET.version, DATASET.plural, id="pipeline.dataset-event")
+@kopf.on.event(group=DATASET.group, version=DATASET.version, plural=DATASET.plural,
+               id="pipeline.dataset-event")
 def dataset_event(type: str, namespace: str | None, name: str, status: kopf.Status,
                   **kwargs: Any) -> None:
     """A new validated Dataset version: reconcile the pipelines that use it (onNewData)."""
