@@ -219,24 +219,42 @@ def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         server.server_close()
 
 
-@contextmanager
-def operator(args: list[str], *, env: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run an operator process; SIGTERM (then kill) on exit. Its output goes to ``log``."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen([PYTHON, *args], env=dict(env), stdout=out, stderr=subprocess.STDOUT,
-                                cwd=REPO)
-    try:
+@dataclass
+class DriftOperator:
+    """The DriftPolicy-only operator as a process for one namespace; restartable (SIGKILL = a crash)."""
+
+    namespace: str
+    env: Mapping[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen([PYTHON, str(Path(__file__)), self.namespace], env=dict(self.env),
+                                            stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         time.sleep(1)
-        assert proc.poll() is None, log.read_text()
-        yield proc
+        assert self.process.poll() is None, self.log.read_text()
+
+    def stop(self, *, kill: bool = False) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def drift_operator(namespace: str, *, env: Mapping[str, str], log: Path) -> Iterator[DriftOperator]:
+    handle = DriftOperator(namespace=namespace, env=env, log=log)
+    handle.start()
+    try:
+        yield handle
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        handle.stop()
 
 
 def host_env(s3: Any, **extra: str) -> dict[str, str]:

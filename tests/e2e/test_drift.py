@@ -24,14 +24,15 @@ from conftest import S3, Crd, Kube
 from e2e.drift_support import (
     GROUP,
     VERSION,
+    DriftOperator,
     Traffic,
     condition,
     csv_bytes,
+    drift_operator,
     event_reasons,
     get,
     host_env,
     model_version,
-    operator,
     predictor,
     ready_pod_ips,
     rows,
@@ -138,7 +139,7 @@ def test_drift_policy_detects_acts_and_resets_on_promotion(
     traffic = Traffic(model=MODEL)
 
     with webhook_receiver() as (hook_url, received), \
-            operator(["tests/e2e/drift_support.py", namespace], env=env, log=tmp_path / "operator.log"):
+            drift_operator(namespace, env=env, log=tmp_path / "operator.log") as operator:
         kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "metadata": {"name": POLICY},
             "spec": {
@@ -149,7 +150,7 @@ def test_drift_policy_detects_acts_and_resets_on_promotion(
                             "webhook": {"url": hook_url, "secretRef": {"name": "hook", "key": "token"}}},
             }})
         try:
-            _scenario(kube, namespace, traffic, ips, received, summaries, in_cluster_s3, tmp_path)
+            _scenario(kube, namespace, traffic, ips, received, summaries, in_cluster_s3, operator)
         finally:
             # While the operator still runs, so its finalizer goes away with the object.
             kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", POLICY)
@@ -158,8 +159,8 @@ def test_drift_policy_detects_acts_and_resets_on_promotion(
 
 
 def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], received: list[dict[str, Any]],
-              summaries: dict[int, dict[str, Any]], in_cluster_s3: str, tmp_path: Path) -> None:
-    log = tmp_path / "operator.log"
+              summaries: dict[int, dict[str, Any]], in_cluster_s3: str, operator: DriftOperator) -> None:
+    log = operator.log
     # 1. No traffic yet: checks run, but nothing is judged.
     status = _checked_after(kube, namespace, None)
     obj = get(kube, "driftpolicies", namespace, POLICY)
@@ -239,7 +240,28 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert pipeline["metadata"]["annotations"]["loopwright.dev/train-request"] == token
     assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1
 
-    # 6. Promotion to v2 (trained on shifted data): a new window against the new reference, where the
+    # 6. The operator crashes and comes back: the window starts empty (InsufficientData, verdicts
+    #    kept), the consecutive count and the cooldown come from the status: no second retrain.
+    operator.stop(kill=True)
+    before = _status(kube, namespace)["lastCheckTime"]
+    operator.start()
+    status = _checked_after(kube, namespace, before)
+    assert status["samples"] == 0
+    obj = get(kube, "driftpolicies", namespace, POLICY)
+    assert condition(obj, "InsufficientData") == ("True", "TooFewSamples")
+    assert condition(obj, "DriftDetected") == ("True", "DriftConfirmed")
+    instances, labels = rows(400, shift=SHIFT, seed=15)
+    traffic.predict(ips, instances, labels)
+    assert traffic.feedback() == 400
+    status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
+    assert status["samples"] == 400
+    assert status["consecutive"] >= 4  # counted on from before the restart
+    assert status["lastRetrainRun"] == token
+    assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1
+    assert get(kube, "trainingpipelines", namespace, PIPELINE)["metadata"]["annotations"][
+        "loopwright.dev/train-request"] == token
+
+    # 7. Promotion to v2 (trained on shifted data): a new window against the new reference, where the
     #    same shifted traffic is no drift.
     kube.apps.create_namespaced_deployment(namespace, predictor(
         deployment=MLD, model=MODEL, version=2, summary=summaries[2], replicas=2,
