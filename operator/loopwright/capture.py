@@ -15,8 +15,13 @@ columns in schema order, then the label column. Written under the prefix of a
 Dataset whose ``source.uri`` is a prefix, it adds an object, so the Dataset's
 next refresh sees a new fingerprint, profiles and validates the new version
 (the old objects plus this one), and a pipeline with ``triggers.onNewData``
-trains on it. The Dataset's validation applies as for any other data: captured
-rows never bypass it.
+trains on it. Written over the object of a Dataset whose ``source.uri`` is one
+object, it replaces the data instead: the next version is the recent traffic
+alone. Choose by what the world did: appending keeps the old rows, so the new
+reference profile mixes old and new (after a lasting shift, the live traffic may
+still drift against that mixture); replacing trains, and measures drift, on the
+new distribution only (tests/e2e/test_loop.py does this). The Dataset's
+validation applies as for any other data: captured rows never bypass it.
 
 Run it where S3 credentials are available, e.g. as a Job with the trainer image::
 
@@ -175,7 +180,8 @@ def _cell(value: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loopwright.capture", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m loopwright.capture", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captures", required=True, help="capture prefix of one Deployment")
     parser.add_argument("--output", required=True, help="object to write, under the Dataset's source prefix")
     parser.add_argument("--profile", help="training profile whose schema gives columns and label")
