@@ -234,17 +234,14 @@ def _observe(obj: Obj, spec: DeploymentSpec, status: DeploymentStatus) -> _Obser
 
 
 def _httproute_served() -> bool:
+    """Whether the cluster serves gateway.networking.k8s.io/v1 HTTPRoutes (the Gateway API CRDs)."""
     try:
-        resources = kube.custom_objects().api_client.call_api(
-            f"/apis/{traffic.HTTPROUTE_GROUP}/{traffic.HTTPROUTE_VERSION}",
-            "GET",
-            response_type="object",
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
+        resources = kube.custom_objects().get_api_resources(
+            traffic.HTTPROUTE_GROUP, traffic.HTTPROUTE_VERSION
         )
     except kubernetes.client.ApiException:
         return False
-    return any(r.get("name") == traffic.HTTPROUTE_PLURAL for r in (resources or {}).get("resources", []))
+    return any(r.name == traffic.HTTPROUTE_PLURAL for r in resources.resources or ())
 
 
 def _version_infos(versions: Mapping[int, Obj]) -> list[canary.VersionInfo]:
@@ -433,8 +430,9 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
     new_status = plan.status.model_dump(mode="json", by_alias=True)
     if _differs(raw_status, new_status):
         await asyncio.to_thread(_write_status, obj, new_status)
-    await asyncio.to_thread(_converge, obs, plan)
+    # Events belong to the decision just recorded, so they go out before the cluster converges.
     await asyncio.to_thread(_post_events, obj, plan.events)
+    await asyncio.to_thread(_converge, obs, plan)
     return plan.wake_in
 
 

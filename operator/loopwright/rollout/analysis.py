@@ -47,6 +47,7 @@ LATENCY_P95 = "latencyP95"
 LATENCY_RELATIVE = "latencyP95RelativeToStable"
 PREDICTION_DRIFT = "predictionDrift"
 PROMETHEUS = "prometheus"
+WINDOW_PODS = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,7 +138,9 @@ def update_window(
                 predictions=_minus(base.predictions, known.last.predictions),
             )
         by_uid[target.uid] = known.model_copy(update={"base": base, "last": current})
-    return list(by_uid.values())
+    # The status holds at most WINDOW_PODS pods; beyond that (pods replaced again and again
+    # within one step) the oldest members are dropped rather than making the status unwritable.
+    return list(by_uid.values())[-WINDOW_PODS:]
 
 
 def totals(pods: Iterable[PodWindow], *, version: int, bounds: Sequence[float]) -> Totals:
