@@ -216,6 +216,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert status["consecutive"] >= 2
     token = status["lastRetrainRun"]
     assert token.startswith(f"{POLICY}-")
+    assert status["lastRetrainTrigger"] == "Drift"
     pipeline = get(kube, "trainingpipelines", namespace, "drifty-train")
     annotations = pipeline["metadata"]["annotations"]
     assert annotations["loopwright.dev/train-request"] == token
@@ -243,6 +244,10 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     # 6. The operator crashes and comes back: the window starts empty (InsufficientData, verdicts
     #    kept), the consecutive count and the cooldown come from the status: no second retrain.
     operator.stop(kill=True)
+    # As if it had died between recording the retrain in the status and annotating the pipeline.
+    unset = {"loopwright.dev/train-request": None, "loopwright.dev/train-trigger": None}
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", PIPELINE,
+                                               {"metadata": {"annotations": unset}})
     before = _status(kube, namespace)["lastCheckTime"]
     operator.start()
     status = _checked_after(kube, namespace, before)
@@ -258,8 +263,10 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert status["consecutive"] >= 4  # counted on from before the restart
     assert status["lastRetrainRun"] == token
     assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1
-    assert get(kube, "trainingpipelines", namespace, PIPELINE)["metadata"]["annotations"][
-        "loopwright.dev/train-request"] == token
+    # The recorded request was completed with the same token (still one run), not a new one.
+    annotations = get(kube, "trainingpipelines", namespace, PIPELINE)["metadata"]["annotations"]
+    assert annotations["loopwright.dev/train-request"] == token
+    assert annotations["loopwright.dev/train-trigger"] == "Drift"
 
     # 7. Promotion to v2 (trained on shifted data): a new window against the new reference, where the
     #    same shifted traffic is no drift.

@@ -211,13 +211,15 @@ def test_error_metrics_are_lower_is_better():
 def test_status_patch_carries_raw_values_and_the_retrain():
     spec = _spec()
     outcome = _evaluate(spec, _counts(x=SHIFTED, y=SHIFTED), check.Previous(consecutive=1))
-    patch = check.status(outcome, reference="iris-v1", now=NOW, retrain_token="p-1767268800")
+    patch = check.status(outcome, reference="iris-v1", now=NOW, retrain_token="p-1767268800",
+                         retrain_trigger=outcome.retrain)
     assert patch["modelVersion"] == "iris-v1"
     assert patch["samples"] == 400
     assert patch["consecutive"] == 2
     assert patch["drifted"] is True
     assert patch["lastRetrainTime"] == "2026-01-01T12:00:00Z"
     assert patch["lastRetrainRun"] == "p-1767268800"
+    assert patch["lastRetrainTrigger"] == "Drift"
     x = next(f for f in patch["features"] if f["name"] == "x")
     assert x["method"] == "psi"
     assert x["threshold"] == 0.2

@@ -18,6 +18,7 @@ from loopwright.api.common import (
     rules,
     section,
 )
+from loopwright.api.pipeline import RunTrigger
 
 
 class DriftMethod(StrEnum):
@@ -197,4 +198,7 @@ class DriftPolicyStatus(ResourceStatus):
     performance: PerformanceResult | None = Field(default=None, description="Live quality.")
     last_retrain_time: datetime | None = Field(default=None, description="When this policy last retrained.")
     last_retrain_run: str | None = Field(default=None, max_length=253,
-                                         description="Training run requested by the last retrain.")
+                                         description="Train-request token of the last retrain (the value "
+                                                     "set in the pipeline's loopwright.dev/train-request).")
+    last_retrain_trigger: RunTrigger | None = Field(default=None,
+                                                    description="Drift or Performance: why it retrained.")

@@ -142,6 +142,8 @@ class _State:
     window: Window | None = None
     profile_key: tuple[str, str | None] | None = None
     profile: Profile | None = None
+    requested: str | None = None
+    """The last retrain token known to be on the pipeline (so it is not read again every check)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,26 +210,12 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
     outcome = check.evaluate(spec, profile=profile, counts=window.counts(now=now),
                              reference_metrics=served.reference_metrics, previous=previous, now=now)
 
-    token = None
-    retrain_note = ""
-    if outcome.retrain is not None and spec.actions.retrain is not None:
-        pipeline = spec.actions.retrain.pipeline_ref.name
-        token = f"{name}-{int(now.timestamp())}"
-        try:
-            await asyncio.to_thread(_request_retrain, namespace=namespace, pipeline=pipeline,
-                                    token=token, trigger=outcome.retrain)
-        except kubernetes.client.ApiException as exc:
-            kopf.event(body, type="Warning", reason="RetrainFailed",
-                       message=f"could not request a run of TrainingPipeline {pipeline}: "
-                               f"{exc.status} {exc.reason}")
-            token = None
-        else:
-            retrain_note = f"requested run {token} of TrainingPipeline {pipeline} (trigger {outcome.retrain})"
-            kopf.event(body, type="Normal", reason="RetrainRequested", message=retrain_note)
-    elif outcome.cooldown_until is not None:
-        retrain_note = f"retrain held back by the cooldown until {outcome.cooldown_until.isoformat()}"
-
-    fields = check.status(outcome, reference=served.model_version, now=now, retrain_token=token)
+    # The retrain is recorded in the status first, then requested: a crash in between leaves an
+    # intent that the next check completes (same token, so still one run), never a second request.
+    retrain = spec.actions.retrain
+    token = f"{name}-{int(now.timestamp())}" if outcome.retrain is not None and retrain is not None else None
+    fields = check.status(outcome, reference=served.model_version, now=now, retrain_token=token,
+                          retrain_trigger=outcome.retrain)
     verdicts = check.conditions(spec, outcome, existing=existing)
     if unreachable:
         # Not a failure of the check (reachable pods were counted), but worth seeing.
@@ -235,6 +223,32 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
                               message=f"{verdicts[0].message}; unreachable: {'; '.join(unreachable)}"[:1000])
     await _patch(namespace=namespace, name=name, status=status, generation=generation,
                  fields=fields, verdicts=verdicts)
+
+    retrain_note = ""
+    # A recorded request is completed only while it is live (within the cooldown): an old token
+    # on a pipeline that was since recreated must not start a run out of the blue.
+    until = check.next_retrain(spec, last_retrain=previous.last_retrain)
+    live = until is not None and now < until
+    intent = ((token, outcome.retrain) if token
+              else (status.get("lastRetrainRun"), status.get("lastRetrainTrigger")) if live else (None, None))
+    if retrain is not None and intent[0] and intent[0] != state.requested:
+        pipeline = retrain.pipeline_ref.name
+        trigger = RunTrigger(intent[1] or RunTrigger.DRIFT)
+        try:
+            await asyncio.to_thread(_ensure_requested, namespace=namespace, pipeline=pipeline, policy=name,
+                                    token=intent[0], trigger=trigger)
+        except kubernetes.client.ApiException as exc:
+            if token:
+                kopf.event(body, type="Warning", reason="RetrainFailed",
+                           message=f"could not request a run of TrainingPipeline {pipeline}: "
+                                   f"{exc.status} {exc.reason}; retrying at the next check")
+        else:
+            state.requested = intent[0]
+            if token:
+                retrain_note = f"requested run {token} of TrainingPipeline {pipeline} (trigger {trigger})"
+                kopf.event(body, type="Normal", reason="RetrainRequested", message=retrain_note)
+    if not retrain_note and outcome.cooldown_until is not None:
+        retrain_note = f"retrain held back by the cooldown until {outcome.cooldown_until.isoformat()}"
 
     line = check.summary(spec, outcome)
     for change in outcome.changes:
@@ -316,12 +330,29 @@ def _port(pod: Any) -> int:
     return int((named or ports)[0].container_port) if ports else DEFAULT_PORT
 
 
-def _request_retrain(*, namespace: str, pipeline: str, token: str, trigger: RunTrigger) -> None:
-    """Ask the TrainingPipeline controller for one run (CONTRACTS: a new token is one run)."""
+def _ensure_requested(*, namespace: str, pipeline: str, policy: str, token: str, trigger: RunTrigger) -> None:
+    """Make the pipeline carry this request (CONTRACTS: a new token is one run); idempotent.
+
+    Nothing is written when the pipeline already has the token (set or handled), or carries
+    a request this policy did not make or made later: that request is as good as ours, and
+    overwriting it would cancel someone else's run.
+    """
+    obj = kube.get_object(TRAINING_PIPELINE, namespace=namespace, name=pipeline)
+    current = (obj["metadata"].get("annotations") or {}).get(TRAIN_REQUEST_ANNOTATION)
+    handled = (obj.get("status") or {}).get("handledTrainRequest")
+    if token in (current, handled) or (current and not _older_request(current, policy=policy, than=token)):
+        return
     kube.custom_objects().patch_namespaced_custom_object(
         TRAINING_PIPELINE.group, TRAINING_PIPELINE.version, namespace, TRAINING_PIPELINE.plural, pipeline,
         {"metadata": {"annotations": {TRAIN_REQUEST_ANNOTATION: token,
                                       TRAIN_TRIGGER_ANNOTATION: trigger.value}}})
+
+
+def _older_request(current: str, *, policy: str, than: str) -> bool:
+    """Whether ``current`` is an earlier token of this policy (``<policy>-<unix seconds>``)."""
+    prefix = f"{policy}-"
+    stamp, ours = current.removeprefix(prefix), than.removeprefix(prefix)
+    return current.startswith(prefix) and stamp.isdigit() and ours.isdigit() and int(stamp) < int(ours)
 
 
 async def _patch(

@@ -245,6 +245,7 @@ def conditions(
 
 def status(
     outcome: Outcome, *, reference: str, now: datetime, retrain_token: str | None,
+    retrain_trigger: RunTrigger | None = None,
 ) -> dict[str, Any]:
     """The status fields of this check, as a merge patch (None clears a field)."""
     r = outcome.report
@@ -262,6 +263,7 @@ def status(
     if retrain_token is not None:
         patch["lastRetrainTime"] = _time(now)
         patch["lastRetrainRun"] = retrain_token
+        patch["lastRetrainTrigger"] = retrain_trigger.value if retrain_trigger is not None else None
     return patch
 
 
