@@ -18,8 +18,9 @@ import kubernetes
 from loopwright.api.kinds import Kind
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "loopwright"}
-POOL_SIZE = 32
-"""Above kopf's executor size (settings.execution.max_workers in loopwright.main)."""
+POOL_SIZE = 80
+"""Above the threads that call the API at once: kopf's executor (settings.execution.max_workers
+in loopwright.main) plus the pipeline controller's own pool (controllers.pipeline)."""
 
 _T = TypeVar("_T")
 
