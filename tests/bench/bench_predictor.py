@@ -449,14 +449,13 @@ def _context() -> dict[str, str]:
 def _busiest() -> str:
     """The top CPU users (ps' lifetime average), to say what shared the 2 cores."""
     ps = subprocess.run(
-        ["ps", "-eo", "pid=,pcpu=,comm=", "--sort=-pcpu"], capture_output=True, text=True, check=False
+        ["ps", "-eo", "pid=,pcpu=,args=", "--sort=-pcpu"], capture_output=True, text=True, check=False
     ).stdout.splitlines()
+    rows = [line.split(None, 2) for line in ps if len(line.split(None, 2)) == 3]
     others = [
-        line.split(None, 2)
-        for line in ps
-        if line.strip() and int(line.split()[0]) != os.getpid() and line.split()[-1] != "ps"
+        (cpu, args) for pid, cpu, args in rows if int(pid) != os.getpid() and not args.startswith("ps ")
     ]
-    return ", ".join(f"{cmd.strip()} {cpu}%" for _, cpu, cmd in others[:5]) or "n/a"
+    return "; ".join(f"`{args[:70]}` {cpu}%" for cpu, args in others[:5]) or "n/a"
 
 
 def _report(
