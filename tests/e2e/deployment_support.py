@@ -210,6 +210,18 @@ def wait_phase(kube: Any, namespace: str, name: str, expected: str, *, timeout: 
         raise
 
 
+def wait_serving(kube: Any, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
+    """Phase Stable and Ready=True: a pod of the stable version is ready behind the Service."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = get(kube, namespace, "deployments", name)
+        ready = condition(obj, "Ready")
+        serving = ready is not None and ready["status"] == "True"
+        return obj if serving and (obj.get("status") or {}).get("phase") == "Stable" else None
+
+    return kube.wait(probe, timeout=timeout, what=f"Deployment {name} serving", interval=1)
+
+
 # -- the operator -------------------------------------------------------------------------------
 
 
@@ -286,10 +298,11 @@ while time.monotonic() < deadline and n < 20000:
         conn.close()
         codes[str(code)] = codes.get(str(code), 0) + 1
     except Exception as exc:
-        errors.append(f"{type(exc).__name__}: {exc}")
+        errors.append(f"{time.strftime('%H:%M:%S', time.gmtime())} {type(exc).__name__}: {exc}")
     n += 1
     time.sleep(pause)
-print(json.dumps({"n": n, "codes": codes, "errors": errors[:20], "failed": len(errors)}), flush=True)
+print(json.dumps({"n": n, "codes": codes, "errors": errors[:10] + errors[-10:], "failed": len(errors)}),
+      flush=True)
 """
 
 

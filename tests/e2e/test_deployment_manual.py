@@ -38,7 +38,7 @@ def test_manual_promote_and_abort_apply_to_their_version_only(
             "deployments",
             lw.deployment("fraud", model="fraud", rollout=rollout),
         )
-        lw.wait_phase(kube, namespace, "fraud", "Stable", timeout=120)
+        lw.wait_serving(kube, namespace, "fraud", timeout=120)
         client = lw.start_client(kube, namespace, service="fraud", model="fraud", seconds=70)
         lw.register(kube, s3, namespace, model="fraud", version=2, kind="good")
 
@@ -105,7 +105,7 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
         kube.custom.create_namespaced_custom_object(
             lw.GROUP, lw.VERSION, namespace, "deployments", lw.deployment("eta", model="eta", rollout=rollout)
         )
-        lw.wait_phase(kube, namespace, "eta", "Stable", timeout=120)
+        lw.wait_serving(kube, namespace, "eta", timeout=120)
         client = lw.start_client(kube, namespace, service="eta", model="eta", seconds=110)
         lw.register(kube, s3, namespace, model="eta", version=2, kind="good")
         kube.wait(

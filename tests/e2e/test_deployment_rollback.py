@@ -44,7 +44,7 @@ def test_a_bad_version_is_rolled_back_with_its_reason(
             "deployments",
             lw.deployment("churn", model="churn", rollout=rollout),
         )
-        lw.wait_phase(kube, namespace, "churn", "Stable", timeout=120)
+        lw.wait_serving(kube, namespace, "churn", timeout=120)
         client = lw.start_client(kube, namespace, service="churn", model="churn", seconds=90)
         lw.register(kube, s3, namespace, model="churn", version=2, kind=kind)
 

@@ -369,3 +369,48 @@ def test_the_pause_counts_from_when_the_canary_pods_are_ready() -> None:
     d.step(2, check=Verdict.PASS, advance=2)
     assert d.status.canary is not None
     assert d.status.canary.step == 1
+
+
+def test_gateway_mode_weights_come_from_the_accepted_route() -> None:
+    spec = DeploymentSpec.model_validate(
+        {
+            "model": "iris",
+            "replicas": 4,
+            "traffic": {"mode": "gatewayAPI", "gateway": {"parentRef": {"name": "gw"}}},
+            "rollout": {"steps": [{"weight": 10, "pause": "10s"}], "analysis": {"interval": "2s"}},
+        }
+    )
+    status = DeploymentStatus()
+    for target, route_weight in ((1, None), (2, None), (2, 10)):
+        world = World(
+            now=T0,
+            generation=1,
+            spec=spec,
+            status=status,
+            ready={1: 4, 2: 1},
+            gateway=True,
+            target=Target(version=target, name=f"iris-v{target}"),
+            route_weight=route_weight,
+        )
+        plan = canary.plan(world)
+        status = plan.status
+    assert plan.route == [(1, 90), (2, 10)]
+    assert {(w.version, w.replicas) for w in plan.workloads} == {(1, 4), (2, 1)}  # capacity, not the split
+    assert status.canary is not None
+    assert status.canary.weight == 10  # only once a Gateway accepted the route; 0 before
+    unserved = canary.plan(
+        World(
+            now=T0,
+            generation=1,
+            spec=spec,
+            status=status,
+            ready={1: 4, 2: 1},
+            target=Target(version=2, name="iris-v2"),
+            traffic_problem="no HTTPRoute CRD",
+        )
+    )
+    degraded = {c.type: c for c in unserved.status.conditions}["Degraded"]
+    assert (degraded.status, degraded.reason) == ("True", "GatewayAPIUnavailable")
+    assert unserved.route is None
+    assert unserved.status.canary is not None
+    assert unserved.status.canary.weight == 20  # replicas mode: 1 of 5 ready endpoints

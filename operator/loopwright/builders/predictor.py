@@ -152,7 +152,9 @@ def deployment(
         VERSION_LABEL: str(served.version),
         MODEL_VERSION_LABEL: served.model_version,
     }
-    probe = {"httpGet": {"port": PORT}, "timeoutSeconds": 2}
+    # Tolerant probes: a CPU-starved node must not take the only ready pod out of the Service.
+    # Draining needs no probe: a terminating pod leaves the endpoints when it is deleted.
+    probe = {"httpGet": {"port": PORT}, "timeoutSeconds": 5}
     container: Manifest = {
         "name": CONTAINER,
         "image": settings.image,
@@ -163,7 +165,7 @@ def deployment(
             **probe,
             "httpGet": {"path": "/v2/health/ready", "port": PORT},
             "periodSeconds": 2,
-            "failureThreshold": 2,
+            "failureThreshold": 3,
         },
         "livenessProbe": {
             **probe,

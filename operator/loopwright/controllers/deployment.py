@@ -35,7 +35,6 @@ import kopf
 import kubernetes
 
 from loopwright import kube, metrics, storage
-from loopwright.api.common import Condition
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus, TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
 from loopwright.api.kinds import MODEL_VERSION
@@ -396,7 +395,15 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
         route_weight = traffic.route_weight(
             obs.route, canary_service=build.workload_name(name, status.canary.version)
         )
+    gateway_wanted = parsed.traffic.mode == TrafficMode.GATEWAY_API
     world = canary.World(
+        gateway=gateway_wanted and obs.gateway_installed,
+        traffic_problem=None
+        if obs.gateway_installed or not gateway_wanted
+        else (
+            "traffic.mode is gatewayAPI but the cluster serves no gateway.networking.k8s.io/v1 HTTPRoute: "
+            "weights follow replicas"
+        ),
         now=now,
         generation=generation,
         spec=parsed,
@@ -409,22 +416,6 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
     )
     plan = canary.plan(world)
     plan.status.url = build.url(name=name, namespace=namespace)
-    if parsed.traffic.mode == TrafficMode.GATEWAY_API and not obs.gateway_installed:
-        plan.status.conditions = [
-            Condition.model_validate(c)
-            for c in ready_status(
-                status={"conditions": [c.to_wire() for c in plan.status.conditions]},
-                generation=generation,
-                verdict=Verdict(
-                    type=canary.DEGRADED,
-                    status=True,
-                    reason="GatewayAPIUnavailable",
-                    message="traffic.mode is gatewayAPI but the cluster serves no "
-                    "gateway.networking.k8s.io/v1 HTTPRoute: weights follow replicas",
-                ),
-                now=now,
-            )["conditions"]
-        ]
     # Every field written, None as null: a merge patch deletes nulls at any depth, whereas a
     # missing key would leave a stale nested value behind (e.g. canary.weightReachedTime).
     new_status = plan.status.model_dump(mode="json", by_alias=True)

@@ -34,7 +34,6 @@ from loopwright.api.deployment import (
     PodWindow,
     RolloutEvent,
     StableStatus,
-    TrafficMode,
     Verdict,
 )
 from loopwright.api.modelversion import ModelPhase
@@ -101,6 +100,10 @@ class World:
     check: Check | None = None
     route_weight: int | None = None
     """gatewayAPI mode: the canary percentage of an accepted HTTPRoute (None: not accepted)."""
+    gateway: bool = False
+    """Weights are HTTPRoute weights (gatewayAPI mode and the cluster serves HTTPRoutes)."""
+    traffic_problem: str | None = None
+    """Why the traffic mode asked for cannot be honoured (published as Degraded)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,7 +231,7 @@ class _Planner:
         self.status = world.status.model_copy(deep=True)
         self.plan = Plan(status=self.status)
         self.replicas = world.spec.replicas
-        self.gateway = world.spec.traffic.mode == TrafficMode.GATEWAY_API
+        self.gateway = world.gateway
         self.rejected_now: int | None = None
 
     # -- helpers ------------------------------------------------------------------------------
@@ -608,6 +611,12 @@ class _Planner:
                     status=True,
                     reason="Unavailable",
                     message=f"stable version {stable.version}: {ready}/{wanted} pods ready",
+                )
+            )
+        elif self.w.traffic_problem:
+            out.append(
+                conditions.Verdict(
+                    type=DEGRADED, status=True, reason="GatewayAPIUnavailable", message=self.w.traffic_problem
                 )
             )
         else:
