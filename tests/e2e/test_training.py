@@ -433,6 +433,30 @@ def test_worse_model_is_rejected_against_the_champion(loop: Loop) -> None:
     time.sleep(3)
     assert loop.get("trainingpipelines", "champ")["status"]["runCount"] == 2
 
+    # Hand-made versions: no pipeline, so the artifact checks alone decide.
+    artifact = v1["spec"]["artifact"]
+    for name, sha in (("handmade-v1", artifact["sha256"]), ("tampered-v1", "0" * 64)):
+        loop.create(
+            "modelversions",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "ModelVersion",
+                "metadata": {"name": name},
+                "spec": {
+                    "model": name.removesuffix("-v1"),
+                    "version": 1,
+                    "artifact": {"uri": artifact["uri"], "sha256": sha},
+                },
+            },
+        )
+    handmade = loop.wait_model("handmade-v1")
+    assert handmade["status"]["phase"] == "Validated", handmade["status"]
+    assert "artifact checks alone" in loop.condition(handmade, "Validated")["message"]
+    tampered = loop.wait_model("tampered-v1")
+    assert tampered["status"]["phase"] == "Rejected", tampered["status"]
+    assert loop.condition(tampered, "ArtifactVerified")["status"] == "False"
+    assert "DigestMismatch" in tampered["status"]["checks"][0]["message"]
+
 
 def test_failing_jobs_report_their_reason(loop: Loop) -> None:
     uri = loop.upload("fail/data.csv", make_csv(rows=200, seed=6))
@@ -440,7 +464,9 @@ def test_failing_jobs_report_their_reason(loop: Loop) -> None:
     loop.wait_dataset("fail", validated=True)
     loop.create(
         "trainingpipelines",
-        pipeline("late", "fail", model="late", job={"activeDeadlineSeconds": 1, "backoffLimit": 3}),
+        pipeline(
+            "late", "fail", model="late", historyLimit=1, job={"activeDeadlineSeconds": 1, "backoffLimit": 3}
+        ),
     )
     run = loop.wait_run("late", 1)
     assert run["phase"] == "Failed", run
@@ -465,6 +491,12 @@ def test_failing_jobs_report_their_reason(loop: Loop) -> None:
     assert run["reason"] == "OutOfMemory", run
     assert any(reason == "RunFailed" for _, reason, _ in loop.events("late"))
     assert not loop.list("modelversions")
+    # historyLimit 1: the first run and its Job are gone.
+    assert [r["id"] for r in loop.get("trainingpipelines", "late")["status"]["runs"]] == [2]
+    loop.wait(
+        lambda: [j.metadata.name for j in loop.jobs("loopwright.dev/trainingpipeline=late")] == ["late-2"],
+        what="the Job of run 1 to be deleted",
+    )
 
 
 def test_operator_restart_during_a_run_duplicates_nothing(loop: Loop) -> None:
