@@ -32,3 +32,12 @@ def test_later_retries_a_key_without_an_index_entry() -> None:
     clock.later(("ns", "x"), delay=-1)
     assert clock.due({}, moment=T0, monotonic=time.monotonic()) == [("ns", "x")]
     assert clock.due({}, moment=T0, monotonic=time.monotonic()) == []
+
+
+def test_forget_drops_what_the_clock_remembers() -> None:
+    clock = Clock(period=1, refire_after=60)
+    index = {("ns", "a"): [T0]}
+    assert clock.due(index, moment=T0, monotonic=0.0) == [("ns", "a")]
+    clock.later(("ns", "a"), delay=-1)
+    clock.forget(("ns", "a"))
+    assert clock.due(index, moment=T0, monotonic=1.0) == [("ns", "a")]

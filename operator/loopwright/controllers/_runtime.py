@@ -68,6 +68,12 @@ def hold(key: Hashable) -> Iterator[None]:
         yield
 
 
+def forget(key: Hashable) -> None:
+    """Drop the lock of a deleted object (a later object of the same name gets a new one)."""
+    with _locks_guard:
+        _locks.pop(key, None)
+
+
 def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
@@ -198,6 +204,10 @@ class Clock:
         self.refire_after = refire_after
         self._fired: dict[Hashable, tuple[datetime, float]] = {}
         self._later: dict[Hashable, float] = {}
+
+    def forget(self, key: Hashable) -> None:
+        self._fired.pop(key, None)
+        self._later.pop(key, None)
 
     def later(self, key: Hashable, *, delay: float) -> None:
         """Fire ``key`` again after ``delay`` seconds (a retry after a failed reconcile)."""

@@ -101,6 +101,8 @@ async def reconcile(
     find nothing to do and cost no API call. A failed reconcile is retried by the clock.
     """
     if type == "DELETED":
+        _runtime.forget((KIND.plural, str(namespace), name))
+        CLOCK.forget((str(namespace), name))
         return
     with metrics.reconcile(kind=KIND.kind, handler="reconcile"):
         try:
