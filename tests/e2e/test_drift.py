@@ -120,7 +120,7 @@ def test_drift_policy_detects_acts_and_resets_on_promotion(
         "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}})
     kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "hook"}, "data": {
         "token": base64.b64encode(b"hook-token\n").decode()}})
-    in_cluster_s3 = "http://10.244.0.1:9000" if kube.local else s3.in_cluster
+    in_cluster_s3 = s3.in_cluster
     kube.apps.create_namespaced_deployment(namespace, predictor(
         deployment=MLD, model=MODEL, version=1, summary=summaries[1], replicas=2,
         s3_endpoint=in_cluster_s3, secret="s3"))

@@ -221,7 +221,7 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, ips: l
            timeout=90, interval=3)
     dataset_v1 = get(kube, "datasets", namespace, NAME)["status"]["validatedVersion"]
     data_uri = get(kube, "datasets", namespace, NAME)["spec"]["source"]["uri"]
-    in_cluster = "http://10.244.0.1:9000" if kube.local else s3.in_cluster
+    in_cluster = s3.in_cluster
     kube.batch.create_namespaced_job(namespace, _capture_job(
         captures=captures, profile=mv1["spec"]["profileUri"], output=data_uri, since_ms=since_ms,
         s3_endpoint=in_cluster))
