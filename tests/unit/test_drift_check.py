@@ -8,7 +8,7 @@ from loopwright.api.driftpolicy import DriftPolicySpec
 from loopwright.api.pipeline import RunTrigger
 from loopwright.conditions import merge
 from loopwright.drift import check
-from loopwright.drift.window import ABS_ERROR, CORRECT, FEEDBACK, PREDICTIONS, Counts, Key
+from loopwright.drift.window import ABS_ERROR, CORRECT, FEEDBACK, PREDICTIONS, SQUARED_ERROR, Counts, Key
 from loopwright.profile import FeatureProfile, Profile
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -203,6 +203,9 @@ def test_error_metrics_are_lower_is_better():
     assert worse.performance.value == pytest.approx(2.0)
     assert worse.performance.degraded
     assert worse.retrain == RunTrigger.PERFORMANCE
+    rmse = check.live_metric("rmse", _counts(x=SAME, extra={FEEDBACK: 4, SQUARED_ERROR: 36.0}))
+    assert rmse == pytest.approx(3.0)
+    assert check.live_metric("accuracy", _counts(x=SAME)) is None  # no labels: no value, not 0
     better = _evaluate(spec, _counts(x=SAME, extra={FEEDBACK: 100, ABS_ERROR: 50.0}), metrics={"mae": 1.0})
     assert better.performance is not None
     assert not better.performance.degraded
