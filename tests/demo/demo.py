@@ -350,8 +350,8 @@ class Demo:
 
 
 def install(kube: Kube, *, operator: str, only_demo_namespace: bool) -> subprocess.Popen[bytes] | None:
-    where = "operator in-cluster" if operator == "in-cluster" else "operator as a local process"
-    step(f"2. Install Loopwright ({where})")
+    say("  the operator " + ("in the cluster (the shipped manifests)" if operator == "in-cluster"
+                             else "as a local process (CRDs from the manifests)"))
     overlay = MANIFESTS / "overlays" / kube.cluster.name
     if operator == "in-cluster":
         say(f"  kubectl apply --server-side -k {overlay.relative_to(REPO)}")
@@ -359,8 +359,10 @@ def install(kube: Kube, *, operator: str, only_demo_namespace: bool) -> subproce
         if only_demo_namespace:
             kube.kubectl("-n", SYSTEM, "patch", "configmap", "loopwright-config", "--type=merge",
                          "-p", json.dumps({"data": {"LOOPWRIGHT_NAMESPACES": NAMESPACE}}))
-            kube.kubectl("-n", SYSTEM, "rollout", "restart", "deployment/loopwright-operator")
             say(f"  the operator watches only {NAMESPACE} (--only-demo-namespace)")
+        # A restart picks up the configuration, and starts the operator with nothing in memory of
+        # an earlier demo's objects (same names, just deleted).
+        kube.kubectl("-n", SYSTEM, "rollout", "restart", "deployment/loopwright-operator")
         return None
     say("  CRDs only: kubectl apply --server-side -k manifests/base/crd")
     kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS / "base" / "crd"))
@@ -384,8 +386,7 @@ def operator_ready(kube: Kube) -> bool:
         c.type == "Ready" and c.status == "True" for c in p.status.conditions or []) for p in pods.items)
 
 
-def fresh_namespace(kube: Kube, demo: Demo) -> None:
-    step(f"3. A fresh namespace {NAMESPACE} with the S3 credentials")
+def delete_earlier_demo(kube: Kube, demo: Demo) -> None:
     try:
         kube.core.read_namespace(NAMESPACE)
         say(f"  deleting the {NAMESPACE} of an earlier demo")
@@ -402,6 +403,10 @@ def fresh_namespace(kube: Kube, demo: Demo) -> None:
     except client.exceptions.ApiException as error:
         if error.status != 404:
             raise
+
+
+def fresh_namespace(kube: Kube) -> None:
+    step(f"3. A fresh namespace {NAMESPACE} with the S3 credentials")
     kube.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "samples" / "namespace.yaml"))
     # Jobs and predictors reference the credentials by name in their own namespace.
     source = kube.core.read_namespaced_secret("loopwright-s3", SYSTEM)
@@ -432,6 +437,19 @@ def run_loop(demo: Demo) -> None:
                     and stable.get("readyReplicas", 0) >= 1)
         return probe
 
+    def all_ready() -> bool:
+        stable = status(kube.get("deployments", NAME)).get("stable") or {}
+        return bool(stable.get("replicas")) and stable.get("readyReplicas") == stable.get("replicas")
+
+    def baseline(version: int) -> None:
+        """Wait for a check that read every predictor pod: a pod's first reading is its baseline, so
+        traffic it served before that is not in the window (the DriftPolicy's documented rule)."""
+        demo.wait(f"every predictor pod of v{version} ready", all_ready, timeout=180)
+        seen = status(kube.get("driftpolicies", NAME)).get("lastCheckTime")
+        demo.wait(f"a DriftPolicy check with every v{version} pod in it (its baseline)",
+                  lambda: status(kube.get("driftpolicies", NAME)).get("lastCheckTime") not in (None, seen),
+                  timeout=120)
+
     def judged(expected: tuple[str, str]) -> Callable[[], dict[str, Any] | None]:
         def probe() -> dict[str, Any] | None:
             obj = kube.get("driftpolicies", NAME)
@@ -456,8 +474,7 @@ def run_loop(demo: Demo) -> None:
     demo.wait("Deployment churn serving v1", serving(1), timeout=300)
 
     step("6. In-distribution traffic: no drift")
-    demo.wait("the DriftPolicy's first check (its baseline)",
-              lambda: status(kube.get("driftpolicies", NAME)).get("lastCheckTime"), timeout=120)
+    baseline(1)
     demo.traffic("v1-normal", rows=600, shift=0.0, seed=11, seconds=120)
     demo.wait("DriftPolicy: NoDrift on in-distribution traffic", judged(("False", "NoDrift")), timeout=120)
     demo.drift_snapshot("v1, in-distribution traffic")
@@ -493,9 +510,7 @@ def run_loop(demo: Demo) -> None:
     demo.wait("DriftPolicy to follow the promotion (reference churn-v2)",
               lambda: status(kube.get("driftpolicies", NAME)).get("modelVersion") == f"{NAME}-v2",
               timeout=120)
-    first = status(kube.get("driftpolicies", NAME)).get("lastCheckTime")
-    demo.wait("a DriftPolicy check on v2 (its baseline)",
-              lambda: status(kube.get("driftpolicies", NAME)).get("lastCheckTime") != first, timeout=120)
+    baseline(2)
     demo.traffic("v2-shifted", rows=800, shift=1.0, seed=14, seconds=120)
     demo.wait("DriftPolicy: NoDrift against churn-v2", judged(("False", "NoDrift")), timeout=120)
     demo.drift_snapshot("v2, shifted traffic")
@@ -588,12 +603,14 @@ def main() -> int:
     process = None
     progress = Progress(kube, started)
     try:
+        step("2. Install Loopwright")
+        delete_earlier_demo(kube, demo)
         process = install(kube, operator=args.operator, only_demo_namespace=args.only_demo_namespace)
         if process is None:
             say("  " + kube.kubectl("-n", SYSTEM, "rollout", "status", "deployment/loopwright-operator",
                                     "--timeout=240s").strip().splitlines()[-1])
             demo.wait("the operator pod to be Ready", lambda: operator_ready(kube), timeout=240)
-        fresh_namespace(kube, demo)
+        fresh_namespace(kube)
         if not cluster.s3_key:  # kind: the credentials are the overlay's Secret
             demo.s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name="us-east-1",
                                    aws_access_key_id=cluster.s3_key, aws_secret_access_key=cluster.s3_secret)
