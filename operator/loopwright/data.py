@@ -8,9 +8,9 @@ without trusting ETags. Validation never raises on bad data: it returns every
 them all at once.
 
 Columns come out normalised for both the profile and the estimator pipeline:
-numeric columns as float64 with NaN for missing, categorical columns as Python
-strings (object dtype) with NaN for missing, which is what scikit-learn's
-SimpleImputer recognises.
+numeric columns as float64 with NaN for missing, categorical columns as
+strings with NaN for missing (pandas' string dtype, or object), which is what
+scikit-learn's SimpleImputer recognises.
 """
 
 from __future__ import annotations
@@ -336,9 +336,20 @@ def _as_numeric(series: pd.Series) -> pd.Series:
 
 
 def _as_category(series: pd.Series) -> pd.Series:
-    """Strings in an object column, NaN for missing (what SimpleImputer recognises)."""
+    """Strings with NaN for missing (what SimpleImputer recognises).
+
+    A column pandas already reads as strings with NaN (the default string dtype
+    of pandas 3) is kept as it is: scikit-learn's encoders are faster on it
+    than on a column of Python objects.
+    """
+    if isinstance(series.dtype, pd.StringDtype) and _is_nan(series.dtype.na_value):
+        return series
     missing = series.isna()
-    return series.astype(str).astype(object).where(~missing, np.nan)
+    return series.astype(str).where(~missing, np.nan)
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and np.isnan(value)
 
 
 def _anomaly(kind: AnomalyKind, column: str | None, count: int | None, message: str) -> Anomaly:

@@ -183,25 +183,14 @@ def run(args: argparse.Namespace) -> int:
     schema, params, metric_names = _check_parameters(args)
     _warm_import("skops.io")
     task = TaskType(schema.label.task)
-    spec = estimators.ESTIMATORS[args.estimator]
     frame, digest = _load(args, schema)
     read_seconds = time.perf_counter() - started
 
-    label = schema.label.name
-    has_label = frame[label].notna().to_numpy()
-    dropped = int((~has_label).sum())
-    frame = frame[has_label] if dropped else frame
-    if len(frame) < 2:
-        raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"{len(frame)} labelled rows: nothing to train on")
-    x = frame[schema.feature_names]
-    y = frame[label].to_numpy(dtype=object if task == TaskType.CLASSIFICATION else np.float64)
-    if task == TaskType.CLASSIFICATION and len(np.unique(y)) < 2:
-        raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"label {label!r} has a single class")
+    x, y, dropped = _labelled(frame, schema, task)
     x_train, x_test, y_train, y_test, not_stratified = _split(
         x, y, task=task, test_fraction=args.test_fraction, seed=args.seed, stratify=args.stratify)
 
-    model = _pipeline(schema, spec, params, args.seed)
-    caught: list[str] = []
+    model = _pipeline(schema, estimators.ESTIMATORS[args.estimator], params, args.seed)
     fit_started = time.perf_counter()
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
@@ -210,47 +199,28 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, TypeError) as exc:
             raise _fit_error(exc, params) from exc
     fit_seconds = time.perf_counter() - fit_started
-    caught += [f"{w.category.__name__}: {w.message}" for w in records]
 
     eval_started = time.perf_counter()
-    classes: list[str] = []
-    proba = None
-    if task == TaskType.CLASSIFICATION and hasattr(model, "predict_proba"):
-        # One pass instead of two: every allowed classifier predicts the class
-        # of highest probability (ties to the first), so this equals predict().
-        proba = model.predict_proba(x_test)
-        y_pred = model.classes_[np.argmax(proba, axis=1)]
-    else:
-        y_pred = model.predict(x_test)
-    if task == TaskType.CLASSIFICATION:
-        classes = [str(c) for c in model.classes_]
+    y_pred, proba, classes = _predict(model, x_test, task)
     evaluation = trainer_metrics.evaluate(
         task, metric_names, y_true=y_test, y_pred=y_pred, proba=proba, classes=classes)
     eval_seconds = time.perf_counter() - eval_started
 
-    features, label_profile = data.profile_columns(pd.concat([x_train, pd.Series(
-        y_train, index=x_train.index, name=label)], axis=1), schema)
-    prediction = (
-        profile_categorical(np.asarray(y_pred, dtype=object), categories=classes)
-        if task == TaskType.CLASSIFICATION
-        else profile_numeric(np.asarray(y_pred, dtype=np.float64))
-    )
+    features, _ = data.profile_columns(x_train, schema)
     profile = Profile(
         rows=len(x_train),
         features=features,
-        label=label_profile,
-        prediction=prediction,
+        label=profile_categorical(y_train, categories=classes) if classes else profile_numeric(y_train),
+        prediction=profile_categorical(y_pred, categories=classes) if classes else profile_numeric(y_pred),
         dataset_schema=schema,
         task=task,
         classes=classes or None,
     )
-
-    prefix = args.output_prefix
-    outputs: dict[str, dict[str, Any]] = {}
-    model_bytes = artifacts.dumps(model)
-    outputs["model"] = _put(storage.join_uri(prefix, "model.skops"), model_bytes)
-    outputs["metrics"] = _put(storage.join_uri(prefix, "metrics.json"), _job.dumps(evaluation.values))
-    outputs["profile"] = _put(storage.join_uri(prefix, "profile.json"), _job.dumps(profile.to_wire()))
+    outputs = {
+        "model": _put(storage.join_uri(args.output_prefix, "model.skops"), artifacts.dumps(model)),
+        "metrics": _put(storage.join_uri(args.output_prefix, "metrics.json"), _job.dumps(evaluation.values)),
+        "profile": _put(storage.join_uri(args.output_prefix, "profile.json"), _job.dumps(profile.to_wire())),
+    }
     primary = next((m for m in metric_names if m in evaluation.values), None)
     result = {
         "artifacts": outputs,
@@ -267,31 +237,54 @@ def run(args: argparse.Namespace) -> int:
         "skippedMetrics": evaluation.skipped,
         "primaryMetric": primary,
         "dataset": {"uri": args.dataset_uri, "digest": digest, "format": args.format},
-        "rows": {"total": len(frame) + dropped, "train": len(x_train), "test": len(x_test),
+        "rows": {"total": len(x) + dropped, "train": len(x_train), "test": len(x_test),
                  "droppedUnlabelled": dropped},
         "seconds": {"read": round(read_seconds, 3), "fit": round(fit_seconds, 3),
                     "evaluate": round(eval_seconds, 3), "total": round(time.perf_counter() - started, 3)},
         "fitSeconds": round(fit_seconds, 3),
         "versions": _versions(),
-        "warnings": caught[:_MAX_WARNINGS],
+        "warnings": [f"{w.category.__name__}: {w.message}" for w in records][:_MAX_WARNINGS],
     }
-    result_uri = storage.join_uri(prefix, "result.json")
-    result_sha = _job.write_json(result_uri, result)
+    result_uri = storage.join_uri(args.output_prefix, "result.json")
     summary = {
         "phase": "Succeeded",
         "resultUri": result_uri,
-        "resultSha256": result_sha,
-        "modelUri": outputs["model"]["uri"],
-        "modelSha256": outputs["model"]["sha256"],
-        "profileUri": outputs["profile"]["uri"],
-        "profileSha256": outputs["profile"]["sha256"],
-        "metricsUri": outputs["metrics"]["uri"],
-        "metricsSha256": outputs["metrics"]["sha256"],
+        "resultSha256": _job.write_json(result_uri, result),
+        **{f"{name}Uri": out["uri"] for name, out in outputs.items()},
+        **{f"{name}Sha256": out["sha256"] for name, out in outputs.items()},
         "metrics": evaluation.values,
         "primaryMetric": primary,
         "datasetDigest": digest,
     }
     return _job.finish(summary, code=_job.EXIT_OK)
+
+
+def _labelled(frame: pd.DataFrame, schema: DatasetSchema, task: TaskType) -> tuple[pd.DataFrame, Any, int]:
+    """Features and label of the rows that have a label; how many rows had none."""
+    label = schema.label.name
+    has_label = frame[label].notna().to_numpy()
+    dropped = int((~has_label).sum())
+    if dropped:
+        frame = frame[has_label]
+    if len(frame) < 2:
+        raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"{len(frame)} labelled rows: nothing to train on")
+    y = frame[label].to_numpy(dtype=object if task == TaskType.CLASSIFICATION else np.float64)
+    if task == TaskType.CLASSIFICATION and len(np.unique(y)) < 2:
+        raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"label {label!r} has a single class")
+    return frame[schema.feature_names], y, dropped
+
+
+def _predict(model: Any, x_test: pd.DataFrame, task: TaskType) -> tuple[Any, Any, list[str]]:
+    """Hold-out predictions, class probabilities (classifiers) and the class names."""
+    if task != TaskType.CLASSIFICATION:
+        return np.asarray(model.predict(x_test), dtype=np.float64), None, []
+    classes = [str(c) for c in model.classes_]
+    if not hasattr(model, "predict_proba"):
+        return model.predict(x_test), None, classes
+    # One pass instead of two: every allowed classifier predicts the class of
+    # highest probability (ties to the first), so this equals predict().
+    proba = model.predict_proba(x_test)
+    return model.classes_[np.argmax(proba, axis=1)], proba, classes
 
 
 def _put(uri: str, payload: bytes) -> dict[str, Any]:
