@@ -525,3 +525,36 @@ def test_operator_restart_during_a_run_duplicates_nothing(loop: Loop) -> None:
     status = loop.get("trainingpipelines", "restart")["status"]
     assert status["runCount"] == 1
     assert status["runs"][0]["modelVersion"] == "restart-v1"
+
+
+def test_suspend_holds_a_request_and_the_schedule_starts_runs(loop: Loop) -> None:
+    uri = loop.upload("cron/data.csv", make_csv(rows=200, seed=8))
+    loop.create("datasets", dataset("cron", uri))
+    loop.wait_dataset("cron", validated=True)
+    body = pipeline(
+        "cron",
+        "cron",
+        model="cron",
+        triggers={"schedule": "* * * * *", "onNewData": False, "cooldown": "1s", "suspend": True},
+    )
+    body["metadata"]["annotations"] = {"loopwright.dev/train-request": "r1"}
+    loop.create("trainingpipelines", body)
+    status = loop.wait(
+        lambda: (loop.get("trainingpipelines", "cron").get("status") or {}).get("nextScheduledTime")
+        and loop.get("trainingpipelines", "cron")["status"],
+        what="nextScheduledTime",
+    )
+    assert status["nextScheduledTime"].endswith(":00Z")
+    time.sleep(3)
+    status = loop.get("trainingpipelines", "cron")["status"]
+    assert status.get("runCount", 0) == 0
+    assert "suspended" in loop.condition(loop.get("trainingpipelines", "cron"), "Training")["message"]
+
+    loop.patch("trainingpipelines", "cron", {"spec": {"triggers": {"suspend": False}}})
+    first = loop.wait_run("cron", 1)
+    assert first["trigger"] == "Manual"
+    assert first["phase"] == "Succeeded", first
+    scheduled = loop.wait_run("cron", 2, timeout=150)
+    assert scheduled["trigger"] == "Schedule", scheduled
+    after = loop.get("trainingpipelines", "cron")["status"]
+    assert after["nextScheduledTime"] > scheduled["startTime"]

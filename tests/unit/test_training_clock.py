@@ -41,3 +41,12 @@ def test_forget_drops_what_the_clock_remembers() -> None:
     clock.later(("ns", "a"), delay=-1)
     clock.forget(("ns", "a"))
     assert clock.due(index, moment=T0, monotonic=1.0) == [("ns", "a")]
+
+
+def test_a_passed_time_does_not_hide_a_later_one() -> None:
+    clock = Clock(period=1, refire_after=600)
+    cooldown_end, slot = T0, T0 + timedelta(minutes=1)
+    index = {("ns", "p"): [(cooldown_end, slot)]}
+    assert clock.due(index, moment=T0 + timedelta(seconds=1), monotonic=1.0) == [("ns", "p")]
+    assert clock.due(index, moment=T0 + timedelta(seconds=30), monotonic=30.0) == []
+    assert clock.due(index, moment=slot, monotonic=61.0) == [("ns", "p")]

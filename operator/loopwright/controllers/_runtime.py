@@ -236,16 +236,23 @@ class Clock:
                 await asyncio.gather(*(one(key) for key in due))
 
     def due(self, index: Mapping[Hashable, Any], *, moment: datetime, monotonic: float) -> list[Hashable]:
-        """Keys whose time has come and that were not fired for that very time recently."""
+        """Keys with a time that has come and was not fired already (or not recently).
+
+        An index value is one time or several (a schedule slot, a cooldown's end ...): the
+        latest one that has passed counts, so a past time never hides a later one.
+        """
         keys = [key for key, at in list(self._later.items()) if at <= monotonic]
         for key in keys:
             self._later.pop(key, None)
         for key, store in list(index.items()):
-            when = next(iter(store), None)
-            if when is None or when > moment:
+            value = next(iter(store), None)
+            times = [value] if isinstance(value, datetime) else list(value or ())
+            passed = [t for t in times if t is not None and t <= moment]
+            if not passed:
                 continue
+            when = max(passed)
             fired = self._fired.get(key)
-            if fired is not None and fired[0] == when and monotonic - fired[1] < self.refire_after:
+            if fired is not None and fired[0] >= when and monotonic - fired[1] < self.refire_after:
                 continue
             self._fired[key] = (when, monotonic)
             if key not in keys:

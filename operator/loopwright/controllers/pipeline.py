@@ -75,7 +75,7 @@ def pipelines_by_dataset(namespace: str | None, name: str, spec: kopf.Spec, **_:
 
 @kopf.index(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline_wake")
 def pipeline_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
-    """When a pipeline may need a reconcile without any event: a schedule slot or a cooldown's end."""
+    """When a pipeline may need a reconcile without any event: a schedule slot, a cooldown's end."""
     times = [status.get("nextScheduledTime")]
     last = status.get("lastTriggerTime")
     cooldown = (spec.get("triggers") or {}).get("cooldown", "10m")
@@ -86,7 +86,7 @@ def pipeline_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kop
     if any(r.get("phase") in runs.ACTIVE_PHASES for r in status.get("runs") or ()):
         # A safety net for a missed Job event: look once a while after the last change.
         moments.append(_runtime.now() + timedelta(seconds=SAFETY_POLL_SECONDS))
-    return {(namespace, name): min(moments, default=None)}
+    return {(namespace, name): tuple(moments)}
 
 
 @kopf.on.event(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline.reconcile")
