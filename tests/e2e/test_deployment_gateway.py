@@ -36,7 +36,13 @@ def httproute_crd(kube: Any) -> Iterator[None]:
             raise
     extensions.create_custom_resource_definition(
         {
-            "metadata": {"name": CRD_NAME},
+            # *.k8s.io groups need this annotation; the Gateway API project's CRDs carry the same one.
+            "metadata": {
+                "name": CRD_NAME,
+                "annotations": {
+                    "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"
+                },
+            },
             "spec": {
                 "group": ROUTES[0],
                 "scope": "Namespaced",
