@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -57,6 +58,7 @@ _job_phases: dict[tuple[str, str], str] = {}
 _dataset_versions: dict[tuple[str, str], str | None] = {}
 """Last validated version seen per Dataset, so only a new one fans out to its pipelines."""
 CLOCK = _runtime.Clock(period=CLOCK_PERIOD)
+_log = logging.getLogger(__name__)
 RECONCILE_THREADS = 48
 _POOL = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="pipeline")
 """Pipeline reconciles wait on the API server far more than they compute: a pool of their own,
@@ -130,8 +132,13 @@ def job_event(
     _job_phases[key] = phase
     if phase == "Deleted":
         _job_phases.pop(key, None)
+    pipeline = labels[PIPELINE_LABEL]
     with metrics.reconcile(kind=KIND.kind, handler="job-event"):
-        sync(namespace=str(namespace), name=labels[PIPELINE_LABEL], datasets=kwargs["dataset_info"])
+        try:
+            sync(namespace=str(namespace), name=pipeline, datasets=kwargs["dataset_info"])
+        except Exception:
+            CLOCK.later((str(namespace), pipeline), delay=RETRY_SECONDS)
+            raise
 
 
 @kopf.on.event(group=DATASET.group, version=DATASET.version, plural=DATASET.plural,
@@ -148,7 +155,12 @@ def dataset_event(type: str, namespace: str | None, name: str, status: kopf.Stat
         return
     for pipeline in list(kwargs["pipelines_by_dataset"].get(key, ())):
         with metrics.reconcile(kind=KIND.kind, handler="dataset-event"):
-            sync(namespace=key[0], name=pipeline, datasets=kwargs["dataset_info"], validated_version=version)
+            try:
+                sync(namespace=key[0], name=pipeline, datasets=kwargs["dataset_info"],
+                     validated_version=version)
+            except Exception:
+                _log.exception("reconcile of pipeline %s/%s after a new Dataset version", key[0], pipeline)
+                CLOCK.later((key[0], pipeline), delay=RETRY_SECONDS)
 
 
 @kopf.on.startup(id="pipeline.clock")
