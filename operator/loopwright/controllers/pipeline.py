@@ -10,9 +10,16 @@ One level-based reconcile per pipeline (:func:`sync`) runs the state machine:
    ``<pipeline>-<N>`` (adopting it on 409), so a restart never makes a second Job;
 4. keep ``historyLimit`` runs, deleting the Jobs of older ones.
 
-It is entered from the pipeline's own handlers (create/update/resume), from events of its Jobs,
-from new validated versions of its Dataset (found with the ``pipelines_by_dataset`` index, not
-by listing), and from a clock for schedules and cooldowns.
+It is entered from every event of the pipeline (an ``on.event`` handler: the initial listing
+after a restart included), from events of its Jobs, from new validated versions of its Dataset
+(found with the ``pipelines_by_dataset`` index, not by listing), and from a clock for schedules,
+cooldowns and retries.
+
+Run phases: Pending (recorded; Job created or about to be; also while the Job is suspended),
+Running (the Job has pods), Succeeded (trained and registered as a ModelVersion), Failed (with
+a reason: BadParameters, BadData, OutOfMemory, DeadlineExceeded, BackoffLimitExceeded,
+JobDeleted, ResultUnreadable). The Job controller does the retrying within ``backoffLimit``;
+exit codes 2 and 3 end the Job at once; the operator itself never restarts a failed run.
 """
 
 from __future__ import annotations
