@@ -357,6 +357,13 @@ def test_invalid_data_and_forbidden_estimator_never_train(loop: Loop) -> None:
     assert "validatedVersion" not in obj["status"]
     assert loop.condition(obj, "Ready")["status"] == "False"
     assert any(reason == "ValidationFailed" for _, reason, _ in loop.events("bad"))
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+
+    missing = f"s3://{loop.s3.bucket}/{loop.prefix}/nothing-here.csv"
+    loop.create("datasets", dataset("missing", missing))
+    gone = loop.wait_dataset("missing", validated=False)
+    assert loop.condition(gone, "Validated")["reason"] == "SourceNotFound"
+    assert gone["status"]["observedGeneration"] == gone["metadata"]["generation"]
 
     loop.create("trainingpipelines", pipeline("on-bad", "bad", model="m1"))
     good = loop.upload("good/data.csv", make_csv(rows=100, seed=4))

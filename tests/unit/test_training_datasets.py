@@ -36,16 +36,19 @@ def test_profile_identity_follows_the_data_and_the_rules() -> None:
     )
 
 
-def test_up_to_date_needs_the_fingerprint_and_the_generation() -> None:
-    status = DatasetStatus(source_fingerprint="f1", observed_generation=2)
-    assert datasets.up_to_date(status, fingerprint="f1", generation=2)
-    assert not datasets.up_to_date(status, fingerprint="f2", generation=2)
-    assert not datasets.up_to_date(status, fingerprint="f1", generation=3)
+def test_up_to_date_compares_the_profile_key() -> None:
+    key = datasets.profile_key(fingerprint="f1", spec=_spec())
+    status = DatasetStatus(source_fingerprint=key, observed_generation=1)
+    assert datasets.up_to_date(status, key=key)
+    # A spec change with the same data is a new profile, whatever observedGeneration says.
+    assert not datasets.up_to_date(
+        status, key=datasets.profile_key(fingerprint="f1", spec=_spec(validation={"minRows": 10}))
+    )
 
 
 def test_a_valid_version_becomes_the_validated_one() -> None:
     result = {"digest": D1, "rows": 100, "anomalies": [], "valid": True, "profileUri": "s3://bkt/p.json"}
-    applied = datasets.apply_result(DatasetStatus(), result, fingerprint="f1", generation=1, now=NOW)
+    applied = datasets.apply_result(DatasetStatus(), result, key="f1", generation=1, now=NOW)
     assert applied.status["validatedVersion"] == D1
     assert applied.status["version"] == D1
     assert applied.status["shortVersion"] == "1" * 12
@@ -64,7 +67,7 @@ def test_an_invalid_version_lists_every_anomaly_and_never_becomes_validated() ->
         {"kind": "TooFewRows", "count": 3, "message": "3 rows, at least 10 required"},
     ]
     result = {"digest": D2, "rows": 3, "anomalies": anomalies, "valid": False}
-    applied = datasets.apply_result(before, result, fingerprint="f2", generation=1, now=NOW)
+    applied = datasets.apply_result(before, result, key="f2", generation=1, now=NOW)
     assert applied.status["version"] == D2
     assert applied.status["validatedVersion"] == D1
     assert [a["kind"] for a in applied.status["anomalies"]] == ["MissingColumn", "TooFewRows"]
@@ -84,7 +87,7 @@ def test_unreadable_data_has_no_digest() -> None:
         "valid": False,
         "anomalies": [{"kind": "Unreadable", "message": "not found"}],
     }
-    applied = datasets.apply_result(DatasetStatus(), result, fingerprint="f", generation=1, now=NOW)
+    applied = datasets.apply_result(DatasetStatus(), result, key="f", generation=1, now=NOW)
     assert applied.status["version"] is None
     assert applied.status["validatedVersion"] is None
     assert applied.status["history"] == []
@@ -95,7 +98,7 @@ def test_history_is_short_and_unique() -> None:
     for i in range(15):
         digest = f"sha256:{i:064x}"
         applied = datasets.apply_result(
-            status, {"digest": digest, "rows": i, "valid": True}, fingerprint=str(i), generation=1, now=NOW
+            status, {"digest": digest, "rows": i, "valid": True}, key=str(i), generation=1, now=NOW
         )
         status = DatasetStatus.model_validate(
             {**status.to_wire(), **{k: v for k, v in applied.status.items() if v is not None}}
@@ -103,7 +106,7 @@ def test_history_is_short_and_unique() -> None:
     again = datasets.apply_result(
         status,
         {"digest": f"sha256:{14:064x}", "rows": 14, "valid": True},
-        fingerprint="x",
+        key="x",
         generation=2,
         now=NOW,
     )

@@ -120,8 +120,7 @@ def _sync_once(*, namespace: str, name: str) -> None:
     now = _runtime.now()
     parsed = parse_spec(KIND, obj.get("spec") or {})
     if not isinstance(parsed, DatasetSpec):
-        _publish(obj, {"observedGeneration": generation},
-                 [Verdict(type=READY, status=False, reason=INVALID_SPEC, message=str(parsed))])
+        _publish(obj, {}, [Verdict(type=READY, status=False, reason=INVALID_SPEC, message=str(parsed))])
         return
     spec = parsed
     try:
@@ -136,11 +135,10 @@ def _sync_once(*, namespace: str, name: str) -> None:
         _publish(obj, {"lastCheckedTime": _runtime.stamp(now)},
                  [Verdict(type=READY, status=False, reason="SourceUnreachable", message=str(exc))])
         return
-    if datasets.up_to_date(status, fingerprint=fingerprint, generation=generation):
+    key = datasets.profile_key(fingerprint=fingerprint, spec=spec)
+    if datasets.up_to_date(status, key=key):
         _publish(obj, {"lastCheckedTime": _runtime.stamp(now)}, [])
         return
-
-    key = datasets.profile_key(fingerprint=fingerprint, spec=spec)
     job_name = datasets.profile_job_name(name, key)
     prefix = datasets.output_prefix(bucket=_runtime.settings().artifact_bucket, namespace=namespace,
                                     dataset=name, key=key)
@@ -173,7 +171,7 @@ def _sync_once(*, namespace: str, name: str) -> None:
     if outcome.phase != "Succeeded":
         return
     result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
-    applied = datasets.apply_result(status, result, fingerprint=fingerprint, generation=generation, now=now)
+    applied = datasets.apply_result(status, result, key=key, generation=generation, now=now)
     _publish(obj, applied.status, applied.verdicts)
     for event in applied.events:
         _runtime.post_event(obj, type_=event.type, reason=event.reason, message=event.message)
@@ -197,7 +195,7 @@ def _publish(
     if not any(c.get("type") == READY for c in conditions):
         conditions = merge(conditions, [Verdict(type=READY, status=False, reason="Checking",
                                                 message="checking the source")], generation=generation)
-    patch = {**update, "conditions": conditions}
+    patch = {**update, "observedGeneration": generation, "conditions": conditions}
     if any(current.get(k) != v for k, v in patch.items()):
         _runtime.patch_status(KIND, obj, patch)
     changed = any(_runtime.condition_changed(current.get("conditions"), v) for v in verdicts)

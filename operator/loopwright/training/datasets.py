@@ -4,6 +4,10 @@ The operator polls only a cheap fingerprint of the source (``storage.fingerprint
 and sizes). A new fingerprint, or a spec change (new schema or gates), means a new profile: the
 profiling Job is named after both, so a restart finds the same Job and one profile is never run
 twice. The content digest computed by the Job is the version; the fingerprint is only a hint.
+
+``status.sourceFingerprint`` holds that profile key (the source's fingerprint combined with the
+spec fields the profile depends on), so "is the status current?" is one comparison, and
+``observedGeneration`` can follow every reconcile (kstatus reads it) without meaning "profiled".
 """
 
 from __future__ import annotations
@@ -56,16 +60,16 @@ def output_prefix(*, bucket: str, namespace: str, dataset: str, key: str) -> str
     return f"s3://{bucket}/datasets/{namespace}/{dataset}/{key}"
 
 
-def up_to_date(status: DatasetStatus, *, fingerprint: str, generation: int | None) -> bool:
-    """Whether the status already describes this content under this spec."""
-    return status.source_fingerprint == fingerprint and status.observed_generation == generation
+def up_to_date(status: DatasetStatus, *, key: str) -> bool:
+    """Whether the status already describes this content under this spec (``key``: profile_key)."""
+    return status.source_fingerprint == key
 
 
 def apply_result(
     status: DatasetStatus,
     result: Mapping[str, Any],
     *,
-    fingerprint: str,
+    key: str,
     generation: int | None,
     now: datetime,
 ) -> Applied:
@@ -80,7 +84,7 @@ def apply_result(
     rows = int(result.get("rows") or 0)
     profile_uri = result.get("profileUri")
     update: dict[str, Any] = {
-        "sourceFingerprint": fingerprint,
+        "sourceFingerprint": key,
         "observedGeneration": generation,
         "lastCheckedTime": _stamp(now),
         "rows": rows,
