@@ -76,6 +76,7 @@ def test_first_version_serves_then_a_new_version_is_promoted_step_by_step(
         lw.register(kube, s3, namespace, model="iris", version=2, kind="good")
 
         seen: list[tuple[int, int, int]] = []
+        passes: list[dict[str, Any]] = []
 
         def promoted() -> Any:
             obj = lw.get(kube, namespace, "deployments", "iris")
@@ -83,6 +84,9 @@ def test_first_version_serves_then_a_new_version_is_promoted_step_by_step(
             if st.get("canary"):
                 c = st["canary"]
                 point = (c["step"], c["desiredWeight"], c["weight"])
+                analysis = st.get("analysis") or {}
+                if analysis.get("verdict") == "Pass":
+                    passes.append({r["metric"]: r for r in analysis["results"]})
                 if not seen or seen[-1] != point:
                     seen.append(point)
             return (
@@ -97,8 +101,13 @@ def test_first_version_serves_then_a_new_version_is_promoted_step_by_step(
         assert (0, 10, 50) in seen, seen
         assert status["history"][0]["event"] == "Promoted"
         assert status["history"][0]["version"] == 2
-        analysis_results = {r["metric"] for r in (status.get("analysis") or {}).get("results", [])}
-        assert analysis_results == set() or "errorRate" in analysis_results
+        # Every step was judged on numbers: no errors, a real p95, no prediction drift.
+        assert passes, "no passing analysis observed during the rollout"
+        judged = passes[-1]
+        assert set(judged) == {"errorRate", "latencyP95", "predictionDrift"}
+        assert judged["errorRate"]["value"] == 0.0
+        assert 0 < judged["latencyP95"]["value"] <= judged["latencyP95"]["threshold"] == 0.5
+        assert judged["predictionDrift"]["value"] <= 0.5
 
         reasons = [e.reason for e in lw.events(kube, namespace, "iris")]
         assert reasons.count("CanaryStep") >= 2, reasons
@@ -120,6 +129,7 @@ def test_first_version_serves_then_a_new_version_is_promoted_step_by_step(
         assert "iris" in printed
 
         result = lw.client_result(kube, namespace, client, timeout=240)
+        print(f"traffic during the rollout: {result}")
         assert result["failed"] == 0, result
         assert set(result["codes"]) == {"200"}, result
         assert result["n"] > 100, result

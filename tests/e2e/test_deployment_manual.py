@@ -82,6 +82,7 @@ def test_manual_promote_and_abort_apply_to_their_version_only(
             what="the aborted canary's workload deleted",
         )
         result = lw.client_result(kube, namespace, client, timeout=240)
+        print(f"traffic during promote and abort: {result}")
         assert result["failed"] == 0, result
         assert set(result["codes"]) == {"200"}, result
         kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "fraud")
@@ -143,5 +144,6 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
     assert len(steps) == 3, steps
     assert "step 3/3" in steps[-1]
     result = lw.client_result(kube, namespace, client, timeout=240)
+    print(f"traffic across the restart: {result}")
     assert result["failed"] == 0, result
     kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "eta")
