@@ -44,7 +44,8 @@ IMPLICIT = {
     ("", "namespaces", "list"), ("", "namespaces", "watch"),
     # kopf posts Events itself (core v1) and may patch a repeated one.
     ("", "events", "patch"),
-    # Server-side apply of an object that does not exist yet creates it.
+    # Server-side apply of an object that does not exist yet creates it, and the API server
+    # authorizes that as `create` (tried: an apply with only `patch` is refused "cannot create").
     ("apps", "deployments", "create"), ("", "services", "create"),
     ("policy", "poddisruptionbudgets", "create"), ("gateway.networking.k8s.io", "httproutes", "create"),
     # ownerReferences with blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
