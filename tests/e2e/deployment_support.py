@@ -1,4 +1,4 @@
-"""Shared pieces of the Deployment (canary) e2e tests: real models, the operator, traffic, waits.
+"""Shared pieces of the Deployment (canary) e2e tests: real models, traffic, waits.
 
 Models are trained here with scikit-learn and stored with loopwright.artifacts next to
 a reference profile built with loopwright.profile, exactly what the predictor loads.
@@ -11,23 +11,17 @@ Each misbehaves for a real reason, never a flag:
 * ``drifting``: trained on shifted labels, it answers "yes" far less often than stable.
 
 ModelVersions are created by hand and validated by the real ModelVersion controller
-(artifact verification Job), which runs in the same operator process as the Deployment
-controller. Traffic comes from a pod calling the Service by its cluster DNS name, one
-TCP connection per request so that the Service spreads it over stable and canary pods.
+(artifact verification Job) of the operator under test (the shared ``operator`` fixture: a
+process per test namespace, or the in-cluster operator with LOOPWRIGHT_E2E_OPERATOR=in-cluster).
+Traffic comes from a pod calling the Service by its cluster DNS name, one TCP connection per
+request so that the Service spreads it over stable and canary pods.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,11 +31,8 @@ from loopwright.api.schema import DatasetSchema
 from loopwright.profile import Profile, profile_categorical, profile_numeric
 
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
-REPO = Path(__file__).resolve().parents[2]
-PYTHON = str(REPO / ".venv" / "bin" / "python")
 FEATURES = ("a", "b", "c")
 CLASSES = ["no", "yes"]
-SECRET = "loopwright-s3"
 CLIENT_IMAGE = "loopwright/predictor:0.1.0"
 SCHEMA = {
     "label": {"name": "y", "task": "classification"},
@@ -220,64 +211,6 @@ def wait_serving(kube: Any, namespace: str, name: str, *, timeout: float) -> dic
         return obj if serving and (obj.get("status") or {}).get("phase") == "Stable" else None
 
     return kube.wait(probe, timeout=timeout, what=f"Deployment {name} serving", interval=1)
-
-
-# -- the operator -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def prepare_namespace(kube: Any, s3: Any, namespace: str) -> None:
-    """The credentials Secret predictor and verification pods reference by name."""
-    kube.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": SECRET},
-            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
-        },
-    )
-
-
-@contextmanager
-def operator(s3: Any, namespace: str, *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The whole operator (every controller) watching one namespace, as a host process."""
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": s3.endpoint,
-        "AWS_ACCESS_KEY_ID": s3.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-        "AWS_DEFAULT_REGION": s3.region,
-        "PYTHONPATH": str(REPO / "operator"),
-        "LOOPWRIGHT_NAMESPACES": namespace,
-        "LOOPWRIGHT_S3_ENDPOINT": s3.in_cluster,
-        "LOOPWRIGHT_S3_SECRET": f"{namespace}/{SECRET}",
-        "LOOPWRIGHT_METRICS_PORT": str(_free_port()),
-    }
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "loopwright.main"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO
-        )
-    try:
-        time.sleep(1)
-        assert proc.poll() is None, log.read_text()
-        yield proc
-    finally:
-        stop(proc)
-
-
-def stop(proc: subprocess.Popen[bytes], *, kill: bool = False) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 # -- traffic ------------------------------------------------------------------------------------

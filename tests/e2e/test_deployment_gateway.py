@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,79 +100,77 @@ def _backends(route: dict[str, Any] | None) -> list[tuple[str, int]]:
 
 
 def test_gateway_api_weights_on_an_httproute(
-    kube: Any, crds: Any, s3: Any, namespace: str, tmp_path: Path, httproute_crd: None
+    kube: Any, crds: Any, s3: Any, namespace: str, operator: Any, httproute_crd: None
 ) -> None:
-    lw.prepare_namespace(kube, s3, namespace)
     body = lw.deployment(
         "iris",
         model="iris",
         rollout={"steps": [{"weight": 20}], "analysis": {"interval": "2s", "minRequests": 5}},
     )
     body["spec"]["traffic"] = {"mode": "gatewayAPI", "gateway": {"parentRef": {"name": "gw"}}}
-    with lw.operator(s3, namespace, log=tmp_path / "operator.log"):
-        lw.register(kube, s3, namespace, model="iris", version=1, kind="good")
-        kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", body)
-        lw.wait_serving(kube, namespace, "iris", timeout=120)
-        route = kube.wait(lambda: _route(kube, namespace, "iris"), timeout=30, what="the HTTPRoute")
-        assert _backends(route) == [("iris-v1", 100)]
-        assert route["spec"]["parentRefs"] == [{"name": "gw"}]
-        assert kube.core.read_namespaced_service("iris-v1", namespace).spec.selector == {
-            "loopwright.dev/deployment": "iris",
-            "loopwright.dev/version": "1",
-        }
+    lw.register(kube, s3, namespace, model="iris", version=1, kind="good")
+    kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", body)
+    lw.wait_serving(kube, namespace, "iris", timeout=120)
+    route = kube.wait(lambda: _route(kube, namespace, "iris"), timeout=30, what="the HTTPRoute")
+    assert _backends(route) == [("iris-v1", 100)]
+    assert route["spec"]["parentRefs"] == [{"name": "gw"}]
+    assert kube.core.read_namespaced_service("iris-v1", namespace).spec.selector == {
+        "loopwright.dev/deployment": "iris",
+        "loopwright.dev/version": "1",
+    }
 
-        lw.register(kube, s3, namespace, model="iris", version=2, kind="good")
-        obj = lw.wait_phase(kube, namespace, "iris", "Paused", timeout=120)
-        assert _backends(_route(kube, namespace, "iris")) == [("iris-v1", 80), ("iris-v2", 20)]
-        assert obj["status"]["canary"]["desiredWeight"] == 20
-        assert obj["status"]["canary"]["weight"] == 0  # no Gateway has accepted the route yet
+    lw.register(kube, s3, namespace, model="iris", version=2, kind="good")
+    obj = lw.wait_phase(kube, namespace, "iris", "Paused", timeout=120)
+    assert _backends(_route(kube, namespace, "iris")) == [("iris-v1", 80), ("iris-v2", 20)]
+    assert obj["status"]["canary"]["desiredWeight"] == 20
+    assert obj["status"]["canary"]["weight"] == 0  # no Gateway has accepted the route yet
 
-        # A Gateway controller accepts the route: the weight is now real, and reported.
-        kube.custom.patch_namespaced_custom_object_status(
-            *ROUTES[:2],
-            namespace,
-            ROUTES[2],
-            "iris",
-            {
-                "status": {
-                    "parents": [
-                        {
-                            "parentRef": {"name": "gw"},
-                            "controllerName": "example.com/gateway",
-                            "conditions": [
-                                {
-                                    "type": "Accepted",
-                                    "status": "True",
-                                    "reason": "Accepted",
-                                    "message": "",
-                                    "lastTransitionTime": "2026-01-01T00:00:00Z",
-                                }
-                            ],
-                        }
-                    ]
-                }
-            },
-        )
-        kube.wait(
-            lambda: lw.get(kube, namespace, "deployments", "iris")["status"]["canary"]["weight"] == 20,
-            timeout=60,
-            what="the accepted weight reported",
-            interval=1,
-        )
+    # A Gateway controller accepts the route: the weight is now real, and reported.
+    kube.custom.patch_namespaced_custom_object_status(
+        *ROUTES[:2],
+        namespace,
+        ROUTES[2],
+        "iris",
+        {
+            "status": {
+                "parents": [
+                    {
+                        "parentRef": {"name": "gw"},
+                        "controllerName": "example.com/gateway",
+                        "conditions": [
+                            {
+                                "type": "Accepted",
+                                "status": "True",
+                                "reason": "Accepted",
+                                "message": "",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                            }
+                        ],
+                    }
+                ]
+            }
+        },
+    )
+    kube.wait(
+        lambda: lw.get(kube, namespace, "deployments", "iris")["status"]["canary"]["weight"] == 20,
+        timeout=60,
+        what="the accepted weight reported",
+        interval=1,
+    )
 
-        lw.patch_rollout(kube, namespace, "iris", {"promote": {"version": 2}})
-        kube.wait(
-            lambda: _backends(_route(kube, namespace, "iris")) == [("iris-v2", 100)],
-            timeout=120,
-            what="all traffic on version 2",
-            interval=1,
-        )
-        kube.wait(
-            lambda: (
-                "iris-v1" not in {s.metadata.name for s in kube.core.list_namespaced_service(namespace).items}
-            ),
-            timeout=60,
-            what="the per-version Service of version 1 removed",
-        )
-        assert lw.get(kube, namespace, "deployments", "iris")["status"]["stable"]["version"] == 2
-        kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "iris")
+    lw.patch_rollout(kube, namespace, "iris", {"promote": {"version": 2}})
+    kube.wait(
+        lambda: _backends(_route(kube, namespace, "iris")) == [("iris-v2", 100)],
+        timeout=120,
+        what="all traffic on version 2",
+        interval=1,
+    )
+    kube.wait(
+        lambda: (
+            "iris-v1" not in {s.metadata.name for s in kube.core.list_namespaced_service(namespace).items}
+        ),
+        timeout=60,
+        what="the per-version Service of version 1 removed",
+    )
+    assert lw.get(kube, namespace, "deployments", "iris")["status"]["stable"]["version"] == 2
+    kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "iris")

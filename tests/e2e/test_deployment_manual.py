@@ -4,7 +4,6 @@ operator restart in the middle of a step that resumes at that same step."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,74 +23,71 @@ def _canary(kube: Any, namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def test_manual_promote_and_abort_apply_to_their_version_only(
-    kube: Any, crds: Any, s3: Any, namespace: str, tmp_path: Path
+    kube: Any, crds: Any, s3: Any, namespace: str, operator: Any
 ) -> None:
-    lw.prepare_namespace(kube, s3, namespace)
     # A step without pause holds until a person promotes the version.
     rollout = {"steps": [{"weight": 50}], "analysis": ANALYSIS}
-    with lw.operator(s3, namespace, log=tmp_path / "operator.log"):
-        lw.register(kube, s3, namespace, model="fraud", version=1, kind="good")
-        kube.custom.create_namespaced_custom_object(
-            lw.GROUP,
-            lw.VERSION,
-            namespace,
-            "deployments",
-            lw.deployment("fraud", model="fraud", rollout=rollout),
-        )
-        lw.wait_serving(kube, namespace, "fraud", timeout=120)
-        client = lw.start_client(kube, namespace, service="fraud", model="fraud", seconds=70)
-        lw.register(kube, s3, namespace, model="fraud", version=2, kind="good")
+    lw.register(kube, s3, namespace, model="fraud", version=1, kind="good")
+    kube.custom.create_namespaced_custom_object(
+        lw.GROUP,
+        lw.VERSION,
+        namespace,
+        "deployments",
+        lw.deployment("fraud", model="fraud", rollout=rollout),
+    )
+    lw.wait_serving(kube, namespace, "fraud", timeout=120)
+    client = lw.start_client(kube, namespace, service="fraud", model="fraud", seconds=70)
+    lw.register(kube, s3, namespace, model="fraud", version=2, kind="good")
 
-        obj = lw.wait_phase(kube, namespace, "fraud", "Paused", timeout=120)
-        assert obj["status"]["canary"]["version"] == 2
-        assert lw.condition(obj, "Progressing")["reason"] == "WaitingForPromotion"
-        # Promoting another version changes nothing; then promote version 2.
-        lw.patch_rollout(kube, namespace, "fraud", {"promote": {"version": 7}})
-        time.sleep(4)
-        assert lw.get(kube, namespace, "deployments", "fraud")["status"]["phase"] == "Paused"
-        lw.patch_rollout(kube, namespace, "fraud", {"promote": {"version": 2}})
-        kube.wait(
-            lambda: (
-                (lw.get(kube, namespace, "deployments", "fraud")["status"].get("stable") or {}).get("version")
-                == 2
-            ),
-            timeout=120,
-            what="version 2 promoted by hand",
-            interval=1,
-        )
+    obj = lw.wait_phase(kube, namespace, "fraud", "Paused", timeout=120)
+    assert obj["status"]["canary"]["version"] == 2
+    assert lw.condition(obj, "Progressing")["reason"] == "WaitingForPromotion"
+    # Promoting another version changes nothing; then promote version 2.
+    lw.patch_rollout(kube, namespace, "fraud", {"promote": {"version": 7}})
+    time.sleep(4)
+    assert lw.get(kube, namespace, "deployments", "fraud")["status"]["phase"] == "Paused"
+    lw.patch_rollout(kube, namespace, "fraud", {"promote": {"version": 2}})
+    kube.wait(
+        lambda: (
+            (lw.get(kube, namespace, "deployments", "fraud")["status"].get("stable") or {}).get("version")
+            == 2
+        ),
+        timeout=120,
+        what="version 2 promoted by hand",
+        interval=1,
+    )
 
-        # Version 3 becomes the canary; aborting it rejects it, while promote: 2 (still in the spec,
-        # as it would be in Git) has no effect on it.
-        lw.register(kube, s3, namespace, model="fraud", version=3, kind="good")
-        kube.wait(
-            lambda: (_canary(kube, namespace, "fraud") or {}).get("version") == 3,
-            timeout=120,
-            what="version 3 as the canary",
-            interval=1,
-        )
-        lw.patch_rollout(kube, namespace, "fraud", {"abort": {"version": 3}})
-        obj = lw.wait_phase(kube, namespace, "fraud", "RolledBack", timeout=120)
-        status = obj["status"]
-        assert status["stable"]["version"] == 2
-        assert status["rejectedVersions"] == [3]
-        assert (status["history"][0]["version"], status["history"][0]["event"]) == (3, "Aborted")
-        assert any(e.reason == "Aborted" and e.type == "Warning" for e in lw.events(kube, namespace, "fraud"))
-        kube.wait(
-            lambda: lw.workloads(kube, namespace, "fraud") == {"fraud-v2": 1},
-            timeout=60,
-            what="the aborted canary's workload deleted",
-        )
-        result = lw.client_result(kube, namespace, client, timeout=240)
-        print(f"traffic during promote and abort: {result}")
-        assert result["failed"] == 0, result
-        assert set(result["codes"]) == {"200"}, result
-        kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "fraud")
+    # Version 3 becomes the canary; aborting it rejects it, while promote: 2 (still in the spec,
+    # as it would be in Git) has no effect on it.
+    lw.register(kube, s3, namespace, model="fraud", version=3, kind="good")
+    kube.wait(
+        lambda: (_canary(kube, namespace, "fraud") or {}).get("version") == 3,
+        timeout=120,
+        what="version 3 as the canary",
+        interval=1,
+    )
+    lw.patch_rollout(kube, namespace, "fraud", {"abort": {"version": 3}})
+    obj = lw.wait_phase(kube, namespace, "fraud", "RolledBack", timeout=120)
+    status = obj["status"]
+    assert status["stable"]["version"] == 2
+    assert status["rejectedVersions"] == [3]
+    assert (status["history"][0]["version"], status["history"][0]["event"]) == (3, "Aborted")
+    assert any(e.reason == "Aborted" and e.type == "Warning" for e in lw.events(kube, namespace, "fraud"))
+    kube.wait(
+        lambda: lw.workloads(kube, namespace, "fraud") == {"fraud-v2": 1},
+        timeout=60,
+        what="the aborted canary's workload deleted",
+    )
+    result = lw.client_result(kube, namespace, client, timeout=240)
+    print(f"traffic during promote and abort: {result}")
+    assert result["failed"] == 0, result
+    assert set(result["codes"]) == {"200"}, result
+    kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "fraud")
 
 
 def test_operator_restart_mid_canary_resumes_at_the_same_step(
-    kube: Any, crds: Any, s3: Any, namespace: str, tmp_path: Path
+    kube: Any, crds: Any, s3: Any, namespace: str, operator: Any
 ) -> None:
-    lw.prepare_namespace(kube, s3, namespace)
     rollout = {
         "steps": [
             {"weight": 10, "pause": "5s"},
@@ -100,44 +96,41 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
         ],
         "analysis": ANALYSIS,
     }
-    log = tmp_path / "operator.log"
-    with lw.operator(s3, namespace, log=log) as first:
-        lw.register(kube, s3, namespace, model="eta", version=1, kind="good")
-        kube.custom.create_namespaced_custom_object(
-            lw.GROUP, lw.VERSION, namespace, "deployments", lw.deployment("eta", model="eta", rollout=rollout)
-        )
-        lw.wait_serving(kube, namespace, "eta", timeout=120)
-        client = lw.start_client(kube, namespace, service="eta", model="eta", seconds=110)
-        lw.register(kube, s3, namespace, model="eta", version=2, kind="good")
-        kube.wait(
-            lambda: (_canary(kube, namespace, "eta") or {}).get("step") == 1,
-            timeout=120,
-            what="the canary at step 2 (index 1)",
-            interval=0.5,
-        )
-        before = _canary(kube, namespace, "eta")
-        assert before is not None
-        lw.stop(first, kill=True)  # no goodbye: as if the operator's pod was lost
+    lw.register(kube, s3, namespace, model="eta", version=1, kind="good")
+    kube.custom.create_namespaced_custom_object(
+        lw.GROUP, lw.VERSION, namespace, "deployments", lw.deployment("eta", model="eta", rollout=rollout)
+    )
+    lw.wait_serving(kube, namespace, "eta", timeout=120)
+    client = lw.start_client(kube, namespace, service="eta", model="eta", seconds=110)
+    lw.register(kube, s3, namespace, model="eta", version=2, kind="good")
+    kube.wait(
+        lambda: (_canary(kube, namespace, "eta") or {}).get("step") == 1,
+        timeout=120,
+        what="the canary at step 2 (index 1)",
+        interval=0.5,
+    )
+    before = _canary(kube, namespace, "eta")
+    assert before is not None
+    operator.stop(kill=True)  # no goodbye: as if the operator's pod was lost
 
     time.sleep(5)
     after_kill = _canary(kube, namespace, "eta")
     assert after_kill == before or after_kill["step"] == 1  # nobody acts while the operator is down
     steps_before = [e.message for e in lw.events(kube, namespace, "eta") if e.reason == "CanaryStep"]
-    with lw.operator(s3, namespace, log=log):
-        time.sleep(4)
-        resumed = _canary(kube, namespace, "eta")
-        assert resumed is not None
-        assert resumed["step"] == 1
-        assert resumed["stepStartTime"] == before["stepStartTime"]  # the same step, not restarted
-        kube.wait(
-            lambda: (
-                (lw.get(kube, namespace, "deployments", "eta")["status"].get("stable") or {}).get("version")
-                == 2
-            ),
-            timeout=180,
-            what="version 2 promoted after the restart",
-            interval=1,
-        )
+    operator.start()
+    time.sleep(4)
+    resumed = _canary(kube, namespace, "eta")
+    assert resumed is not None
+    assert resumed["step"] == 1
+    assert resumed["stepStartTime"] == before["stepStartTime"]  # the same step, not restarted
+    kube.wait(
+        lambda: (
+            (lw.get(kube, namespace, "deployments", "eta")["status"].get("stable") or {}).get("version") == 2
+        ),
+        timeout=180,
+        what="version 2 promoted after the restart",
+        interval=1,
+    )
     steps = [e.message for e in lw.events(kube, namespace, "eta") if e.reason == "CanaryStep"]
     # Each step announced once: steps 1 and 2 before the restart, only step 3 after it.
     assert len(steps_before) == 2, steps_before

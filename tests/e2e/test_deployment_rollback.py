@@ -3,7 +3,6 @@ predictions drift from stable's. Real models that behave badly (see deployment_s
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,69 +27,70 @@ METRICS = {
     ],
 )
 def test_a_bad_version_is_rolled_back_with_its_reason(
-    kind: str, metric: str, kube: Any, crds: Any, s3: Any, namespace: str, tmp_path: Path
+    kind: str, metric: str, kube: Any, crds: Any, s3: Any, namespace: str, operator: Any
 ) -> None:
-    lw.prepare_namespace(kube, s3, namespace)
     rollout = {
         "steps": [{"weight": 50, "pause": "30s"}],
         "analysis": {"interval": "3s", "failureLimit": 1, "minRequests": 10, "metrics": METRICS},
     }
-    with lw.operator(s3, namespace, log=tmp_path / "operator.log"):
-        lw.register(kube, s3, namespace, model="churn", version=1, kind="good")
-        kube.custom.create_namespaced_custom_object(
-            lw.GROUP,
-            lw.VERSION,
-            namespace,
-            "deployments",
-            lw.deployment("churn", model="churn", rollout=rollout),
-        )
-        lw.wait_serving(kube, namespace, "churn", timeout=120)
-        client = lw.start_client(kube, namespace, service="churn", model="churn", seconds=90)
-        lw.register(kube, s3, namespace, model="churn", version=2, kind=kind)
+    lw.register(kube, s3, namespace, model="churn", version=1, kind="good")
+    kube.custom.create_namespaced_custom_object(
+        lw.GROUP,
+        lw.VERSION,
+        namespace,
+        "deployments",
+        lw.deployment("churn", model="churn", rollout=rollout),
+    )
+    lw.wait_serving(kube, namespace, "churn", timeout=120)
+    client = lw.start_client(kube, namespace, service="churn", model="churn", seconds=90)
+    lw.register(kube, s3, namespace, model="churn", version=2, kind=kind)
 
-        obj = lw.wait_phase(kube, namespace, "churn", "RolledBack", timeout=240)
-        status = obj["status"]
-        assert status["stable"]["version"] == 1
-        assert status.get("canary") is None
-        assert status["rejectedVersions"] == [2]
-        last = status["history"][0]
-        assert (last["version"], last["event"]) == (2, "RolledBack")
-        assert metric in last["message"], last
-        failed = [r for r in status["analysis"]["results"] if r["verdict"] == "Fail"]
-        assert [r["metric"] for r in failed] == [metric], status["analysis"]["results"]
-        assert failed[0]["value"] > failed[0]["threshold"]
-        degraded = lw.condition(obj, "Degraded")
-        assert degraded is not None
-        assert (degraded["status"], degraded["reason"]) == ("True", "RolledBack")
-        assert lw.condition(obj, "Ready")["status"] == "True"  # stable still serves
+    obj = lw.wait_phase(kube, namespace, "churn", "RolledBack", timeout=240)
+    status = obj["status"]
+    assert status["stable"]["version"] == 1
+    assert status.get("canary") is None
+    assert status["rejectedVersions"] == [2]
+    last = status["history"][0]
+    assert (last["version"], last["event"]) == (2, "RolledBack")
+    assert metric in last["message"], last
+    failed = [r for r in status["analysis"]["results"] if r["verdict"] == "Fail"]
+    assert [r["metric"] for r in failed] == [metric], status["analysis"]["results"]
+    assert failed[0]["value"] > failed[0]["threshold"]
+    degraded = lw.condition(obj, "Degraded")
+    assert degraded is not None
+    assert (degraded["status"], degraded["reason"]) == ("True", "RolledBack")
+    assert lw.condition(obj, "Ready")["status"] == "True"  # stable still serves
 
-        def rolled_back_event() -> Any:
-            return [e for e in lw.events(kube, namespace, "churn")
-                    if e.type == "Warning" and e.reason == "RolledBack" and metric in e.message]
+    def rolled_back_event() -> Any:
+        return [
+            e
+            for e in lw.events(kube, namespace, "churn")
+            if e.type == "Warning" and e.reason == "RolledBack" and metric in e.message
+        ]
 
-        kube.wait(rolled_back_event, timeout=30, what=f"a RolledBack Warning event naming {metric}")
-        kube.wait(
-            lambda: lw.workloads(kube, namespace, "churn") == {"churn-v1": 1},
-            timeout=60,
-            what="the canary's workload deleted",
-        )
-        mv2 = lw.get(kube, namespace, "modelversions", "churn-v2")["status"]
-        assert "production" not in (mv2.get("aliases") or [])
-        assert mv2["deployments"][0]["event"] == "RolledBack"
+    kube.wait(rolled_back_event, timeout=30, what=f"a RolledBack Warning event naming {metric}")
+    kube.wait(
+        lambda: lw.workloads(kube, namespace, "churn") == {"churn-v1": 1},
+        timeout=60,
+        what="the canary's workload deleted",
+    )
+    mv2 = lw.get(kube, namespace, "modelversions", "churn-v2")["status"]
+    assert "production" not in (mv2.get("aliases") or [])
+    assert mv2["deployments"][0]["event"] == "RolledBack"
 
-        # Rejected for this Deployment: `latest` does not try it again.
-        kube.custom.patch_namespaced_custom_object(
-            lw.GROUP,
-            lw.VERSION,
-            namespace,
-            "deployments",
-            "churn",
-            {"spec": {"replicas": 1, "rollout": {"paused": False}}},
-        )
-        result = lw.client_result(kube, namespace, client, timeout=240)
-        status = lw.get(kube, namespace, "deployments", "churn")["status"]
-        assert status.get("canary") is None
-        assert status["stable"]["version"] == 1
-        if kind == "erroring":
-            assert int(result["codes"].get("500", 0)) > 0, result  # the errors were real 5xx answers
-        kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "churn")
+    # Rejected for this Deployment: `latest` does not try it again.
+    kube.custom.patch_namespaced_custom_object(
+        lw.GROUP,
+        lw.VERSION,
+        namespace,
+        "deployments",
+        "churn",
+        {"spec": {"replicas": 1, "rollout": {"paused": False}}},
+    )
+    result = lw.client_result(kube, namespace, client, timeout=240)
+    status = lw.get(kube, namespace, "deployments", "churn")["status"]
+    assert status.get("canary") is None
+    assert status["stable"]["version"] == 1
+    if kind == "erroring":
+        assert int(result["codes"].get("500", 0)) > 0, result  # the errors were real 5xx answers
+    kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "churn")
