@@ -78,6 +78,9 @@ def _up() -> int:
     if not any(supervisor.pid(name) for name in _STOP_ORDER):
         _refuse_busy_ports()
         shutil.rmtree(STATE / "logs", ignore_errors=True)  # a fresh cluster gets fresh logs
+        # No cluster serves here, so any lw0/netns left over is debris of a killed one (its pods'
+        # veths would hold the IPs the new node agent hands out): start from a clean network.
+        _network("down")
     material = pki.ensure(directory=STATE / "pki", certs=controlplane.certs())
     controlplane.write_kubeconfigs(pki=material, directory=STATE)
     _network("up")
