@@ -53,6 +53,7 @@ PRODUCTION = "production"
 FIELD_MANAGER = "loopwright"
 SCRAPE_TIMEOUT = 3.0
 ERROR_BACKOFF = 5.0
+CONFLICT_RETRY = 0.2
 CONCURRENCY = 8
 
 Key = tuple[str, str]
@@ -420,7 +421,14 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
     # missing key would leave a stale nested value behind (e.g. canary.weightReachedTime).
     new_status = plan.status.model_dump(mode="json", by_alias=True)
     if _differs(raw_status, new_status):
-        await asyncio.to_thread(_write_status, obj, new_status)
+        try:
+            await asyncio.to_thread(_write_status, obj, new_status)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != HTTPStatus.CONFLICT:
+                raise
+            # The object changed since it was read (a spec edit): decide again on a fresh read.
+            _log.info("Deployment %s/%s changed during the reconcile; reconciling again", namespace, name)
+            return CONFLICT_RETRY
     # Events belong to the decision just recorded, so they go out before the cluster converges.
     await asyncio.to_thread(_post_events, obj, plan.events)
     await asyncio.to_thread(_converge, obs, plan)
