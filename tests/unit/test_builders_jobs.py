@@ -9,9 +9,9 @@ import pytest
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
+from loopwright.builders.common import Owner
 from loopwright.builders.jobs import (
     JobSettings,
-    Owner,
     child_name,
     profiling_job,
     training_job,
@@ -22,7 +22,7 @@ SCHEMA = {
     "label": {"name": "y", "task": "classification"},
     "columns": [{"name": "x", "type": "numeric"}, {"name": "c", "type": "categorical"}],
 }
-OWNER = Owner(kind="TrainingPipeline", name="p", uid="uid-1")
+OWNER = Owner(kind="TrainingPipeline", name="p", uid="uid-1", namespace="ns")
 SETTINGS = JobSettings(
     image="loopwright/trainer:0.1.0", s3_endpoint="http://s3:9000", credentials_secret="creds"
 )
@@ -162,7 +162,7 @@ def test_profiling_job_uses_the_dataset_secret_when_named(secret_ref: dict[str, 
     job = profiling_job(
         namespace="ns",
         name="d-profile-0123456789",
-        owner=Owner(kind="Dataset", name="d", uid="u"),
+        owner=Owner(kind="Dataset", name="d", uid="u", namespace="ns"),
         spec=spec,
         output_prefix="s3://bkt/datasets/ns/d/k",
         labels={},
@@ -182,7 +182,7 @@ def test_verification_job() -> None:
     job = verification_job(
         namespace="ns",
         name="m-v1-verify",
-        owner=Owner(kind="ModelVersion", name="m-v1", uid="u"),
+        owner=Owner(kind="ModelVersion", name="m-v1", uid="u", namespace="ns"),
         uri="s3://bkt/model.skops",
         sha256="f" * 64,
         labels={"a": "b"},

@@ -6,8 +6,9 @@ from typing import Any
 
 from loopwright.api.deployment import DeploymentSpec
 from loopwright.builders import predictor as build
+from loopwright.builders.common import Owner
 
-OWNER = build.Owner(name="iris", uid="uid-1", namespace="ml")
+OWNER = Owner(kind="Deployment", name="iris", uid="uid-1", namespace="ml")
 SERVED = build.Served(
     model="iris",
     version=3,

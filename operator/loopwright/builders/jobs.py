@@ -28,17 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopwright import _job
-from loopwright.api.common import API_VERSION
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
+from loopwright.builders.common import ACCESS_KEY, NONROOT_UID, SECRET_KEY, Manifest, Owner, owner_reference
 
 NAME_LIMIT = 63
 """Job names become the ``job-name`` label of their pods, so they must fit a label value."""
 CONTAINER = "main"
-NONROOT_UID = 65532
-ACCESS_KEY = "AWS_ACCESS_KEY_ID"
-SECRET_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 (the name of a Secret key, not a secret)
 
 PROFILE_BACKOFF_LIMIT = 2
 PROFILE_DEADLINE_SECONDS = 1800
@@ -46,18 +43,6 @@ VERIFY_BACKOFF_LIMIT = 2
 VERIFY_DEADLINE_SECONDS = 600
 FINISHED_TTL_SECONDS = 3600
 """Profiling and verification Jobs are read once, then only clutter the namespace."""
-
-Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Owner:
-    """The custom resource a Job belongs to (garbage-collected with it)."""
-
-    kind: str
-    name: str
-    uid: str
-
 
 @dataclass(frozen=True, kw_only=True)
 class JobSettings:
@@ -83,11 +68,6 @@ def child_name(base: str, suffix: str) -> str:
     digest = hashlib.sha256(base.encode()).hexdigest()[:8]
     head = base[: NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-")
     return f"{head}-{digest}-{suffix}"
-
-
-def owner_reference(owner: Owner) -> Manifest:
-    return {"apiVersion": API_VERSION, "kind": owner.kind, "name": owner.name, "uid": owner.uid,
-            "controller": True, "blockOwnerDeletion": True}
 
 
 def profiling_job(

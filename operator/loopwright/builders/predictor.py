@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from loopwright.api.common import API_VERSION
 from loopwright.api.deployment import DeploymentSpec
-from loopwright.builders.jobs import ACCESS_KEY, NONROOT_UID, SECRET_KEY
+from loopwright.builders.common import ACCESS_KEY, NONROOT_UID, SECRET_KEY, Manifest, Owner, owner_reference
 
 PORT = 8080
 SERVICE_PORT = 80
@@ -29,18 +27,6 @@ MODEL_VERSION_LABEL = "loopwright.dev/modelversion"
 DRAIN_SECONDS = 5
 """The predictor keeps serving this long after SIGTERM while endpoints are withdrawn."""
 TERMINATION_GRACE_SECONDS = 30
-
-Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Owner:
-    """The loopwright Deployment that owns the objects (garbage-collected with it)."""
-
-    name: str
-    uid: str
-    namespace: str
-
 
 @dataclass(frozen=True, kw_only=True)
 class Served:
@@ -81,17 +67,6 @@ def selector(mld: str, version: int | None = None) -> dict[str, str]:
 def url(*, name: str, namespace: str) -> str:
     """The in-cluster URL of the Service (cluster DNS)."""
     return f"http://{name}.{namespace}.svc.cluster.local:{SERVICE_PORT}"
-
-
-def owner_reference(owner: Owner) -> Manifest:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Deployment",
-        "name": owner.name,
-        "uid": owner.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
 
 
 def _metadata(*, name: str, owner: Owner, labels: Mapping[str, str]) -> Manifest:

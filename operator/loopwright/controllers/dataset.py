@@ -26,7 +26,8 @@ from loopwright import metrics, storage
 from loopwright.api.common import ConditionStatus, parse_duration
 from loopwright.api.dataset import DatasetSpec, DatasetStatus
 from loopwright.api.kinds import DATASET as KIND
-from loopwright.builders.jobs import Owner, profiling_job
+from loopwright.builders.common import Owner
+from loopwright.builders.jobs import profiling_job
 from loopwright.conditions import READY, Verdict, merge
 from loopwright.controllers import _runtime
 from loopwright.controllers._common import INVALID_SPEC, parse_spec
@@ -146,7 +147,7 @@ def _sync_once(*, namespace: str, name: str) -> None:
     if job is None:
         manifest = profiling_job(
             namespace=namespace, name=job_name,
-            owner=Owner(kind=KIND.kind, name=name, uid=obj["metadata"]["uid"]),
+            owner=Owner(kind=KIND.kind, name=name, uid=obj["metadata"]["uid"], namespace=namespace),
             spec=spec, output_prefix=prefix, labels=child_labels(KIND, name),
             settings=_runtime.job_settings())
         _, created = _runtime.create_job(manifest)

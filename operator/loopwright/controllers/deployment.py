@@ -40,6 +40,7 @@ from loopwright.api.kinds import DEPLOYMENT as KIND
 from loopwright.api.kinds import MODEL_VERSION
 from loopwright.api.modelversion import ModelPhase
 from loopwright.builders import predictor as build
+from loopwright.builders.common import Owner, owner_reference
 from loopwright.conditions import READY, Verdict
 from loopwright.controllers import _runtime
 from loopwright.controllers._common import parse_spec, ready_status
@@ -494,7 +495,7 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
     """Make the children match the plan: workloads first, then the things that point at them."""
     obj, spec = obs.obj, obs.spec
     meta = obj["metadata"]
-    owner = build.Owner(name=meta["name"], uid=meta["uid"], namespace=meta["namespace"])
+    owner = Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=meta["namespace"])
     cfg = _runtime.settings()
     pods = build.PodSettings(
         image=cfg.predictor_image,
@@ -538,7 +539,7 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
             port=build.SERVICE_PORT,
             backends=[(build.workload_name(owner.name, v), w) for v, w in plan.route],
         )
-        route["metadata"]["ownerReferences"] = [build.owner_reference(owner)]
+        route["metadata"]["ownerReferences"] = [owner_reference(owner)]
         _apply(route)
     _delete_others(owner=owner, keep=keep, gateway=gateway)
     _move_alias(obs, plan)
@@ -579,7 +580,7 @@ def _scale_only(*, namespace: str, name: str, replicas: int) -> None:
         kube.apps().patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
 
 
-def _delete_others(*, owner: build.Owner, keep: set[str], gateway: bool) -> None:
+def _delete_others(*, owner: Owner, keep: set[str], gateway: bool) -> None:
     selector = f"{build.DEPLOYMENT_LABEL}={owner.name}"
     for workload in kube.apps().list_namespaced_deployment(owner.namespace, label_selector=selector).items:
         if workload.metadata.name not in keep and workload.metadata.deletion_timestamp is None:

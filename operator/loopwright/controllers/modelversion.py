@@ -27,7 +27,8 @@ from loopwright.api.kinds import MODEL_VERSION as KIND
 from loopwright.api.kinds import TRAINING_PIPELINE
 from loopwright.api.modelversion import Check, ModelPhase, ModelVersionSpec, ModelVersionStatus
 from loopwright.api.pipeline import PipelineValidation, RunPhase, TrainingPipelineSpec
-from loopwright.builders.jobs import Owner, child_name, verification_job
+from loopwright.builders.common import Owner
+from loopwright.builders.jobs import child_name, verification_job
 from loopwright.conditions import READY, Verdict, merge
 from loopwright.controllers import _runtime
 from loopwright.controllers._common import INVALID_SPEC, parse_spec
@@ -118,7 +119,7 @@ def _verify(obj: Mapping[str, Any], *, spec: ModelVersionSpec, status: ModelVers
     if job is None:
         manifest = verification_job(
             namespace=meta["namespace"], name=job_name,
-            owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"]),
+            owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=meta["namespace"]),
             uri=spec.artifact.uri, sha256=spec.artifact.sha256,
             labels={**child_labels(KIND, meta["name"]), "loopwright.dev/model": spec.model},
             settings=_runtime.job_settings())

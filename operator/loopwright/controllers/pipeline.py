@@ -46,7 +46,8 @@ from loopwright.api.kinds import TRAINING_PIPELINE as KIND
 from loopwright.api.modelversion import model_version_name
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, TrainingPipelineStatus
 from loopwright.api.schema import DatasetSchema
-from loopwright.builders.jobs import Owner, training_job
+from loopwright.builders.common import Owner
+from loopwright.builders.jobs import training_job
 from loopwright.conditions import READY, Verdict, merge
 from loopwright.controllers import _runtime
 from loopwright.controllers._common import INVALID_SPEC, parse_spec
@@ -365,7 +366,7 @@ def _start_job(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: M
     cfg = _runtime.settings()
     manifest = training_job(
         namespace=namespace, name=run.name,
-        owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"]),
+        owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=namespace),
         spec=spec, dataset_uri=dataset["uri"], dataset_format=dataset.get("format") or "csv",
         dataset_digest=run.dataset_version or "", schema=DatasetSchema.model_validate(dataset["schema"]),
         credentials_secret=dataset.get("credentialsSecret"),
