@@ -548,3 +548,10 @@ def test_project_containers_know_their_non_root_user() -> None:
     assert spec.account_files("busybox", user=65532, group=None, passwd=passwd, groups=groups) == {}
     known = passwd + "app:x:1000:1000::/home/app:/bin/sh\n"
     assert spec.account_files("loopwright/trainer", user=1000, group=0, passwd=known, groups=groups) == {}
+
+
+def test_project_images_get_the_checkout_bound_back_over_volumes() -> None:
+    project = Path("/tmp/ci/checkout")
+    assert spec.project_mounts("loopwright/trainer:0.1.0", project=project) == [
+        (str(project), str(project), "ro")]
+    assert spec.project_mounts("python:3.11-slim", project=project) == []

@@ -791,7 +791,9 @@ class PodWorker:
             source.write_text(content)
             image_mounts.append((str(source), target, "ro"))
         return _Prepared(argv=argv, env=env, workdir=spec.get("workingDir") or "/",
-                         mounts=[*image_mounts, *self._mounts(spec)], privileges=privileges)
+                         mounts=[*image_mounts, *self._mounts(spec),
+                                 *podspec.project_mounts(image, project=self.rt.venv_bin.parents[1])],
+                         privileges=privileges)
 
     def _mounts(self, spec: Obj) -> list[tuple[str, str, str]]:
         volumes = {v["name"]: v for v in self.spec.get("volumes", [])}

@@ -296,6 +296,19 @@ def interpreter_mounts(image: str, *, user: int | None, interpreter: Path,
     return [("tmpfs", str(hidden), "tmpfs"), (str(interpreter), str(interpreter), "ro")]
 
 
+def project_mounts(image: str, *, project: Path) -> list[tuple[str, str, str]]:
+    """The checkout, bound back over itself (read-only) for this project's images.
+
+    An image would carry the package; here the venv's editable install points into the checkout on
+    the host, which a volume can cover: the restricted Jobs mount an emptyDir at /tmp, and a
+    checkout under /tmp (as CI clones can be) would vanish. Listed after the volumes, this mount
+    comes from a descriptor opened before any of them, so it restores the checkout whatever covers it.
+    """
+    if not image.startswith(PROJECT_IMAGE_PREFIX):
+        return []
+    return [(str(project), str(project), "ro")]
+
+
 def account_files(image: str, *, user: int | None, group: int | None, passwd: str, groups: str
                   ) -> dict[str, str]:
     """/etc/passwd and /etc/group for a project container running as a uid the host lacks.
