@@ -20,6 +20,15 @@ WireCondition = dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
+class Event:
+    """A Kubernetes Event a reconcile decided to post on its object."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Verdict:
     """A condition to publish, before timestamps and generations are attached."""
 

@@ -15,6 +15,7 @@ from loopwright.api.deployment import (
     Verdict,
 )
 from loopwright.api.modelversion import ModelPhase
+from loopwright.conditions import Event
 from loopwright.rollout import canary
 from loopwright.rollout.canary import Check, Plan, Target, VersionInfo, World
 
@@ -50,7 +51,7 @@ class Driver:
         self.status = DeploymentStatus()
         self.now = T0
         self.pods: dict[int, int] = {}
-        self.events: list[canary.Event] = []
+        self.events: list[Event] = []
 
     def step(
         self,

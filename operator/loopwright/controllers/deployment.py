@@ -41,7 +41,7 @@ from loopwright.api.kinds import MODEL_VERSION
 from loopwright.api.modelversion import ModelPhase
 from loopwright.builders import predictor as build
 from loopwright.builders.common import Owner, owner_reference
-from loopwright.conditions import READY, Verdict
+from loopwright.conditions import READY, Event, Verdict
 from loopwright.controllers import _runtime
 from loopwright.controllers._common import parse_spec, ready_status
 from loopwright.profile import FeatureProfile, Profile
@@ -671,7 +671,7 @@ def _record_registry(obs: _Observed, plan: canary.Plan) -> None:
             _log.warning("cannot record %s on ModelVersion %s: %s", event, mv_name, exc.reason)
 
 
-def _post_events(obj: Obj, events: list[canary.Event]) -> None:
+def _post_events(obj: Obj, events: list[Event]) -> None:
     meta = obj["metadata"]
     for event in events:
         _log.info("Deployment %s/%s: %s: %s", meta["namespace"], meta["name"], event.reason, event.message)

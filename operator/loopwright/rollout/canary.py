@@ -37,6 +37,7 @@ from loopwright.api.deployment import (
     Verdict,
 )
 from loopwright.api.modelversion import ModelPhase
+from loopwright.conditions import Event
 from loopwright.rollout import traffic
 
 PROGRESSING = "Progressing"
@@ -104,15 +105,6 @@ class World:
     """Weights are HTTPRoute weights (gatewayAPI mode and the cluster serves HTTPRoutes)."""
     traffic_problem: str | None = None
     """Why the traffic mode asked for cannot be honoured (published as Degraded)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Event:
-    """A Kubernetes Event to post on the Deployment."""
-
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,18 +21,11 @@ from typing import Any
 
 from loopwright.api.dataset import Anomaly, DatasetSpec, DatasetStatus, DatasetVersionRecord
 from loopwright.builders.jobs import child_name
-from loopwright.conditions import READY, Verdict
+from loopwright.conditions import READY, Event, Verdict
 
 VALIDATED = "Validated"
 HISTORY_LIMIT = 10
 ANOMALY_LIMIT = 100
-
-
-@dataclass(frozen=True, kw_only=True)
-class Event:
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True, kw_only=True)
