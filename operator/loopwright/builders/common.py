@@ -28,3 +28,24 @@ class Owner:
 def owner_reference(owner: Owner) -> Manifest:
     return {"apiVersion": API_VERSION, "kind": owner.kind, "name": owner.name, "uid": owner.uid,
             "controller": True, "blockOwnerDeletion": True}
+
+
+def restricted_pod_security() -> Manifest:
+    """Pod-level settings of the restricted Pod Security Standard (a fresh dict per manifest)."""
+    return {"runAsNonRoot": True, "runAsUser": NONROOT_UID, "runAsGroup": NONROOT_UID, "fsGroup": NONROOT_UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def restricted_container_security() -> Manifest:
+    """Container-level settings of the restricted standard; the root filesystem is read-only."""
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def scratch_volume() -> Manifest:
+    """The emptyDir behind /tmp: the only writable place of a read-only root filesystem."""
+    return {"name": "tmp", "emptyDir": {}}
+
+
+def scratch_mount() -> Manifest:
+    return {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108 (an emptyDir of the pod)

@@ -31,7 +31,17 @@ from loopwright import _job
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
-from loopwright.builders.common import ACCESS_KEY, NONROOT_UID, SECRET_KEY, Manifest, Owner, owner_reference
+from loopwright.builders.common import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Manifest,
+    Owner,
+    owner_reference,
+    restricted_container_security,
+    restricted_pod_security,
+    scratch_mount,
+    scratch_volume,
+)
 
 NAME_LIMIT = 63
 """Job names become the ``job-name`` label of their pods, so they must fit a label value."""
@@ -200,13 +210,8 @@ def _job_manifest(
         "image": settings.image,
         "command": command,
         "env": _env(settings=settings, secret=secret),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir of the pod)
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [scratch_mount()],
         # The trainer's one-line JSON summary; the log tail if it died before writing it.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -228,15 +233,9 @@ def _job_manifest(
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": NONROOT_UID,
-                    "runAsGroup": NONROOT_UID,
-                    "fsGroup": NONROOT_UID,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": restricted_pod_security(),
                 "containers": [container],
-                "volumes": [{"name": "tmp", "emptyDir": {}}],
+                "volumes": [scratch_volume()],
             },
         },
     }

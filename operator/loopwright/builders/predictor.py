@@ -15,7 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from loopwright.api.deployment import DeploymentSpec
-from loopwright.builders.common import ACCESS_KEY, NONROOT_UID, SECRET_KEY, Manifest, Owner, owner_reference
+from loopwright.builders.common import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Manifest,
+    Owner,
+    owner_reference,
+    restricted_container_security,
+    restricted_pod_security,
+    scratch_mount,
+    scratch_volume,
+)
 
 PORT = 8080
 SERVICE_PORT = 80
@@ -149,13 +159,8 @@ def deployment(
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir of the pod)
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [scratch_mount()],
     }
     if spec.resources is not None:
         container["resources"] = spec.resources.to_wire()
@@ -182,15 +187,9 @@ def deployment(
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": NONROOT_UID,
-                        "runAsGroup": NONROOT_UID,
-                        "fsGroup": NONROOT_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": restricted_pod_security(),
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": [scratch_volume()],
                 },
             },
         },
