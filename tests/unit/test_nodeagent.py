@@ -508,30 +508,39 @@ def test_log_query_parsing() -> None:
 
 def test_non_root_project_containers_see_only_the_interpreter_under_a_private_home() -> None:
     interpreter = Path("/root/.pyenv/versions/3.11.7")
+    project = Path("/work/main")
 
     def traversable(path: Path) -> bool:
         return path != Path("/root")
 
-    mounts = spec.interpreter_mounts(
-        "loopwright/operator:0.1.0", user=65532, interpreter=interpreter, traversable=traversable
-    )
-    assert mounts == [("tmpfs", "/root", "tmpfs"), (str(interpreter), str(interpreter), "ro")]
-    assert (
-        spec.interpreter_mounts(
-            "loopwright/operator:0.1.0", user=0, interpreter=interpreter, traversable=traversable
-        )
-        == []
-    )
-    assert (
-        spec.interpreter_mounts("busybox", user=1000, interpreter=interpreter, traversable=traversable) == []
-    )
-    assert (
-        spec.interpreter_mounts(
-            "loopwright/trainer", user=1000, interpreter=Path("/usr"), traversable=lambda _: True
-        )
-        == []
-    )
+    def mounts(image: str, user: int | None, paths: list[Path]) -> list[tuple[str, str, str]]:
+        return spec.hidden_path_mounts(image, user=user, paths=paths, traversable=traversable)
 
+    assert mounts("loopwright/operator:0.1.0", 65532, [interpreter, project]) == [
+        ("tmpfs", "/root", "tmpfs"), (str(interpreter), str(interpreter), "ro")]
+    assert mounts("loopwright/operator:0.1.0", 0, [interpreter, project]) == []
+    assert mounts("busybox", 1000, [interpreter, project]) == []
+    assert spec.hidden_path_mounts(
+        "loopwright/trainer", user=1000, paths=[Path("/usr")], traversable=lambda _: True) == []
+
+
+def test_a_checkout_under_a_private_folder_is_bound_back_for_non_root_project_containers() -> None:
+    """A CI clone under `mktemp -d` (mode 0700): uid 65532 could not import the package."""
+    interpreter = Path("/root/.pyenv/versions/3.11.7")
+    private = {Path("/root"), Path("/tmp/tmp.ab12"), Path("/root/ci")}
+
+    def mounts(project: Path) -> list[tuple[str, str, str]]:
+        return spec.hidden_path_mounts("loopwright/trainer:0.1.0", user=65532,
+                                       paths=[interpreter, project],
+                                       traversable=lambda path: path not in private)
+
+    assert mounts(Path("/tmp/tmp.ab12/x")) == [
+        ("tmpfs", "/root", "tmpfs"), ("tmpfs", "/tmp/tmp.ab12", "tmpfs"),
+        (str(interpreter), str(interpreter), "ro"), ("/tmp/tmp.ab12/x", "/tmp/tmp.ab12/x", "ro")]
+    # Both under one private folder: one tmpfs (a second would hide the first's bind), both bound.
+    assert mounts(Path("/root/ci/x")) == [
+        ("tmpfs", "/root", "tmpfs"),
+        (str(interpreter), str(interpreter), "ro"), ("/root/ci/x", "/root/ci/x", "ro")]
 
 def test_project_containers_know_their_non_root_user() -> None:
     passwd = "root:x:0:0:root:/root:/bin/bash\n"

@@ -125,6 +125,7 @@ class Runtime:
     allocatable: dict[str, str]
     pool: network.IpPool = field(init=False)
     interpreter: Path = field(init=False)
+    project: Path = field(init=False)
     workers: dict[str, PodWorker] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
     background: set[asyncio.Task[None]] = field(default_factory=set)  # fire-and-forget API calls
@@ -134,6 +135,8 @@ class Runtime:
         self.pool = network.IpPool.load(self.ipam_path)
         # The installation the venv's python runs from (bin/python3.x -> <prefix>/bin/python3.x).
         self.interpreter = Path(os.path.realpath(self.venv_bin / "python")).parents[1]
+        # The checkout the venv's editable install points into (<checkout>/.venv/bin).
+        self.project = self.venv_bin.parents[1]
 
     @property
     def ipam_path(self) -> Path:
@@ -781,8 +784,8 @@ class PodWorker:
             privileges = [f"--reuid={user or 0}", f"--regid={group or 0}"]
             privileges.append(f"--groups={fs_group}" if fs_group is not None else "--clear-groups")
         image = spec.get("image", "")
-        image_mounts = podspec.interpreter_mounts(image, user=user, interpreter=self.rt.interpreter,
-                                                  traversable=_traversable)
+        image_mounts = podspec.hidden_path_mounts(image, user=user, traversable=_traversable,
+                                                  paths=[self.rt.interpreter, self.rt.project])
         accounts = podspec.account_files(image, user=user, group=group, passwd=_read("/etc/passwd"),
                                          groups=_read("/etc/group"))
         for target, content in accounts.items():
@@ -792,7 +795,7 @@ class PodWorker:
             image_mounts.append((str(source), target, "ro"))
         return _Prepared(argv=argv, env=env, workdir=spec.get("workingDir") or "/",
                          mounts=[*image_mounts, *self._mounts(spec),
-                                 *podspec.project_mounts(image, project=self.rt.venv_bin.parents[1])],
+                                 *podspec.project_mounts(image, project=self.rt.project)],
                          privileges=privileges)
 
     def _mounts(self, spec: Obj) -> list[tuple[str, str, str]]:

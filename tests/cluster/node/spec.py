@@ -13,7 +13,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -280,20 +280,26 @@ def image_path(image: str, *, venv_bin: Path) -> str:
     return SYSTEM_PATH
 
 
-def interpreter_mounts(image: str, *, user: int | None, interpreter: Path,
+def hidden_path_mounts(image: str, *, user: int | None, paths: Sequence[Path],
                        traversable: Callable[[Path], bool]) -> list[tuple[str, str, str]]:
-    """Mounts that let a non-root container of this project's images run the venv's interpreter.
+    """Mounts that let a non-root container of this project's images reach host installations.
 
-    An image would carry its Python; here it lives on the host, possibly under a directory other
-    users cannot enter (pyenv under /root). The container gets a private tmpfs over the topmost
-    such directory with only the interpreter's installation bound back in: nothing else of it.
+    An image would carry its Python and the package; here both live on the host (the venv's
+    interpreter, the checkout the editable install points into), possibly under a directory other
+    users cannot enter: pyenv under /root, a CI clone under a `mktemp -d` folder (mode 0700). The
+    container gets a private tmpfs over the topmost such directory of each path, with only the
+    paths bound back in: nothing else of those directories.
     """
     if not image.startswith(PROJECT_IMAGE_PREFIX) or not user:
         return []
-    hidden = next((p for p in reversed(interpreter.parents) if not traversable(p)), None)
-    if hidden is None:
-        return []
-    return [("tmpfs", str(hidden), "tmpfs"), (str(interpreter), str(interpreter), "ro")]
+    hidden: list[Path] = []
+    for path in paths:
+        top = next((p for p in reversed(path.parents) if not traversable(p)), None)
+        if top is not None and not any(top == h or h in top.parents for h in hidden):
+            hidden = [h for h in hidden if top not in h.parents] + [top]
+    exposed = [path for path in paths if any(h in path.parents for h in hidden)]
+    return [*(("tmpfs", str(h), "tmpfs") for h in hidden),
+            *((str(path), str(path), "ro") for path in exposed)]
 
 
 def project_mounts(image: str, *, project: Path) -> list[tuple[str, str, str]]:
