@@ -8,7 +8,9 @@ run without a server.
 The S3 client is configured from boto3's standard environment
 (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), with
 ``LOOPWRIGHT_S3_ENDPOINT`` as a fallback endpoint, ``us-east-1`` as the default
-region and path-style addressing, which S3-compatible servers need.
+region and path-style addressing, which S3-compatible servers need. The read
+functions also take explicit :class:`Credentials`: the operator checks a
+Dataset's source with the credentials its owner granted, not its own.
 """
 
 from __future__ import annotations
@@ -18,16 +20,17 @@ import functools
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+_DENIED_CODES = frozenset({"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 
 
 class StorageError(Exception):
@@ -36,6 +39,10 @@ class StorageError(Exception):
 
 class ObjectNotFoundError(StorageError):
     """No object (and no object under the prefix) exists at the URI."""
+
+
+class AccessDeniedError(StorageError):
+    """S3 refused the credentials (unknown key, wrong secret, or no permission for this object)."""
 
 
 class IntegrityError(StorageError):
@@ -55,6 +62,18 @@ class Location:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.key}" if self.bucket is not None else self.key
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An S3 access key pair given explicitly rather than through the environment.
+
+    The secret is left out of ``repr``, so a log line or a traceback that shows a
+    ``Credentials`` never shows the secret.
+    """
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -90,15 +109,21 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def client() -> Any:
-    """The S3 client for the current environment (cached per endpoint and credentials)."""
+def client(*, credentials: Credentials | None = None) -> Any:
+    """The S3 client for the current environment's endpoint, with ``credentials`` or the environment's.
+
+    Clients are cached per endpoint and credentials: building one costs tens of milliseconds,
+    and a rotated key pair is a new cache entry, so it takes effect at the next call.
+    """
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("LOOPWRIGHT_S3_ENDPOINT") or None
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return _client(endpoint, region, os.environ.get("AWS_ACCESS_KEY_ID"))
+    return _client(endpoint, region, os.environ.get("AWS_ACCESS_KEY_ID"), credentials)
 
 
-@functools.lru_cache(maxsize=8)
-def _client(endpoint: str | None, region: str, _access_key: str | None) -> Any:
+@functools.lru_cache(maxsize=32)
+def _client(
+    endpoint: str | None, region: str, _env_access_key: str | None, credentials: Credentials | None,
+) -> Any:
     # Checksums only when we ask for them: S3-compatible servers differ in their
     # support for the automatic CRC trailers newer botocore sends by default.
     config = Config(
@@ -107,7 +132,9 @@ def _client(endpoint: str | None, region: str, _access_key: str | None) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    keys = {} if credentials is None else {"aws_access_key_id": credentials.access_key_id,
+                                           "aws_secret_access_key": credentials.secret_access_key}
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
 
 
 def put_bytes(uri: str, data: bytes, *, checksum: bool = True) -> str:
@@ -125,7 +152,7 @@ def put_bytes(uri: str, data: bytes, *, checksum: bool = True) -> str:
             extra["ChecksumSHA256"] = base64.b64encode(digest.digest()).decode("ascii")
         try:
             client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"cannot write {uri}: {exc}") from exc
     else:
         try:
@@ -147,7 +174,7 @@ def get_bytes(uri: str, *, sha256: str | None = None) -> bytes:
         try:
             body = client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
             data: bytes = body.read()
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, uri) from exc
     else:
         try:
@@ -163,13 +190,13 @@ def get_bytes(uri: str, *, sha256: str | None = None) -> bytes:
     return data
 
 
-def head(uri: str) -> ObjectInfo:
+def head(uri: str, *, credentials: Credentials | None = None) -> ObjectInfo:
     """Size, ETag and version id of one object (for a local file: size and mtime)."""
     loc = parse_uri(uri)
     if loc.is_s3:
         try:
-            meta = client().head_object(Bucket=loc.bucket, Key=loc.key)
-        except ClientError as exc:
+            meta = client(credentials=credentials).head_object(Bucket=loc.bucket, Key=loc.key)
+        except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, uri) from exc
         return ObjectInfo(
             uri=uri,
@@ -183,7 +210,7 @@ def head(uri: str) -> ObjectInfo:
     return _local_info(path)
 
 
-def list_objects(uri: str) -> list[ObjectInfo]:
+def list_objects(uri: str, *, credentials: Credentials | None = None) -> list[ObjectInfo]:
     """Every object under a prefix (or directory), in key order.
 
     A prefix without a trailing slash is read as a folder (``data`` lists
@@ -194,7 +221,8 @@ def list_objects(uri: str) -> list[ObjectInfo]:
         prefix = loc.key if not loc.key or loc.key.endswith("/") else f"{loc.key}/"
         out: list[ObjectInfo] = []
         try:
-            pages = client().get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=prefix)
+            paginator = client(credentials=credentials).get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=loc.bucket, Prefix=prefix)
             for page in pages:
                 out.extend(
                     ObjectInfo(
@@ -205,7 +233,7 @@ def list_objects(uri: str) -> list[ObjectInfo]:
                     for item in page.get("Contents", [])
                     if not item["Key"].endswith("/")
                 )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, uri) from exc
         return sorted(out, key=lambda o: o.uri)
     root = Path(loc.key)
@@ -214,35 +242,42 @@ def list_objects(uri: str) -> list[ObjectInfo]:
     return [_local_info(p) for p in sorted(root.rglob("*")) if p.is_file()]
 
 
-def resolve(uri: str) -> list[ObjectInfo]:
+def resolve(uri: str, *, credentials: Credentials | None = None) -> list[ObjectInfo]:
     """The objects a dataset URI denotes: the object itself, else everything under the prefix."""
     if not uri.endswith("/") and parse_uri(uri).key:
         try:
-            return [head(uri)]
+            return [head(uri, credentials=credentials)]
         except ObjectNotFoundError:
             pass
-    objects = list_objects(uri)
+    objects = list_objects(uri, credentials=credentials)
     if not objects:
         raise ObjectNotFoundError(f"{uri}: no object and nothing under this prefix")
     return objects
 
 
-def fingerprint(uri: str) -> str:
+def fingerprint(uri: str, *, credentials: Credentials | None = None) -> str:
     """A cheap change detector: sha256 over (key, etag, size, version id) of the object or listing.
 
     It reads no content, so the operator can poll it every refresh interval;
     the profiling job then computes the real content digest.
     """
     h = hashlib.sha256()
-    for obj in resolve(uri):
+    for obj in resolve(uri, credentials=credentials):
         h.update(f"{obj.uri}\0{obj.etag}\0{obj.size}\0{obj.version_id or ''}\n".encode())
     return h.hexdigest()
 
 
-def _translate(exc: ClientError, uri: str) -> StorageError:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
+def _translate(exc: ClientError | BotoCoreError, uri: str) -> StorageError:
+    """The storage error a caller can act on; BotoCoreError (no endpoint, no credentials) is one too."""
+    if isinstance(exc, BotoCoreError):
+        return StorageError(f"{uri}: {exc}")
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
     if code in _NOT_FOUND_CODES:
         return ObjectNotFoundError(f"{uri}: not found ({code})")
+    if code in _DENIED_CODES:
+        detail = f": {error['Message']}" if error.get("Message") else ""
+        return AccessDeniedError(f"{uri}: access denied ({code}{detail})")
     return StorageError(f"{uri}: {exc}")
 
 

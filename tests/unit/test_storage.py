@@ -5,6 +5,7 @@ import socket
 
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from moto.server import ThreadedMotoServer
 
 from loopwright import artifacts, storage
@@ -109,6 +110,63 @@ def test_s3_fingerprint_changes_with_content_only(bucket):
     storage.put_bytes(prefix + "part-1.csv", b"a\n3\n")
     assert storage.fingerprint(prefix) != second
     assert storage.fingerprint(prefix + "part-0.csv") != storage.fingerprint(prefix + "part-1.csv")
+
+
+def _signing_keys(s3_client):
+    """The access key ids the client signs its requests with (seen through botocore's event hooks)."""
+    seen = []
+    s3_client.meta.events.register(
+        "before-send.s3.*",
+        lambda request, **_: seen.append(request.headers["Authorization"].decode().split("Credential=")[1]
+                                         .split("/")[0]))
+    return seen
+
+
+def test_explicit_credentials_sign_the_fingerprint_check(bucket):
+    storage.put_bytes(f"s3://{bucket}/ds/part-0.csv", b"a\n1\n")
+    granted = storage.Credentials(access_key_id="OWNERKEY", secret_access_key="owner-secret")
+    seen = _signing_keys(storage.client(credentials=granted))
+    own = _signing_keys(storage.client())
+    # moto accepts any key: the point is which key signed, and that the listing is the same.
+    assert storage.fingerprint(f"s3://{bucket}/ds/", credentials=granted) == storage.fingerprint(f"s3://{bucket}/ds/")
+    assert set(seen) == {"OWNERKEY"}
+    assert set(own) == {"test"}
+    # One client per key pair: reused while the Secret is unchanged, a new one once it rotates.
+    assert storage.client(credentials=granted) is storage.client(
+        credentials=storage.Credentials(access_key_id="OWNERKEY", secret_access_key="owner-secret"))
+    rotated = storage.Credentials(access_key_id="OWNERKEY", secret_access_key="rotated")
+    assert storage.client(credentials=rotated) is not storage.client(credentials=granted)
+    assert "owner-secret" not in repr(granted)
+
+
+class _Refusing:
+    def __init__(self, error):
+        self.error = error
+
+    def head_object(self, **_):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "words"),
+    [
+        (ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject"),
+         storage.AccessDeniedError, ["access denied (403: Forbidden)"]),
+        (ClientError({"Error": {"Code": "SignatureDoesNotMatch", "Message": "check your key"}}, "HeadObject"),
+         storage.AccessDeniedError, ["SignatureDoesNotMatch", "check your key"]),
+        (ClientError({"Error": {"Code": "InvalidAccessKeyId"}}, "HeadObject"),
+         storage.AccessDeniedError, ["InvalidAccessKeyId"]),
+        (ClientError({"Error": {"Code": "SlowDown"}}, "HeadObject"), storage.StorageError, ["SlowDown"]),
+        (NoCredentialsError(), storage.StorageError, ["Unable to locate credentials"]),
+        (EndpointConnectionError(endpoint_url="http://s3.invalid"), storage.StorageError, ["s3.invalid"]),
+    ],
+)
+def test_refusals_and_transport_failures_are_storage_errors(monkeypatch, error, kind, words):
+    monkeypatch.setattr(storage, "client", lambda **_: _Refusing(error))
+    with pytest.raises(storage.StorageError) as caught:
+        storage.head("s3://bkt/d.csv")
+    assert type(caught.value) is kind
+    assert all(word in str(caught.value) for word in words), str(caught.value)
 
 
 def test_local_round_trip(tmp_path):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from loopwright import credentials, storage
 from loopwright.api.dataset import DatasetSpec, DatasetStatus
 from loopwright.training import datasets
 
@@ -115,3 +118,34 @@ def test_history_is_short_and_unique() -> None:
     assert len(set(versions)) == len(versions)
     assert versions[0] == f"sha256:{14:064x}"
     assert again.events == []
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "validated"),
+    [
+        (storage.ObjectNotFoundError("s3://bkt/d.csv: not found (404)"), "SourceNotFound", True),
+        (storage.AccessDeniedError("s3://bkt/d.csv: access denied (SignatureDoesNotMatch)"), "AccessDenied",
+         False),
+        (storage.StorageError("s3://bkt/d.csv: Could not connect"), "SourceUnreachable", False),
+    ],
+)
+def test_a_failed_check_names_the_credentials_it_used(error: storage.StorageError, reason: str,
+                                                      validated: bool) -> None:
+    own = datasets.source_failure(error, secret=None)
+    granted = datasets.source_failure(error, secret="team-s3")
+    assert "the operator's own credentials" in own.event.message
+    assert "Secret team-s3" in granted.event.message
+    for failure in (own, granted):
+        assert [(v.type, v.status, v.reason) for v in failure.verdicts] == [
+            *([("Validated", False, reason)] if validated else []), ("Ready", False, reason)]
+        assert (failure.event.type, failure.event.reason) == ("Warning", reason)
+        assert str(error) in failure.event.message
+
+
+def test_unusable_credentials_keep_the_verdict_on_the_data() -> None:
+    error = credentials.CredentialsError("Secret team-s3 has no key AWS_SECRET_ACCESS_KEY",
+                                         reason=credentials.NOT_FOUND)
+    failure = datasets.source_failure(error, secret="team-s3")
+    assert [(v.type, v.status, v.reason, v.message) for v in failure.verdicts] == [
+        ("Ready", False, "CredentialsNotFound", "Secret team-s3 has no key AWS_SECRET_ACCESS_KEY")]
+    assert (failure.event.type, failure.event.reason) == ("Warning", "CredentialsNotFound")

@@ -36,8 +36,10 @@ class DataSource(ApiModel):
                                                                    "or parquet.")
     credentials_secret_ref: ObjectReference | None = Field(
         default=None,
-        description="Secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for this source; "
-                    "defaults to the operator's artifact-store credentials.")
+        description="Secret in this namespace with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for "
+                    "this source: the operator checks the source with them (which needs the ClusterRole "
+                    "loopwright-operator-secrets bound in this namespace) and the profiling Job reads it "
+                    "with them; defaults to the operator's artifact-store credentials.")
 
 
 class DatasetValidation(ApiModel):

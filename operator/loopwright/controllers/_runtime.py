@@ -135,6 +135,19 @@ def read_job(*, namespace: str, name: str) -> Obj | None:
         raise
 
 
+def read_secret(*, namespace: str, name: str) -> Obj | None:
+    """A Secret by name (the only way the operator reads Secrets: RBAC grants ``get``, never ``list``).
+
+    The caller is responsible for keeping its values out of logs, status and Events.
+    """
+    try:
+        return _raw(kube.core().read_namespaced_secret(name, namespace, _preload_content=False))
+    except kubernetes.client.ApiException as exc:
+        if exc.status == HTTPStatus.NOT_FOUND:
+            return None
+        raise
+
+
 def create_job(manifest: Mapping[str, Any]) -> tuple[Obj, bool]:
     """Create the Job, or adopt the one an earlier attempt (maybe before a restart) created."""
     meta = manifest["metadata"]

@@ -6,9 +6,12 @@ Job named after both computes the digest, statistics and anomalies, and the next
 create/update/resume, when a profiling Job finishes, and every ``refreshInterval`` (a shared
 clock reading the ``dataset_wake`` index, not a timer per object: see ``_runtime.Clock``).
 
-The fingerprint is read with the operator's own S3 credentials; the profiling Job uses
-``spec.source.credentialsSecretRef`` if set, else the operator's Secret name, which must then
-exist in the Dataset's namespace (see ``loopwright.builders.jobs``).
+The fingerprint is read with the credentials the profiling Job will use: those of
+``spec.source.credentialsSecretRef`` (a Secret beside the Dataset, read by name) if set, else the
+operator's own. The Job gets that Secret, else the operator's Secret name, which must then exist
+in the Dataset's namespace (see ``loopwright.builders.jobs``). A Secret that is missing or
+unreadable, or credentials S3 refuses, leave Ready=False with the reason and a Warning Event;
+the check is retried at the refresh interval (Secrets are not watched).
 """
 
 from __future__ import annotations
@@ -17,18 +20,20 @@ import asyncio
 import json
 from collections.abc import Hashable, Mapping
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, cast
 
 import kopf
+import kubernetes
 from pydantic import ValidationError
 
-from loopwright import metrics, storage
+from loopwright import credentials, metrics, storage
 from loopwright.api.common import ConditionStatus, parse_duration
-from loopwright.api.dataset import DatasetSpec, DatasetStatus
+from loopwright.api.dataset import DatasetSpec, DatasetStatus, DataSource
 from loopwright.api.kinds import DATASET as KIND
 from loopwright.builders.common import Owner
 from loopwright.builders.jobs import profiling_job
-from loopwright.conditions import READY, Verdict, merge
+from loopwright.conditions import READY, Event, Verdict, merge
 from loopwright.controllers import _runtime
 from loopwright.controllers._common import INVALID_SPEC, parse_spec
 from loopwright.kube import MANAGED_BY, child_labels
@@ -124,17 +129,13 @@ def _sync_once(*, namespace: str, name: str) -> None:
         _publish(obj, {}, [Verdict(type=READY, status=False, reason=INVALID_SPEC, message=str(parsed))])
         return
     spec = parsed
+    secret = spec.source.credentials_secret_ref
     try:
-        fingerprint = storage.fingerprint(spec.source.uri)
-    except storage.ObjectNotFoundError as exc:
-        _publish(obj, {"lastCheckedTime": _runtime.stamp(now)},
-                 [Verdict(type=datasets.VALIDATED, status=False, reason="SourceNotFound", message=str(exc)),
-                  Verdict(type=READY, status=False, reason="SourceNotFound", message=str(exc))],
-                 event=("Warning", "SourceNotFound", str(exc)))
-        return
-    except storage.StorageError as exc:
-        _publish(obj, {"lastCheckedTime": _runtime.stamp(now)},
-                 [Verdict(type=READY, status=False, reason="SourceUnreachable", message=str(exc))])
+        fingerprint = storage.fingerprint(
+            spec.source.uri, credentials=_source_credentials(namespace=namespace, source=spec.source))
+    except (credentials.CredentialsError, storage.StorageError) as exc:
+        failure = datasets.source_failure(exc, secret=secret.name if secret else None)
+        _publish(obj, {"lastCheckedTime": _runtime.stamp(now)}, failure.verdicts, event=failure.event)
         return
     key = datasets.profile_key(fingerprint=fingerprint, spec=spec)
     if datasets.up_to_date(status, key=key):
@@ -157,7 +158,7 @@ def _sync_once(*, namespace: str, name: str) -> None:
                           message=message),
                   *([] if status.validated_version else
                     [Verdict(type=READY, status=False, reason="Profiling", message=message)])],
-                 event=("Normal", "Profiling", message) if created else None)
+                 event=Event(type="Normal", reason="Profiling", message=message) if created else None)
         return
     outcome = job_outcome(job)
     if outcome.phase == "Failed":
@@ -167,11 +168,19 @@ def _sync_once(*, namespace: str, name: str) -> None:
         _publish(obj, {"lastCheckedTime": _runtime.stamp(now)},
                  [Verdict(type=datasets.VALIDATED, status=False, reason="ProfilingFailed", message=message),
                   Verdict(type=READY, status=False, reason="ProfilingFailed", message=message)],
-                 event=("Warning", "ProfilingFailed", message))
+                 event=Event(type="Warning", reason="ProfilingFailed", message=message))
         return
     if outcome.phase != "Succeeded":
         return
-    result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
+    try:
+        result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
+    except storage.StorageError as exc:
+        # The artifact store is the operator's: read with its own credentials, whatever the source's.
+        message = f"cannot read the profile result: {exc}"
+        _publish(obj, {"lastCheckedTime": _runtime.stamp(now)},
+                 [Verdict(type=READY, status=False, reason="ResultUnreadable", message=message)],
+                 event=Event(type="Warning", reason="ResultUnreadable", message=message))
+        return
     applied = datasets.apply_result(status, result, key=key, generation=generation, now=now)
     _publish(obj, applied.status, applied.verdicts)
     for event in applied.events:
@@ -183,7 +192,7 @@ def _publish(
     update: Mapping[str, Any],
     verdicts: list[Verdict],
     *,
-    event: tuple[str, str, str] | None = None,
+    event: Event | None = None,
 ) -> None:
     """Write ``update`` and the verdicts as conditions (if that changes anything).
 
@@ -201,5 +210,23 @@ def _publish(
         _runtime.patch_status(KIND, obj, patch)
     changed = any(_runtime.condition_changed(current.get("conditions"), v) for v in verdicts)
     if event is not None and changed:
-        type_, reason, message = event
-        _runtime.post_event(obj, type_=type_, reason=reason, message=message)
+        _runtime.post_event(obj, type_=event.type, reason=event.reason, message=event.message)
+
+
+def _source_credentials(*, namespace: str, source: DataSource) -> storage.Credentials | None:
+    """The credentials the Dataset's owner granted for its source; None: the operator's own.
+
+    The Secret is read on every check (by name; cheap next to the S3 calls it enables), so a
+    rotated key is used at the next refresh; ``storage`` caches a bounded number of clients per
+    key pair, so an unchanged Secret does not build a new client each time.
+    """
+    ref = source.credentials_secret_ref
+    if ref is None:
+        return None
+    try:
+        secret = _runtime.read_secret(namespace=namespace, name=ref.name)
+    except kubernetes.client.ApiException as exc:
+        if exc.status != HTTPStatus.FORBIDDEN:
+            raise
+        raise credentials.forbidden(name=ref.name, namespace=namespace) from exc
+    return credentials.from_secret(secret, name=ref.name)

@@ -8,6 +8,9 @@ twice. The content digest computed by the Job is the version; the fingerprint is
 ``status.sourceFingerprint`` holds that profile key (the source's fingerprint combined with the
 spec fields the profile depends on), so "is the status current?" is one comparison, and
 ``observedGeneration`` can follow every reconcile (kstatus reads it) without meaning "profiled".
+
+The fingerprint is read with the credentials of ``spec.source.credentialsSecretRef`` when the
+Dataset names a Secret, else with the operator's own; a failure names whichever was used.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from loopwright import storage
 from loopwright.api.dataset import Anomaly, DatasetSpec, DatasetStatus, DatasetVersionRecord
 from loopwright.builders.jobs import child_name
 from loopwright.conditions import READY, Event, Verdict
+from loopwright.credentials import CredentialsError
 
 VALIDATED = "Validated"
 HISTORY_LIMIT = 10
@@ -35,6 +40,36 @@ class Applied:
     status: dict[str, Any]
     verdicts: list[Verdict]
     events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    """Why the source could not be checked: the conditions to publish and the Warning to post once."""
+
+    verdicts: list[Verdict]
+    event: Event
+
+
+def source_failure(error: CredentialsError | storage.StorageError, *, secret: str | None) -> Failure:
+    """The verdicts for a fingerprint check that failed, naming the credentials it used (``secret``).
+
+    Only a missing source says anything about the data (Validated=False); the other failures
+    leave Validated as it was, since the last verdict on the data still holds.
+    """
+    if isinstance(error, CredentialsError):
+        reason, message = error.reason, str(error)
+    else:
+        whose = f"the credentials of Secret {secret}" if secret else "the operator's own credentials"
+        reason = "SourceUnreachable"
+        if isinstance(error, storage.ObjectNotFoundError):
+            reason = "SourceNotFound"
+        elif isinstance(error, storage.AccessDeniedError):
+            reason = "AccessDenied"
+        message = f"{error} (read with {whose})"
+    verdicts = [Verdict(type=READY, status=False, reason=reason, message=message)]
+    if reason == "SourceNotFound":
+        verdicts.insert(0, Verdict(type=VALIDATED, status=False, reason=reason, message=message))
+    return Failure(verdicts=verdicts, event=Event(type="Warning", reason=reason, message=message))
 
 
 def profile_key(*, fingerprint: str, spec: DatasetSpec) -> str:
