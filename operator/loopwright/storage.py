@@ -11,6 +11,9 @@ The S3 client is configured from boto3's standard environment
 region and path-style addressing, which S3-compatible servers need. The read
 functions also take explicit :class:`Credentials`: the operator checks a
 Dataset's source with the credentials its owner granted, not its own.
+
+boto3 is imported on the first S3 access: a Job that reads and writes local
+paths (tests, benchmarks) never loads the AWS SDK's 350 modules (~0.1 s of CPU).
 """
 
 from __future__ import annotations
@@ -24,10 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
 _DENIED_CODES = frozenset({"403", "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
@@ -124,6 +123,9 @@ def client(*, credentials: Credentials | None = None) -> Any:
 def _client(
     endpoint: str | None, region: str, _env_access_key: str | None, credentials: Credentials | None,
 ) -> Any:
+    import boto3  # noqa: PLC0415 - see the module docstring
+    from botocore.config import Config  # noqa: PLC0415
+
     # Checksums only when we ask for them: S3-compatible servers differ in their
     # support for the automatic CRC trailers newer botocore sends by default.
     config = Config(
@@ -152,7 +154,7 @@ def put_bytes(uri: str, data: bytes, *, checksum: bool = True) -> str:
             extra["ChecksumSHA256"] = base64.b64encode(digest.digest()).decode("ascii")
         try:
             client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
-        except (ClientError, BotoCoreError) as exc:
+        except _s3_errors() as exc:
             raise StorageError(f"cannot write {uri}: {exc}") from exc
     else:
         try:
@@ -174,7 +176,7 @@ def get_bytes(uri: str, *, sha256: str | None = None) -> bytes:
         try:
             body = client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
             data: bytes = body.read()
-        except (ClientError, BotoCoreError) as exc:
+        except _s3_errors() as exc:
             raise _translate(exc, uri) from exc
     else:
         try:
@@ -196,7 +198,7 @@ def head(uri: str, *, credentials: Credentials | None = None) -> ObjectInfo:
     if loc.is_s3:
         try:
             meta = client(credentials=credentials).head_object(Bucket=loc.bucket, Key=loc.key)
-        except (ClientError, BotoCoreError) as exc:
+        except _s3_errors() as exc:
             raise _translate(exc, uri) from exc
         return ObjectInfo(
             uri=uri,
@@ -233,7 +235,7 @@ def list_objects(uri: str, *, credentials: Credentials | None = None) -> list[Ob
                     for item in page.get("Contents", [])
                     if not item["Key"].endswith("/")
                 )
-        except (ClientError, BotoCoreError) as exc:
+        except _s3_errors() as exc:
             raise _translate(exc, uri) from exc
         return sorted(out, key=lambda o: o.uri)
     root = Path(loc.key)
@@ -267,9 +269,18 @@ def fingerprint(uri: str, *, credentials: Credentials | None = None) -> str:
     return h.hexdigest()
 
 
-def _translate(exc: ClientError | BotoCoreError, uri: str) -> StorageError:
+def _s3_errors() -> tuple[type[Exception], type[Exception]]:
+    """botocore's ClientError and BotoCoreError, imported only once S3 is in use (module docstring)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    return ClientError, BotoCoreError
+
+
+def _translate(exc: Exception, uri: str) -> StorageError:
     """The storage error a caller can act on; BotoCoreError (no endpoint, no credentials) is one too."""
-    if isinstance(exc, BotoCoreError):
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    if not isinstance(exc, ClientError):
         return StorageError(f"{uri}: {exc}")
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))

@@ -1,5 +1,7 @@
 import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -218,3 +220,20 @@ def test_stratified_split_on_class_codes_equals_split_on_labels():
     assert x_test.index.equals(expected[1].index)
     assert y_train.tolist() == expected[2].tolist()
     assert y_test.tolist() == expected[3].tolist()
+
+
+def test_a_run_on_local_files_never_loads_the_aws_sdk(tmp_path):
+    """boto3 is imported on the first S3 access only (a quarter of the trainer's extra imports)."""
+    digest = _write(tmp_path / "d.csv")
+    code = (
+        "import sys\n"
+        "from loopwright.trainer.__main__ import main\n"
+        f"main(['--dataset-uri', {str(tmp_path / 'd.csv')!r}, '--dataset-digest', {digest!r},\n"
+        f"      '--schema-json', {json.dumps(CLS_SCHEMA)!r}, '--estimator', 'LogisticRegression',\n"
+        f"      '--output-prefix', {str(tmp_path / 'run')!r}])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 's3transfer')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert '"phase":"Succeeded"' in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
