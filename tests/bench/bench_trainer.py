@@ -4,16 +4,20 @@ Not a test. Generates a CSV (default 200,000 rows: 15 numeric and 5
 categorical features, a binary label), then for each estimator alternates,
 ``--repeats`` times:
 
-* bare: a fresh ``python`` that reads the CSV with pandas, builds the same
-  Pipeline(ColumnTransformer(imputer+scaler | imputer+one-hot), estimator),
+* bare: a fresh ``python`` that reads the CSV with pandas (the same column
+  types the trainer uses: float64 numbers, Python-backed strings), builds the
+  same Pipeline(ColumnTransformer(imputer+scaler | imputer+one-hot), estimator),
   splits with the same seed and fits: the least any script must do;
 * ours: ``python -m loopwright.trainer`` on the same file (digest check, schema
   normalisation, fit, hold-out evaluation, skops model, profile, result.json).
 
 Both are timed as whole processes (interpreter start to exit), so imports and
-I/O count on both sides. Overhead = median(ours) / median(bare) - 1; target
-under 10%. The trainer's own breakdown (read, fit, evaluate) comes from its
-result.json.
+I/O count on both sides; one thread each (OMP_NUM_THREADS=1). Overhead =
+median(ours) / median(bare) - 1; target under 10%. The fit phase alone is
+compared too (CPU of ``Pipeline.fit`` on each side), and the trainer's own
+per-phase CPU (result.json ``cpuSeconds``) shows where its extra time goes.
+A logistic regression on ``--large-rows`` rows (default 1,000,000; 0 skips it)
+shows how the fixed per-run costs weigh on a larger dataset.
 
     .venv/bin/python tests/bench/bench_trainer.py [--rows 200000] [--repeats 3] [--quick]
 
@@ -34,7 +38,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -56,10 +62,18 @@ CONFIGS: list[tuple[str, dict[str, object]]] = [
     ("RandomForestClassifier", {"n_estimators": 30, "max_depth": 12}),
     ("RandomForestClassifier", {"n_estimators": 100, "max_depth": 16}),
 ]
+LARGE_CONFIG: tuple[str, dict[str, object]] = ("LogisticRegression", {"max_iter": 200})
+# Phases of the breakdown (result.json cpuSeconds of the trainer; the bare script has the first three).
+BREAKDOWN = {"read": "read", "split": "split", "fit": "fit", "evaluate": "evaluate", "profile": "profile",
+             "skopsImport": "skops import", "serialise": "serialise", "write": "write"}
 
+# The bare script reads the columns as the trainer does (float64 numbers,
+# Python-backed strings for categoricals and the label), so both fits get the
+# same input; the imputers keep empty features as the trainer's do. It prints
+# the CPU seconds of its phases (thread time) as one JSON line.
 BARE = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, time
     import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
@@ -70,15 +84,22 @@ BARE = textwrap.dedent(
 
     path, estimator, params, numeric, categorical, dense, seed, test = sys.argv[1:]
     numeric, categorical = numeric.split(","), categorical.split(",")
-    frame = pd.read_csv(path)
-    x, y = frame[numeric + categorical], frame["y"]
+    cpu = {}
+    started = time.thread_time()
+    text = pd.StringDtype("python", na_value=float("nan"))
+    dtypes = {**{c: "float64" for c in numeric}, **{c: text for c in categorical + ["y"]}}
+    frame = pd.read_csv(path, dtype=dtypes)
+    cpu["read"] = time.thread_time() - started
+    started = time.thread_time()
+    x, y = frame[numeric + categorical], frame["y"].to_numpy(dtype=object)
     pre = ColumnTransformer(
         [
-            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]),
-             numeric),
-            ("categorical", Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
-                                      ("onehot", OneHotEncoder(handle_unknown="ignore",
-                                                               sparse_output=dense != "1"))]), categorical),
+            ("numeric", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                                  ("scale", StandardScaler())]), numeric),
+            ("categorical", Pipeline([
+                ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=dense != "1")),
+            ]), categorical),
         ],
         sparse_threshold=0.0 if dense == "1" else 0.3,
     )
@@ -86,7 +107,11 @@ BARE = textwrap.dedent(
     model = getattr(module, estimator)(random_state=int(seed), **json.loads(params))
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=float(test), random_state=int(seed), stratify=y)
+    cpu["split"] = time.thread_time() - started
+    started = time.thread_time()
     Pipeline([("preprocess", pre), ("model", model)]).fit(x_train, y_train)
+    cpu["fit"] = time.thread_time() - started
+    print(json.dumps(cpu))
     """
 )
 
@@ -110,8 +135,15 @@ def _generate(path: Path, rows: int) -> dict[str, object]:
     }
 
 
-def _timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall-clock and CPU (user + system) seconds of one child process."""
+class Run(NamedTuple):
+    wall: float
+    cpu: float
+    phases: dict[str, float]
+    """CPU seconds per phase, as the process reported them."""
+
+
+def _timed(cmd: list[str], *, phases: Callable[[str], dict[str, float]]) -> Run:
+    """Wall-clock and CPU (user + system) seconds of one child process; its phases from ``phases(stdout)``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, env=ENV)
@@ -121,109 +153,180 @@ def _timed(cmd: list[str]) -> tuple[float, float]:
         detail = f"{proc.stdout}\n{proc.stderr}"
         raise SystemExit(f"`{' '.join(cmd[:4])} ...` failed ({proc.returncode}):\n{detail}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return elapsed, cpu
+    return Run(elapsed, cpu, phases(proc.stdout))
+
+
+def _bench(
+    work: Path, *, rows: int, configs: list[tuple[str, dict[str, object]]], repeats: int
+) -> list[dict]:
+    """Bare and ours alternating, ``repeats`` times per configuration, on a fresh CSV of ``rows`` rows."""
+    data = work / f"data-{rows}.csv"
+    schema = _generate(data, rows)
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    bare_script = work / "bare.py"
+    bare_script.write_text(BARE)
+    numeric = ",".join(c["name"] for c in schema["columns"] if c["type"] == "numeric")
+    categorical = ",".join(c["name"] for c in schema["columns"] if c["type"] == "categorical")
+    out = work / "out"
+    results = []
+    for name, params in configs:
+        dense = "1" if name.startswith("HistGradientBoosting") else "0"
+        bare_cmd = [PYTHON, str(bare_script), str(data), name, json.dumps(params), numeric,
+                    categorical, dense, str(SEED), str(TEST_FRACTION)]
+        ours_cmd = [PYTHON, "-m", "loopwright.trainer", "--dataset-uri", str(data),
+                    "--dataset-digest", digest, "--schema-json", json.dumps(schema),
+                    "--estimator", name,
+                    "--params-json", json.dumps(params), "--seed", str(SEED),
+                    "--test-fraction", str(TEST_FRACTION), "--output-prefix", str(out)]
+        bare, ours = [], []
+        for i in range(repeats):
+            print(f"{name} {rows:,} rows: repeat {i + 1}/{repeats}", flush=True)
+            bare.append(_timed(bare_cmd, phases=_bare_phases))
+            ours.append(_timed(ours_cmd, phases=lambda _: _trainer_phases(out)))
+        result = json.loads((out / "result.json").read_text())
+        results.append({
+            "estimator": name,
+            "params": params,
+            "rows": rows,
+            "size": data.stat().st_size,
+            "bare": bare,
+            "ours": ours,
+            "model_bytes": result["artifacts"]["model"]["bytes"],
+            "metric": result["metrics"].get("accuracy"),
+        })
+    data.unlink()
+    return results
+
+
+def _bare_phases(stdout: str) -> dict[str, float]:
+    phases: dict[str, float] = json.loads(stdout.splitlines()[-1])
+    return phases
+
+
+def _trainer_phases(out: Path) -> dict[str, float]:
+    phases: dict[str, float] = json.loads((out / "result.json").read_text())["cpuSeconds"]
+    phases.pop("total")
+    return phases
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--large-rows", type=int, default=1_000_000,
+                        help="rows of the extra logistic-regression run (0: none)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="20,000 rows, 1 repeat")
+    parser.add_argument("--quick", action="store_true", help="20,000 rows, 1 repeat, no large run")
     parser.add_argument("--only", help="only the configurations of this estimator")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.repeats = 20_000, 1
+        args.rows, args.repeats, args.large_rows = 20_000, 1, 0
     configs = [(k, v) for k, v in CONFIGS if not args.only or k == args.only]
-
-    results = []
+    load_before = _loadavg()
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
-        work = Path(tmp)
-        data = work / "data.csv"
-        schema = _generate(data, args.rows)
-        digest = hashlib.sha256(data.read_bytes()).hexdigest()
-        bare_script = work / "bare.py"
-        bare_script.write_text(BARE)
-        numeric = ",".join(c["name"] for c in schema["columns"] if c["type"] == "numeric")
-        categorical = ",".join(c["name"] for c in schema["columns"] if c["type"] == "categorical")
-        for name, params in configs:
-            dense = "1" if name.startswith("HistGradientBoosting") else "0"
-            bare_cmd = [PYTHON, str(bare_script), str(data), name, json.dumps(params), numeric,
-                        categorical, dense, str(SEED), str(TEST_FRACTION)]
-            ours_cmd = [PYTHON, "-m", "loopwright.trainer", "--dataset-uri", str(data),
-                        "--dataset-digest", digest, "--schema-json", json.dumps(schema),
-                        "--estimator", name,
-                        "--params-json", json.dumps(params), "--seed", str(SEED),
-                        "--test-fraction", str(TEST_FRACTION), "--output-prefix", str(work / "out")]
-            bare, ours = [], []
-            for i in range(args.repeats):
-                print(f"{name}: repeat {i + 1}/{args.repeats}", flush=True)
-                bare.append(_timed(bare_cmd))
-                ours.append(_timed(ours_cmd))
-            result = json.loads((work / "out" / "result.json").read_text())
-            results.append({
-                "estimator": name,
-                "params": params,
-                "bare": bare,
-                "ours": ours,
-                "breakdown": result["seconds"],
-                "model_bytes": result["artifacts"]["model"]["bytes"],
-                "metric": result["metrics"].get("accuracy"),
-            })
-        size = data.stat().st_size
-    _report(results, rows=args.rows, size=size, repeats=args.repeats)
+        results = _bench(Path(tmp), rows=args.rows, configs=configs, repeats=args.repeats)
+        if args.large_rows and (not args.only or args.only == LARGE_CONFIG[0]):
+            results += _bench(Path(tmp), rows=args.large_rows, configs=[LARGE_CONFIG], repeats=args.repeats)
+    _report(results, args=args, load=(load_before, _loadavg()))
 
 
-def _median(runs: list[tuple[float, float]], which: int) -> float:
-    return statistics.median(r[which] for r in runs)
+def _loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _report(results: list[dict], *, rows: int, size: int, repeats: int) -> None:
+def _median(values: Iterable[float]) -> float:
+    return statistics.median(values)
+
+
+def _phase(runs: list[Run], name: str) -> float:
+    return _median(r.phases.get(name, 0.0) for r in runs)
+
+
+def _report(results: list[dict], *, args: argparse.Namespace, load: tuple[str, str]) -> None:
+    first = results[0]
     lines = [
         "# Benchmark: trainer overhead vs a bare scikit-learn fit",
         "",
-        f"Data: {rows:,} rows x {NUMERIC} numeric + {CATEGORICAL} categorical features"
-        f" (CSV, {size / 1e6:.1f} MB), binary label; split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}"
-        f" stratified, seed {SEED}. One thread per process (OMP_NUM_THREADS=1) on both sides.",
-        f"Each figure is the median of {repeats} whole-process runs (interpreter start to exit), bare and"
-        " ours alternating; CPU = user + system time of the process. Target: overhead under 10%.",
+        f"Data: {first['rows']:,} rows x {NUMERIC} numeric + {CATEGORICAL} categorical features"
+        f" (CSV, {first['size'] / 1e6:.1f} MB), binary label;"
+        f" split {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}"
+        f" stratified, seed {SEED}. One thread per process (OMP_NUM_THREADS=1) on both sides; both read the"
+        " columns with the same types (float64, Python-backed strings) and fit the same pipeline.",
+        f"Each figure is the median of {args.repeats} runs, bare and ours alternating. Whole process ="
+        " interpreter start to exit; CPU = user + system time of the process. Fit = CPU of `Pipeline.fit`"
+        " alone on each side. Target: overhead under 10%.",
         "",
-        "| estimator | params | bare wall / CPU (s) | trainer wall / CPU (s) | overhead wall | overhead CPU |"
-        " trainer read / fit / evaluate (s) | model | accuracy |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| estimator | params | rows | bare wall / CPU (s) | trainer wall / CPU (s) | overhead wall"
+        " | overhead CPU | fit CPU bare / trainer (s) | overhead fit | model | accuracy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        bare_wall, bare_cpu = _median(r["bare"], 0), _median(r["bare"], 1)
-        ours_wall, ours_cpu = _median(r["ours"], 0), _median(r["ours"], 1)
-        b = r["breakdown"]
+        bare_wall, bare_cpu = _median(x.wall for x in r["bare"]), _median(x.cpu for x in r["bare"])
+        ours_wall, ours_cpu = _median(x.wall for x in r["ours"]), _median(x.cpu for x in r["ours"])
+        bare_fit, ours_fit = _phase(r["bare"], "fit"), _phase(r["ours"], "fit")
         lines.append(
-            f"| {r['estimator']} | `{json.dumps(r['params'])}` | {bare_wall:.2f} / {bare_cpu:.2f} |"
-            f" {ours_wall:.2f} / {ours_cpu:.2f} | {ours_wall / bare_wall - 1:+.1%} |"
-            f" {ours_cpu / bare_cpu - 1:+.1%} | {b['read']:.2f} / {b['fit']:.2f} / {b['evaluate']:.2f} |"
+            f"| {r['estimator']} | `{json.dumps(r['params'])}` | {r['rows']:,}"
+            f" | {bare_wall:.2f} / {bare_cpu:.2f} | {ours_wall:.2f} / {ours_cpu:.2f}"
+            f" | {ours_wall / bare_wall - 1:+.1%} | {ours_cpu / bare_cpu - 1:+.1%}"
+            f" | {bare_fit:.2f} / {ours_fit:.2f} | {ours_fit / bare_fit - 1:+.1%} |"
             f" {r['model_bytes'] / 1e6:.1f} MB | {r['metric']:.3f} |"
         )
+    lines += [
+        "",
+        "Where the CPU goes (median seconds per phase; \"start, imports, exit\" is the whole process minus"
+        " the phases: interpreter start-up, module imports, the trainer's argument and schema checks,"
+        " building the pipeline, result.json and the summary, and interpreter shutdown; \"skops import\""
+        " runs on a background thread during read and fit):",
+        "",
+        "| estimator | rows | side | start, imports, exit | "
+        + " | ".join(BREAKDOWN.values()) + " | total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for side in ("bare", "ours"):
+            runs = r[side]
+            total = _median(x.cpu for x in runs)
+            measured = {name: _phase(runs, name) for name in BREAKDOWN}
+            rest = total - sum(measured.values())
+            cells = " | ".join(f"{measured[n]:.3f}" if n in runs[0].phases else "-" for n in BREAKDOWN)
+            head = f"| {r['estimator']} | {r['rows']:,} | {side} | {rest:.3f}"
+            lines.append(f"{head} | {cells} | {total:.2f} |")
     lines += ["", "Raw runs (wall s, CPU s):", ""]
     lines += [
-        f"- {r['estimator']}: bare {[(round(w, 2), round(c, 2)) for w, c in r['bare']]},"
-        f" ours {[(round(w, 2), round(c, 2)) for w, c in r['ours']]}"
+        f"- {r['estimator']} {json.dumps(r['params'])}, {r['rows']:,} rows:"
+        f" bare {[(round(x.wall, 2), round(x.cpu, 2)) for x in r['bare']]},"
+        f" ours {[(round(x.wall, 2), round(x.cpu, 2)) for x in r['ours']]}"
         for r in results
     ]
     lines += [
         "",
         "The trainer does strictly more than the bare script: it checks the content digest, evaluates on"
-        " the hold-out (8 metrics), serialises with skops, profiles the features and predictions, and"
-        " writes four files with their sha256. Its fixed costs (skops import, overlapped with the fit on a"
-        " background thread, and the dump) weigh most on short fits. On this shared machine the wall-clock"
-        " figures swing by tens of percent from run to run (see the raw runs); CPU time is the steadier"
-        " measure of the work each side does.",
+        " the hold-out (8 metrics), serialises with skops (whose import alone walks every scikit-learn"
+        " estimator module), profiles the features and predictions, and writes four files with their"
+        " sha256. These costs are per run, not per fit iteration, so they weigh most on short fits. On this"
+        " shared machine the wall-clock figures swing by tens of percent from run to run (see the raw runs);"
+        " CPU time is the steadier measure of the work each side does.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with a background build;"
-        f" Python {platform.python_version()}. Command: `.venv/bin/python tests/bench/bench_trainer.py"
-        f"{'' if rows == 200_000 else f' --rows {rows}'} --repeats {repeats}`.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other work; load average"
+        f" {load[0]} before, {load[1]} after; Python {platform.python_version()}."
+        f" Command: `.venv/bin/python tests/bench/bench_trainer.py{_flags(args)}`.",
     ]
     text = "\n".join(lines) + "\n"
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(text)
     print(text)
+
+
+def _flags(args: argparse.Namespace) -> str:
+    if args.quick:
+        return " --quick"
+    flags = [f"--repeats {args.repeats}"]
+    if args.rows != 200_000:
+        flags.insert(0, f"--rows {args.rows}")
+    if args.large_rows != 1_000_000:
+        flags.append(f"--large-rows {args.large_rows}")
+    if args.only:
+        flags.append(f"--only {args.only}")
+    return " " + " ".join(flags)
 
 
 if __name__ == "__main__":

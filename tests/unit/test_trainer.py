@@ -78,6 +78,11 @@ def test_binary_classification_writes_verified_outputs(tmp_path, termination_log
     assert set(result["metrics"]) == set(metrics.CLASSIFICATION)
     assert result["metrics"]["accuracy"] > 0.8
     assert json.loads((out / "metrics.json").read_text()) == result["metrics"]
+    phases = {"read", "split", "fit", "evaluate", "profile", "serialise", "write"}
+    assert set(result["seconds"]) == {*phases, "total"}
+    assert set(result["cpuSeconds"]) == {*phases, "skopsImport", "total"}
+    assert result["cpuSeconds"]["total"] >= result["cpuSeconds"]["fit"] > 0
+    assert result["fitSeconds"] == result["seconds"]["fit"]
 
     model = artifacts.load(str(out / "model.skops"), sha256=result["artifacts"]["model"]["sha256"])
     assert model.named_steps["model"].random_state == 7
