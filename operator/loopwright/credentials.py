@@ -66,6 +66,7 @@ def _value(data: Mapping[str, Any], *, key: str, secret: str) -> str:
     try:
         value = base64.b64decode(str(raw), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
+        # ``from None``: a UnicodeDecodeError carries the bytes, which must not reach a traceback.
         raise CredentialsError(f"key {key} of Secret {secret} is not base64-encoded UTF-8 text",
                                reason=INVALID) from None
     if not value:

@@ -228,3 +228,38 @@ def test_secret_access_is_opt_in_per_namespace(kube: Kube, deployed: Any, namesp
         with pytest.raises(client.exceptions.ApiException) as caught:
             core.read_namespaced_secret("loopwright-s3", SYSTEM)  # and only in that namespace
         assert caught.value.status == 403
+
+
+def test_a_datasets_secret_is_read_only_where_the_namespace_opts_in(kube: Kube, deployed: Any, namespace: str,
+                                                                    crds: dict[str, Crd]) -> None:
+    """spec.source.credentialsSecretRef: refused (and said so) without the RoleBinding; with it,
+    the operator checks the source with the Secret's credentials."""
+    system = kube.core.read_namespaced_secret("loopwright-s3", SYSTEM)
+    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "source-s3"}, "data": system.data})
+    crd = crds["Dataset"]
+    body = {"apiVersion": f"{crd.group}/{crd.version}", "kind": "Dataset", "metadata": {"name": "own-secret"},
+            "spec": {"source": {"uri": "s3://loopwright/e2e/incluster/none/", "format": "csv",
+                                "credentialsSecretRef": {"name": "source-s3"}},
+                     "schema": {"label": {"name": "y", "task": "classification"},
+                                "columns": [{"name": "x", "type": "numeric"}]},
+                     "refreshInterval": "2s"}}
+    kube.custom.create_namespaced_custom_object(crd.group, crd.version, namespace, crd.plural, body)
+
+    def ready(reason: str) -> dict[str, Any] | None:
+        obj = kube.custom.get_namespaced_custom_object(crd.group, crd.version, namespace, crd.plural,
+                                                       "own-secret")
+        found = [c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+        return found[0] if found and found[0]["reason"] == reason else None
+
+    refused = kube.wait(lambda: ready("CredentialsForbidden"), timeout=90,
+                        what="Ready=False CredentialsForbidden on a Dataset naming a Secret it may not read")
+    assert "loopwright-operator-secrets" in refused["message"], refused
+    kube.rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "loopwright-operator-secrets"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "loopwright-operator-secrets"},
+        "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": SYSTEM}]})
+    # Nothing under the prefix: S3 answered a listing signed with the Secret's credentials.
+    found = kube.wait(lambda: ready("SourceNotFound"), timeout=90,
+                      what="the operator to check the source with the Secret's credentials")
+    assert "the credentials of Secret source-s3" in found["message"], found
