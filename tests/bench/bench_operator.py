@@ -321,7 +321,7 @@ def run(pipelines: int) -> str:
         f"(suspended: {suspended})",
         f"- the API server's own pace meanwhile: one create call took {percentile(calls, 50) * 1000:.0f} ms "
         f"(p50), {percentile(calls, 95) * 1000:.0f} ms (p95); the operator's path from a new pipeline to its "
-        "Job is two such writes in sequence (the run recorded in status, then the Job) plus two watch "
+        "Job is one such write (the Job; the run is recorded in status after it) plus two watch "
         "deliveries",
         "",
         "| figure | value | target | met |",

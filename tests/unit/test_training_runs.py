@@ -155,3 +155,18 @@ def test_apply_outcome_and_active_run() -> None:
     assert runs.active_run([done]) is None
     assert runs.active_run([_run(2, "Running"), done]).id == 2
     assert runs.run_name("p", 12) == "p-12"
+
+
+def test_a_job_carries_its_run_record_and_its_owner() -> None:
+    run = Run(id=3, name="p-3", trigger="Manual", phase="Pending", dataset_version="sha256:x",
+              start_time=datetime(2026, 1, 1, tzinfo=UTC), reason="JobCreated", message="train request 't'")
+    record = runs.Record(run=run, handled_request="t")
+    job = {"metadata": {"ownerReferences": [{"uid": "u1"}],
+                        "annotations": {runs.RECORD_ANNOTATION: record.annotation()}}}
+    assert runs.job_record(job) == record
+    assert runs.owned_by(job, uid="u1")
+    assert not runs.owned_by(job, uid="u2")
+    assert not runs.owned_by({"metadata": {}}, uid="u1")
+    for raw in ("", "{", '{"run": {"id": 0}}', "[]", '{"other": 1}'):
+        assert runs.job_record({"metadata": {"annotations": {runs.RECORD_ANNOTATION: raw}}}) is None
+    assert runs.job_record({}) is None

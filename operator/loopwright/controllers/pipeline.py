@@ -6,8 +6,11 @@ One level-based reconcile per pipeline (:func:`sync`) runs the state machine:
    ModelVersion (adopting one this run already registered), on failure record the reason;
 2. with no run active, ask :func:`loopwright.training.triggers.decide` whether to start one;
    refuse a forbidden estimator or parameters before any Job exists;
-3. record run N = runCount+1 in the status (guarded by resourceVersion), then create its Job
-   ``<pipeline>-<N>`` (adopting it on 409), so a restart never makes a second Job;
+3. create run N's Job ``<pipeline>-<N>`` (N = runCount+1; adopting it on 409), carrying the
+   run's record, then record the run in the status (guarded by resourceVersion). The Job comes
+   first because it is what a new pipeline waits for; a restart between the two writes finds
+   the Job (409 on the create, or its watch event) and records the run it carries, so it
+   never makes a second Job;
 4. keep ``historyLimit`` runs, deleting the Jobs of older ones.
 
 It is entered from every event of the pipeline (an ``on.event`` handler: the initial listing
@@ -15,7 +18,7 @@ after a restart included), from events of its Jobs, from new validated versions 
 (found with the ``pipelines_by_dataset`` index, not by listing), and from a clock for schedules,
 cooldowns and retries.
 
-Run phases: Pending (recorded; Job created or about to be; also while the Job is suspended),
+Run phases: Pending (Job created; also while the Job is suspended),
 Running (the Job has pods), Succeeded (trained and registered as a ModelVersion), Failed (with
 a reason: BadParameters, BadData, OutOfMemory, DeadlineExceeded, BackoffLimitExceeded,
 JobDeleted, ResultUnreadable). The Job controller does the retrying within ``backoffLimit``;
@@ -78,13 +81,17 @@ async def _in_pool(fn: Callable[..., None], /, **kwargs: Any) -> None:
     await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(fn, **kwargs))
 
 
+# The indexes are async (pure and quick) so kopf calls them on its loop: a sync index would cost
+# two hops through kopf's thread pool on every pipeline event.
 @kopf.index(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipelines_by_dataset")
-def pipelines_by_dataset(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
+async def pipelines_by_dataset(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
     return {(namespace, (spec.get("datasetRef") or {}).get("name")): name}
 
 
 @kopf.index(group=KIND.group, version=KIND.version, plural=KIND.plural, id="pipeline_wake")
-def pipeline_wake(namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any) -> Any:
+async def pipeline_wake(
+    namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> Any:
     """When a pipeline may need a reconcile without any event: a schedule slot, a cooldown's end."""
     times = [status.get("nextScheduledTime")]
     last = status.get("lastTriggerTime")
@@ -125,7 +132,7 @@ async def reconcile(
 
 @kopf.on.event(group="batch", version="v1", plural="jobs", id="pipeline.job-event",
                labels={**MANAGED_BY, PIPELINE_LABEL: kopf.PRESENT})
-def job_event(
+async def job_event(
     type: str,
     body: kopf.Body,
     namespace: str | None,
@@ -133,6 +140,12 @@ def job_event(
     labels: kopf.Labels,
     **kwargs: Any,
 ) -> None:
+    """A Job's phase changed (or the operator just started): reconcile its pipeline with it.
+
+    Async so that the many events of unchanged Jobs are dropped on kopf's loop; the Job is
+    handed over so that a run whose status write was lost (a restart right after the Job was
+    created) is recorded from it.
+    """
     phase = "Deleted" if type == "DELETED" else str(runs.job_outcome(body).phase)
     key = (str(namespace), name)
     if _job_phases.get(key) == phase:
@@ -143,7 +156,8 @@ def job_event(
     pipeline = labels[PIPELINE_LABEL]
     with metrics.reconcile(kind=KIND.kind, handler="job-event"):
         try:
-            sync(namespace=str(namespace), name=pipeline, datasets=kwargs["dataset_info"])
+            await _in_pool(sync, namespace=str(namespace), name=pipeline, datasets=kwargs["dataset_info"],
+                           job=None if type == "DELETED" else dict(body))
         except Exception:
             CLOCK.later((str(namespace), pipeline), delay=RETRY_SECONDS)
             raise
@@ -196,17 +210,19 @@ def sync(
     datasets: Mapping[Hashable, Any],
     validated_version: str | None = None,
     body: Mapping[str, Any] | None = None,
+    job: Mapping[str, Any] | None = None,
 ) -> None:
     """Reconcile one pipeline (safe to call from any thread, any number of times).
 
     ``body`` (what kopf just delivered) saves a GET on the first attempt; a stale body only
-    costs a 409 on the status write, after which the object is read afresh.
+    costs a 409 on the status write, after which the object is read afresh. ``job`` is one of
+    the pipeline's Jobs as just seen, whose run is recorded if the status lacks it.
     """
     first = [dict(body)] if body is not None else []
     with _runtime.hold((KIND.plural, namespace, name)):
         _runtime.retry_on_conflict(lambda: _sync_once(
             namespace=namespace, name=name, datasets=datasets, validated_version=validated_version,
-            obj=first.pop() if first else None))
+            obj=first.pop() if first else None, job=job))
 
 
 class _Pass:
@@ -261,11 +277,14 @@ def _sync_once(
     datasets: Mapping[Hashable, Any],
     validated_version: str | None,
     obj: dict[str, Any] | None,
+    job: Mapping[str, Any] | None,
 ) -> None:
     obj = obj or _runtime.get(KIND, namespace=namespace, name=name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         return
     state = _Pass(obj)
+    if job is not None:
+        _adopt(state, job)
     parsed = parse_spec(KIND, obj.get("spec") or {})
     if not isinstance(parsed, TrainingPipelineSpec):
         state.verdicts.append(Verdict(type=READY, status=False, reason=INVALID_SPEC, message=str(parsed)))
@@ -302,10 +321,13 @@ def _sync_once(
         state.verdicts.append(Verdict(type=READY, status=True, reason="Ready",
                                       message=f"trains on {spec.dataset_ref.name} {version[:19]}"))
 
-    started: Run | None = None
     if decision.trigger is not None and not refused and version is not None:
-        started = _record_run(state, spec=spec, trigger=decision.trigger, why=decision.why,
-                              version=version, handled=decision.handled_request, now=now)
+        run_id = state.status.run_count + 1
+        run = Run(id=run_id, name=runs.run_name(name, run_id), trigger=decision.trigger,
+                  dataset_version=version, phase=RunPhase.PENDING, start_time=now, reason="JobCreated",
+                  message=decision.why)
+        _start_run(state, spec=spec, record=runs.Record(run=run, handled_request=decision.handled_request),
+                   dataset=dataset, namespace=namespace)
     _prune(state, history_limit=spec.history_limit)
     active = runs.active_run(state.status.runs)
     state.verdicts.append(
@@ -313,8 +335,6 @@ def _sync_once(
                 message=f"run {active.name} is {active.phase}")
         if active else Verdict(type=TRAINING, status=False, reason="Idle", message=decision.why))
     state.write()
-    if started is not None:
-        _start_job(state, spec=spec, run=started, dataset=dataset, namespace=namespace)
     state.post_events()
 
 
@@ -332,36 +352,46 @@ def _dataset(datasets: Mapping[Hashable, Any], *, namespace: str, name: str) -> 
             "credentialsSecret": (source.get("credentialsSecretRef") or {}).get("name")}
 
 
-def _record_run(
-    state: _Pass,
-    *,
-    spec: TrainingPipelineSpec,
-    trigger: str,
-    why: str,
-    version: str,
-    handled: str | None,
-    now: datetime,
-) -> Run:
-    """Add run N = runCount+1 to the status; the caller persists it before creating the Job."""
-    status = state.status
-    run_id = status.run_count + 1
-    run = Run(id=run_id, name=runs.run_name(state.obj["metadata"]["name"], run_id), trigger=trigger,
-              dataset_version=version, phase=RunPhase.PENDING, start_time=now, reason="Starting",
-              message=why)
-    status.run_count = run_id
-    status.runs = [run, *status.runs]
-    status.last_trigger_time = now
-    status.trained_dataset_version = version
-    status.handled_train_request = handled
-    state.event("Normal", "RunStarted", f"run {run.name} ({trigger}): {why}")
-    return run
-
-
-def _start_job(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: Mapping[str, Any],
+def _start_run(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record, dataset: Mapping[str, Any],
                namespace: str) -> None:
-    """Create the run's Job (or adopt it); the run is already recorded in the status."""
+    """Create the run's Job (or adopt it), then add the run to the status the caller writes.
+
+    An existing Job of this name and owner was created by an earlier pass whose status write
+    was lost: the run it carries is the one recorded (its dataset version, its request token).
+    """
+    job = _create_job(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
+    if not runs.owned_by(job, uid=state.obj["metadata"]["uid"]):
+        raise RuntimeError(f"Job {record.run.name} belongs to another owner (a deleted pipeline of the "
+                           "same name?): the run starts once it is gone")
+    carried = runs.job_record(job)
+    _record(state, carried if carried is not None and carried.run.id == record.run.id else record)
+
+
+def _adopt(state: _Pass, job: Mapping[str, Any]) -> None:
+    """Record the run of a Job the status does not know: the next run's, created by this pipeline."""
+    carried = runs.job_record(job)
+    if (carried is not None and carried.run.id == state.status.run_count + 1
+            and runs.owned_by(job, uid=state.obj["metadata"]["uid"])):
+        _record(state, carried)
+
+
+def _record(state: _Pass, record: runs.Record) -> None:
+    """Add the run to the status: runCount, the runs, and what the triggers count from."""
+    status, run = state.status, record.run
+    status.run_count = max(status.run_count, run.id)
+    status.runs = [run, *(r for r in status.runs if r.id != run.id)]
+    status.last_trigger_time = run.start_time
+    status.trained_dataset_version = run.dataset_version
+    status.handled_train_request = record.handled_request
+    state.event("Normal", "RunStarted", f"run {run.name} ({run.trigger}): {run.message}")
+
+
+def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record,
+                dataset: Mapping[str, Any], namespace: str) -> dict[str, Any]:
+    """Create the run's Job, or read the one that exists already; returns the Job."""
     meta = state.obj["metadata"]
     model = spec.model.name
+    run = record.run
     labels = {**child_labels(KIND, meta["name"]), registry.MODEL_LABEL: model, registry.RUN_LABEL: run.name}
     cfg = _runtime.settings()
     manifest = training_job(
@@ -372,14 +402,19 @@ def _start_job(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: M
         credentials_secret=dataset.get("credentialsSecret"),
         output_prefix=f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}",
         labels=labels, settings=_runtime.job_settings(training=True))
+    manifest["metadata"]["annotations"] = {runs.RECORD_ANNOTATION: record.annotation()}
     # Known before the Job's first event arrives, so that event costs no reconcile.
     key = (namespace, run.name)
     _job_phases.setdefault(key, str(RunPhase.PENDING))
     try:
-        _runtime.create_job(manifest)
+        job, created = _runtime.create_job(manifest)
     except Exception:
         _job_phases.pop(key, None)
         raise
+    if not created:
+        # An adopted Job may have moved on: let the next pass read it.
+        _job_phases[key] = str(runs.job_outcome(job).phase)
+    return job
 
 
 def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
@@ -390,10 +425,12 @@ def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
     job = _runtime.read_job(namespace=namespace, name=run.name)
     if job is None:
         if run.phase == RunPhase.PENDING and run.reason == "Starting":
-            # Recorded, then the operator stopped before creating the Job: create it now.
+            # Recorded by an operator version that wrote the status before the Job, which
+            # then stopped in between: create the Job now.
             dataset = _dataset({}, namespace=namespace, name=spec.dataset_ref.name)
             if dataset:
-                _start_job(state, spec=spec, run=run, dataset=dataset, namespace=namespace)
+                record = runs.Record(run=run, handled_request=state.status.handled_train_request)
+                _create_job(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
                 _replace(state, run.model_copy(update={"reason": "JobCreated"}))
             return
         failed = run.model_copy(update={"phase": RunPhase.FAILED, "reason": "JobDeleted",

@@ -1,7 +1,10 @@
 """Training runs: naming, the phase of a run from its Job, failure reasons, history bounds.
 
-A run is recorded in ``status.runs`` (with ``status.runCount``) before its Job exists, so the
-Job's name is known ahead and a restart adopts the Job instead of creating a second one.
+Run N is ``status.runCount+1`` and its Job is named ``<pipeline>-<N>``. The Job is created
+first and carries the run's record (an annotation); the status is written after it. So the
+Job's name is known ahead, a restart between the two writes adopts the Job (a create gets 409,
+or the Job's watch event brings the record) instead of creating a second one, and the status
+recorded is the one the Job actually runs.
 The run's phase is a pure function of the Job (and, for a failure, of its pods): the Job
 controller does the retrying, bounded by ``backoffLimit`` and ``activeDeadlineSeconds``, and
 the run reports why it ended without the operator retrying anything itself.
@@ -21,6 +24,8 @@ from loopwright.api.pipeline import MetricName, Run, RunPhase, TrainingPipelineS
 from loopwright.builders.jobs import CONTAINER, child_name
 
 ACTIVE_PHASES = frozenset({RunPhase.PENDING, RunPhase.RUNNING})
+RECORD_ANNOTATION = "loopwright.dev/run-record"
+"""On a training Job: the run as it is to be recorded in the pipeline's status (JSON)."""
 REGRESSION_METRICS = frozenset({MetricName.R2, MetricName.MAE, MetricName.RMSE})
 
 _MESSAGE_LIMIT = 4096
@@ -35,6 +40,41 @@ class Outcome:
     reason: str | None = None
     message: str | None = None
     completion_time: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """What starting a run writes into the pipeline's status, carried by the run's Job too."""
+
+    run: Run
+    handled_request: str | None
+    """The train-request token this run consumed (or the one already handled before it)."""
+
+    def annotation(self) -> str:
+        return json.dumps({"run": self.run.to_wire(), "handledTrainRequest": self.handled_request},
+                          separators=(",", ":"))
+
+
+def owned_by(job: Mapping[str, Any], *, uid: str) -> bool:
+    """Whether the pipeline with ``uid`` owns the Job.
+
+    A Job of the right name but another owner is left from a deleted pipeline of the same
+    name, not yet removed by the garbage collector: never to be adopted.
+    """
+    refs = (job.get("metadata") or {}).get("ownerReferences") or ()
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+def job_record(job: Mapping[str, Any]) -> Record | None:
+    """The run record a Job carries (None if it has no readable one)."""
+    raw = ((job.get("metadata") or {}).get("annotations") or {}).get(RECORD_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+        return Record(run=Run.model_validate(value["run"]), handled_request=value.get("handledTrainRequest"))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def run_name(pipeline: str, run_id: int) -> str:

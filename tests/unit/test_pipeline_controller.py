@@ -1,0 +1,219 @@
+"""The TrainingPipeline reconcile against a fake API: the Job first, then the status; restarts adopt.
+
+The fake keeps pipelines and Jobs in dicts, bumps resourceVersion on every status write and
+answers a stale write with 409 like the API server. ``fresh_process`` forgets what the
+operator process remembers, as a restart would.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterator, Mapping
+from types import SimpleNamespace
+from typing import Any
+
+import kubernetes
+import pytest
+
+from loopwright.builders.jobs import JobSettings
+from loopwright.controllers import _runtime, pipeline
+from loopwright.training import runs
+
+NS = "ns"
+DATASETS = {
+    (NS, "data"): [
+        {
+            "validatedVersion": "sha256:" + "a" * 64,
+            "uri": "s3://bucket/data.csv",
+            "format": "csv",
+            "schema": {
+                "label": {"name": "y", "task": "classification"},
+                "columns": [{"name": "x", "type": "numeric"}],
+            },
+            "credentialsSecret": None,
+        }
+    ]
+}
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.fail_status_write = False
+        self._rv = itertools.count(1)
+
+    def add_pipeline(self, name: str, *, uid: str = "uid-1", **triggers: Any) -> dict[str, Any]:
+        self.pipelines[name] = {
+            "apiVersion": "loopwright.dev/v1alpha1",
+            "kind": "TrainingPipeline",
+            "metadata": {"name": name, "namespace": NS, "uid": uid, "generation": 1,
+                         "resourceVersion": str(next(self._rv))},
+            "spec": {
+                "datasetRef": {"name": "data"},
+                "model": {"name": name, "estimator": "LogisticRegression"},
+                "triggers": {"cooldown": "10m", **triggers},
+            },
+        }
+        return copy.deepcopy(self.pipelines[name])
+
+    def get(self, kind: Any, *, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"GET {name}")
+        obj = self.pipelines.get(name)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def patch_status(self, kind: Any, obj: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+        name = obj["metadata"]["name"]
+        self.calls.append(f"PATCH {name}")
+        stored = self.pipelines[name]
+        if self.fail_status_write:
+            raise kubernetes.client.ApiException(status=500, reason="the operator died here")
+        if obj["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"]:
+            raise _runtime.ConflictError(name)
+        current = stored.setdefault("status", {})
+        for key, value in status.items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = copy.deepcopy(value)
+        stored["metadata"]["resourceVersion"] = str(next(self._rv))
+        return copy.deepcopy(stored)
+
+    def create_job(self, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        name = manifest["metadata"]["name"]
+        self.calls.append(f"POST {name}")
+        if name in self.jobs:
+            return copy.deepcopy(self.jobs[name]), False
+        self.jobs[name] = copy.deepcopy(dict(manifest))
+        return copy.deepcopy(self.jobs[name]), True
+
+    def read_job(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"GET job {name}")
+        job = self.jobs.get(name)
+        return copy.deepcopy(job) if job is not None else None
+
+    def delete_job(self, *, namespace: str, name: str) -> None:
+        self.jobs.pop(name, None)
+
+    def post_event(self, obj: Mapping[str, Any], *, type_: str, reason: str, message: str) -> None:
+        self.calls.append(f"EVENT {reason}")
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.pipelines[name].get("status") or {})
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
+    fake = FakeApi()
+    for attr in ("get", "patch_status", "create_job", "read_job", "delete_job", "post_event"):
+        monkeypatch.setattr(_runtime, attr, getattr(fake, attr))
+    monkeypatch.setattr(_runtime, "settings", lambda: SimpleNamespace(artifact_bucket="bucket"))
+    monkeypatch.setattr(
+        _runtime,
+        "job_settings",
+        lambda *, training=False: JobSettings(image="loopwright/trainer:test", s3_endpoint=None,
+                                              credentials_secret=None, suspend=True),
+    )
+    fresh_process()
+    yield fake
+    fresh_process()
+
+
+def fresh_process() -> None:
+    pipeline._job_phases.clear()
+
+
+def test_a_new_pipeline_gets_its_job_before_the_status_write(api: FakeApi) -> None:
+    body = api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=body)
+    assert api.calls == ["POST p-1", "PATCH p", "EVENT RunStarted"]
+    status = api.status("p")
+    assert status["runCount"] == 1
+    assert [r["name"] for r in status["runs"]] == ["p-1"]
+    assert status["runs"][0]["phase"] == "Pending"
+    assert status["trainedDatasetVersion"] == DATASETS[(NS, "data")][0]["validatedVersion"]
+    record = runs.job_record(api.jobs["p-1"])
+    assert record is not None
+    assert record.run.to_wire() == status["runs"][0]
+    assert runs.owned_by(api.jobs["p-1"], uid="uid-1")
+
+
+def test_status_write_lost_after_the_job_then_a_restart_adopts_the_job(api: FakeApi) -> None:
+    body = api.add_pipeline("p")
+    api.fail_status_write = True
+    with pytest.raises(kubernetes.client.ApiException):
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=body)
+    assert list(api.jobs) == ["p-1"]
+    assert "runCount" not in api.status("p")
+
+    fresh_process()
+    api.fail_status_write = False
+    api.calls.clear()
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=api.add_pipeline("p"))
+    assert list(api.jobs) == ["p-1"]
+    status = api.status("p")
+    assert status["runCount"] == 1
+    assert [r["name"] for r in status["runs"]] == ["p-1"]
+    assert api.calls[:2] == ["POST p-1", "PATCH p"]
+
+
+def test_a_lost_run_is_recorded_from_its_job_event_even_when_nothing_would_start(api: FakeApi) -> None:
+    api.add_pipeline("p")
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "r1"}
+    api.fail_status_write = True
+    with pytest.raises(kubernetes.client.ApiException):
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    handled = runs.job_record(api.jobs["p-1"])
+    assert handled is not None
+
+    assert handled.handled_request == "r1"
+
+    # Meanwhile suspended and asked again: no run would start, yet the Job exists and must be
+    # the recorded run, having handled the request it was started for (r2 waits its turn).
+    fresh_process()
+    api.fail_status_write = False
+    api.pipelines["p"]["spec"]["triggers"]["suspend"] = True
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "r2"}
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
+    status = api.status("p")
+    assert status["runCount"] == 1
+    kept = ("id", "name", "trigger", "datasetVersion", "startTime")
+    assert {k: status["runs"][0][k] for k in kept} == {k: handled.run.to_wire()[k] for k in kept}
+    assert status["runs"][0]["reason"] == "JobSuspended"  # and followed: the Job was read
+    assert status["handledTrainRequest"] == "r1"
+    assert status["runs"][0]["trigger"] == "Manual"
+    assert list(api.jobs) == ["p-1"]
+
+
+def test_a_job_event_of_a_recorded_run_changes_nothing(api: FakeApi) -> None:
+    api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    before = api.status("p")
+    api.calls.clear()
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
+    assert api.status("p") == before
+    assert not any(call.startswith(("POST", "PATCH")) for call in api.calls)
+
+
+def test_a_stale_body_adopts_the_job_instead_of_a_second_run(api: FakeApi) -> None:
+    stale = api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=stale)
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=stale)
+    assert list(api.jobs) == ["p-1"]
+    assert api.status("p")["runCount"] == 1
+
+
+def test_a_job_of_a_deleted_namesake_is_never_adopted(api: FakeApi) -> None:
+    api.add_pipeline("p", uid="old")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    del api.pipelines["p"]
+    body = api.add_pipeline("p", uid="new")
+    with pytest.raises(RuntimeError, match="another owner"):
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=body)
+    assert "runCount" not in api.status("p")
+    with pytest.raises(RuntimeError, match="another owner"):
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
+    assert "runCount" not in api.status("p")
+    assert runs.owned_by(api.jobs["p-1"], uid="old")
