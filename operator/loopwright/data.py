@@ -15,6 +15,7 @@ SimpleImputer recognises.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Sequence
@@ -73,8 +74,9 @@ class RawVersion:
     sources: list[str]
     parts: list[bytes]
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
+        """Hashed once: the trainer compares it with the version it was given, then records it."""
         return digest_of(self.parts)
 
     @property

@@ -111,6 +111,14 @@ def test_prefix_is_read_in_key_order_with_digest_over_bytes(tmp_path):
     assert (table.digest, table.size, len(table.frame)) == (raw.digest, raw.size, 2)
 
 
+def test_digest_is_hashed_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(data, "digest_of", lambda parts: calls.append(parts) or "sha256:x")
+    raw = data.RawVersion(["m"], [b"a,c,y\n"])
+    assert (raw.digest, raw.digest) == ("sha256:x", "sha256:x")
+    assert len(calls) == 1
+
+
 def test_parquet_normalises_types(tmp_path):
     frame = pd.DataFrame({"a": [1, 2, 3], "c": pd.Series([1, None, 2], dtype="Int64"), "y": [0, 1, 1]})
     buf = io.BytesIO()
