@@ -116,9 +116,17 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
         lambda *, training=False: JobSettings(image="loopwright/trainer:test", s3_endpoint=None,
                                               credentials_secret=None, suspend=True),
     )
+    monkeypatch.setattr(pipeline, "_EVENTS", _Inline())
     fresh_process()
     yield fake
     fresh_process()
+
+
+class _Inline:
+    """The event threads, run in the caller's thread so a test sees the Events at once."""
+
+    def submit(self, fn: Any, /, *args: Any) -> None:
+        fn(*args)
 
 
 def fresh_process() -> None:
@@ -217,3 +225,15 @@ def test_a_job_of_a_deleted_namesake_is_never_adopted(api: FakeApi) -> None:
         pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
     assert "runCount" not in api.status("p")
     assert runs.owned_by(api.jobs["p-1"], uid="old")
+
+
+def test_an_event_that_cannot_be_posted_is_logged_not_raised(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*_: Any, **__: Any) -> None:
+        raise ConnectionError("API server unreachable")
+
+    monkeypatch.setattr(_runtime, "post_event", refuse)
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=api.add_pipeline("p"))
+    assert api.status("p")["runCount"] == 1
+    assert "cannot post events on ns/p" in caplog.text

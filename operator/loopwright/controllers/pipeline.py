@@ -75,6 +75,12 @@ _POOL = ThreadPoolExecutor(max_workers=RECONCILE_THREADS, thread_name_prefix="pi
 """Pipeline reconciles wait on the API server far more than they compute: a pool of their own,
 larger than kopf's executor, keeps a burst of new pipelines from queueing behind a few slow
 calls (CR-to-Job latency), while the number of concurrent API calls stays bounded."""
+EVENT_THREADS = 8
+_EVENTS = ThreadPoolExecutor(max_workers=EVENT_THREADS, thread_name_prefix="pipeline-events")
+"""Events are posted by threads of their own, so a reconcile thread is free for the next pipeline
+once the Job and the status are written: with the Event in the same thread, a burst of new
+pipelines (90 a second) used up the reconcile pool and queued for up to a second before any Job
+was created. Both pools together stay below kube.POOL_SIZE connections with kopf's executor."""
 
 
 async def _in_pool(fn: Callable[..., None], /, **kwargs: Any) -> None:
@@ -264,10 +270,23 @@ class _Pass:
             self.current = self.obj.get("status") or {}
 
     def post_events(self) -> None:
-        """Post the events of this pass (after its writes and its Job: they are slower than both)."""
-        for type_, reason, message in self.events:
-            _runtime.post_event(self.obj, type_=type_, reason=reason, message=message)
+        """Hand the events of this pass to the event threads, in order, after its writes and its Job."""
+        if self.events:
+            meta = self.obj["metadata"]
+            about = {"apiVersion": self.obj.get("apiVersion"), "kind": self.obj.get("kind"),
+                     "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid")}}
+            _EVENTS.submit(_post_events, about, list(self.events))
         self.events.clear()
+
+
+def _post_events(about: Mapping[str, Any], events: list[tuple[str, str, str]]) -> None:
+    try:
+        for type_, reason, message in events:
+            _runtime.post_event(about, type_=type_, reason=reason, message=message)
+    except Exception:
+        # post_event logs the API's refusals; anything else would vanish in the executor.
+        meta = about["metadata"]
+        _log.exception("cannot post events on %s/%s", meta["namespace"], meta["name"])
 
 
 def _sync_once(
