@@ -9,6 +9,7 @@ our ``Deployment`` must never be confused with apps/v1.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -59,6 +60,15 @@ def apps() -> kubernetes.client.AppsV1Api:
 def is_status(exc: BaseException, code: HTTPStatus) -> bool:
     """Whether ``exc`` is an API error with the given HTTP status."""
     return isinstance(exc, kubernetes.client.ApiException) and exc.status == code
+
+
+def api_message(exc: kubernetes.client.ApiException) -> str:
+    """What the API server said when it refused a request (its Status message), for a user to read."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or f"{exc.status} {exc.reason}")
 
 
 def child_labels(kind: Kind, name: str) -> dict[str, str]:

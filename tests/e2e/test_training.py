@@ -506,6 +506,36 @@ def test_failing_jobs_report_their_reason(loop: Loop) -> None:
     )
 
 
+def test_a_job_the_api_server_refuses_is_reported_then_started_once_allowed(loop: Loop) -> None:
+    uri = loop.upload("quota/data.csv", make_csv(rows=100, seed=9))
+    loop.create("datasets", dataset("quota", uri))
+    loop.wait_dataset("quota", validated=True)
+    core = loop.kube.core
+    core.create_namespaced_resource_quota(
+        loop.ns, {"metadata": {"name": "no-jobs"}, "spec": {"hard": {"count/jobs.batch": "0"}}})
+    loop.wait(lambda: (core.read_namespaced_resource_quota("no-jobs", loop.ns).status.hard or {}),
+              what="the quota controller to publish the quota")
+    loop.create("trainingpipelines", pipeline("capped", "quota", model="capped"))
+
+    def ready() -> dict[str, Any]:
+        return loop.condition(loop.get("trainingpipelines", "capped"), "Ready")
+
+    refused = loop.wait(lambda: ready() if ready().get("reason") == "JobRefused" else None,
+                        what="the refused Job in Ready")
+    assert refused["status"] == "False"
+    assert "capped-1" in refused["message"]
+    assert "exceeded quota" in refused["message"], refused
+    assert ("Warning", "JobRefused") in {(t, r) for t, r, _ in loop.events("capped")}
+    assert loop.jobs("loopwright.dev/trainingpipeline=capped") == []
+
+    core.delete_namespaced_resource_quota("no-jobs", loop.ns)
+    def jobs() -> list[str]:
+        return [j.metadata.name for j in loop.jobs("loopwright.dev/trainingpipeline=capped")]
+
+    loop.wait(lambda: jobs() == ["capped-1"], what="the run's Job once the quota is gone")
+    loop.wait(lambda: ready().get("reason") == "Ready", what="Ready again")
+
+
 def test_operator_restart_during_a_run_duplicates_nothing(loop: Loop) -> None:
     uri = loop.upload("restart/data.csv", make_csv(rows=300, seed=7))
     loop.create("datasets", dataset("restart", uri))

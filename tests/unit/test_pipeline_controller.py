@@ -43,6 +43,7 @@ class FakeApi:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
         self.fail_status_write = False
+        self.refuse_jobs: kubernetes.client.ApiException | None = None
         self._rv = itertools.count(1)
 
     def add_pipeline(self, name: str, *, uid: str = "uid-1", **triggers: Any) -> dict[str, Any]:
@@ -84,6 +85,8 @@ class FakeApi:
     def create_job(self, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         name = manifest["metadata"]["name"]
         self.calls.append(f"POST {name}")
+        if self.refuse_jobs is not None:
+            raise self.refuse_jobs
         if name in self.jobs:
             return copy.deepcopy(self.jobs[name]), False
         self.jobs[name] = copy.deepcopy(dict(manifest))
@@ -237,3 +240,34 @@ def test_an_event_that_cannot_be_posted_is_logged_not_raised(
     pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=api.add_pipeline("p"))
     assert api.status("p")["runCount"] == 1
     assert "cannot post events on ns/p" in caplog.text
+
+
+def test_a_job_the_api_refuses_is_a_condition_and_one_event_then_starts_once_allowed(api: FakeApi) -> None:
+    api.add_pipeline("p")
+    quota = kubernetes.client.ApiException(status=403, reason="Forbidden")
+    quota.body = ('{"kind":"Status","message":"jobs.batch \\"p-1\\" is forbidden: exceeded quota: '
+                  'jobs, requested: count/jobs.batch=1, used: count/jobs.batch=5, '
+                  'limited: count/jobs.batch=5"}')
+    api.refuse_jobs = quota
+    for _ in range(2):
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    ready = next(c for c in api.status("p")["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "JobRefused")
+    assert ready["message"].startswith('cannot create Job p-1: jobs.batch "p-1" is forbidden: exceeded quota')
+    assert api.calls.count("EVENT JobRefused") == 1
+    assert api.status("p")["runCount"] == 0
+    assert not api.jobs
+
+    api.refuse_jobs = None
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert list(api.jobs) == ["p-1"]
+    ready = next(c for c in api.status("p")["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+
+
+def test_a_job_create_that_fails_otherwise_is_retried_as_an_error(api: FakeApi) -> None:
+    api.add_pipeline("p")
+    api.refuse_jobs = kubernetes.client.ApiException(status=503, reason="Service Unavailable")
+    with pytest.raises(kubernetes.client.ApiException):
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert "conditions" not in api.status("p")

@@ -63,6 +63,8 @@ CLOCK_PERIOD = 2.0
 RETRY_SECONDS = 10.0
 SAFETY_POLL_SECONDS = 60
 _REGISTER_ATTEMPTS = 8
+_REFUSALS = frozenset({HTTPStatus.BAD_REQUEST, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY})
+"""Answers to a Job create that retrying at once will not change (quota, admission, validation)."""
 
 _job_phases: dict[tuple[str, str], str] = {}
 """Last phase seen per Job, so repeated events of an unchanged Job cost no reconcile."""
@@ -345,8 +347,13 @@ def _sync_once(
         run = Run(id=run_id, name=runs.run_name(name, run_id), trigger=decision.trigger,
                   dataset_version=version, phase=RunPhase.PENDING, start_time=now, reason="JobCreated",
                   message=decision.why)
-        _start_run(state, spec=spec, record=runs.Record(run=run, handled_request=decision.handled_request),
-                   dataset=dataset, namespace=namespace)
+        record = runs.Record(run=run, handled_request=decision.handled_request)
+        try:
+            _start_run(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
+        except kubernetes.client.ApiException as exc:
+            if exc.status not in _REFUSALS:
+                raise
+            _refused_job(state, run=run, exc=exc)
     _prune(state, history_limit=spec.history_limit)
     active = runs.active_run(state.status.runs)
     state.verdicts.append(
@@ -384,6 +391,21 @@ def _start_run(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record,
                            "same name?): the run starts once it is gone")
     carried = runs.job_record(job)
     _record(state, carried if carried is not None and carried.run.id == record.run.id else record)
+
+
+def _refused_job(state: _Pass, *, run: Run, exc: kubernetes.client.ApiException) -> None:
+    """The API server refused the run's Job (a ResourceQuota, an admission policy): say so, retry.
+
+    Nothing was created, so the run is not recorded and the trigger still stands; the clock
+    asks again, and the run starts once the cause is gone.
+    """
+    meta = state.obj["metadata"]
+    verdict = Verdict(type=READY, status=False, reason="JobRefused",
+                      message=f"cannot create Job {run.name}: {kube.api_message(exc)}"[:4096])
+    if _runtime.condition_changed(state.current.get("conditions"), verdict):
+        state.event("Warning", verdict.reason, verdict.message)
+    state.verdicts = [*(v for v in state.verdicts if v.type != READY), verdict]
+    CLOCK.later((meta["namespace"], meta["name"]), delay=RETRY_SECONDS)
 
 
 def _adopt(state: _Pass, job: Mapping[str, Any]) -> None:
