@@ -136,7 +136,10 @@ def _client(
     )
     keys = {} if credentials is None else {"aws_access_key_id": credentials.access_key_id,
                                            "aws_secret_access_key": credentials.secret_access_key}
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
+    # A session of its own: boto3's default session keeps the credentials it resolved first,
+    # so a client for a changed environment would still sign with the old keys.
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint, region_name=region, config=config, **keys)
 
 
 def put_bytes(uri: str, data: bytes, *, checksum: bool = True) -> str:

@@ -228,3 +228,17 @@ def test_profiler_and_trainer_run_against_s3(bucket, tmp_path, monkeypatch):
     assert model["uri"] == f"s3://{bucket}/models/ns/m/runs/r1/model.skops"
     loaded = artifacts.load(model["uri"], sha256=model["sha256"])
     assert loaded.predict(pd.DataFrame({"a": [6.0], "c": ["a"]}))[0] == "1"
+
+
+def test_the_environments_keys_sign_even_after_boto3_resolved_others(bucket, monkeypatch):
+    """boto3's default session caches the first keys it finds (here an earlier test's cluster keys)."""
+    import boto3  # noqa: PLC0415 - the storage module imports it lazily too
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "EARLIERKEY")
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION.get_credentials().access_key == "EARLIERKEY"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "LATERKEY")
+    storage.put_bytes(f"s3://{bucket}/ds/part-0.csv", b"a\n1\n")
+    own = _signing_keys(storage.client())
+    storage.fingerprint(f"s3://{bucket}/ds/")
+    assert set(own) == {"LATERKEY"}
