@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
-import yaml
 from kubernetes import client, config
+
+from crd_install import Crd, install_crds
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_STATE = REPO / ".cluster"
@@ -206,43 +207,10 @@ def _has_default_sa(kube: Kube, namespace: str) -> bool:
     return "default" in names
 
 
-@dataclass(frozen=True)
-class Crd:
-    """Where the API serves one of our kinds."""
-
-    group: str
-    version: str
-    plural: str
-
-
 @pytest.fixture(scope="session")
 def crds(kube: Kube) -> dict[str, Crd]:
-    """Install crds/*.yaml (create or replace), wait until Established; kinds -> where they are served.
-
-    They are left installed: deleting a CRD would delete every object of its kind in the cluster.
-    """
-    extensions = client.ApiextensionsV1Api(kube.api)
-    served: dict[str, Crd] = {}
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        name = crd["metadata"]["name"]
-        try:
-            extensions.create_custom_resource_definition(crd)
-        except client.exceptions.ApiException as error:
-            if error.status != 409:
-                raise
-            crd["metadata"]["resourceVersion"] = extensions.read_custom_resource_definition(
-                name).metadata.resource_version
-            extensions.replace_custom_resource_definition(name, crd)
-        spec = crd["spec"]
-        storage = next(v["name"] for v in spec["versions"] if v["storage"])
-        served[spec["names"]["kind"]] = Crd(spec["group"], storage, spec["names"]["plural"])
-
-        def established(name: str = name) -> bool:
-            conditions = extensions.read_custom_resource_definition(name).status.conditions or []
-            return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-        kube.wait(established, timeout=30, what=f"CRD {name} to be Established")
+    """This checkout's CRDs, installed and Established; kinds -> where they are served."""
+    served = install_crds(kube.api)
     if not served:
         pytest.fail("no CRDs in crds/: run `make crds`")
     return served

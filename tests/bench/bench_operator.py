@@ -1,6 +1,7 @@
 """Benchmark: 1,000 TrainingPipelines applied at once, reconciled to training Jobs.
 
-Not a test. Against the cluster of KUBECONFIG (else the local cluster's .cluster/env):
+Not a test. Against the cluster of KUBECONFIG, else the local cluster (started if it is not running;
+`make cluster-down` stops it), with this checkout's CRDs installed:
 
 1. a dedicated namespace with the S3 credentials Secret, a small CSV in S3 and a Dataset;
 2. the operator as a subprocess (`kopf run -m loopwright.main --standalone --namespace <ns>`)
@@ -42,6 +43,9 @@ import numpy as np
 from kubernetes import client, config, watch
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # the shared test helpers, as pytest's pythonpath has them
+from crd_install import install_crds  # noqa: E402
+
 REPORT = REPO / "reports" / "bench-operator.md"
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
 SECRET = "loopwright-s3"
@@ -54,10 +58,12 @@ TARGETS = {"total": 40.0, "p95": 1.0, "rss_mb": 200.0}
 
 
 def cluster_env() -> dict[str, str]:
-    """KUBECONFIG and S3 settings: the environment's, else the local cluster's .cluster/env."""
+    """KUBECONFIG and S3 settings: the environment's, else the local cluster's (started if need be)."""
     env: dict[str, str] = {}
     path = REPO / ".cluster" / "env"
-    if not os.environ.get("KUBECONFIG") and path.exists():
+    if not os.environ.get("KUBECONFIG"):
+        # Idempotent: a running local cluster is reused, a stopped one is started.
+        subprocess.run([sys.executable, str(REPO / "tests" / "cluster" / "cluster.py"), "up"], check=True)
         for line in path.read_text().splitlines():
             key, _, value = line.removeprefix("export ").partition("=")
             env[key] = shlex.split(value)[0] if value else ""
@@ -99,6 +105,7 @@ class Bench:
         self._sampling = threading.Event()
 
     def __enter__(self) -> Bench:
+        install_crds(self.api)
         self.core.create_namespace(
             {"metadata": {"name": self.ns, "labels": {"loopwright.dev/bench": "true"}}}
         )
