@@ -273,6 +273,22 @@ def start_client(
     return name
 
 
+def serve_under_traffic(
+    kube: Any, s3: Any, namespace: str, *, model: str, rollout: Mapping[str, Any], seconds: float
+) -> str:
+    """Version 1 of ``model`` served by a Deployment of the same name, with a client pod sending to it.
+
+    The set-up of every rollout test: the next version registered after this becomes the canary
+    while the client's requests measure what users saw. Returns the client pod's name.
+    """
+    register(kube, s3, namespace, model=model, version=1, kind="good")
+    kube.custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "deployments", deployment(model, model=model, rollout=rollout)
+    )
+    wait_serving(kube, namespace, model, timeout=120)
+    return start_client(kube, namespace, service=model, model=model, seconds=seconds)
+
+
 def client_result(kube: Any, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
     def finished() -> Any:
         pod = kube.core.read_namespaced_pod(name, namespace)

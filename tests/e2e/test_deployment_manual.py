@@ -27,16 +27,7 @@ def test_manual_promote_and_abort_apply_to_their_version_only(
 ) -> None:
     # A step without pause holds until a person promotes the version.
     rollout = {"steps": [{"weight": 50}], "analysis": ANALYSIS}
-    lw.register(kube, s3, namespace, model="fraud", version=1, kind="good")
-    kube.custom.create_namespaced_custom_object(
-        lw.GROUP,
-        lw.VERSION,
-        namespace,
-        "deployments",
-        lw.deployment("fraud", model="fraud", rollout=rollout),
-    )
-    lw.wait_serving(kube, namespace, "fraud", timeout=120)
-    client = lw.start_client(kube, namespace, service="fraud", model="fraud", seconds=70)
+    client = lw.serve_under_traffic(kube, s3, namespace, model="fraud", rollout=rollout, seconds=70)
     lw.register(kube, s3, namespace, model="fraud", version=2, kind="good")
 
     obj = lw.wait_phase(kube, namespace, "fraud", "Paused", timeout=120)
@@ -96,12 +87,7 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
         ],
         "analysis": ANALYSIS,
     }
-    lw.register(kube, s3, namespace, model="eta", version=1, kind="good")
-    kube.custom.create_namespaced_custom_object(
-        lw.GROUP, lw.VERSION, namespace, "deployments", lw.deployment("eta", model="eta", rollout=rollout)
-    )
-    lw.wait_serving(kube, namespace, "eta", timeout=120)
-    client = lw.start_client(kube, namespace, service="eta", model="eta", seconds=110)
+    client = lw.serve_under_traffic(kube, s3, namespace, model="eta", rollout=rollout, seconds=110)
     lw.register(kube, s3, namespace, model="eta", version=2, kind="good")
     kube.wait(
         lambda: (_canary(kube, namespace, "eta") or {}).get("step") == 1,

@@ -40,16 +40,7 @@ def test_a_bad_version_is_rolled_back_with_its_reason(
             "metrics": {"errorRate": {"max": 0.05}, **bound},
         },
     }
-    lw.register(kube, s3, namespace, model="churn", version=1, kind="good")
-    kube.custom.create_namespaced_custom_object(
-        lw.GROUP,
-        lw.VERSION,
-        namespace,
-        "deployments",
-        lw.deployment("churn", model="churn", rollout=rollout),
-    )
-    lw.wait_serving(kube, namespace, "churn", timeout=120)
-    client = lw.start_client(kube, namespace, service="churn", model="churn", seconds=90)
+    client = lw.serve_under_traffic(kube, s3, namespace, model="churn", rollout=rollout, seconds=90)
     lw.register(kube, s3, namespace, model="churn", version=2, kind=kind)
 
     obj = lw.wait_phase(kube, namespace, "churn", "RolledBack", timeout=240)
