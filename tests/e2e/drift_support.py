@@ -138,6 +138,20 @@ def get(kube: Any, plural: str, namespace: str, name: str) -> dict[str, Any]:
     return obj
 
 
+def retrain_request(kube: Any, namespace: str, pipeline: str, *, token: str) -> dict[str, str]:
+    """The pipeline's annotations once they carry the retrain `token`.
+
+    The policy records the retrain in its status first and annotates the pipeline after (so a crash
+    in between is completed with the same token), so the status alone does not mean the request landed.
+    """
+    def annotated() -> dict[str, str] | None:
+        annotations = get(kube, "trainingpipelines", namespace, pipeline)["metadata"].get("annotations") or {}
+        return annotations if annotations.get("loopwright.dev/train-request") == token else None
+
+    found: dict[str, str] = kube.wait(annotated, timeout=30, what=f"retrain request {token} on {pipeline}")
+    return found
+
+
 def condition(obj: Mapping[str, Any], type_: str) -> tuple[str, str] | None:
     for c in (obj.get("status") or {}).get("conditions") or ():
         if c["type"] == type_:

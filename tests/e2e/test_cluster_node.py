@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,13 @@ def test_job_runs_to_completion_and_kubectl_logs_reads_it(kube: Kube, namespace:
     assert [line for line in logs if line != "to stderr"] == ["hello from the job", "last line"]
     assert "to stderr" in logs
     assert kube.kubectl("logs", "-n", namespace, "job/hello", "--tail=1").stdout == "last line\n"
-    stamped = kube.kubectl("logs", "-n", namespace, "job/hello", "--timestamps").stdout.splitlines()
-    assert stamped[0].endswith(" hello from the job")
-    assert stamped[0][:4].isdigit()
-    assert "T" in stamped[0].split()[0]
+    stamped = [line.split(" ", 1) for line in
+               kube.kubectl("logs", "-n", namespace, "job/hello", "--timestamps").stdout.splitlines()]
+    assert [text for _, text in stamped if text != "to stderr"] == ["hello from the job", "last line"]
+    times = {text: datetime.fromisoformat(stamp) for stamp, text in stamped}  # RFC 3339, as the kubelet's
+    assert times["last line"] - times["hello from the job"] >= timedelta(seconds=0.4)
+    whole_second = timedelta(seconds=1)  # pod status times have whole seconds
+    assert terminated.started_at <= times["hello from the job"] < terminated.finished_at + whole_second
 
 
 def test_failing_job_reports_exit_code(kube: Kube, namespace: str) -> None:

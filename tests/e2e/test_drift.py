@@ -35,6 +35,7 @@ from e2e.drift_support import (
     model_version,
     predictor,
     ready_pod_ips,
+    retrain_request,
     rows,
     train,
     webhook_receiver,
@@ -217,9 +218,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     token = status["lastRetrainRun"]
     assert token.startswith(f"{POLICY}-")
     assert status["lastRetrainTrigger"] == "Drift"
-    pipeline = get(kube, "trainingpipelines", namespace, "drifty-train")
-    annotations = pipeline["metadata"]["annotations"]
-    assert annotations["loopwright.dev/train-request"] == token
+    annotations = retrain_request(kube, namespace, PIPELINE, token=token)
     assert annotations["loopwright.dev/train-trigger"] == "Drift"
     reasons = _events(kube, namespace, "DriftConfirmed", "RetrainRequested")
     assert reasons.count("RetrainRequested") == 1
@@ -237,7 +236,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert perf["labels"] == 2100
     assert perf["value"] < accuracy - 0.15
     assert obj["status"]["lastRetrainRun"] == token
-    pipeline = get(kube, "trainingpipelines", namespace, "drifty-train")
+    pipeline = get(kube, "trainingpipelines", namespace, PIPELINE)
     assert pipeline["metadata"]["annotations"]["loopwright.dev/train-request"] == token
     assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1
 
@@ -264,8 +263,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert status["lastRetrainRun"] == token
     assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1
     # The recorded request was completed with the same token (still one run), not a new one.
-    annotations = get(kube, "trainingpipelines", namespace, PIPELINE)["metadata"]["annotations"]
-    assert annotations["loopwright.dev/train-request"] == token
+    annotations = retrain_request(kube, namespace, PIPELINE, token=token)
     assert annotations["loopwright.dev/train-trigger"] == "Drift"
 
     # 7. Promotion to v2 (trained on shifted data): a new window against the new reference, where the

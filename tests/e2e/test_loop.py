@@ -25,7 +25,18 @@ import httpx
 import pytest
 
 from conftest import S3, Kube
-from e2e.drift_support import GROUP, SCHEMA, VERSION, Traffic, condition, csv_bytes, get, ready_pod_ips, rows
+from e2e.drift_support import (
+    GROUP,
+    SCHEMA,
+    VERSION,
+    Traffic,
+    condition,
+    csv_bytes,
+    get,
+    ready_pod_ips,
+    retrain_request,
+    rows,
+)
 from loopwright import capture, storage
 from operator_fixture import CREDENTIALS_SECRET, Operator
 
@@ -205,8 +216,7 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, ips: l
     drifted = {f["name"]: f["drifted"] for f in obj["status"]["features"]}
     assert drifted == {"a": True, "b": True, "c": False}
     token = obj["status"]["lastRetrainRun"]
-    annotations = get(kube, "trainingpipelines", namespace, NAME)["metadata"]["annotations"]
-    assert annotations["loopwright.dev/train-request"] == token
+    annotations = retrain_request(kube, namespace, NAME, token=token)
     assert annotations["loopwright.dev/train-trigger"] == "Drift"
     m.done("retrain requested (trigger Drift)")
     # Labels come later than predictions: v1 gets about half of the shifted rows wrong.
