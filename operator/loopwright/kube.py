@@ -109,10 +109,3 @@ def create_object(kind: Kind, *, namespace: str, body: Mapping[str, Any]) -> dic
     result: dict[str, Any] = custom_objects().create_namespaced_custom_object(
         kind.group, kind.version, namespace, kind.plural, manifest)
     return result
-
-
-def patch_status(kind: Kind, *, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge-patch ``status`` through the status subresource (lists are replaced whole)."""
-    result: dict[str, Any] = custom_objects().patch_namespaced_custom_object_status(
-        kind.group, kind.version, namespace, kind.plural, name, {"status": dict(status)})
-    return result

@@ -88,7 +88,7 @@ def _calls() -> dict[Rule, list[str]]:
 
     typed = re.compile(r"(?:kube\.(core|batch|apps)\(\)|(PolicyV1Api)\((?:[^()]|\([^()]*\))*\))\.\s*"
                        r"(read|list|create|patch|delete|replace)_namespaced_(\w+?)\(")
-    helper = re.compile(r"kube\.(get_object|list_objects|create_object|patch_status)\((\w+)")
+    helper = re.compile(r"kube\.(get_object|list_objects|create_object)\((\w+)")
     custom = re.compile(r"custom_objects\(\)\.(get|list|create|patch|delete|replace)_namespaced_custom_object"
                         r"(_status)?\(\s*([\w.]+)")
     kopf_on = re.compile(r"@kopf\.(?:on\.\w+|daemon|timer|index)\(([^)]*)\)", re.S)
@@ -103,14 +103,12 @@ def _calls() -> dict[Rule, list[str]]:
                     resource, sub = method_resource.removesuffix(suffix), "/" + suffix[1:]
             add((group, _plural(resource) + sub, VERBS[verb]), where)
         for function, kind in helper.findall(text):
-            verb = {"get_object": "get", "list_objects": "list", "create_object": "create",
-                    "patch_status": "patch"}[function]
-            sub = "/status" if function == "patch_status" else ""
+            verb = {"get_object": "get", "list_objects": "list", "create_object": "create"}[function]
             # `kind` (a parameter) may be any of ours: it must be allowed for all of them.
             plurals = [OUR_KINDS[kind]] if kind in OUR_KINDS else [own] if kind == "KIND" and own \
                 else list(OUR_KINDS.values())
             for plural in plurals:
-                add((GROUP, plural + sub, verb), where)
+                add((GROUP, plural, verb), where)
         for verb, status, first in custom.findall(text):
             sub = "/status" if status else ""
             if first.startswith("traffic.HTTPROUTE"):

@@ -1,4 +1,4 @@
-"""Cluster I/O shared by the Dataset, TrainingPipeline and ModelVersion controllers.
+"""Cluster I/O shared by the Dataset, TrainingPipeline, ModelVersion and DriftPolicy controllers.
 
 Their reconciles are level-based functions of (namespace, name) that may be entered from
 several places: the object's own handlers, events of the Jobs it owns, events of a Dataset it

@@ -43,6 +43,7 @@ from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION, TRAINING_PIPELINE
 from loopwright.api.kinds import DRIFT_POLICY as KIND
 from loopwright.api.pipeline import TRAIN_REQUEST_ANNOTATION, RunTrigger
 from loopwright.conditions import READY, Verdict, merge
+from loopwright.controllers import _runtime
 from loopwright.controllers._common import INVALID_SPEC, parse_spec, ready_status
 from loopwright.drift import check, notify
 from loopwright.drift.window import PodReading, Window, counters
@@ -62,9 +63,7 @@ _log = logging.getLogger(__name__)
 @kopf.on.resume(group=KIND.group, version=KIND.version, plural=KIND.plural, id="driftpolicy.reconcile")
 @kopf.on.create(group=KIND.group, version=KIND.version, plural=KIND.plural, id="driftpolicy.reconcile")
 @kopf.on.update(group=KIND.group, version=KIND.version, plural=KIND.plural, id="driftpolicy.reconcile")
-def reconcile(
-    spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
-) -> None:
+def reconcile(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, body: kopf.Body, **_: Any) -> None:
     with metrics.reconcile(kind=KIND.kind, handler="reconcile"):
         parsed = parse_spec(KIND, spec)
         if isinstance(parsed, str):
@@ -74,7 +73,13 @@ def reconcile(
         else:
             verdict = Verdict(type=READY, status=False, reason="Pending",
                               message="waiting for the first check")
-        patch.status.update(ready_status(status=status, generation=meta.get("generation"), verdict=verdict))
+        # Guarded by resourceVersion, as the check loop's writes are: the loop starts on the same
+        # event, and a Pending written over its first check would erase that check's conditions.
+        try:
+            _runtime.patch_status(KIND, body, ready_status(status=status, generation=meta.get("generation"),
+                                                           verdict=verdict))
+        except _runtime.ConflictError as exc:
+            raise kopf.TemporaryError(f"{exc}; deciding again on the new version", delay=1) from exc
 
 
 @kopf.on.startup(id="driftpolicy.startup")
@@ -160,7 +165,6 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
     """One check; returns the seconds to wait before the next."""
     obj = await asyncio.to_thread(kube.get_object, KIND, namespace=namespace, name=name)
     body = kopf.Body(cast(kopf.RawBody, obj))  # what kopf.event needs to refer to the policy
-    generation = obj["metadata"].get("generation")
     status: Mapping[str, Any] = obj.get("status") or {}
     parsed = parse_spec(KIND, obj.get("spec") or {})
     if isinstance(parsed, str):
@@ -171,8 +175,8 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
     now = datetime.now(UTC)
 
     async def not_ready(reason: str, message: str) -> float:
-        await _patch(namespace=namespace, name=name, status=status, generation=generation,
-                     fields={}, verdicts=[Verdict(type=READY, status=False, reason=reason, message=message)])
+        verdict = Verdict(type=READY, status=False, reason=reason, message=message)
+        await _patch(obj, fields={}, verdicts=[verdict])
         return min(interval, RETRY_SECONDS)
 
     served = await asyncio.to_thread(_served, namespace=namespace, deployment=spec.deployment_ref.name)
@@ -221,8 +225,7 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
         # Not a failure of the check (reachable pods were counted), but worth seeing.
         verdicts[0] = Verdict(type=READY, status=True, reason="Checked",
                               message=f"{verdicts[0].message}; unreachable: {'; '.join(unreachable)}"[:1000])
-    await _patch(namespace=namespace, name=name, status=status, generation=generation,
-                 fields=fields, verdicts=verdicts)
+    await _patch(obj, fields=fields, verdicts=verdicts)
 
     retrain_note = ""
     # A recorded request is completed only while it is live (within the cooldown): an old token
@@ -355,13 +358,33 @@ def _older_request(current: str, *, policy: str, than: str) -> bool:
     return current.startswith(prefix) and stamp.isdigit() and ours.isdigit() and int(stamp) < int(ours)
 
 
-async def _patch(
-    *, namespace: str, name: str, status: Mapping[str, Any], generation: int | None,
-    fields: Mapping[str, Any], verdicts: list[Verdict],
-) -> None:
-    conditions = merge(status.get("conditions"), verdicts, generation=generation)
-    await asyncio.to_thread(kube.patch_status, KIND, namespace=namespace, name=name,
-                            status={**fields, "observedGeneration": generation, "conditions": conditions})
+async def _patch(checked: Mapping[str, Any], *, fields: Mapping[str, Any], verdicts: list[Verdict]) -> None:
+    await asyncio.to_thread(_write_status, checked, fields=fields, verdicts=verdicts)
+
+
+def _write_status(checked: Mapping[str, Any], *, fields: Mapping[str, Any], verdicts: list[Verdict],
+                  attempts: int = 5) -> None:
+    """Publish a check's results on the policy it read (`checked`), guarded by resourceVersion.
+
+    A merge patch replaces the whole conditions list, so conditions merged on a stale read would
+    erase what was written since (the reconcile's Pending or InvalidSpec). On a conflict the
+    verdicts are merged into the fresh conditions; a new generation drops the write instead, since
+    this check judged the old spec and the next one judges the new.
+    """
+    generation = checked["metadata"].get("generation")
+    current: Mapping[str, Any] | None = checked
+    for _ in range(attempts):
+        if current is None or current["metadata"].get("generation") != generation:
+            return
+        conditions = merge((current.get("status") or {}).get("conditions"), verdicts, generation=generation)
+        try:
+            _runtime.patch_status(KIND, current, {**fields, "observedGeneration": generation,
+                                                  "conditions": conditions})
+            return
+        except _runtime.ConflictError:
+            meta = checked["metadata"]
+            current = _runtime.get(KIND, namespace=meta["namespace"], name=meta["name"])
+    raise _runtime.ConflictError(f"{KIND.kind} {checked['metadata']['name']}: kept changing while publishing")
 
 
 async def _notify(
