@@ -182,6 +182,17 @@ def events(kube: Any, namespace: str, name: str) -> list[Any]:
     return sorted(found, key=lambda e: (e.first_timestamp or e.event_time or 0, e.metadata.name))
 
 
+def events_once(kube: Any, namespace: str, name: str, *, reason: str, type_: str = "") -> list[Any]:
+    """The object's Events once one has `reason` (and `type_`): the operator posts an Event after the
+    status write that announced it, so the status alone does not mean the Event is there."""
+    def probe() -> list[Any] | None:
+        found = events(kube, namespace, name)
+        return found if any(e.reason == reason and type_ in ("", e.type) for e in found) else None
+
+    found: list[Any] = kube.wait(probe, timeout=30, what=f"a {type_ or 'any'} {reason} Event on {name}")
+    return found
+
+
 def workloads(kube: Any, namespace: str, name: str) -> dict[str, int]:
     """apps/v1 Deployments of the loopwright Deployment, with their replicas (terminating ones left out)."""
     items = kube.apps.list_namespaced_deployment(

@@ -104,20 +104,23 @@ def test_first_version_serves_then_a_new_version_is_promoted_step_by_step(
     assert 0 < judged["latencyP95"]["value"] <= judged["latencyP95"]["threshold"] == 0.5
     assert judged["predictionDrift"]["value"] <= 0.5
 
-    reasons = [e.reason for e in lw.events(kube, namespace, "iris")]
+    reasons = [e.reason for e in lw.events_once(kube, namespace, "iris", reason="Promoted")]
     assert reasons.count("CanaryStep") >= 2, reasons
-    assert "Promoted" in reasons, reasons
     kube.wait(
         lambda: lw.workloads(kube, namespace, "iris") == {"iris-v2": 1},
         timeout=60,
         what="only version 2's workload left",
     )
-    assert "production" in lw.get(kube, namespace, "modelversions", "iris-v2")["status"]["aliases"]
-    assert "production" not in (
-        lw.get(kube, namespace, "modelversions", "iris-v1")["status"].get("aliases") or []
-    )
-    mv2 = lw.get(kube, namespace, "modelversions", "iris-v2")["status"]
-    assert [d["event"] for d in mv2.get("deployments", [])][:2] == ["Promoted", "Canary"]
+
+    # The registry is updated after the old workload is deleted.
+    def registry() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        mv1, mv2 = (lw.get(kube, namespace, "modelversions", f"iris-v{v}")["status"] for v in (1, 2))
+        return (mv1, mv2) if [d["event"] for d in mv2.get("deployments", [])][:1] == ["Promoted"] else None
+
+    mv1, mv2 = kube.wait(registry, timeout=30, what="the promotion in version 2's registry entry")
+    assert [d["event"] for d in mv2["deployments"]][:2] == ["Promoted", "Canary"]
+    assert "production" in mv2["aliases"]
+    assert "production" not in (mv1.get("aliases") or [])
 
     printed = kube.kubectl("get", "mld", "-n", namespace, "iris").stdout
     assert "Stable" in printed

@@ -63,7 +63,7 @@ def test_manual_promote_and_abort_apply_to_their_version_only(
     assert status["stable"]["version"] == 2
     assert status["rejectedVersions"] == [3]
     assert (status["history"][0]["version"], status["history"][0]["event"]) == (3, "Aborted")
-    assert any(e.reason == "Aborted" and e.type == "Warning" for e in lw.events(kube, namespace, "fraud"))
+    lw.events_once(kube, namespace, "fraud", reason="Aborted", type_="Warning")
     kube.wait(
         lambda: lw.workloads(kube, namespace, "fraud") == {"fraud-v2": 1},
         timeout=60,
@@ -97,12 +97,18 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
     )
     before = _canary(kube, namespace, "eta")
     assert before is not None
+
+    def step_events() -> list[str]:
+        return [e.message for e in lw.events(kube, namespace, "eta") if e.reason == "CanaryStep"]
+
+    # The step's Event follows its status: killed in between, the Event would be lost for good.
+    kube.wait(lambda: len(step_events()) == 2, timeout=30, what="the second step's Event")
     operator.stop(kill=True)  # no goodbye: as if the operator's pod was lost
 
     time.sleep(5)
     after_kill = _canary(kube, namespace, "eta")
     assert after_kill == before or after_kill["step"] == 1  # nobody acts while the operator is down
-    steps_before = [e.message for e in lw.events(kube, namespace, "eta") if e.reason == "CanaryStep"]
+    steps_before = step_events()
     operator.start()
     time.sleep(4)
     resumed = _canary(kube, namespace, "eta")
@@ -117,7 +123,7 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
         what="version 2 promoted after the restart",
         interval=1,
     )
-    steps = [e.message for e in lw.events(kube, namespace, "eta") if e.reason == "CanaryStep"]
+    steps = step_events()
     # Each step announced once: steps 1 and 2 before the restart, only step 3 after it.
     assert len(steps_before) == 2, steps_before
     assert len(steps) == 3, steps

@@ -72,9 +72,13 @@ def test_a_bad_version_is_rolled_back_with_its_reason(
         timeout=60,
         what="the canary's workload deleted",
     )
-    mv2 = lw.get(kube, namespace, "modelversions", "churn-v2")["status"]
+    def registry_once_rolled_back() -> dict[str, Any] | None:
+        # The registry is updated after the canary's workload is deleted.
+        status: dict[str, Any] = lw.get(kube, namespace, "modelversions", "churn-v2")["status"]
+        return status if (status.get("deployments") or [{}])[0].get("event") == "RolledBack" else None
+
+    mv2 = kube.wait(registry_once_rolled_back, timeout=30, what="the rollback in version 2's registry entry")
     assert "production" not in (mv2.get("aliases") or [])
-    assert mv2["deployments"][0]["event"] == "RolledBack"
 
     # Rejected for this Deployment: `latest` does not try it again.
     kube.custom.patch_namespaced_custom_object(

@@ -100,8 +100,14 @@ def test_operator_reconciles_from_inside_the_cluster(kube: Kube, deployed: Any, 
     (ready,) = [c for c in obj["status"]["conditions"] if c["type"] == "Ready"]
     # Nothing under the prefix: the operator listed it in S3 from inside the cluster and says so.
     assert (ready["status"], ready["reason"]) == ("False", "SourceNotFound"), ready
-    annotations = obj["metadata"].get("annotations") or {}
-    assert any(key.startswith("kopf.loopwright.dev/") for key in annotations), annotations
+
+    def handled() -> dict[str, Any] | None:
+        # kopf records the handled spec after the handler returns, so after the status it published.
+        found = _reconciled(kube, crds["Dataset"], namespace) or {}
+        annotations = found.get("metadata", {}).get("annotations") or {}
+        return found if any(key.startswith("kopf.loopwright.dev/") for key in annotations) else None
+
+    kube.wait(handled, timeout=30, what="kopf's handled-spec annotation on the Dataset")
 
 
 def test_status_is_kstatus_compatible(kube: Kube, deployed: Any, namespace: str, crds: dict[str, Crd],

@@ -202,6 +202,15 @@ class Loop:
         ).items
         return [(e.type, e.reason, e.message) for e in items]
 
+    def event(self, name: str, reason: str, *, containing: str = "") -> tuple[str, str]:
+        """The (type, message) of an Event once it is there: Events are posted after the status."""
+        def probe() -> tuple[str, str] | None:
+            return next(((type_, message) for type_, found, message in self.events(name)
+                         if found == reason and containing in message), None)
+
+        found: tuple[str, str] = self.wait(probe, what=f"a {reason} Event on {name}", timeout=30)
+        return found
+
     def condition(self, obj: dict[str, Any], type_: str) -> dict[str, Any]:
         return next((c for c in (obj.get("status") or {}).get("conditions") or () if c["type"] == type_), {})
 
@@ -337,7 +346,7 @@ def test_first_version_then_new_data_then_pipeline_deletion(loop: Loop) -> None:
     v2 = loop.wait_model("clf-v2")
     assert v2["spec"]["lineage"]["dataset"]["version"] == second["status"]["version"]
     assert len(loop.jobs("loopwright.dev/trainingpipeline=clf")) == 2
-    assert any(reason == "RunSucceeded" for _, reason, _ in loop.events("clf"))
+    assert "registered ModelVersion clf-v2" in loop.event("clf", "RunSucceeded", containing="clf-2")[1]
 
     # Deleting the pipeline deletes its Jobs (owner references) and keeps the registry.
     loop.kube.custom.delete_namespaced_custom_object(GROUP, VERSION, loop.ns, "trainingpipelines", "clf")
@@ -356,7 +365,7 @@ def test_invalid_data_and_forbidden_estimator_never_train(loop: Loop) -> None:
     ]
     assert "validatedVersion" not in obj["status"]
     assert loop.condition(obj, "Ready")["status"] == "False"
-    assert any(reason == "ValidationFailed" for _, reason, _ in loop.events("bad"))
+    assert loop.event("bad", "ValidationFailed")[0] == "Warning"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
 
     missing = f"s3://{loop.s3.bucket}/{loop.prefix}/nothing-here.csv"
@@ -378,7 +387,7 @@ def test_invalid_data_and_forbidden_estimator_never_train(loop: Loop) -> None:
 
     assert "not allowed" in loop.wait(lambda: refused("forbidden"), what="SVC refused")["message"]
     assert "n_jobs" in loop.wait(lambda: refused("bad-param"), what="n_jobs refused")["message"]
-    assert any(reason == "Refused" for _, reason, _ in loop.events("forbidden"))
+    assert "not allowed" in loop.event("forbidden", "Refused")[1]
     waiting = loop.wait(
         lambda: (
             loop.condition(loop.get("trainingpipelines", "on-bad"), "Ready").get("reason") == "WaitingForData"
@@ -430,7 +439,7 @@ def test_worse_model_is_rejected_against_the_champion(loop: Loop) -> None:
         "value": pytest.approx(v1["spec"]["metrics"]["accuracy"]),
     }
     assert loop.condition(v2, "Validated")["status"] == "False"
-    assert any(reason == "Rejected" for _, reason, _ in loop.events("champ-v2"))
+    assert loop.event("champ-v2", "Rejected")[0] == "Warning"
     # The same request token again is not a new request.
     loop.patch(
         "trainingpipelines",
@@ -496,7 +505,7 @@ def test_failing_jobs_report_their_reason(loop: Loop) -> None:
     run = loop.wait_run("late", 2)
     assert run["phase"] == "Failed", run
     assert run["reason"] == "OutOfMemory", run
-    assert any(reason == "RunFailed" for _, reason, _ in loop.events("late"))
+    assert loop.event("late", "RunFailed", containing="late-2")[0] == "Warning"
     assert not loop.list("modelversions")
     # historyLimit 1: the first run and its Job are gone.
     assert [r["id"] for r in loop.get("trainingpipelines", "late")["status"]["runs"]] == [2]
@@ -525,7 +534,7 @@ def test_a_job_the_api_server_refuses_is_reported_then_started_once_allowed(loop
     assert refused["status"] == "False"
     assert "capped-1" in refused["message"]
     assert "exceeded quota" in refused["message"], refused
-    assert ("Warning", "JobRefused") in {(t, r) for t, r, _ in loop.events("capped")}
+    assert loop.event("capped", "JobRefused")[0] == "Warning"
     assert loop.jobs("loopwright.dev/trainingpipeline=capped") == []
 
     core.delete_namespaced_resource_quota("no-jobs", loop.ns)
