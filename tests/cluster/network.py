@@ -22,6 +22,11 @@ BRIDGE = "lw0"
 SERVICE_DEVICE = "lw-svc"
 NETWORK = ipaddress.IPv4Network("10.244.0.0/24")
 GATEWAY = ipaddress.IPv4Address("10.244.0.1")
+# Set, not left to the kernel: a bridge with a kernel-assigned address takes the lowest MAC of its
+# ports and changes it as pods come and go, so pods' ARP entries for the gateway went stale and
+# their DNS and Service traffic was dropped for up to a minute (Docker and the CNI bridge plugin
+# set it for the same reason). Locally administered, 0a:58 + the IP, as OVN-Kubernetes does.
+GATEWAY_MAC = "0a:58:0a:f4:00:01"
 NETNS_PREFIX = "lw-"
 VETH_PREFIX = "lwv"
 _PEER_PREFIX = "lwp"
@@ -95,6 +100,7 @@ def _netns_list() -> list[str]:
 def up() -> None:
     if not _link_exists(BRIDGE):
         _ip("link", "add", BRIDGE, "type", "bridge")
+    _ip("link", "set", BRIDGE, "address", GATEWAY_MAC)
     if str(GATEWAY) not in _ip("-o", "-4", "addr", "show", "dev", BRIDGE).stdout:
         _ip("addr", "add", f"{GATEWAY}/{NETWORK.prefixlen}", "dev", BRIDGE)
     _ip("link", "set", BRIDGE, "up")

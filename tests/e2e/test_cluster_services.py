@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cluster import network
 from conftest import Kube
 
 pytestmark = pytest.mark.cluster
@@ -218,3 +219,43 @@ print(urllib.request.urlopen(request, context=ctx).read().decode())
 
     assert kube.exit_code(pod) == 0, kube.logs(namespace, "healthz")
     assert kube.logs(namespace, "healthz").strip() == "ok"
+
+
+# Resolves a name (so the pod has asked its gateway, the DNS server, for its MAC), then prints the
+# gateway's entry of the pod's ARP table.
+_GATEWAY_NEIGHBOUR = """
+import socket
+socket.getaddrinfo("kubernetes.default", 443)
+rows = [line.split() for line in open("/proc/net/arp").read().splitlines()[1:]]
+print(next(row[3] for row in rows if row[0] == "{gateway}"))
+"""
+
+
+def test_the_pod_gateway_keeps_its_mac_while_pods_come_and_go(kube: Kube, namespace: str) -> None:
+    """Pods cache the gateway's MAC: were it to change when another pod's veth leaves the bridge,
+    their DNS and Service traffic would go nowhere until that ARP entry expired (CI saw a DNS
+    lookup fail right after a scale-down)."""
+    if not kube.local:
+        pytest.skip("the local cluster's own bridge")
+    bridge_mac = f"/sys/class/net/{network.BRIDGE}/address"
+    others = [f"other-{i}" for i in range(3)]
+    for name in others:
+        kube.core.create_namespaced_pod(namespace, {
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "sleep", "image": PYTHON, "command": ["sleep", "300"]}]},
+        })
+    running = lambda: all(  # noqa: E731
+        kube.core.read_namespaced_pod(name, namespace).status.phase == "Running" for name in others)
+    kube.wait(running, timeout=60, what="the other pods running")
+    script = _GATEWAY_NEIGHBOUR.format(gateway=network.GATEWAY)
+    pod = kube.run_pod(namespace, {"metadata": {"name": "neighbour"}, "spec": {"containers": [
+        {"name": "arp", "image": PYTHON, "command": ["python3", "-c", script]}]}})
+    assert kube.exit_code(pod) == 0, kube.logs(namespace, "neighbour")
+    assert kube.logs(namespace, "neighbour").strip() == network.GATEWAY_MAC
+
+    for name in others:
+        kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    kube.wait(lambda: not [p for p in kube.core.list_namespaced_pod(namespace).items
+                           if p.metadata.name in others], timeout=60, what="the other pods gone")
+    with open(bridge_mac) as address:
+        assert address.read().strip() == network.GATEWAY_MAC
