@@ -40,18 +40,22 @@ def pod_ids(uid: str) -> tuple[str, str]:
 
 
 class IpPool:
-    """Pod IP assignments from the bridge subnet, lowest free address first, keyed by pod UID.
+    """Pod IP assignments from the bridge subnet, keyed by pod UID, handed out round-robin.
 
-    The assignment is persisted by the caller (see `load`/`dump`) so a restarted agent keeps every
+    A released address is the last to be reused, as host-local IPAM does: the host (probes, the
+    service proxy) and other pods keep a pod's MAC in their ARP tables for up to a minute, and an
+    address handed straight to a new pod would be unreachable from them until that entry expired.
+    The state is persisted by the caller (see `load`/`dump`) so a restarted agent keeps every
     running pod's address and never hands the same address out twice.
     """
 
     def __init__(self, *, network: ipaddress.IPv4Network = NETWORK,
                  reserved: frozenset[ipaddress.IPv4Address] = frozenset({GATEWAY}),
-                 assigned: Mapping[str, str] | None = None) -> None:
+                 assigned: Mapping[str, str] | None = None, last: str | None = None) -> None:
+        self._hosts = [str(host) for host in network.hosts() if host not in reserved]
         self._network = network
-        self._reserved = reserved
         self._assigned: dict[str, str] = dict(assigned or {})
+        self._last = last
 
     @property
     def assigned(self) -> dict[str, str]:
@@ -61,10 +65,11 @@ class IpPool:
         if uid in self._assigned:
             return self._assigned[uid]
         used = set(self._assigned.values())
-        for host in self._network.hosts():
-            if host not in self._reserved and str(host) not in used:
-                self._assigned[uid] = str(host)
-                return str(host)
+        start = self._hosts.index(self._last) + 1 if self._last in self._hosts else 0
+        for host in self._hosts[start:] + self._hosts[:start]:
+            if host not in used:
+                self._assigned[uid] = self._last = host
+                return host
         raise RuntimeError(f"no free pod IP left in {self._network}")
 
     def release(self, uid: str) -> None:
@@ -73,14 +78,14 @@ class IpPool:
     @classmethod
     def load(cls, path: Path) -> IpPool:
         try:
-            assigned = json.loads(path.read_text())
+            state = json.loads(path.read_text())
         except FileNotFoundError:
-            assigned = {}
-        return cls(assigned=assigned)
+            state = {}
+        return cls(assigned=state.get("assigned"), last=state.get("last"))
 
     def dump(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._assigned, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps({"assigned": self._assigned, "last": self._last}, indent=1, sort_keys=True))
         tmp.replace(path)
 
 

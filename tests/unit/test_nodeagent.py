@@ -54,13 +54,25 @@ def _ctx(pod: dict[str, Any] | None = None) -> spec.PodContext:
 # ------------------------------------------------------------------------------------- network
 
 
-def test_ip_pool_gives_lowest_free_address_and_keeps_it_per_pod() -> None:
+def test_ip_pool_keeps_an_address_per_pod_and_reuses_a_released_one_last() -> None:
     pool = network.IpPool()
     assert pool.allocate("a") == "10.244.0.2"
     assert pool.allocate("b") == "10.244.0.3"
     assert pool.allocate("a") == "10.244.0.2"
     pool.release("a")
-    assert pool.allocate("c") == "10.244.0.2"
+    # Not .2 again: neighbours may still hold a's MAC for it.
+    assert pool.allocate("c") == "10.244.0.4"
+
+
+def test_ip_pool_wraps_around_to_the_free_addresses() -> None:
+    pool = network.IpPool(
+        network=ipaddress.IPv4Network("10.0.0.0/29"), reserved=frozenset({ipaddress.IPv4Address("10.0.0.1")})
+    )
+    assert [pool.allocate(uid) for uid in "abcde"] == [f"10.0.0.{n}" for n in range(2, 7)]
+    pool.release("c")
+    pool.release("a")
+    assert pool.allocate("f") == "10.0.0.2"  # the first free one after the last handed out
+    assert pool.allocate("g") == "10.0.0.4"
 
 
 def test_ip_pool_survives_a_restart(tmp_path: Path) -> None:
@@ -71,7 +83,7 @@ def test_ip_pool_survives_a_restart(tmp_path: Path) -> None:
     pool.dump(tmp_path / "ipam.json")
     again = network.IpPool.load(tmp_path / "ipam.json")
     assert again.allocate("b") == "10.244.0.3"
-    assert again.allocate("new") == "10.244.0.2"
+    assert again.allocate("new") == "10.244.0.4"  # where the pool left off, not the released .2
     assert network.IpPool.load(tmp_path / "missing.json").assigned == {}
 
 
