@@ -66,7 +66,7 @@ CHECKED = [Verdict(type="Ready", status=True, reason="Checked"), Verdict(type="D
 def test_a_check_publishes_onto_the_version_it_read(monkeypatch: pytest.MonkeyPatch) -> None:
     api = _Policies()
     monkeypatch.setattr(driftpolicy, "_runtime", api)
-    driftpolicy._write_status(_policy("1"), fields={"samples": 3}, verdicts=CHECKED)
+    assert driftpolicy._write_status(_policy("1"), fields={"samples": 3}, verdicts=CHECKED)
     ((version, status),) = api.writes
     assert version == "1"
     assert status["samples"] == 3
@@ -81,7 +81,7 @@ def test_a_write_in_between_is_merged_into_not_erased(monkeypatch: pytest.Monkey
                                      {"type": "Custom", "status": "True", "reason": "Kept"}])
     api = _Policies(fresh)
     monkeypatch.setattr(driftpolicy, "_runtime", api)
-    driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
+    assert driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
     ((version, status),) = api.writes
     assert version == "2"
     assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
@@ -94,5 +94,5 @@ def test_a_check_of_an_old_generation_or_a_deleted_policy_publishes_nothing(
     for after in (_policy("2", generation=2), None):
         api = _Policies(after)
         monkeypatch.setattr(driftpolicy, "_runtime", api)
-        driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
+        assert not driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
         assert api.writes == []

@@ -56,6 +56,8 @@ DEFAULT_PORT = 8080
 SCRAPE_TIMEOUT = 5.0
 RETRY_SECONDS = 30.0
 """Pause after a check that could not run (nothing served yet, API errors), bounded by the interval."""
+RECHECK_SECONDS = 1.0
+"""Pause after a check whose spec changed while it ran: the new spec is judged almost at once."""
 
 _log = logging.getLogger(__name__)
 
@@ -225,7 +227,10 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
         # Not a failure of the check (reachable pods were counted), but worth seeing.
         verdicts[0] = Verdict(type=READY, status=True, reason="Checked",
                               message=f"{verdicts[0].message}; unreachable: {'; '.join(unreachable)}"[:1000])
-    await _patch(obj, fields=fields, verdicts=verdicts)
+    if not await _patch(obj, fields=fields, verdicts=verdicts):
+        # The spec changed under this check: nothing it decided was recorded, so it does not act
+        # (a retrain requested without its token in the status could be requested twice).
+        return RECHECK_SECONDS
 
     retrain_note = ""
     # A recorded request is completed only while it is live (within the cooldown): an old token
@@ -358,13 +363,14 @@ def _older_request(current: str, *, policy: str, than: str) -> bool:
     return current.startswith(prefix) and stamp.isdigit() and ours.isdigit() and int(stamp) < int(ours)
 
 
-async def _patch(checked: Mapping[str, Any], *, fields: Mapping[str, Any], verdicts: list[Verdict]) -> None:
-    await asyncio.to_thread(_write_status, checked, fields=fields, verdicts=verdicts)
+async def _patch(checked: Mapping[str, Any], *, fields: Mapping[str, Any], verdicts: list[Verdict]) -> bool:
+    return await asyncio.to_thread(_write_status, checked, fields=fields, verdicts=verdicts)
 
 
 def _write_status(checked: Mapping[str, Any], *, fields: Mapping[str, Any], verdicts: list[Verdict],
-                  attempts: int = 5) -> None:
-    """Publish a check's results on the policy it read (`checked`), guarded by resourceVersion.
+                  attempts: int = 5) -> bool:
+    """Publish a check's results on the policy it read (`checked`), guarded by resourceVersion;
+    False when they were dropped.
 
     A merge patch replaces the whole conditions list, so conditions merged on a stale read would
     erase what was written since (the reconcile's Pending or InvalidSpec). On a conflict the
@@ -375,12 +381,12 @@ def _write_status(checked: Mapping[str, Any], *, fields: Mapping[str, Any], verd
     current: Mapping[str, Any] | None = checked
     for _ in range(attempts):
         if current is None or current["metadata"].get("generation") != generation:
-            return
+            return False
         conditions = merge((current.get("status") or {}).get("conditions"), verdicts, generation=generation)
         try:
             _runtime.patch_status(KIND, current, {**fields, "observedGeneration": generation,
                                                   "conditions": conditions})
-            return
+            return True
         except _runtime.ConflictError:
             meta = checked["metadata"]
             current = _runtime.get(KIND, namespace=meta["namespace"], name=meta["name"])
