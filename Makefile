@@ -50,14 +50,14 @@ lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both 
 	exit $$status
 
 crds: | $(PY) ## Regenerate crds/ from the API models.
-	$(PY) -m loopwright.crdgen
+	$(PY) -m loopwright.api.crdgen
 
 apply-crds: ## Install or update the CRDs in the cluster of the current KUBECONFIG.
 	kubectl apply --server-side --force-conflicts -f crds/
 
 run: | $(PY) ## Run the operator in the foreground against the current KUBECONFIG.
 	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make cluster-up, then export KUBECONFIG from .cluster/env)" >&2; exit 1; }
-	$(VENV)/bin/kopf run -m loopwright.main --standalone $(KOPF_NAMESPACES)
+	$(VENV)/bin/kopf run -m loopwright.operator.main --standalone $(KOPF_NAMESPACES)
 
 demo: | $(PY) ## The whole loop on a cluster (CLUSTER=local|kind): data, training, canary, drift, retraining.
 	$(PY) $(DEMO_SCRIPT) --cluster $(CLUSTER) $(DEMO_ARGS)

@@ -1,7 +1,7 @@
 """The operator under test, shared by every end-to-end test (a pytest plugin loaded by conftest).
 
 By default each test gets its own operator process watching only the test's
-namespace (``python -m loopwright.main``, the container entry point), so tests
+namespace (``python -m loopwright.operator.main``, the container entry point), so tests
 stay independent and can kill and restart it. With
 ``LOOPWRIGHT_E2E_OPERATOR=in-cluster`` the operator is the one deployed in the
 cluster (``make kind-deploy`` or the local overlay): the fixture then only
@@ -59,7 +59,8 @@ class Operator:
             return
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "loopwright.main"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "loopwright.operator.main"], env=self.env, stdout=log,
+            stderr=subprocess.STDOUT,
             cwd=REPO, start_new_session=True)
         deadline = time.monotonic() + 60
         port = int(self.env["LOOPWRIGHT_METRICS_PORT"])

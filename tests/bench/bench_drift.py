@@ -6,7 +6,7 @@ Not a test. Generates a reference table and a current table of 1,000,000 rows x
 * ours: the reference profile is built once from the reference rows (training
   time, reported apart); the timed check bins the 1M current rows of every
   feature into the frozen reference bins (``FeatureProfile.count``) and runs
-  :func:`loopwright.drift.stats.check` with PSI;
+  :func:`loopwright.core.drift.stats.check` with PSI;
 * Evidently: ``Report([DataDriftPreset(method="psi", threshold=0.1)])`` on the
   same two tables (loaded before timing), in its own venv
   /work/main/.venv-bench-evidently (created here if missing: evidently 0.7,
@@ -42,8 +42,8 @@ import numpy as np
 import pandas as pd
 
 from loopwright.api.driftpolicy import FeatureDrift
-from loopwright.drift import stats
-from loopwright.profile import Profile, profile_categorical, profile_numeric
+from loopwright.core.drift import stats
+from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 
 REPO = Path(__file__).resolve().parents[2]
 EVIDENTLY_VENV = REPO / ".venv-bench-evidently"

@@ -4,7 +4,7 @@ Not a test. It trains a logistic regression and a 100-tree random forest on the
 same generated data (10 numeric features), plus a logistic regression in the
 trainer's pipeline shape (imputer + scaler, imputer + one-hot on one categorical
 column), serves each with MLServer's sklearn runtime (joblib file, MLServer's
-own format) and with ``python -m loopwright.predictor`` (skops + profile), all
+own format) and with ``python -m loopwright.serving`` (skops + profile), all
 on 127.0.0.1, and drives every server with ``wrk`` (closed loop: each
 connection sends its next request when the previous answer arrives) at 1 and 32
 concurrent connections, posting the same Open Inference Protocol v2 body to
@@ -58,7 +58,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopwright import artifacts
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
-from loopwright.profile import Profile, profile_categorical, profile_numeric
+from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 
 REPO = Path(__file__).resolve().parents[2]
 MLSERVER_VENV = REPO / ".venv-bench-mlserver"
@@ -242,7 +242,7 @@ def _train(work: Path) -> dict[str, Served]:
 
 
 def _trainer_shaped(model: Any, numeric: list[str], categorical: list[str]) -> Any:
-    """What loopwright.trainer builds from a schema (see its ``_pipeline``)."""
+    """What loopwright.jobs.trainer builds from a schema (see its ``_pipeline``)."""
     return Pipeline(
         [
             ("preprocess", ColumnTransformer(
@@ -288,7 +288,7 @@ def _start_loopwright(name: str, served: Served, work: Path) -> Iterator[str]:
         "LOOPWRIGHT_PROFILE_URI": str(d / "profile.json"),
         "LOOPWRIGHT_DRAIN_SECONDS": "0",
     }
-    cmd = [str(REPO / ".venv" / "bin" / "python"), "-m", "loopwright.predictor"]
+    cmd = [str(REPO / ".venv" / "bin" / "python"), "-m", "loopwright.serving"]
     with _process(cmd, env=env, cwd=work, log=work / f"loopwright-{name}.log") as proc:
         url = f"http://127.0.0.1:{port}/v2/models/{name}"
         _wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc, work / f"loopwright-{name}.log")

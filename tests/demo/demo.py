@@ -375,8 +375,8 @@ def install(kube: Kube, *, operator: str, only_demo_namespace: bool) -> subproce
            "LOOPWRIGHT_S3_ENDPOINT": IN_CLUSTER_S3, "LOOPWRIGHT_S3_SECRET": f"{NAMESPACE}/loopwright-s3",
            "LOOPWRIGHT_METRICS_PORT": str(port)}
     log = (REPO / ".cluster" / "demo-operator.log").open("wb")
-    say(f"  python -m loopwright.main (log: {log.name})")
-    return subprocess.Popen([sys.executable, "-m", "loopwright.main"], env=env, stdout=log,
+    say(f"  python -m loopwright.operator.main (log: {log.name})")
+    return subprocess.Popen([sys.executable, "-m", "loopwright.operator.main"], env=env, stdout=log,
                             stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
 
 

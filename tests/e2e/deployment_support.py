@@ -1,7 +1,7 @@
 """Shared pieces of the Deployment (canary) e2e tests: real models, traffic, waits.
 
 Models are trained here with scikit-learn and stored with loopwright.artifacts next to
-a reference profile built with loopwright.profile, exactly what the predictor loads.
+a reference profile built with loopwright.core.profile, exactly what the predictor loads.
 Each misbehaves for a real reason, never a flag:
 
 * ``erroring``: a real classifier whose profile declares a regression task; the
@@ -29,7 +29,7 @@ import numpy as np
 
 from loopwright import artifacts, storage
 from loopwright.api.schema import DatasetSchema
-from loopwright.profile import Profile, profile_categorical, profile_numeric
+from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
 FEATURES = ("a", "b", "c")

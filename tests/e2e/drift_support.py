@@ -28,7 +28,7 @@ import httpx
 import kopf
 import numpy as np
 
-from loopwright.main import configure_kopf
+from loopwright.operator.main import configure_kopf
 
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
 REPO = Path(__file__).resolve().parents[2]
@@ -62,10 +62,10 @@ def csv_bytes(instances: list[dict[str, float]], labels: list[int]) -> bytes:
 def train(*, dataset_uri: str, output_prefix: str, env: Mapping[str, str]) -> dict[str, Any]:
     """Run the real trainer on the host (what a training Job runs); returns its JSON summary."""
     digest = subprocess.run(
-        [PYTHON, "-c", f"from loopwright import data; print(data.fetch({dataset_uri!r}).digest)"],
+        [PYTHON, "-c", f"from loopwright.jobs import data; print(data.fetch({dataset_uri!r}).digest)"],
         env=dict(env), check=True, capture_output=True, text=True, timeout=120).stdout.strip()
     result = subprocess.run(
-        [PYTHON, "-m", "loopwright.trainer", "--dataset-uri", dataset_uri, "--dataset-digest", digest,
+        [PYTHON, "-m", "loopwright.jobs.trainer", "--dataset-uri", dataset_uri, "--dataset-digest", digest,
          "--schema-json", json.dumps(SCHEMA), "--estimator", "LogisticRegression",
          "--metrics", "accuracy", "--output-prefix", output_prefix],
         env=dict(env), check=False, capture_output=True, text=True, timeout=300)
@@ -110,7 +110,7 @@ def predictor(*, deployment: str, model: str, version: int, summary: Mapping[str
                 "terminationGracePeriodSeconds": 5,
                 "containers": [{
                     "name": "predictor", "image": PREDICTOR_IMAGE,
-                    "command": ["python", "-m", "loopwright.predictor"],
+                    "command": ["python", "-m", "loopwright.serving"],
                     "ports": [{"name": "http", "containerPort": 8080}],
                     "env": [{"name": k, "value": v} for k, v in env.items()] + [
                         {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}}

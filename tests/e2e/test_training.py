@@ -1,7 +1,7 @@
 """The first half of the loop on a real cluster: Dataset -> TrainingPipeline Job -> ModelVersion.
 
 Each test gets its own namespace, uploads data it generates to S3, and runs the operator as a
-subprocess (`kopf run -m loopwright.main --standalone --namespace <ns>`) so it can be killed
+subprocess (`kopf run -m loopwright.operator.main --standalone --namespace <ns>`) so it can be killed
 and restarted. Nothing here assumes the local cluster: with KUBECONFIG and AWS_* pointing at
 kind and an S3 reachable from its pods (LOOPWRIGHT_TEST_S3_IN_CLUSTER), the same tests run.
 """
@@ -130,7 +130,7 @@ class Operator:
             str(Path(sys.executable).parent / "kopf"),
             "run",
             "-m",
-            "loopwright.main",
+            "loopwright.operator.main",
             "--standalone",
             "--namespace",
             namespace,

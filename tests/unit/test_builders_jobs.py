@@ -9,8 +9,8 @@ import pytest
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
-from loopwright.builders.common import Owner
-from loopwright.builders.jobs import (
+from loopwright.operator.builders.common import Owner
+from loopwright.operator.builders.jobs import (
     JobSettings,
     child_name,
     profiling_job,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from loopwright.api.deployment import DeploymentSpec
-from loopwright.builders import predictor as build
-from loopwright.builders.common import Owner
+from loopwright.operator.builders import predictor as build
+from loopwright.operator.builders.common import Owner
 
 OWNER = Owner(kind="Deployment", name="iris", uid="uid-1", namespace="ml")
 SERVED = build.Served(
@@ -69,7 +69,7 @@ def test_predictor_contract_env_and_credentials_by_reference() -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key] == {"name": key, "valueFrom": {"secretKeyRef": {"name": "loopwright-s3", "key": key}}}
     assert "LOOPWRIGHT_CAPTURE_URI" not in env
-    assert container["command"] == ["python", "-m", "loopwright.predictor"]
+    assert container["command"] == ["loopwright-predictor"]
 
 
 def test_capture_env_only_when_sampling() -> None:

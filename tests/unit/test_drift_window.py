@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from loopwright.drift.window import BUCKETS, FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
-from loopwright.predictor.app import PredictorApp, Settings
-from loopwright.profile import FeatureProfile, Profile
-from loopwright.scrape import parse_prometheus
+from loopwright.core.drift.window import BUCKETS, FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
+from loopwright.core.exposition import parse_prometheus
+from loopwright.core.profile import FeatureProfile, Profile
+from loopwright.serving.app import PredictorApp, Settings
 from unit.test_predictor import NAMES, _served
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -21,7 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "images" / "Dockerfile"
 TARGETS = {"operator": "loopwright-operator", "trainer": "loopwright-trainer",
-           "predictor": "python -m loopwright.predictor"}
+           "predictor": "loopwright-predictor"}
 BUILD_TOOLS = re.compile(r"\b(gcc|g\+\+|make|build-essential|apt-get install|cargo|rustc)\b")
 
 

@@ -263,9 +263,7 @@ def test_project_images_run_from_the_repository_venv() -> None:
     assert spec.image_path("loopwright/trainer:0.1.0", venv_bin=venv).startswith("/repo/.venv/bin:")
     assert spec.image_path("python:3.11-slim", venv_bin=venv) == spec.SYSTEM_PATH
     assert spec.container_argv({"image": "loopwright/trainer:0.1.0", "args": ["--x"]}, {}) == [
-        "python",
-        "-m",
-        "loopwright.trainer",
+        "loopwright-trainer",
         "--x",
     ]
     assert spec.container_argv({"image": "busybox", "args": ["sh", "-c", "echo $(A)"]}, {"A": "1"}) == [

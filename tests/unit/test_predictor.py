@@ -18,10 +18,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
-from loopwright.predictor.app import PredictorApp, Settings
-from loopwright.predictor.decode import Batch, Decoder, RequestError
-from loopwright.predictor.model import ServedModel
-from loopwright.profile import Profile, bin_numeric, profile_categorical, profile_numeric
+from loopwright.core.profile import Profile, bin_numeric, profile_categorical, profile_numeric
+from loopwright.serving.app import PredictorApp, Settings
+from loopwright.serving.decode import Batch, Decoder, RequestError
+from loopwright.serving.model import ServedModel
 
 pytestmark = pytest.mark.anyio
 

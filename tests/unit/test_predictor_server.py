@@ -20,7 +20,7 @@ from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
 
 from loopwright import artifacts, storage
-from loopwright.predictor.app import PredictorApp, Settings, SettingsError
+from loopwright.serving.app import PredictorApp, Settings, SettingsError
 from unit.test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def _spawn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes]
     full = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "loopwright.predictor"], env=full, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "loopwright.serving"], env=full, stdout=out, stderr=subprocess.STDOUT
         )
     return proc, f"http://127.0.0.1:{port}", log
 
@@ -120,7 +120,7 @@ def test_wrong_sha256_exits_1(artifacts_dir: dict[str, str], tmp_path: Path, kil
 def test_missing_settings_exit_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWRIGHT_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "loopwright.predictor"], env=env, capture_output=True, timeout=60, check=False
+        [sys.executable, "-m", "loopwright.serving"], env=env, capture_output=True, timeout=60, check=False
     )
     assert proc.returncode == 2
     assert b"LOOPWRIGHT_MODEL_URI" in proc.stderr

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from loopwright import _job
-from loopwright.profile import Profile
-from loopwright.profiler.__main__ import main
+from loopwright.core.profile import Profile
+from loopwright.jobs import contract as _job
+from loopwright.jobs.profiler.__main__ import main
 
 SCHEMA = json.dumps(
     {

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loopwright.controllers import deployment
+from loopwright.operator.controllers import deployment
 
 
 def _free_port() -> int:

@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
-from loopwright import _job, artifacts
+from loopwright import artifacts
 from loopwright.api.schema import DatasetSchema, TaskType
-from loopwright.data import TEXT
-from loopwright.profile import Profile
-from loopwright.trainer import metrics
-from loopwright.trainer.__main__ import _labelled, _split, main
+from loopwright.core.profile import Profile
+from loopwright.jobs import contract as _job
+from loopwright.jobs.data import TEXT
+from loopwright.jobs.trainer import scores as metrics
+from loopwright.jobs.trainer.__main__ import _labelled, _split, main
 
 CLS_SCHEMA = {
     "label": {"name": "y", "task": "classification"},
@@ -232,7 +233,7 @@ def test_a_run_on_local_files_never_loads_the_aws_sdk(tmp_path):
     digest = _write(tmp_path / "d.csv")
     code = (
         "import sys\n"
-        "from loopwright.trainer.__main__ import main\n"
+        "from loopwright.jobs.trainer.__main__ import main\n"
         f"main(['--dataset-uri', {str(tmp_path / 'd.csv')!r}, '--dataset-digest', {digest!r},\n"
         f"      '--schema-json', {json.dumps(CLS_SCHEMA)!r}, '--estimator', 'LogisticRegression',\n"
         f"      '--output-prefix', {str(tmp_path / 'run')!r}])\n"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from loopwright.training import registry
+from loopwright.core.training import registry
 
 RESULT = {
     "artifacts": {

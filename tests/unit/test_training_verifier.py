@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from loopwright import artifacts, storage
-from loopwright.verifier.__main__ import main
+from loopwright.jobs.verifier.__main__ import main
 
 
 @pytest.fixture

@@ -340,7 +340,7 @@ def account_files(image: str, *, user: int | None, group: int | None, passwd: st
 def container_argv(container: Obj, env: Mapping[str, str]) -> list[str]:
     """command + args with $(VAR) expansion; without a command the args run as the command.
 
-    This project's images have `python -m loopwright.<name>` as their entrypoint; other images are
+    This project's images have the console script `loopwright-<name>` as their entrypoint; other images are
     assumed to have no entrypoint (busybox, python), so their args are the whole command line.
     """
     command = [expand(a, env) for a in container.get("command", [])]
@@ -349,7 +349,7 @@ def container_argv(container: Obj, env: Mapping[str, str]) -> list[str]:
         image = container.get("image", "")
         if image.startswith(PROJECT_IMAGE_PREFIX):
             name = image[len(PROJECT_IMAGE_PREFIX):].split(":")[0].split("@")[0]
-            command = ["python", "-m", f"loopwright.{name}"]
+            command = [f"loopwright-{name}"]
     argv = command + args
     if not argv:
         raise ConfigError("CreateContainerConfigError",
