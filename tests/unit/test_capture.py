@@ -12,7 +12,8 @@ from sklearn.linear_model import LogisticRegression
 from loopwright import storage
 from loopwright.api.dataset import DatasetValidation
 from loopwright.jobs import compactor, data
-from loopwright.serving.app import PredictorApp, Settings
+from loopwright.serving.app import PredictorApp
+from loopwright.serving.settings import Settings
 from unit.test_predictor import NAMES, _schema, _served
 
 
@@ -51,7 +52,7 @@ async def test_captured_traffic_becomes_a_valid_new_dataset_version(tmp_path: Pa
     settings = Settings(model_name="credit", model_uri="unused", model_sha256="unused", profile_uri="unused",
                         capture_uri=str(tmp_path / "captures"), capture_fraction=1.0, pod_name="pod-a")
     app = PredictorApp(settings=settings)
-    app.install(served)
+    app.plane.install(served)
     instances = [{"age": 20.0 + i, "income": 30_000.0 + 1000 * i, "score": i / 10} for i in range(12)]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as c:
         r = await c.post("/v1/models/credit:predict", json={"instances": instances})
@@ -61,7 +62,7 @@ async def test_captured_traffic_becomes_a_valid_new_dataset_version(tmp_path: Pa
         f = await c.post("/v1/models/credit/feedback",
                          json={"labels": [{"id": k, "label": v} for k, v in labelled.items()]})
         assert f.json()["matched"] == 6
-    await app.shutdown()  # flushes the capture buffers
+    await app.plane.shutdown()  # flushes the capture buffers
 
     # The Dataset's source is a prefix that already holds version 1.
     dataset = tmp_path / "datasets" / "credit"

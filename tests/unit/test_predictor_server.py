@@ -20,7 +20,8 @@ from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
 
 from loopwright import artifacts, storage
-from loopwright.serving.app import PredictorApp, Settings, SettingsError
+from loopwright.serving.app import PredictorApp
+from loopwright.serving.settings import Settings, SettingsError
 from unit.test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
 
 pytestmark = pytest.mark.slow
@@ -153,14 +154,14 @@ async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
         pod_name="pod-a",
     )
     app = PredictorApp(settings=settings)
-    app.install(_served(LogisticRegression()))
+    app.plane.install(_served(LogisticRegression()))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://p") as c:
         instances = [dict(zip(NAMES, r, strict=True)) for r in ROWS]
         r = await c.post("/v1/models/credit:predict", json={"instances": instances})
         ids = r.json()["ids"]
         await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[1], "label": 1}]})
-    await app.shutdown()
+    await app.plane.shutdown()
     files = sorted((tmp_path / "captures" / "pod-a").iterdir())
     rows = [
         orjson.loads(line)

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from loopwright import termination
 from loopwright.core.profile import Profile
 from loopwright.jobs import contract as _job
 from loopwright.jobs.profiler.__main__ import main
@@ -18,7 +19,7 @@ SCHEMA = json.dumps(
 @pytest.fixture
 def termination_log(tmp_path, monkeypatch):
     path = tmp_path / "termination-log"
-    monkeypatch.setenv(_job.TERMINATION_LOG_ENV, str(path))
+    monkeypatch.setenv(termination.ENV, str(path))
     return path
 
 

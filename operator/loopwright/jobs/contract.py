@@ -9,12 +9,10 @@ summary is capped at the 4096 bytes Kubernetes keeps.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
-from loopwright import storage
+from loopwright import storage, termination
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -24,8 +22,6 @@ EXIT_BAD_PARAMETERS = 2
 EXIT_BAD_DATA = 3
 """The data cannot be trained on (or is not the version asked for): retrying cannot help."""
 
-TERMINATION_LOG_ENV = "LOOPWRIGHT_TERMINATION_LOG"
-_DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 _TERMINATION_LIMIT = 4096
 
 
@@ -44,7 +40,7 @@ def finish(summary: dict[str, Any], *, code: int) -> int:
     line = _fit(summary)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    _write_termination_message(line)
+    termination.write(line)
     return code
 
 
@@ -71,20 +67,3 @@ def _fit(summary: dict[str, Any]) -> str:
         out["message"] = out["message"][: max(0, len(out["message"]) - excess - 3)] + "..."
         line = json.dumps(out, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return line
-
-
-def _write_termination_message(line: str) -> None:
-    """Write where Kubernetes looks, if that file exists (it is created by the runtime).
-
-    An explicit ``LOOPWRIGHT_TERMINATION_LOG`` is written even if absent; the
-    default path is never created, so running a Job's command on a host does
-    not litter ``/dev``.
-    """
-    explicit = os.environ.get(TERMINATION_LOG_ENV)
-    path = Path(explicit or _DEFAULT_TERMINATION_LOG)
-    if not explicit and not path.exists():
-        return
-    try:
-        path.write_text(line)
-    except OSError:
-        return

@@ -6,7 +6,12 @@ requests still arrive. On the first SIGTERM (or SIGINT) the predictor therefore
 fails readiness but keeps accepting and serving for ``LOOPWRIGHT_DRAIN_SECONDS``;
 only then does uvicorn stop listening and wait for in-flight requests. A second
 signal skips the drain. Exit status: 0 after a drain, 1 if the model could not
-be loaded, 2 for a configuration error.
+be loaded (the reason is also the container's termination message, which the operator shows
+in the Deployment's status), 2 for a configuration error.
+
+HTTP listens on ``PORT``, gRPC on ``GRPC_PORT`` (:mod:`.grpc_server`, imported only when on).
+Nothing here imports scikit-learn, SciPy or pandas: a compiled model is served without them,
+and a skops model imports them while it loads.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from types import FrameType
 
 import uvicorn
 
+from loopwright import termination
 from loopwright.serving import model
-from loopwright.serving.app import PredictorApp, Settings, SettingsError
+from loopwright.serving.app import PredictorApp, Service
+from loopwright.serving.settings import Settings, SettingsError
 
 logger = logging.getLogger("loopwright.serving")
 
@@ -30,7 +37,7 @@ class _DrainingServer(uvicorn.Server):
 
     def __init__(self, config: uvicorn.Config, *, app: PredictorApp, drain_seconds: float) -> None:
         super().__init__(config)
-        self._app = app
+        self._plane = app.plane
         self._drain_seconds = drain_seconds
         self._drain_until: float | None = None
 
@@ -38,7 +45,7 @@ class _DrainingServer(uvicorn.Server):
         # Not recorded in uvicorn's captured signals on purpose: uvicorn would re-raise them
         # after shutdown, and a process killed by its own SIGTERM does not exit 0.
         if self._drain_until is None and sig in (signal.SIGTERM, signal.SIGINT):
-            self._app.begin_drain()
+            self._plane.begin_drain()
             self._drain_until = time.monotonic() + self._drain_seconds
         else:
             self.should_exit = True
@@ -63,9 +70,16 @@ def main() -> None:
             model_sha256=settings.model_sha256,
             profile_uri=settings.profile_uri,
             profile_sha256=settings.profile_sha256,
+            compiled_uri=settings.compiled_uri,
+            compiled_sha256=settings.compiled_sha256,
         )
 
-    app = PredictorApp(settings=settings, loader=load)
+    services: list[Service] = []
+    app = PredictorApp(settings=settings, loader=load, services=services)
+    if settings.grpc_port:
+        from loopwright.serving.grpc_server import GrpcServer  # noqa: PLC0415 - only when gRPC is on
+
+        services.append(GrpcServer(app.plane, host=settings.host, port=settings.grpc_port))
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -86,9 +100,10 @@ def main() -> None:
     def fatal() -> None:
         server.should_exit = True
 
-    app.on_fatal = fatal
+    app.plane.on_fatal = fatal
     server.run()
-    if app.load_error is not None:
+    if app.plane.load_error is not None:
+        termination.write(f"cannot serve the model: {app.plane.load_error}")
         sys.exit(1)
 
 

@@ -201,7 +201,8 @@ class Decoder:
                     data, datatype=datatype, what=f"feature {c.name!r}"
                 )
             else:
-                categorical[c.name] = _categorical(data, datatype=datatype, column=c)
+                values = data.tolist() if isinstance(data, np.ndarray) else data
+                categorical[c.name] = _categorical(values, datatype=datatype, column=c)
         return self._finish(rows, matrix, categorical)
 
     def _finish(self, rows: int, matrix: FloatArray, categorical: dict[str, list[str | None]]) -> Batch:
@@ -261,7 +262,7 @@ def _tensor(raw: Any, index: int) -> _Tensor:
             400, f"input {name!r}: unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"
         )
     data = raw.get("data")
-    if not isinstance(data, list):
+    if not isinstance(data, list | np.ndarray):  # an array: binary data, already decoded
         raise RequestError(400, f"input {name!r}: 'data' must be a list")
     return _Tensor(name=name, shape=shape, datatype=datatype, data=data)
 
@@ -272,9 +273,9 @@ def _shape_mismatch(tensor: _Tensor, size: int) -> RequestError:
     )
 
 
-def _flatten(data: list[Any]) -> list[Any]:
+def _flatten(data: Any) -> Any:
     """Row-major flattening of nested JSON lists (v2 allows both flat and nested data)."""
-    if not any(isinstance(x, list) for x in data):
+    if isinstance(data, np.ndarray) or not any(isinstance(x, list) for x in data):
         return data
     out: list[Any] = []
     stack = [iter(data)]

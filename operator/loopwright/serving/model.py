@@ -1,21 +1,22 @@
-"""The served model: a verified estimator, its reference profile, and a fast predict.
+"""The served model: a compiled program or a verified skops estimator, with its reference profile.
 
-scikit-learn's ``predict`` spends most of its time on input validation for the
-one-row requests a prediction server sees (about 100 us for a logistic
-regression, 5 ms for a 100-tree forest, whose per-tree dispatch dominates). For
-the estimators that matter most the predictor therefore evaluates the fitted
-parameters directly with numpy, replaying scikit-learn's arithmetic in the same
-order so the results are bit-identical, and it proves that at load time on
-probe rows built from the reference profile: if the fast path disagrees with
-``estimator.predict`` on a single probe, it is dropped and the estimator's own
-``predict`` serves. Anything else (pipelines with categorical features, other
-estimators) goes through ``estimator.predict`` unchanged.
+Two ways to serve, one answer:
+
+* **compiled** (the ModelVersion carries a compiled artifact that the verification Job found
+  identical to the skops model on the hold-out rows): the plain arrays of
+  :mod:`loopwright.compiled` evaluated with numpy. Neither scikit-learn nor SciPy nor pandas is
+  imported, which is what makes such a pod start in a fraction of a second and stay small.
+* **skops** (anything else): the estimator, loaded with the fixed trusted types. scikit-learn's
+  ``predict`` spends most of its time validating the one-row requests a prediction server sees,
+  so when :mod:`loopwright.compiled.compiler` covers the estimator its compiled form is built in
+  process and proven at load time on probe rows from the reference profile (labels identical,
+  probabilities within 1e-12); if it disagrees on a single probe it is dropped and the
+  estimator's own methods serve.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,17 +26,16 @@ import numpy.typing as npt
 
 from loopwright import artifacts, storage
 from loopwright.api.schema import TaskType
+from loopwright.compiled import compiler, container, rows
+from loopwright.compiled.program import MissingValueError, Program, ProgramError
 from loopwright.core.profile import FeatureKind, FeatureProfile, Profile
 from loopwright.serving.decode import Batch, Decoder, FloatArray, RequestError
 
 logger = logging.getLogger(__name__)
 
 IntArray = npt.NDArray[np.intp]
-# Class indices (classification) or values (regression); None: not for this batch, use predict().
-_FastPredict = Callable[[Batch], npt.NDArray[Any] | None]
-_MatrixPredict = Callable[[FloatArray], npt.NDArray[Any]]
-
 _PROBE_ROWS = 512
+PROBA_TOLERANCE = 1e-12
 
 
 class ModelLoadError(Exception):
@@ -52,25 +52,31 @@ class Prediction:
 
 
 class ServedModel:
-    """One estimator with the schema, task and reference bins from its profile."""
+    """A compiled ``program``, or a skops ``estimator``, with the schema and bins of its profile."""
 
-    def __init__(self, *, estimator: Any, profile: Profile) -> None:
+    def __init__(self, *, profile: Profile, program: Program | None = None, estimator: Any = None) -> None:
         schema = profile.dataset_schema
         if schema is None:
             raise ModelLoadError("the profile carries no dataset schema")
+        if (program is None) == (estimator is None):
+            raise ModelLoadError("serve either a compiled program or an estimator")
         self.estimator = estimator
         self.profile = profile
         self.decoder = Decoder(schema=schema)
         self.task = TaskType(profile.task or schema.label.task)
         self.classification = self.task == TaskType.CLASSIFICATION
-        self.frame_input = hasattr(estimator, "feature_names_in_") or not self.decoder.all_numeric
         self.features = self._reference_features(profile)
         self.prediction_profile = profile.prediction
-
+        self.compiled = program is not None
+        if program is not None:
+            self._bind(program)
+            if program.classification != self.classification:
+                raise ModelLoadError(f"the compiled model is a {program.task} model, the profile's task "
+                                     f"is {self.task}")
+        classes = program.classes if program is not None else getattr(estimator, "classes_", None)
         if self.classification:
-            classes = getattr(estimator, "classes_", None)
             if classes is None:
-                raise ModelLoadError("a classification model without classes_")
+                raise ModelLoadError("a classification model without classes")
             self.classes: npt.NDArray[Any] = np.asarray(classes)
             self._class_index = {_label_key(c): i for i, c in enumerate(self.classes.tolist())}
             self.output_datatype = _datatype(self.classes)
@@ -82,32 +88,53 @@ class ServedModel:
         else:
             self.classes = np.zeros(0)
             self.output_datatype = "FP64"
-        self._fast = self._verified_fast_path()
+        self.has_proba = self.classification and (
+            program is not None or hasattr(estimator, "predict_proba"))
+        self._program = program if program is not None else self._verified_fast_path()
 
     @property
     def fast_path(self) -> bool:
-        return self._fast is not None
+        """Whether predictions come from a compiled program (loaded, or built and proven here)."""
+        return self._program is not None
 
-    def predict(self, batch: Batch) -> Prediction:
-        out = self._fast(batch) if self._fast is not None else None
-        if out is not None:
-            if self.classification:
-                return self._classes_from_index(out)
-            return self._regression(out)
-        raw = self._call(self.estimator.predict, batch)
-        if self.classification:
-            index = np.searchsorted(self.classes, raw)
-            return self._classes_from_index(np.minimum(index, len(self.classes) - 1))
-        return self._regression(np.asarray(raw, dtype=np.float64))
-
-    def predict_proba(self, batch: Batch) -> FloatArray:
-        if not self.classification or not hasattr(self.estimator, "predict_proba"):
+    def predict(self, batch: Batch, *, proba: bool = False) -> tuple[Prediction, FloatArray | None]:
+        """Predictions and, with ``proba`` (classifiers only), class probabilities."""
+        if proba and not self.has_proba:
             raise RequestError(400, "this model has no 'predict_proba' output")
-        return np.asarray(self._call(self.estimator.predict_proba, batch), dtype=np.float64)
+        out = self._evaluate(batch, proba=proba)
+        if out is not None:
+            index, probabilities = out
+        else:
+            raw = self._call(self.estimator.predict, batch)
+            probabilities = (np.asarray(self._call(self.estimator.predict_proba, batch), dtype=np.float64)
+                             if proba else None)
+            index = (np.minimum(np.searchsorted(self.classes, raw), len(self.classes) - 1)
+                     if self.classification else np.asarray(raw, dtype=np.float64))
+        if self.classification:
+            return self._classes_from_index(index), probabilities
+        return self._regression(index), None
 
     def class_index(self, label: object) -> int:
         """Index of a label sent as feedback (-1: not a class the model knows)."""
         return self._class_index.get(_label_key(label), -1)
+
+    def _evaluate(self, batch: Batch, *, proba: bool) -> tuple[npt.NDArray[Any], FloatArray | None] | None:
+        """The program's answer; None when the estimator must answer (a skops model's NaN rows)."""
+        if self._program is None:
+            return None
+        try:
+            return self._program.evaluate(batch.numeric, batch.categorical, proba=proba)
+        except MissingValueError as exc:
+            if self.compiled:
+                raise RequestError(422, f"the model rejected the input: {exc}") from None
+            return None  # the estimator's own validation words the 422
+
+    def _bind(self, program: Program) -> None:
+        categorical = [c.name for c in self.decoder.columns if not c.numeric]
+        try:
+            program.bind(self.decoder.numeric_names, categorical)
+        except ProgramError as exc:
+            raise ModelLoadError(f"the compiled model does not fit the schema: {exc}") from None
 
     def _classes_from_index(self, index: npt.NDArray[Any]) -> Prediction:
         index = index.astype(np.intp, copy=False)
@@ -128,22 +155,10 @@ class ServedModel:
             raise RequestError(422, f"the model rejected the input: {exc}") from None
 
     def _input(self, batch: Batch) -> Any:
-        if not self.frame_input:
+        """What the estimator was fitted on: the numeric matrix, or a DataFrame of the schema."""
+        if not hasattr(self.estimator, "feature_names_in_") and self.decoder.all_numeric:
             return batch.numeric
-        import pandas as pd  # noqa: PLC0415 - only models trained on DataFrames need it
-
-        columns: dict[str, Any] = {}
-        numeric_index = {n: j for j, n in enumerate(self.decoder.numeric_names)}
-        for c in self.decoder.columns:
-            if c.numeric:
-                columns[c.name] = batch.numeric[:, numeric_index[c.name]]
-            else:
-                # NaN, not None: that is what pandas gives the trainer for an empty cell, and what
-                # SimpleImputer(missing_values=np.nan) recognises in object columns.
-                values = np.array(batch.categorical[c.name], dtype=object)
-                values[values == None] = np.nan  # noqa: E711 - element-wise comparison
-                columns[c.name] = values
-        return pd.DataFrame(columns, columns=list(self.decoder.names))
+        return rows.frame(self.decoder.names, self.decoder.numeric_names, batch.numeric, batch.categorical)
 
     def _reference_features(self, profile: Profile) -> list[tuple[str, FeatureProfile]]:
         """The reference profile of every schema feature, numeric ones first (the metrics' order)."""
@@ -162,45 +177,69 @@ class ServedModel:
             out.append((column.name, feature))
         return out
 
-    def _verified_fast_path(self) -> _FastPredict | None:
+    def _verified_fast_path(self) -> Program | None:
         est = self.estimator
-        fast: _FastPredict | None
-        if self.frame_input:
-            fast = _pipeline(est, decoder=self.decoder, classification=self.classification)
-        else:
-            on_matrix = _compile(est, classification=self.classification)
-            fast = None if on_matrix is None else _on_complete_rows(on_matrix)
-        if fast is None:
+        name = type(est).__name__
+        try:
+            program = compiler.program(est)
+            program.bind(self.decoder.numeric_names, [c.name for c in self.decoder.columns if not c.numeric])
+        except (compiler.UnsupportedError, ProgramError) as exc:
+            logger.info("no compiled form for %s (%s); serving with its own predict()", name, exc)
             return None
-        # Bare estimators never see missing values on the fast path, so their probes have none.
-        probes = _probe_batch(
-            self.features, self.decoder, trees=None if self.frame_input else est, missing=self.frame_input
-        )
+        # A bare estimator's probes carry no missing values: they go to predict() on both sides.
+        probes = _probe_batch(self.features, self.decoder, trees=est, missing=program.accepts_missing)
+        want_proba = self.has_proba
         try:
             expected = np.asarray(est.predict(self._input(probes)))
-            got = fast(probes)
+            expected_proba = est.predict_proba(self._input(probes)) if want_proba else None
+            index, got_proba = program.evaluate(probes.numeric, probes.categorical, proba=want_proba)
         except Exception:  # a replay that cannot even run is simply not used
-            logger.exception("fast path of %s failed on the probe rows; using predict()", type(est).__name__)
+            logger.exception("the compiled form of %s failed on the probe rows; using predict()", name)
             return None
-        if got is None:
+        got = self.classes[index] if self.classification else index
+        agrees = np.array_equal(expected, got) and (
+            got_proba is None or _max_difference(got_proba, expected_proba) <= PROBA_TOLERANCE)
+        if not agrees:
+            logger.warning("the compiled form of %s disagrees with predict(); using predict()", name)
             return None
-        if self.classification:
-            got = self.classes[got]
-        if not np.array_equal(expected, got):
-            logger.warning("fast path of %s disagrees with predict(); using predict()", type(est).__name__)
-            return None
-        logger.info("fast path for %s verified on %d probe rows", type(est).__name__, probes.rows)
-        return fast
+        logger.info("compiled form of %s verified on %d probe rows", name, probes.rows)
+        return program
 
 
-def load(*, model_uri: str, model_sha256: str, profile_uri: str, profile_sha256: str | None) -> ServedModel:
-    """Fetch, verify and load the model and its profile (blocking; run it off the event loop)."""
+def load(
+    *,
+    model_uri: str,
+    model_sha256: str,
+    profile_uri: str,
+    profile_sha256: str | None,
+    compiled_uri: str | None = None,
+    compiled_sha256: str | None = None,
+) -> ServedModel:
+    """Fetch, verify and load the model and its profile (blocking; run it off the event loop).
+
+    With a compiled artifact, that is what serves: the skops file is not read, and a compiled
+    artifact that is missing, corrupt or does not match its sha256 is an error, never a silent
+    fallback (the operator passes one only after the verification Job proved it).
+    """
     try:
         profile = Profile.model_validate_json(storage.get_bytes(profile_uri, sha256=profile_sha256))
+    except (storage.StorageError, ValueError) as exc:
+        raise ModelLoadError(f"profile {profile_uri}: {exc}") from exc
+    if compiled_uri:
+        try:
+            program = Program.loads(storage.get_bytes(compiled_uri), sha256=compiled_sha256 or "")
+        except (storage.StorageError, container.ContainerError, ProgramError) as exc:
+            raise ModelLoadError(f"compiled model {compiled_uri}: {exc}") from exc
+        return ServedModel(program=program, profile=profile)
+    try:
         estimator = artifacts.load(model_uri, sha256=model_sha256)
-    except (storage.StorageError, artifacts.ArtifactError, ValueError) as exc:
-        raise ModelLoadError(str(exc)) from exc
+    except (storage.StorageError, artifacts.ArtifactError) as exc:
+        raise ModelLoadError(f"model {model_uri}: {exc}") from exc
     return ServedModel(estimator=estimator, profile=profile)
+
+
+def _max_difference(a: FloatArray, b: Any) -> float:
+    return float(np.abs(a - np.asarray(b, dtype=np.float64)).max())
 
 
 def _label_key(label: object) -> str:
@@ -215,236 +254,6 @@ def _datatype(values: npt.NDArray[Any]) -> str:
     return {"i": "INT64", "u": "UINT64", "f": "FP64", "b": "BOOL"}.get(kind, "BYTES")
 
 
-def _compile(estimator: Any, *, classification: bool) -> _MatrixPredict | None:
-    """A numpy replay of ``predict`` for the estimators worth it; None for the rest."""
-    name = type(estimator).__name__
-    module = type(estimator).__module__
-    if not module.startswith("sklearn."):
-        return None
-    if classification and name == "LogisticRegression":
-        return _linear_classifier(estimator)
-    if not classification and name in {"LinearRegression", "Ridge"}:
-        return _linear_regressor(estimator)
-    if name in {
-        "RandomForestClassifier",
-        "ExtraTreesClassifier",
-        "RandomForestRegressor",
-        "ExtraTreesRegressor",
-    }:
-        if getattr(estimator, "n_outputs_", 1) != 1:
-            return None
-        return _forest(estimator, classification=classification)
-    return None
-
-
-def _linear_classifier(estimator: Any) -> _MatrixPredict:
-    # LinearClassifierMixin: scores = X @ coef_.T + intercept_; binary is scores > 0, else argmax.
-    coef_t = estimator.coef_.T
-    intercept = estimator.intercept_
-
-    def predict(x: FloatArray) -> IntArray:
-        scores: FloatArray = x @ coef_t + intercept
-        if scores.shape[1] == 1:
-            return (scores[:, 0] > 0).astype(np.intp)
-        index: IntArray = np.argmax(scores, axis=1)
-        return index
-
-    return predict
-
-
-def _linear_regressor(estimator: Any) -> _MatrixPredict:
-    coef_t = estimator.coef_.T
-    intercept = estimator.intercept_
-
-    def predict(x: FloatArray) -> FloatArray:
-        out: FloatArray = x @ coef_t + intercept
-        return out
-
-    return predict
-
-
-def _forest(estimator: Any, *, classification: bool) -> _MatrixPredict:
-    """All trees walked at once: one gather per depth level over a [trees, rows] node matrix.
-
-    Trees compare float32 inputs with float64 thresholds (``x <= threshold`` goes left), and a
-    forest sums the per-tree leaf values in estimator order before dividing by the number of
-    trees; both are replayed exactly. Leaves point to themselves, so every walk can run for
-    the forest's maximum depth without a branch.
-    """
-    trees = [e.tree_ for e in estimator.estimators_]
-    sizes = np.array([t.node_count for t in trees], dtype=np.intp)
-    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
-    left_parts, right_parts, feature_parts, threshold_parts, value_parts = [], [], [], [], []
-    for t, off in zip(trees, offsets, strict=True):
-        ids = np.arange(t.node_count, dtype=np.intp) + off
-        leaf = t.children_left < 0
-        left_parts.append(np.where(leaf, ids, t.children_left + off))
-        right_parts.append(np.where(leaf, ids, t.children_right + off))
-        feature_parts.append(np.where(leaf, 0, t.feature).astype(np.intp))
-        threshold_parts.append(t.threshold)
-        value_parts.append(t.value[:, 0, : estimator.n_classes_] if classification else t.value[:, 0, 0])
-    left = np.concatenate(left_parts)
-    right = np.concatenate(right_parts)
-    feature = np.concatenate(feature_parts)
-    threshold = np.concatenate(threshold_parts).astype(np.float64)
-    values = np.concatenate(value_parts).astype(np.float64)
-    depth = max(int(t.max_depth) for t in trees)
-    n_trees = len(trees)
-    width = int(estimator.n_features_in_)
-
-    def predict(x: FloatArray) -> npt.NDArray[Any]:
-        rows = x.shape[0]
-        flat = x.astype(np.float32).astype(np.float64).ravel()
-        base = np.arange(rows, dtype=np.intp) * width
-        node = np.repeat(offsets[:, None], rows, axis=1)  # [trees, rows]
-        for _ in range(depth):
-            go_left = flat[base + feature[node]] <= threshold[node]
-            node = np.where(go_left, left[node], right[node])
-        # Sum over axis 0 runs in tree order, as the forest's own accumulation does.
-        total = np.add.reduce(values[node], axis=0)
-        total /= n_trees
-        if classification:
-            index: IntArray = np.argmax(total, axis=1)
-            return index
-        out: FloatArray = total
-        return out
-
-    return predict
-
-
-def _on_complete_rows(on_matrix: _MatrixPredict) -> _FastPredict:
-    """A bare estimator's replay; rows with a missing value go to ``predict`` (and its errors)."""
-
-    def predict(batch: Batch) -> npt.NDArray[Any] | None:
-        return None if batch.missing_numeric else on_matrix(batch.numeric)
-
-    return predict
-
-
-def _pipeline(estimator: Any, *, decoder: Decoder, classification: bool) -> _FastPredict | None:
-    """The trainer's ``Pipeline([ColumnTransformer(...), model])`` replayed without pandas.
-
-    Each block of the ColumnTransformer must be ``SimpleImputer`` + ``StandardScaler`` on
-    numeric columns or ``SimpleImputer`` + ``OneHotEncoder(handle_unknown="ignore")`` on
-    categorical ones, with nothing passed through. Building a DataFrame and running the
-    ColumnTransformer costs milliseconds per request; the same arithmetic on the decoded
-    batch costs microseconds. A dense result feeds the model's own replay when there is
-    one; a sparse one (the ColumnTransformer chose sparse output) goes to the model's
-    ``predict`` as the same CSR matrix the ColumnTransformer would have produced.
-    """
-    if type(estimator).__name__ != "Pipeline" or len(estimator.steps) != 2:
-        return None
-    transformer, model = estimator.steps[0][1], estimator.steps[1][1]
-    if type(transformer).__name__ != "ColumnTransformer":
-        return None
-    numeric_index = {n: j for j, n in enumerate(decoder.numeric_names)}
-    blocks: list[Callable[[Batch], FloatArray]] = []
-    for name, step, columns in transformer.transformers_:
-        if name == "remainder" and (step == "drop" or len(columns) == 0):
-            continue
-        block = _numeric_block(step, columns, numeric_index) or _categorical_block(step, columns, decoder)
-        if block is None:
-            return None
-        blocks.append(block)
-    sparse_output = bool(getattr(transformer, "sparse_output_", False))
-    on_matrix = None if sparse_output else _compile(model, classification=classification)
-    classes = np.asarray(getattr(model, "classes_", []))
-
-    def predict(batch: Batch) -> npt.NDArray[Any] | None:
-        parts = [block(batch) for block in blocks]
-        x = parts[0] if len(parts) == 1 else np.hstack(parts)
-        if on_matrix is not None:
-            return on_matrix(x)
-        if sparse_output:
-            from scipy import sparse  # noqa: PLC0415 - scikit-learn's own dependency
-
-            raw = model.predict(sparse.csr_matrix(x))
-        else:
-            raw = model.predict(x)
-        out: npt.NDArray[Any] = (
-            np.searchsorted(classes, raw) if classification else np.asarray(raw, np.float64)
-        )
-        return out
-
-    return predict
-
-
-def _numeric_block(
-    step: Any, columns: Any, numeric_index: dict[str, int]
-) -> Callable[[Batch], FloatArray] | None:
-    parts = _imputed(step, "StandardScaler")
-    if parts is None or not all(c in numeric_index for c in columns):
-        return None
-    imputer, scaler = parts
-    stats = np.asarray(imputer.statistics_, dtype=np.float64)
-    if np.isnan(stats).any():  # an empty training column that the imputer drops
-        return None
-    index = np.array([numeric_index[c] for c in columns], dtype=np.intp)
-    mean = scaler.mean_ if scaler.with_mean else None
-    scale = scaler.scale_ if scaler.with_std else None
-
-    def transform(batch: Batch) -> FloatArray:
-        x = batch.numeric[:, index]
-        if batch.missing_numeric:
-            x = np.where(np.isnan(x), stats, x)
-        # StandardScaler.transform: X -= mean_; X /= scale_ (the same IEEE operations).
-        if mean is not None:
-            x = x - mean
-        if scale is not None:
-            x = x / scale
-        return x
-
-    return transform
-
-
-def _categorical_block(step: Any, columns: Any, decoder: Decoder) -> Callable[[Batch], FloatArray] | None:
-    parts = _imputed(step, "OneHotEncoder")
-    if parts is None or not all(c in decoder.by_name and not decoder.by_name[c].numeric for c in columns):
-        return None
-    imputer, encoder = parts
-    if (
-        encoder.drop is not None
-        or encoder.handle_unknown != "ignore"
-        or getattr(encoder, "_infrequent_enabled", False)
-        or np.dtype(encoder.dtype) != np.float64
-        or not all(isinstance(v, str) for cats in encoder.categories_ for v in cats)
-        or not all(isinstance(v, str) for v in imputer.statistics_)
-    ):
-        return None
-    fills = [str(v) for v in imputer.statistics_]
-    offsets = np.concatenate([[0], np.cumsum([len(c) for c in encoder.categories_])]).astype(np.intp)
-    lookups = [
-        {v: int(offsets[j]) + k for k, v in enumerate(cats)} for j, cats in enumerate(encoder.categories_)
-    ]
-    width = int(offsets[-1])
-    names = list(columns)
-
-    def transform(batch: Batch) -> FloatArray:
-        out = np.zeros((batch.rows, width), dtype=np.float64)
-        for j, name in enumerate(names):
-            lookup, fill = lookups[j], fills[j]
-            for r, value in enumerate(batch.categorical[name]):
-                k = lookup.get(fill if value is None else value)
-                if k is not None:  # unknown categories encode as all zeros
-                    out[r, k] = 1.0
-        return out
-
-    return transform
-
-
-def _imputed(step: Any, second: str) -> tuple[Any, Any] | None:
-    """``Pipeline([SimpleImputer(missing_values=nan), <second>])``, or None."""
-    if type(step).__name__ != "Pipeline" or len(step.steps) != 2:
-        return None
-    imputer, other = step.steps[0][1], step.steps[1][1]
-    if type(imputer).__name__ != "SimpleImputer" or type(other).__name__ != second:
-        return None
-    missing = imputer.missing_values
-    if imputer.add_indicator or not (isinstance(missing, float) and math.isnan(missing)):
-        return None
-    return imputer, other
-
-
 def _probe_batch(
     features: list[tuple[str, FeatureProfile]], decoder: Decoder, *, trees: Any, missing: bool
 ) -> Batch:
@@ -454,10 +263,12 @@ def _probe_batch(
     numeric = [(n, f) for n, f in features if f.kind == FeatureKind.NUMERIC]
     thresholds: list[list[float]] = [[] for _ in numeric]
     for tree in getattr(trees, "estimators_", []):
-        t = tree.tree_
+        t = getattr(tree, "tree_", None)
+        if t is None:
+            continue
         inner = t.children_left >= 0
         for j, thr in zip(t.feature[inner], t.threshold[inner], strict=True):
-            if len(thresholds[j]) < 64:
+            if j < len(thresholds) and len(thresholds[j]) < 64:
                 thresholds[j].append(float(thr))
     matrix = np.empty((_PROBE_ROWS, len(numeric)))
     for j, (name, f) in enumerate(numeric):
