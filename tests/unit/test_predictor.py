@@ -20,9 +20,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
 from loopwright.core.profile import Profile, bin_numeric, profile_categorical, profile_numeric
 from loopwright.serving.app import PredictorApp
-from loopwright.serving.settings import Settings
 from loopwright.serving.decode import Batch, Decoder, RequestError
 from loopwright.serving.model import ServedModel
+from loopwright.serving.settings import Settings
 
 pytestmark = pytest.mark.anyio
 

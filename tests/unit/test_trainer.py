@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
-from loopwright import artifacts
+from loopwright import artifacts, termination
 from loopwright.api.schema import DatasetSchema, TaskType
+from loopwright.compiled import rows
+from loopwright.compiled.agreement import compare
+from loopwright.compiled.program import Program
 from loopwright.core.profile import Profile
 from loopwright.jobs import contract as _job
 from loopwright.jobs.data import TEXT
@@ -56,7 +59,7 @@ def _train(tmp_path, *, schema=CLS_SCHEMA, estimator="LogisticRegression", param
 @pytest.fixture(autouse=True)
 def termination_log(tmp_path, monkeypatch):
     path = tmp_path / "termination-log"
-    monkeypatch.setenv(_job.TERMINATION_LOG_ENV, str(path))
+    monkeypatch.setenv(termination.ENV, str(path))
     return path
 
 
@@ -79,7 +82,7 @@ def test_binary_classification_writes_verified_outputs(tmp_path, termination_log
     assert set(result["metrics"]) == set(metrics.CLASSIFICATION)
     assert result["metrics"]["accuracy"] > 0.8
     assert json.loads((out / "metrics.json").read_text()) == result["metrics"]
-    phases = {"read", "split", "fit", "evaluate", "profile", "serialise", "write"}
+    phases = {"read", "split", "fit", "evaluate", "profile", "serialise", "compile", "write"}
     assert set(result["seconds"]) == {*phases, "total"}
     assert set(result["cpuSeconds"]) == {*phases, "skopsImport", "total"}
     assert result["cpuSeconds"]["total"] >= result["cpuSeconds"]["fit"] > 0
@@ -101,6 +104,21 @@ def test_binary_classification_writes_verified_outputs(tmp_path, termination_log
     summary = _summary(termination_log)
     assert summary["phase"] == "Succeeded"
     assert summary["modelSha256"] == result["artifacts"]["model"]["sha256"]
+
+    # The compiled form and the hold-out rows it is verified on, each with its sha256.
+    assert result["notCompiledReason"] is None
+    compiled, holdout = result["artifacts"]["compiled"], result["artifacts"]["holdout"]
+    assert summary["compiledSha256"] == compiled["sha256"]
+    program = Program.loads((out / "model.lwc").read_bytes(), sha256=compiled["sha256"])
+    held = rows.loads((out / "holdout.lwr").read_bytes(), sha256=holdout["sha256"])
+    assert held.count == 60
+    assert held.columns == ("a", "b", "c")
+    assert held.numeric_names == ("a", "b")
+    assert np.isnan(held.numeric).any()
+    program.bind(held.numeric_names, ["c"])
+    agreement = compare(program, model, columns=held.columns, numeric_names=held.numeric_names,
+                        numeric=held.numeric, categorical=held.categorical)
+    assert agreement.passed, agreement.describe()
 
 
 def test_same_seed_same_model(tmp_path):

@@ -9,9 +9,9 @@ Two ways to serve, one answer:
 * **skops** (anything else): the estimator, loaded with the fixed trusted types. scikit-learn's
   ``predict`` spends most of its time validating the one-row requests a prediction server sees,
   so when :mod:`loopwright.compiled.compiler` covers the estimator its compiled form is built in
-  process and proven at load time on probe rows from the reference profile (labels identical,
-  probabilities within 1e-12); if it disagrees on a single probe it is dropped and the
-  estimator's own methods serve.
+  process and proven at load time on probe rows from the reference profile
+  (:mod:`loopwright.compiled.agreement`); if it disagrees on a single probe it is dropped and
+  the estimator's own methods serve.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy.typing as npt
 
 from loopwright import artifacts, storage
 from loopwright.api.schema import TaskType
-from loopwright.compiled import compiler, container, rows
+from loopwright.compiled import compiler, container
+from loopwright.compiled.agreement import compare, estimator_input
 from loopwright.compiled.program import MissingValueError, Program, ProgramError
 from loopwright.core.profile import FeatureKind, FeatureProfile, Profile
 from loopwright.serving.decode import Batch, Decoder, FloatArray, RequestError
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 IntArray = npt.NDArray[np.intp]
 _PROBE_ROWS = 512
-PROBA_TOLERANCE = 1e-12
 
 
 class ModelLoadError(Exception):
@@ -155,10 +155,8 @@ class ServedModel:
             raise RequestError(422, f"the model rejected the input: {exc}") from None
 
     def _input(self, batch: Batch) -> Any:
-        """What the estimator was fitted on: the numeric matrix, or a DataFrame of the schema."""
-        if not hasattr(self.estimator, "feature_names_in_") and self.decoder.all_numeric:
-            return batch.numeric
-        return rows.frame(self.decoder.names, self.decoder.numeric_names, batch.numeric, batch.categorical)
+        d = self.decoder
+        return estimator_input(self.estimator, d.names, d.numeric_names, batch.numeric, batch.categorical)
 
     def _reference_features(self, profile: Profile) -> list[tuple[str, FeatureProfile]]:
         """The reference profile of every schema feature, numeric ones first (the metrics' order)."""
@@ -186,21 +184,19 @@ class ServedModel:
         except (compiler.UnsupportedError, ProgramError) as exc:
             logger.info("no compiled form for %s (%s); serving with its own predict()", name, exc)
             return None
-        # A bare estimator's probes carry no missing values: they go to predict() on both sides.
+        # Probes carry missing values only where the compiled form answers them (a bare linear
+        # model's NaN rows go to its own predict(), which refuses them).
         probes = _probe_batch(self.features, self.decoder, trees=est, missing=program.accepts_missing)
-        want_proba = self.has_proba
+        d = self.decoder
         try:
-            expected = np.asarray(est.predict(self._input(probes)))
-            expected_proba = est.predict_proba(self._input(probes)) if want_proba else None
-            index, got_proba = program.evaluate(probes.numeric, probes.categorical, proba=want_proba)
+            agreement = compare(program, est, columns=d.names, numeric_names=d.numeric_names,
+                                numeric=probes.numeric, categorical=probes.categorical)
         except Exception:  # a replay that cannot even run is simply not used
             logger.exception("the compiled form of %s failed on the probe rows; using predict()", name)
             return None
-        got = self.classes[index] if self.classification else index
-        agrees = np.array_equal(expected, got) and (
-            got_proba is None or _max_difference(got_proba, expected_proba) <= PROBA_TOLERANCE)
-        if not agrees:
-            logger.warning("the compiled form of %s disagrees with predict(); using predict()", name)
+        if not agreement.passed:
+            logger.warning("the compiled form of %s disagrees with it on probe rows (%s); using predict()",
+                           name, agreement.describe())
             return None
         logger.info("compiled form of %s verified on %d probe rows", name, probes.rows)
         return program
@@ -236,10 +232,6 @@ def load(
     except (storage.StorageError, artifacts.ArtifactError) as exc:
         raise ModelLoadError(f"model {model_uri}: {exc}") from exc
     return ServedModel(estimator=estimator, profile=profile)
-
-
-def _max_difference(a: FloatArray, b: Any) -> float:
-    return float(np.abs(a - np.asarray(b, dtype=np.float64)).max())
 
 
 def _label_key(label: object) -> str:

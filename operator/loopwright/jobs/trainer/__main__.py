@@ -6,9 +6,11 @@ median imputation and scaling; categorical: most-frequent imputation and
 one-hot encoding that ignores unseen values), fits the allow-listed estimator
 with the given params and seed, evaluates it on the hold-out, and writes under
 ``--output-prefix``: ``model.skops``, ``metrics.json``, ``profile.json`` (the
-training features and the hold-out predictions in frozen bins) and
-``result.json`` (sha256 of each file, metrics, library versions, params, seed,
-dataset digest, timings, row counts).
+training features and the hold-out predictions in frozen bins), for the estimators
+:mod:`loopwright.compiled` covers ``model.lwc`` (the compiled form the predictor serves
+without scikit-learn) and ``holdout.lwr`` (the hold-out rows, up to 50,000, that the
+verification Job checks it on), and ``result.json`` (sha256 of each file, metrics,
+library versions, params, seed, dataset digest, timings, row counts).
 
 Exit codes (also in the one-line JSON summary and the termination message):
 0 success; 1 infrastructure or unexpected failure (retrying may help);
@@ -43,6 +45,7 @@ from loopwright.core.profile import Profile, profile_categorical, profile_numeri
 from loopwright.jobs import contract as _job
 from loopwright.jobs import data
 from loopwright.jobs.trainer import scores
+from loopwright.jobs.trainer.compiled import compiled_form, holdout_rows
 
 _MAX_WARNINGS = 10
 
@@ -255,6 +258,11 @@ def run(args: argparse.Namespace) -> int:
             "metrics": ("metrics.json", _job.dumps(evaluation.values)),
             "profile": ("profile.json", _job.dumps(profile.to_wire())),
         }
+    with clock.phase("compile"):
+        compiled, not_compiled = compiled_form(model)
+        if compiled is not None:
+            files["compiled"] = ("model.lwc", compiled)
+            files["holdout"] = ("holdout.lwr", holdout_rows(x_test, schema))
     with clock.phase("write"):
         outputs = {name: _put(storage.join_uri(args.output_prefix, file), payload)
                    for name, (file, payload) in files.items()}
@@ -262,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
     result = {
         "artifacts": outputs,
         "format": artifacts.FORMAT,
+        "notCompiledReason": not_compiled,
         "task": str(task),
         "classes": classes or None,
         "estimator": args.estimator,
