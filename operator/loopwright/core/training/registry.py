@@ -16,6 +16,7 @@ from typing import Any
 from loopwright.api.common import API_VERSION
 from loopwright.api.modelversion import (
     Artifact,
+    CompiledArtifact,
     DatasetLineage,
     Framework,
     Lineage,
@@ -66,10 +67,13 @@ def spec_from_result(
     primary = result.get("primaryMetric")
     versions = {str(k): str(v) for k, v in (result.get("versions") or {}).items()}
     profile = outputs.get("profile") or {}
+    compiled, holdout = outputs.get("compiled"), outputs.get("holdout")
     return ModelVersionSpec(
         model=model,
         version=version,
         artifact=Artifact(uri=outputs["model"]["uri"], sha256=outputs["model"]["sha256"]),
+        compiled=CompiledArtifact(uri=compiled["uri"], sha256=compiled["sha256"], holdout_uri=holdout["uri"],
+                                  holdout_sha256=holdout["sha256"]) if compiled and holdout else None,
         framework=Framework(version=versions["sklearn"]) if "sklearn" in versions else None,
         libraries=versions,
         metrics=metrics,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopwright.api.dataset import DatasetSpec
+from loopwright.api.modelversion import CompiledArtifact
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
 from loopwright.jobs import contract as _job
@@ -160,15 +161,21 @@ def verification_job(
     sha256: str,
     labels: Mapping[str, str],
     settings: JobSettings,
+    compiled: CompiledArtifact | None = None,
 ) -> Manifest:
-    """The Job that proves an artifact exists, has its sha256 and loads with trusted types only.
+    """The Job that proves an artifact exists, has its sha256 and loads with trusted types only,
+    and that its compiled form (if any) answers identically on the hold-out rows.
 
     The load runs in a pod rather than in the operator: the operator does not ship
     scikit-learn, and an artifact's memory use must not count against the operator's.
     """
+    command = ["loopwright-verifier", "--uri", uri, "--sha256", sha256]
+    if compiled is not None:
+        command += ["--compiled-uri", compiled.uri, "--compiled-sha256", compiled.sha256,
+                    "--holdout-uri", compiled.holdout_uri, "--holdout-sha256", compiled.holdout_sha256]
     return _job_manifest(
         namespace=namespace, name=name, owner=owner, labels=labels,
-        command=["loopwright-verifier", "--uri", uri, "--sha256", sha256],
+        command=command,
         settings=settings, secret=settings.credentials_secret,
         backoff_limit=VERIFY_BACKOFF_LIMIT, deadline=VERIFY_DEADLINE_SECONDS,
         ttl=FINISHED_TTL_SECONDS, resources=None)
