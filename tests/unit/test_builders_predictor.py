@@ -122,3 +122,30 @@ def test_service_pdb_and_url() -> None:
         "selector": {"matchLabels": {"loopwright.dev/deployment": "iris"}},
     }
     assert build.url(name="iris", namespace="ml") == "http://iris.ml.svc.cluster.local:80"
+
+
+def test_grpc_port_on_the_pod_and_the_services_while_probes_stay_on_http() -> None:
+    container = _deployment()["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "grpc": 8081}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GRPC_PORT"] == "8081"
+    assert container["readinessProbe"]["httpGet"]["port"] == 8080
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    services = [build.service(owner=OWNER, model="iris"), build.service(owner=OWNER, model="iris", version=3)]
+    for svc in services:
+        grpc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+        assert (grpc["port"], grpc["targetPort"], grpc["appProtocol"]) == (8081, 8081, "kubernetes.io/h2c")
+
+
+def test_the_compiled_model_is_passed_only_when_given() -> None:
+    def env(served: build.Served) -> dict[str, Any]:
+        spec = DeploymentSpec.model_validate({"model": "iris"})
+        d = build.deployment(owner=OWNER, spec=spec, served=served, replicas=1, settings=SETTINGS)
+        return {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert "LOOPWRIGHT_COMPILED_URI" not in env(SERVED)
+    compiled = build.Served(**{**SERVED.__dict__, "compiled": ("s3://loopwright/m.lwc", "c" * 64)})
+    got = env(compiled)
+    assert got["LOOPWRIGHT_COMPILED_URI"] == "s3://loopwright/m.lwc"
+    assert got["LOOPWRIGHT_COMPILED_SHA256"] == "c" * 64
+    assert got["LOOPWRIGHT_MODEL_URI"] == "s3://loopwright/m.skops"  # the skops file stays the record

@@ -3,8 +3,9 @@ Service in front of all of them, a PodDisruptionBudget, and per-version Services
 
 Names are deterministic (``<mld>-v<version>``), so promoting a canary needs no rename:
 the canary's workload simply becomes the stable one. Pods follow the predictor
-contract (environment, ``/v2/health`` probes, ``/metrics`` on the serving port)
-and the restricted Pod Security Standard. S3 credentials reach the pod only by
+contract (environment, ``/v2/health`` probes and ``/metrics`` on the HTTP port, the v2
+gRPC service on its own port, which the Services expose too) and the restricted Pod
+Security Standard. S3 credentials reach the pod only by
 ``secretKeyRef`` to a Secret of the Deployment's namespace, named like the
 operator's ``LOOPWRIGHT_S3_SECRET``.
 """
@@ -29,6 +30,8 @@ from loopwright.operator.builders.common import (
 
 PORT = 8080
 SERVICE_PORT = 80
+GRPC_PORT = 8081
+"""The v2 gRPC port, on the pod and on the Services (KServe's and MLServer's convention)."""
 CONTAINER = "predictor"
 DEPLOYMENT_LABEL = "loopwright.dev/deployment"
 MODEL_LABEL = "loopwright.dev/model"
@@ -49,6 +52,8 @@ class Served:
     artifact_sha256: str
     profile_uri: str
     profile_sha256: str | None
+    compiled: tuple[str, str] | None = None
+    """URI and sha256 of the compiled model, once its verification proved it (served instead)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +110,7 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
         {"name": "LOOPWRIGHT_MODEL_SHA256", "value": served.artifact_sha256},
         {"name": "LOOPWRIGHT_PROFILE_URI", "value": served.profile_uri},
         {"name": "PORT", "value": str(PORT)},
+        {"name": "GRPC_PORT", "value": str(GRPC_PORT)},
         {"name": "LOOPWRIGHT_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)},
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "HOME", "value": "/tmp"},  # noqa: S108 (an emptyDir of the pod)
@@ -112,6 +118,10 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
     ]
     if served.profile_sha256:
         env.append({"name": "LOOPWRIGHT_PROFILE_SHA256", "value": served.profile_sha256})
+    if served.compiled is not None:
+        uri, sha256 = served.compiled
+        env += [{"name": "LOOPWRIGHT_COMPILED_URI", "value": uri},
+                {"name": "LOOPWRIGHT_COMPILED_SHA256", "value": sha256}]
     if spec.capture.fraction > 0:
         prefix = f"s3://{settings.artifact_bucket}/captures/{owner.namespace}/{owner.name}"
         env += [
@@ -144,7 +154,12 @@ def deployment(
         "name": CONTAINER,
         "image": settings.image,
         "command": ["loopwright-predictor"],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
+        # Why a predictor that could not load its model exited, for the Deployment's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "env": _env(served=served, spec=spec, settings=settings, owner=owner),
         "readinessProbe": {
             **probe,
@@ -206,7 +221,11 @@ def service(*, owner: Owner, model: str, version: int | None = None) -> Manifest
         "spec": {
             "type": "ClusterIP",
             "selector": selector(owner.name, version),
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": PORT, "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": PORT, "protocol": "TCP"},
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT, "protocol": "TCP",
+                 "appProtocol": "kubernetes.io/h2c"},
+            ],
         },
     }
 

@@ -43,6 +43,7 @@ from loopwright.core.conditions import READY, Event, Verdict
 from loopwright.core.exposition import PodTarget
 from loopwright.core.profile import FeatureProfile, Profile
 from loopwright.core.rollout import analysis, canary, traffic
+from loopwright.core.training import compiled
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
@@ -522,6 +523,7 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
             artifact_sha256=mv_spec["artifact"]["sha256"],
             profile_uri=mv_spec.get("profileUri", ""),
             profile_sha256=mv_spec.get("profileSha256"),
+            compiled=compiled.servable(mv),
         )
         _apply(
             build.deployment(owner=owner, spec=spec, served=served, replicas=workload.replicas, settings=pods)

@@ -27,7 +27,7 @@ from loopwright.api.kinds import TRAINING_PIPELINE
 from loopwright.api.modelversion import Check, ModelPhase, ModelVersionSpec, ModelVersionStatus
 from loopwright.api.pipeline import PipelineValidation, RunPhase, TrainingPipelineSpec
 from loopwright.core.conditions import READY, Verdict, merge
-from loopwright.core.training import gates
+from loopwright.core.training import compiled, gates
 from loopwright.core.training.runs import job_outcome, termination_summary
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders.common import Owner
@@ -82,9 +82,10 @@ def _sync_once(*, namespace: str, name: str) -> None:
                  [Verdict(type=READY, status=False, reason=INVALID_SPEC, message=str(parsed))])
         return
     spec = parsed
-    artifact = _verify(obj, spec=spec, status=status)
-    if artifact is None:
+    verified = _verify(obj, spec=spec, status=status)
+    if verified is None:
         return
+    artifact, compiled_check = verified
     validation, source = _validation(namespace=namespace, spec=spec)
     incumbent = _incumbent(namespace=namespace, name=name, model=spec.model,
                            alias=validation.champion.alias if validation else "production")
@@ -95,7 +96,7 @@ def _sync_once(*, namespace: str, name: str) -> None:
     validated = verdict.phase == ModelPhase.VALIDATED
     update = {
         "phase": verdict.phase,
-        "checks": [c.to_wire() for c in verdict.checks],
+        "checks": [c.to_wire() for c in (*verdict.checks, *([compiled_check] if compiled_check else []))],
         "champion": verdict.champion.to_wire() if verdict.champion else None,
     }
     verdicts = [
@@ -103,16 +104,21 @@ def _sync_once(*, namespace: str, name: str) -> None:
                 reason="Verified" if artifact.passed else "ArtifactRejected", message=artifact.message),
         Verdict(type=VALIDATED, status=validated, reason=verdict.reason, message=message),
         Verdict(type=READY, status=validated, reason=verdict.reason, message=message),
+        *([compiled.verdict(compiled_check)] if compiled_check else []),
     ]
     _publish(obj, update, verdicts,
              event=("Normal" if validated else "Warning", "Validated" if validated else "Rejected", message))
 
 
-def _verify(obj: Mapping[str, Any], *, spec: ModelVersionSpec, status: ModelVersionStatus) -> Check | None:
-    """The artifact check from the verification Job; None while it runs (the status says so)."""
+def _verify(
+    obj: Mapping[str, Any], *, spec: ModelVersionSpec, status: ModelVersionStatus
+) -> tuple[Check, Check | None] | None:
+    """The artifact check and the compiled check (None: nothing compiled) from the verification
+    Job; None while it runs (the status says so)."""
     verified = status.condition(ARTIFACT_VERIFIED)
     if verified is not None and verified.status == "True":
-        return Check(name="artifact", passed=True, message=verified.message)
+        earlier = next((c for c in status.checks if c.name == compiled.CHECK), None)
+        return Check(name="artifact", passed=True, message=verified.message), earlier
     meta = obj["metadata"]
     job_name = child_name(meta["name"], "verify")
     job = _runtime.read_job(namespace=meta["namespace"], name=job_name)
@@ -120,21 +126,22 @@ def _verify(obj: Mapping[str, Any], *, spec: ModelVersionSpec, status: ModelVers
         manifest = verification_job(
             namespace=meta["namespace"], name=job_name,
             owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=meta["namespace"]),
-            uri=spec.artifact.uri, sha256=spec.artifact.sha256,
+            uri=spec.artifact.uri, sha256=spec.artifact.sha256, compiled=spec.compiled,
             labels={**child_labels(KIND, meta["name"]), "loopwright.dev/model": spec.model},
             settings=_runtime.job_settings())
         job, _ = _runtime.create_job(manifest)
     outcome = job_outcome(job)
     if outcome.phase == RunPhase.SUCCEEDED:
         summary = termination_summary(_runtime.job_pods(job))
-        return Check(name="artifact", passed=True,
-                     message=str(summary.get("message") or f"{spec.artifact.uri}: verified"))
+        artifact = Check(name="artifact", passed=True,
+                         message=str(summary.get("message") or f"{spec.artifact.uri}: verified"))
+        return artifact, compiled.check(summary)
     if outcome.phase == RunPhase.FAILED:
         summary = termination_summary(_runtime.job_pods(job))
         if outcome.reason == "BadData":  # exit 3: the verifier refused the artifact
             return Check(name="artifact", passed=False,
                          message=f"{summary.get('error', 'Rejected')}: "
-                                 f"{summary.get('message', outcome.message)}")
+                                 f"{summary.get('message', outcome.message)}"), None
         message = f"verification Job {job_name} failed ({outcome.reason}): {outcome.message}"
         _publish(obj, {"phase": ModelPhase.FAILED},
                  [Verdict(type=ARTIFACT_VERIFIED, status=ConditionStatus.UNKNOWN, reason="VerificationFailed",
