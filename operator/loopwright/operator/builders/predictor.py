@@ -12,10 +12,12 @@ operator's ``LOOPWRIGHT_S3_SECRET``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from loopwright.api.deployment import DeploymentSpec
+from loopwright.core.conditions import Verdict
 from loopwright.operator.builders.common import (
     ACCESS_KEY,
     SECRET_KEY,
@@ -40,6 +42,8 @@ MODEL_VERSION_LABEL = "loopwright.dev/modelversion"
 DRAIN_SECONDS = 5
 """The predictor keeps serving this long after SIGTERM while endpoints are withdrawn."""
 TERMINATION_GRACE_SECONDS = 30
+MODEL_LOADED = "ModelLoaded"
+"""Condition: whether the predictor pods could load their model (False names the first refusal)."""
 
 @dataclass(frozen=True, kw_only=True)
 class Served:
@@ -242,3 +246,27 @@ def disruption_budget(*, owner: Owner, model: str) -> Manifest:
         "metadata": _metadata(name=owner.name, owner=owner, labels=_base_labels(owner, model)),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner.name)}},
     }
+
+
+def model_loaded(pods: Iterable[Any]) -> Verdict:
+    """The ``ModelLoaded`` condition from a Deployment's predictor pods (kubernetes client objects).
+
+    A predictor that cannot load its model (a corrupt or mismatching compiled artifact, a wrong
+    sha256, a missing object) exits 1 with the reason as its termination message, which the
+    kubelet keeps in the container's ``lastState`` while it restarts it: that reason is what
+    this condition shows, with the version and the pod.
+    """
+    for pod in pods:
+        labels = pod.metadata.labels or {}
+        for status in (pod.status.container_statuses or []) if pod.status else []:
+            if status.name != CONTAINER:
+                continue
+            for state in (status.state, status.last_state):
+                terminated = state.terminated if state is not None else None
+                if terminated is not None and terminated.exit_code == 1 and terminated.message:
+                    message = terminated.message.strip().splitlines()[-1][:900]
+                    return Verdict(type=MODEL_LOADED, status=False, reason="ModelLoadFailed",
+                                   message=f"version {labels.get(VERSION_LABEL, '?')} (pod "
+                                           f"{pod.metadata.name}): {message}")
+    return Verdict(type=MODEL_LOADED, status=True, reason="Loaded",
+                   message="no predictor pod has failed to load its model")

@@ -35,11 +35,12 @@ import kopf
 import kubernetes
 
 from loopwright import storage
+from loopwright.api.common import Condition
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus, TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
 from loopwright.api.kinds import MODEL_VERSION
 from loopwright.api.modelversion import ModelPhase
-from loopwright.core.conditions import READY, Event, Verdict
+from loopwright.core.conditions import READY, Event, Verdict, find, merge
 from loopwright.core.exposition import PodTarget
 from loopwright.core.profile import FeatureProfile, Profile
 from loopwright.core.rollout import analysis, canary, traffic
@@ -191,6 +192,7 @@ class _Observed:
     route: Obj | None = None
     gateway_installed: bool = True
     problems: list[str] = field(default_factory=list)
+    pods: list[Any] = field(default_factory=list)
 
 
 def _read(namespace: str, name: str) -> Obj | None:
@@ -223,7 +225,8 @@ def _observe(obj: Obj, spec: DeploymentSpec, status: DeploymentStatus) -> _Obser
         targets.append(target)
         created[target.uid] = pod.metadata.creation_timestamp
     observed = _Observed(
-        obj=obj, spec=spec, status=status, versions=versions, ready=ready, targets=targets, created=created
+        obj=obj, spec=spec, status=status, versions=versions, ready=ready, targets=targets, created=created,
+        pods=pods,
     )
     if spec.traffic.mode == TrafficMode.GATEWAY_API:
         try:
@@ -421,6 +424,7 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
     )
     plan = canary.plan(world)
     plan.status.url = build.url(name=name, namespace=namespace)
+    _model_loaded(plan, obs, generation=generation, now=now)
     # Every field written, None as null: a merge patch deletes nulls at any depth, whereas a
     # missing key would leave a stale nested value behind (e.g. canary.weightReachedTime).
     new_status = plan.status.model_dump(mode="json", by_alias=True)
@@ -437,6 +441,17 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
     await asyncio.to_thread(_post_events, obj, plan.events)
     await asyncio.to_thread(_converge, obs, plan)
     return plan.wake_in
+
+
+def _model_loaded(plan: canary.Plan, obs: _Observed, *, generation: int, now: datetime) -> None:
+    """Publish why predictor pods could not load their model (a Warning Event when it starts)."""
+    verdict = build.model_loaded(obs.pods)
+    current = [c.to_wire() for c in plan.status.conditions]
+    before = find(current, build.MODEL_LOADED)
+    merged = merge(current, [verdict], generation=generation, now=now)
+    plan.status.conditions = [Condition.model_validate(c) for c in merged]
+    if verdict.status is False and (before is None or before.get("message") != verdict.message):
+        plan.events.append(Event(type="Warning", reason=verdict.reason, message=verdict.message))
 
 
 def _target(obs: _Observed, *, generation: int) -> canary.Target:
