@@ -26,7 +26,7 @@ import uvicorn
 
 from loopwright import termination
 from loopwright.serving import model
-from loopwright.serving.app import PredictorApp, Service
+from loopwright.serving.app import PredictorApp
 from loopwright.serving.settings import Settings, SettingsError
 
 logger = logging.getLogger("loopwright.serving")
@@ -74,12 +74,11 @@ def main() -> None:
             compiled_sha256=settings.compiled_sha256,
         )
 
-    services: list[Service] = []
-    app = PredictorApp(settings=settings, loader=load, services=services)
+    app = PredictorApp(settings=settings, loader=load)
     if settings.grpc_port:
         from loopwright.serving.grpc_server import GrpcServer  # noqa: PLC0415 - only when gRPC is on
 
-        services.append(GrpcServer(app.plane, host=settings.host, port=settings.grpc_port))
+        app.services.append(GrpcServer(app.plane, host=settings.host, port=settings.grpc_port))
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -11,10 +11,11 @@ anything else is a 500 that logs its traceback, so a 5xx always means a bug or a
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 import orjson
@@ -57,15 +58,9 @@ class Service(Protocol):
 class PredictorApp:
     """The ASGI application over one :class:`DataPlane` (``app.plane``)."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        loader: Callable[[], ServedModel] | None = None,
-        services: Sequence[Service] = (),
-    ) -> None:
+    def __init__(self, *, settings: Settings, loader: Callable[[], ServedModel] | None = None) -> None:
         self.plane = DataPlane(settings=settings, loader=loader)
-        self.services = list(services)
+        self.services: list[Service] = []
         name = settings.model_name
         self._v2_prefixes = (f"/v2/models/{name}", f"/v2/models/{name}/versions/{settings.model_version}")
 
@@ -310,10 +305,16 @@ async def _receive(receive: Receive, limit: int) -> bytes:
 
 
 def _parse(body: bytes) -> Any:
+    """The JSON body. Python clients (Triton's among them) write a missing float as ``NaN``, which
+    strict JSON and orjson refuse: such a body is read again by the standard library, which takes
+    NaN (then a missing value, for nullable features) and Infinity (then refused as not finite)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"malformed JSON: {exc}") from None
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise RequestError(400, f"malformed JSON: {exc}") from None
 
 
 async def _respond(

@@ -115,10 +115,10 @@ class _Service:
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=version(), extensions=list(EXTENSIONS))
 
     async def model_ready(self, request: Any, context: Context) -> Any:
-        if not self.plane.model_path_known(request.name, request.version):
-            return _fail(context, 404, self.plane.unknown_model(_path(request.name, request.version)),
-                         pb.ModelReadyResponse())
-        return pb.ModelReadyResponse(ready=self.plane.ready)
+        # A model this server does not serve is simply not ready (HTTP answers 404, which v2
+        # clients read as "not ready" as well).
+        known = self.plane.model_path_known(request.name, request.version)
+        return pb.ModelReadyResponse(ready=known and self.plane.ready)
 
     async def model_metadata(self, request: Any, context: Context) -> Any:
         plane = self.plane
@@ -169,7 +169,7 @@ def _fail(context: Context, status: int, message: str, empty: Any) -> Any:
 
 
 def _path(name: str, version: str) -> str:
-    return f"model {name!r}" + (f" version {version!r}" if version else "")
+    return repr(name) + (f" version {version!r}" if version else "")
 
 
 def _request_doc(request: Any) -> dict[str, Any]:
