@@ -24,7 +24,7 @@ CLUSTER_SCRIPT := tests/cluster/cluster.py
 comma := ,
 KOPF_NAMESPACES = $(if $(strip $(LOOPWRIGHT_NAMESPACES)),$(foreach ns,$(subst $(comma), ,$(LOOPWRIGHT_NAMESPACES)),--namespace=$(ns)),--all-namespaces)
 
-.PHONY: help install test lint crds apply-crds run demo cluster-up cluster-down bench
+.PHONY: help install proto test lint crds apply-crds run demo cluster-up cluster-down bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ install: ## Create .venv and install Loopwright with every role and the dev tool
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip check
+
+proto: | $(PY) ## Regenerate the gRPC messages from operator/loopwright/**/*.proto (setup.py; make install does it too).
+	$(PY) -m pip install --quiet --no-deps -e .
 
 # A fresh clone has no .venv: create it on first use, so `make test` is the only setup step.
 $(PY):
