@@ -22,7 +22,7 @@ from loopwright import storage
 from loopwright.api.schema import DatasetSchema
 from loopwright.compiled import compiler, container, rows
 from loopwright.compiled.agreement import TOLERANCE, compare
-from loopwright.compiled.program import MissingValueError, Program, ProgramError
+from loopwright.compiled.program import InputError, MissingValueError, Program, ProgramError
 from loopwright.core import estimators
 from loopwright.jobs.trainer.__main__ import _pipeline
 
@@ -147,6 +147,17 @@ def test_a_bare_linear_model_refuses_missing_values_like_scikit_learn() -> None:
     program.bind(["x0", "x1", "x2"])
     with pytest.raises(MissingValueError, match="NaN"):
         program.evaluate(np.array([[0.0, np.nan, 1.0]]), {}, proba=False)
+
+
+def test_a_value_beyond_float32_is_refused_by_trees_as_by_scikit_learn() -> None:
+    model = _bare("RandomForestClassifier")
+    program = compiler.program(model)
+    program.bind(["x0", "x1", "x2"])
+    huge = np.array([[1e300, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="too large"):
+        model.predict(huge)
+    with pytest.raises(InputError, match="too large"):
+        program.evaluate(huge, {}, proba=False)
 
 
 def test_what_is_not_covered_says_why() -> None:

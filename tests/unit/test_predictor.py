@@ -233,7 +233,7 @@ async def test_v1_predict_with_named_features(lr: Any) -> None:
 )
 def test_fast_path_is_verified_and_identical(estimator: Any, task: TaskType) -> None:
     served = _served(estimator, task=task)
-    assert served.fast_path
+    assert served.form == "skops-compiled"
     x, _ = _data(n=300, seed=7)
     got = served.predict(Batch(rows=len(x), numeric=x, categorical={}))[0].labels
     np.testing.assert_array_equal(got, estimator.predict(x))
@@ -246,7 +246,7 @@ def test_fast_path_falls_back_when_the_replay_disagrees() -> None:
     # An estimator whose predict() is not what its parameters say: the probe check must notice.
     est.predict = lambda rows: np.zeros(len(rows), dtype=np.int64)  # type: ignore[method-assign]
     served = ServedModel(estimator=est, profile=profile)
-    assert not served.fast_path
+    assert served.form == "skops"
     got = served.predict(Batch(rows=3, numeric=np.array(ROWS), categorical={}))[0].labels
     assert got.tolist() == [0, 0, 0]
 
@@ -544,7 +544,7 @@ def _mixed_served(model: Any, *, sparse_threshold: float) -> tuple[ServedModel, 
 def test_trainer_pipeline_replay_matches_the_pipeline(model: Any, sparse_threshold: float) -> None:
     served, pipeline = _mixed_served(model, sparse_threshold=sparse_threshold)
     assert served.estimator is pipeline
-    assert served.fast_path
+    assert served.form == "skops-compiled"
     assert pipeline.steps[0][1].sparse_output_ == (sparse_threshold > 0)
     frame = _mixed_frame(300, 5, unseen=True)
     batch = Batch(

@@ -226,6 +226,8 @@ def test_grpc_requests_count_in_the_same_metrics(server: Server) -> None:
         client.infer("credit", _age_as_text(grpcclient, _rows()))
     assert count("200") == before_ok + 1
     assert count("422") == before_bad + 1
+    text = httpx.get(f"http://127.0.0.1:{server.http}/metrics").text
+    assert 'loopwright_predictor_model_info{model="credit",version="4",form="compiled"} 1' in text
 
 
 def test_serving_a_compiled_model_imports_no_scikit_learn_scipy_or_pandas(

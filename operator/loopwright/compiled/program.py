@@ -42,6 +42,7 @@ FORMAT = 1
 FloatArray = npt.NDArray[np.float64]
 _LINKS = frozenset({"identity", "expit", "expit2", "exp", "softmax"})
 _DECISIONS = frozenset({"argmax", "gt0", "ge0", "value"})
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _CLASS_KINDS = {"str": object, "int": np.int64, "float": np.float64, "bool": np.bool_}
 
 
@@ -49,8 +50,12 @@ class ProgramError(Exception):
     """The compiled model is malformed or does not fit the schema it is served with."""
 
 
-class MissingValueError(ValueError):
-    """A missing value reached a model that does not accept them (scikit-learn refuses them too)."""
+class InputError(ValueError):
+    """Input the model cannot take, which scikit-learn refuses too (a 422 when serving)."""
+
+
+class MissingValueError(InputError):
+    """A missing value reached a model that does not accept them."""
 
 
 class Program:
@@ -152,21 +157,30 @@ class Program:
         self._bound = True
 
     def evaluate(
-        self, numeric: FloatArray, categorical: Mapping[str, Sequence[str | None]], *, proba: bool
+        self,
+        numeric: FloatArray,
+        categorical: Mapping[str, Sequence[str | None]],
+        *,
+        proba: bool,
+        missing: bool = True,
     ) -> tuple[npt.NDArray[Any], FloatArray | None]:
-        """Class indices (or regression values) and, with ``proba``, class probabilities."""
+        """Class indices (or regression values) and, with ``proba``, class probabilities.
+
+        ``missing=False`` promises that ``numeric`` holds no NaN (the caller checked), which
+        spares the scans for it.
+        """
         if not self._bound:
             raise ProgramError("bind() the program to the schema's numeric columns first")
         x = numeric if self._columns is None else numeric[:, self._columns]
         if self._preprocess is not None:
-            x = self._preprocess.transform(x, categorical)
-            sparse = self._preprocess.sparse
+            x = self._preprocess.transform(x, categorical, missing=missing)
+            sparse, missing = self._preprocess.sparse, False
         else:
             sparse = False
-        if self.missing == "reject" and np.isnan(x).any():
-            raise MissingValueError(
-                f"Input X contains NaN; {self.estimator} does not accept missing values")
-        scores = self._model.scores(x, sparse=sparse)
+            if missing and self.missing == "reject" and np.isnan(x).any():
+                raise MissingValueError(
+                    f"Input X contains NaN; {self.estimator} does not accept missing values")
+        scores = self._model.scores(x, sparse=sparse, missing=missing)
         labels = self._decide(scores)
         return labels, (self._probabilities(scores) if proba else None)
 
@@ -232,7 +246,9 @@ class _Preprocess:
         _require(tuple(numeric_used) == numeric and tuple(categorical_used) == categorical,
                  "the preprocessing blocks must read exactly the declared inputs, in order")
 
-    def transform(self, x: FloatArray, categorical: Mapping[str, Sequence[str | None]]) -> FloatArray:
+    def transform(
+        self, x: FloatArray, categorical: Mapping[str, Sequence[str | None]], *, missing: bool
+    ) -> FloatArray:
         rows = x.shape[0]
         parts: list[FloatArray] = []
         start = 0
@@ -241,7 +257,7 @@ class _Preprocess:
                 columns, fill, mean, scale = block
                 part = x[:, start : start + len(columns)]
                 start += len(columns)
-                if np.isnan(part).any():
+                if missing and np.isnan(part).any():
                     part = np.where(np.isnan(part), fill, part)
                 # StandardScaler.transform: X -= mean_; X /= scale_ (the same IEEE operations).
                 if mean is not None:
@@ -274,7 +290,7 @@ class _Linear:
         _require(self._intercept.shape in ((), (self.outputs,)), "intercept does not match coef")
         self._coef_t = self._coef if coef.ndim == 1 else self._coef.T
 
-    def scores(self, x: FloatArray, *, sparse: bool) -> FloatArray:
+    def scores(self, x: FloatArray, *, sparse: bool, missing: bool) -> FloatArray:
         if sparse:
             # scipy's CSR product: each output starts at 0 and adds a_ij * w_j in column order
             # (zero entries add nothing but a signed zero, which no label or probability sees).
@@ -323,15 +339,21 @@ class _Trees:
             _require(value.shape == (nodes,), "boosting values must be one per node")
             self._value = value
 
-    def scores(self, x: FloatArray, *, sparse: bool) -> FloatArray:
+    def scores(self, x: FloatArray, *, sparse: bool, missing: bool) -> FloatArray:
         rows = x.shape[0]
         # scikit-learn's trees compare float32 inputs (histogram boosting: float64) with
-        # float64 thresholds; NaN goes where the node's missing branch does.
-        xc = x.astype(np.float32).astype(np.float64) if self._cast == "float32" else x
+        # float64 thresholds; NaN goes where the node's missing branch does. A value beyond
+        # float32's range is refused, as scikit-learn's input validation refuses it.
+        if self._cast == "float32":
+            if x.size and float(np.nanmax(np.abs(x), initial=0.0)) > _FLOAT32_MAX:
+                raise InputError("Input X contains a value too large for dtype('float32')")
+            xc = x.astype(np.float32).astype(np.float64)
+        else:
+            xc = x
         flat = xc.ravel()
         base = np.arange(rows, dtype=np.intp) * self.width
         node = np.repeat(self._root[:, None], rows, axis=1)
-        missing = bool(np.isnan(flat).any())
+        missing = missing and bool(np.isnan(flat).any())
         for _ in range(self._depth):
             v = flat[base + self._feature[node]]
             go_left = v <= self._threshold[node]

@@ -220,12 +220,19 @@ def _encode(result: InferResult, plane: DataPlane, doc: dict[str, Any]) -> tuple
     An output is binary when asked for (``"binary_data": true``), or all are with the request's
     ``"binary_data_output": true``; otherwise the whole answer is JSON.
     """
+    s = plane.settings
+    head = {"model_name": s.model_name, "model_version": s.model_version, "id": result.id}
     params = doc.get("parameters")
     every = isinstance(params, dict) and params.get("binary_data_output") is True
+    requested = doc.get("outputs")
     wanted = {
-        o["name"] for o in doc.get("outputs") or ()
+        o["name"] for o in requested
         if isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
-    }
+    } if requested else ()
+    if not every and not wanted:  # plain JSON, the common case
+        plain = [{"name": o.name, "shape": o.shape, "datatype": o.datatype, "data": o.data}
+                 for o in result.outputs]
+        return orjson.dumps({**head, "outputs": plain}, option=_NUMPY), None
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for o in result.outputs:
@@ -237,11 +244,7 @@ def _encode(result: InferResult, plane: DataPlane, doc: dict[str, Any]) -> tuple
         else:
             entry["data"] = o.data
         outputs.append(entry)
-    s = plane.settings
-    head = {"model_name": s.model_name, "model_version": s.model_version, "id": result.id}
     header = orjson.dumps({**head, "outputs": outputs}, option=_NUMPY)
-    if not chunks:
-        return header, None
     return header + b"".join(chunks), len(header)
 
 

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy.typing as npt
 import orjson
@@ -42,8 +42,7 @@ class UnavailableError(Exception):
     """No model loaded (yet): 503 / UNAVAILABLE, the one server-side answer that is not a bug."""
 
 
-@dataclass(frozen=True)
-class Output:
+class Output(NamedTuple):
     """One output tensor: numeric elements as an array, BYTES elements as a list of str."""
 
     name: str
@@ -52,8 +51,7 @@ class Output:
     data: npt.NDArray[Any] | list[str]
 
 
-@dataclass(frozen=True)
-class InferResult:
+class InferResult(NamedTuple):
     id: str
     outputs: list[Output]
 
@@ -101,7 +99,7 @@ class DataPlane:
         self.served = _Served(
             model=model,
             metrics=Metrics(model=s.model_name, version=s.model_version, features=model.features,
-                            prediction=model.prediction_profile),
+                            prediction=model.prediction_profile, form=model.form),
             store=PredictionStore(capacity=s.feedback_capacity),
             capture=capture,
             metadata=self._metadata(model),
@@ -141,9 +139,8 @@ class DataPlane:
             gc.collect()
             gc.freeze()
             s = self.settings
-            form = "compiled" if model.compiled else f"skops, compiled in process: {model.fast_path}"
-            logger.info("model %s version %s loaded in %.2fs (%s)",
-                        s.model_name, s.model_version, time.monotonic() - started, form)
+            logger.info("model %s version %s loaded in %.2fs (form: %s)",
+                        s.model_name, s.model_version, time.monotonic() - started, model.form)
             return
         logger.error("cannot serve the model: %s", self.load_error)
         self.on_fatal()
@@ -258,7 +255,7 @@ class DataPlane:
             "inputs": inputs,
             "outputs": outputs,
             "parameters": {"task": str(model.task), "feature_order": ",".join(model.decoder.names),
-                           "form": "compiled" if model.compiled else "skops"},
+                           "form": model.form},
         }
 
 

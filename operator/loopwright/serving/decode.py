@@ -262,7 +262,7 @@ def _tensor(raw: Any, index: int) -> _Tensor:
             400, f"input {name!r}: unknown datatype {datatype!r}; expected one of {sorted(DATATYPES)}"
         )
     data = raw.get("data")
-    if not isinstance(data, list | np.ndarray):  # an array: binary data, already decoded
+    if not isinstance(data, (list, np.ndarray)):
         raise RequestError(400, f"input {name!r}: 'data' must be a list")
     return _Tensor(name=name, shape=shape, datatype=datatype, data=data)
 

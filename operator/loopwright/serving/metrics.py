@@ -41,9 +41,12 @@ class Metrics:
         version: str,
         features: Sequence[tuple[str, FeatureProfile]],
         prediction: FeatureProfile | None,
+        form: str | None = None,
     ) -> None:
-        """``features`` are the reference profiles of the schema's features (numeric ones first)."""
+        """``features`` are the reference profiles of the schema's features (numeric ones first);
+        ``form`` says what answers (compiled, skops-compiled or skops), exported as an info metric."""
         self._base = f'model="{_escape(model)}",version="{_escape(version)}"'
+        self.form = form
         self._codes: dict[int, int] = {}
         self._durations = [0] * (len(DURATION_BUCKETS) + 1)
         self._duration_sum = 0.0
@@ -164,6 +167,11 @@ class Metrics:
             "prediction_bin_total", "counter", "Predictions per reference bin of the training profile."
         )
         out.extend(f'{m}{{{b},bin="{i}"}} {n}\n' for i, n in enumerate(self._prediction_bins.tolist()))
+
+        if self.form is not None:
+            m = family("model_info", "gauge", "What answers: compiled (numpy only), skops-compiled "
+                       "(its compiled form, proven at load) or skops (scikit-learn's predict).")
+            out.append(f'{m}{{{b},form="{_escape(self.form)}"}} 1\n')
 
         for name, doc, value in (
             ("predictions_total", "Rows predicted.", self.predictions),

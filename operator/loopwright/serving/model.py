@@ -28,7 +28,7 @@ from loopwright import artifacts, storage
 from loopwright.api.schema import TaskType
 from loopwright.compiled import compiler, container
 from loopwright.compiled.agreement import compare, estimator_input
-from loopwright.compiled.program import MissingValueError, Program, ProgramError
+from loopwright.compiled.program import InputError, Program, ProgramError
 from loopwright.core.profile import FeatureKind, FeatureProfile, Profile
 from loopwright.serving.decode import Batch, Decoder, FloatArray, RequestError
 
@@ -93,9 +93,12 @@ class ServedModel:
         self._program = program if program is not None else self._verified_fast_path()
 
     @property
-    def fast_path(self) -> bool:
-        """Whether predictions come from a compiled program (loaded, or built and proven here)."""
-        return self._program is not None
+    def form(self) -> str:
+        """What answers: ``compiled`` (the compiled artifact), ``skops-compiled`` (the skops model's
+        compiled form, proven at load) or ``skops`` (scikit-learn's own methods)."""
+        if self.compiled:
+            return "compiled"
+        return "skops-compiled" if self._program is not None else "skops"
 
     def predict(self, batch: Batch, *, proba: bool = False) -> tuple[Prediction, FloatArray | None]:
         """Predictions and, with ``proba`` (classifiers only), class probabilities."""
@@ -123,8 +126,9 @@ class ServedModel:
         if self._program is None:
             return None
         try:
-            return self._program.evaluate(batch.numeric, batch.categorical, proba=proba)
-        except MissingValueError as exc:
+            return self._program.evaluate(batch.numeric, batch.categorical, proba=proba,
+                                          missing=batch.missing_numeric)
+        except InputError as exc:
             if self.compiled:
                 raise RequestError(422, f"the model rejected the input: {exc}") from None
             return None  # the estimator's own validation words the 422
