@@ -35,7 +35,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ class Start:
     server: str
     ready_s: list[float]
     rss_ready_mb: list[float]
+    cpu_ready_s: list[float] = field(default_factory=list)
     rss_loaded_mb: float | None = None
 
 
@@ -86,6 +87,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of unmeasured load first")
     parser.add_argument("--starts", type=int, default=5, help="starts per server and model (default 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per measurement (default 3)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 s runs and 2 starts, for trying the script")
     parser.add_argument("--models", default="lr,rf,lr-pipeline", help="comma list (default: all three)")
     parser.add_argument("--no-mlserver", action="store_true", help="only the Loopwright predictors")
@@ -121,19 +125,25 @@ def main() -> None:
                         for w in (1, 0)
                     ]
                 answers: dict[str, Any] = {}
-                for label, start in servers:
-                    boot = Start(name, label, [], [])
-                    for _ in range(starts - 1):  # cold starts first; the last one also serves the load
+                # Starts interleaved across servers, so a change in the machine's load hits all alike.
+                model_boots = {label: Start(name, label, [], []) for label, _ in servers}
+                for _ in range(starts):
+                    for label, start in servers:
                         with start() as running:
-                            boot.ready_s.append(running.ready_seconds)
-                            boot.rss_ready_mb.append(running.rss_ready_mb)
-                    with start() as running:
-                        boot.ready_s.append(running.ready_seconds)
-                        boot.rss_ready_mb.append(running.rss_ready_mb)
-                        answers[label] = _predict_once(running, name, served)
-                        loads += _load(wrk, ghz, protoset, lua, running, name, served, duration, args.warmup)
-                        boot.rss_loaded_mb = running.rss_mb()
-                    boots.append(boot)
+                            model_boots[label].ready_s.append(running.ready_seconds)
+                            model_boots[label].rss_ready_mb.append(running.rss_ready_mb)
+                            model_boots[label].cpu_ready_s.append(running.cpu_ready_seconds)
+                # Then every server runs at once (idle while another is measured) and each
+                # measurement alternates between them in rounds; medians are reported.
+                with contextlib.ExitStack() as stack:
+                    running_all = [stack.enter_context(start()) for _, start in servers]
+                    for running in running_all:
+                        answers[running.label] = _predict_once(running, name, served)
+                    runs = {r.label: _runs(wrk, ghz, protoset, lua, r, name, served) for r in running_all}
+                    loads += _measure(runs, name, duration=duration, warmup=args.warmup, rounds=args.rounds)
+                    for running in running_all:
+                        model_boots[running.label].rss_loaded_mb = running.rss_mb()
+                boots += model_boots.values()
                 if len({json.dumps(a) for a in answers.values()}) != 1:
                     print(f"WARNING: servers disagree on the prediction for {name}: {answers}", flush=True)
                 context[f"prediction ({name})"] = json.dumps(answers)
@@ -151,46 +161,54 @@ def main() -> None:
     print(report)
 
 
-def _load(
-    wrk: str,
-    ghz: str | None,
-    protoset: Path,
-    lua: Path,
-    running: ps.Running,
-    name: str,
-    served: ps.Served,
-    duration: int,
-    warmup: int,
-) -> list[Load]:
-    out: list[Load] = []
+Run = Callable[[int, int], tuple[float, float, float, int]]
+
+
+def _runs(
+    wrk: str, ghz: str | None, protoset: Path, lua: Path, running: ps.Running, name: str, served: ps.Served
+) -> dict[str, Run]:
+    """The load generators that apply to one server: protocol -> run(clients, seconds)."""
     url = f"http://127.0.0.1:{running.http}/v2/models/{name}/infer"
-    runs: list[tuple[str, Callable[[int, int], tuple[float, float, float, int]]]] = [
-        ("http json", lambda c, s: _wrk(wrk, url, lua, served.json_body, "application/json", "", c, s)),
-    ]
+    json_body = served.json_body
+    runs: dict[str, Run] = {
+        "http json": lambda c, s: _wrk(wrk, url, lua, json_body, "application/json", "", c, s),
+    }
     if running.label == OURS and served.binary_body is not None:
         body, length = served.binary_body, str(served.binary_header_length)
-        runs.append(
-            ("http binary", lambda c, s: _wrk(wrk, url, lua, body, "application/octet-stream", length, c, s))
-        )
-    if (
-        running.grpc is not None
-        and ghz is not None
-        and served.grpc_body is not None
-        and running.label != TODAY
-    ):
-        target = f"127.0.0.1:{running.grpc}"
-        grpc_body = served.grpc_body
-        runs.append(("grpc", lambda c, s: _ghz(ghz, protoset, target, grpc_body, c, s)))
-    for protocol, run in runs:
-        run(32, warmup)
+        runs["http binary"] = lambda c, s: _wrk(wrk, url, lua, body, "application/octet-stream", length, c, s)
+    if running.grpc is not None and ghz is not None and served.grpc_body is not None:
+        target, grpc_body = f"127.0.0.1:{running.grpc}", served.grpc_body
+        runs["grpc"] = lambda c, s: _ghz(ghz, protoset, target, grpc_body, c, s)
+    return runs
+
+
+def _measure(
+    runs: dict[str, dict[str, Run]], name: str, *, duration: int, warmup: int, rounds: int
+) -> list[Load]:
+    """Every (protocol, clients) cell: ``rounds`` rounds alternating between the servers."""
+    out: list[Load] = []
+    protocols = sorted({p for by_protocol in runs.values() for p in by_protocol})
+    for protocol in protocols:
+        servers = [label for label, by_protocol in runs.items() if protocol in by_protocol]
+        for label in servers:
+            runs[label][protocol](32, warmup)
         for c in CONCURRENCY:
-            rps, p50, p99, errors = run(c, duration)
-            out.append(Load(name, running.label, protocol, c, rps, p50, p99, errors))
-            print(
-                f"{name:11} {running.label:20} {protocol:11} c={c:<3} {rps:9.0f} req/s p50 {p50:7.2f} ms "
-                f"p99 {p99:7.2f} ms errors {errors}",
-                flush=True,
-            )
+            samples: dict[str, list[tuple[float, float, float, int]]] = {label: [] for label in servers}
+            for _ in range(rounds):
+                for label in servers:
+                    samples[label].append(runs[label][protocol](c, max(1, round(duration / rounds))))
+            for label in servers:
+                got = samples[label]
+                rps = statistics.median(g[0] for g in got)
+                p50 = statistics.median(g[1] for g in got)
+                p99 = statistics.median(g[2] for g in got)
+                errors = sum(g[3] for g in got)
+                out.append(Load(name, label, protocol, c, rps, p50, p99, errors))
+                print(
+                    f"{name:11} {label:20} {protocol:11} c={c:<3} {rps:9.0f} req/s p50 {p50:7.2f} ms "
+                    f"p99 {p99:7.2f} ms errors {errors}",
+                    flush=True,
+                )
     return out
 
 
@@ -398,17 +416,19 @@ def _report(
         "",
         "## Start and memory",
         "",
-        f"Process start to readiness 200 (median of {starts}, min-max), resident memory of the process tree "
-        "at that moment (median) and after the load runs.",
+        f"Process start to readiness 200 (median of {starts} starts, interleaved across servers, and "
+        "min-max), the CPU time the process tree spent until then (independent of what else loads the "
+        "machine), its resident memory at that moment (median) and after the load runs.",
         "",
-        "| model | server | ready s (median) | min-max | RSS at ready MB | RSS after load MB |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | server | ready s (median) | min-max | CPU s to ready | RSS at ready MB "
+        "| RSS after load MB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for b in boots:
         lines.append(
             f"| {b.model} | {b.server} | {statistics.median(b.ready_s):.3f} | {min(b.ready_s):.3f}-"
-            f"{max(b.ready_s):.3f} | {statistics.median(b.rss_ready_mb):.1f} | "
-            f"{b.rss_loaded_mb or 0:.1f} |"
+            f"{max(b.ready_s):.3f} | {statistics.median(b.cpu_ready_s):.2f} | "
+            f"{statistics.median(b.rss_ready_mb):.1f} | {b.rss_loaded_mb or 0:.1f} |"
         )
     lines += [
         "",

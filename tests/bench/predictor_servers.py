@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class Running:
     grpc: int | None
     ready_seconds: float
     rss_ready_mb: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu_ready_seconds: float
 
     def rss_mb(self) -> float:
         return tree_rss_mb(self.proc.pid)
@@ -221,22 +221,40 @@ def free_port() -> int:
         return port
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (MLServer runs worker processes)."""
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (MLServer runs worker processes)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        found.append(p)
         todo += children.get(p, [])
+    return found
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of the process tree, from /proc."""
+    total = 0
+    for p in _tree(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     return total / 1024
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of the process tree so far, from /proc."""
+    ticks = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -360,7 +378,8 @@ def _process(
         )
         try:
             seconds = _wait_ready(ready, proc, log, started)
-            yield Running(label, proc, http, grpc, seconds, tree_rss_mb(proc.pid))
+            rss, cpu = tree_rss_mb(proc.pid), tree_cpu_seconds(proc.pid)
+            yield Running(label, proc, http, grpc, seconds, rss, cpu)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)

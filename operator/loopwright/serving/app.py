@@ -269,7 +269,14 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes,
                 raise RequestError(400, "Inference-Header-Content-Length must be a non-negative integer")
         elif name == b"content-encoding":
             encoding = value.strip().lower()
-    body = await _receive(receive, limit)
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise _DisconnectedError
+    body: bytes = message.get("body", b"")
+    if message.get("more_body", False):
+        body = await _receive_rest(receive, body, limit)
+    elif len(body) > limit:
+        raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
     if encoding in (b"", b"identity"):
         return body, header_length
     if encoding not in (b"gzip", b"deflate"):
@@ -284,18 +291,12 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes,
     return plain, header_length
 
 
-async def _receive(receive: Receive, limit: int) -> bytes:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise _DisconnectedError
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body", False):
+async def _receive_rest(receive: Receive, first: bytes, limit: int) -> bytes:
+    """A body that comes in several messages, ``first`` being the first one's."""
+    chunks = [first]
+    size = len(first)
+    more = True
+    while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _DisconnectedError
@@ -304,6 +305,7 @@ async def _receive(receive: Receive, limit: int) -> bytes:
         if size > limit:
             raise RequestError(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+        more = message.get("more_body", False)
     return b"".join(chunks)
 
 
