@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import comparison_venv
 import numpy as np
 import pandas as pd
 
@@ -153,21 +153,6 @@ def _ours(profile: Profile, columns: dict[str, object]) -> tuple[float, float, s
     return binned - started, time.perf_counter() - binned, report
 
 
-def _ensure_evidently() -> str | None:
-    """Create the Evidently venv if needed; returns the install error, or None when usable."""
-    pip = EVIDENTLY_VENV / "bin" / "pip"
-    steps = [[str(pip), "install", "-q", *EVIDENTLY_PACKAGES]]
-    if not pip.exists():
-        print(f"creating {EVIDENTLY_VENV} with {' '.join(EVIDENTLY_PACKAGES)}", flush=True)
-        python = shutil.which("python3.11") or sys.executable
-        steps.insert(0, [python, "-m", "venv", str(EVIDENTLY_VENV)])
-    for step in steps:
-        proc = subprocess.run(step, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            return f"`{' '.join(step)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-    return None
-
-
 def _evidently(ref: pd.DataFrame, cur: pd.DataFrame, work: Path) -> dict[str, object]:
     ref.to_parquet(work / "ref.parquet")
     cur.to_parquet(work / "cur.parquet")
@@ -190,7 +175,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    error = _ensure_evidently()
+    error = comparison_venv.ensure(EVIDENTLY_VENV, EVIDENTLY_PACKAGES)
     if error:
         raise SystemExit(error)
 

@@ -27,8 +27,6 @@ import contextlib
 import json
 import os
 import platform
-import re
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -39,24 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import comparison_venv
+import load_generators as load
 import predictor_servers as ps
 
 REPORT = ps.REPO / "reports" / "bench-predictor.md"
 CONCURRENCY = (1, 32)
-GHZ_VERSION = "v0.93.0"
-GHZ = Path.home() / ".cache" / "loopwright" / f"ghz-{GHZ_VERSION}" / "ghz"
 # The design brief's numbers to beat.
 TARGET_RATIO = {"lr": 10.0, "rf": 30.0}
 TARGET_P99_MS = 5.0
 TARGET_READY_S = 0.5
 TARGET_RSS_MB = 100.0
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
-local length = os.getenv("BENCH_HEADER_LENGTH")
-if length ~= "" then wrk.headers["Inference-Header-Content-Length"] = length end
-wrk.body = io.open(os.getenv("BENCH_BODY_FILE"), "rb"):read("*a")
-"""
 OURS, TODAY, MLSERVER = "loopwright", f"loopwright {ps.BASELINE}", "mlserver"
 
 
@@ -95,8 +86,12 @@ def main() -> None:
     parser.add_argument("--no-mlserver", action="store_true", help="only the Loopwright predictors")
     args = parser.parse_args()
     duration, starts = (3, 2) if args.quick else (args.duration, args.starts)
-    wrk, ghz = _ensure_wrk(), _ensure_ghz()
-    mlserver_error = "skipped (--no-mlserver)" if args.no_mlserver else ps.ensure_mlserver()
+    wrk, ghz = load.ensure_wrk(), load.ensure_ghz()
+    mlserver_error = (
+        "skipped (--no-mlserver)"
+        if args.no_mlserver
+        else comparison_venv.ensure(ps.MLSERVER_VENV, ps.MLSERVER_PACKAGES)
+    )
     started, context = time.strftime("%Y-%m-%d %H:%M:%S %Z"), _context()
     loads: list[Load] = []
     boots: list[Start] = []
@@ -104,8 +99,8 @@ def main() -> None:
         work = Path(tmp)
         models = ps.train(work)
         lua = work / "post.lua"
-        lua.write_text(LUA)
-        protoset = ps.protoset(work / "v2.protoset")
+        lua.write_text(load.LUA)
+        protoset = load.protoset(work / "v2.protoset")
         with ps.baseline_checkout(work) as baseline:
             for name, served in models.items():
                 if name not in args.models.split(","):
@@ -171,14 +166,15 @@ def _runs(
     url = f"http://127.0.0.1:{running.http}/v2/models/{name}/infer"
     json_body = served.json_body
     runs: dict[str, Run] = {
-        "http json": lambda c, s: _wrk(wrk, url, lua, json_body, "application/json", "", c, s),
+        "http json": lambda c, s: load.wrk(wrk, url, lua, json_body, "application/json", "", c, s),
     }
     if running.label == OURS and served.binary_body is not None:
         body, length = served.binary_body, str(served.binary_header_length)
-        runs["http binary"] = lambda c, s: _wrk(wrk, url, lua, body, "application/octet-stream", length, c, s)
+        octets = "application/octet-stream"
+        runs["http binary"] = lambda c, s: load.wrk(wrk, url, lua, body, octets, length, c, s)
     if running.grpc is not None and ghz is not None and served.grpc_body is not None:
         target, grpc_body = f"127.0.0.1:{running.grpc}", served.grpc_body
-        runs["grpc"] = lambda c, s: _ghz(ghz, protoset, target, grpc_body, c, s)
+        runs["grpc"] = lambda c, s: load.ghz(ghz, protoset, target, grpc_body, c, s)
     return runs
 
 
@@ -224,147 +220,6 @@ def _predict_once(running: ps.Running, name: str, served: ps.Served) -> object:
 
 
 # -- load generators -----------------------------------------------------------------------------------
-
-
-def _ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("installing wrk (apt-get install -y wrk)", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("wrk") or _fail("wrk is not installed and apt-get could not install it")
-
-
-def _ensure_ghz() -> str | None:
-    """ghz from the Go module proxy (a pinned version); None, with a message, if it cannot be built."""
-    if GHZ.exists():
-        return str(GHZ)
-    if shutil.which("go") is None:
-        print("no Go toolchain: gRPC rows skipped", flush=True)
-        return None
-    print(f"building ghz {GHZ_VERSION} (go install, Go module proxy)", flush=True)
-    proc = subprocess.run(
-        ["go", "install", f"github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}"],
-        env={**os.environ, "GOBIN": str(GHZ.parent)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    if proc.returncode != 0:
-        print(f"ghz did not build, gRPC rows skipped:\n{proc.stderr[-2000:]}", flush=True)
-        return None
-    return str(GHZ)
-
-
-def _wrk(
-    wrk: str,
-    url: str,
-    lua: Path,
-    body: Path,
-    content_type: str,
-    header_length: str,
-    connections: int,
-    seconds: int,
-) -> tuple[float, float, float, int]:
-    env = {
-        **os.environ,
-        "BENCH_BODY_FILE": str(body),
-        "BENCH_CONTENT_TYPE": content_type,
-        "BENCH_HEADER_LENGTH": header_length,
-    }
-    proc = subprocess.run(
-        [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "5s",
-            "--latency",
-            "-s",
-            str(lua),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=seconds + 30,
-        check=True,
-    )
-    out = proc.stdout
-    rps = float(_grab(r"Requests/sec:\s+([\d.]+)", out))
-    p50 = _ms(_grab(r"\s50%\s+([\d.]+\w+)", out))
-    p99 = _ms(_grab(r"\s99%\s+([\d.]+\w+)", out))
-    errors = 0
-    for pattern in (r"Non-2xx or 3xx responses: (\d+)", r"Socket errors: .*?timeout (\d+)"):
-        m = re.search(pattern, out)
-        if m:
-            errors += int(m.group(1))
-    return rps, p50, p99, errors
-
-
-def _ghz(
-    ghz: str,
-    protoset: Path,
-    target: str,
-    body: Path,
-    concurrency: int,
-    seconds: int,
-) -> tuple[float, float, float, int]:
-    proc = subprocess.run(
-        [
-            ghz,
-            "--insecure",
-            "--protoset",
-            str(protoset),
-            "--call",
-            "inference.GRPCInferenceService/ModelInfer",
-            "--binary-file",
-            str(body),
-            "-c",
-            str(concurrency),
-            "--connections",
-            str(concurrency),
-            "-z",
-            f"{seconds}s",
-            "-n",
-            "100000000",
-            "--duration-stop",
-            "wait",
-            "--count-errors",
-            "-O",
-            "json",
-            target,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        check=False,
-    )
-    try:
-        result = json.loads(proc.stdout)
-    except ValueError:
-        _fail(f"unexpected ghz output ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    latency = {d["percentage"]: d["latency"] / 1e6 for d in result.get("latencyDistribution") or []}
-    errors = sum(n for code, n in (result.get("statusCodeDistribution") or {}).items() if code != "OK")
-    return float(result["rps"]), latency.get(50, float("nan")), latency.get(99, float("nan")), errors
-
-
-def _grab(pattern: str, text: str) -> str:
-    m = re.search(pattern, text)
-    return m.group(1) if m else _fail(f"unexpected wrk output:\n{text}")
-
-
-def _ms(value: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
-    if not m:
-        _fail(f"cannot read wrk latency {value!r}")
-    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[m.group(2)]
-
-
-def _fail(message: str) -> Any:
-    raise SystemExit(message)
 
 
 # -- report --------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -187,28 +186,6 @@ def _grpc_body(d: Path, name: str, row: list[float]) -> Path:
         service_pb2.ModelInferRequest(model_name=name, inputs=[tensor]).SerializeToString()
     )
     return d / "grpc.bin"
-
-
-def protoset(path: Path) -> Path:
-    """The v2 service as a FileDescriptorSet for ghz, taken from the Triton client's messages."""
-    from google.protobuf import descriptor_pb2  # noqa: PLC0415
-    from tritonclient.grpc import service_pb2  # noqa: PLC0415
-
-    files = descriptor_pb2.FileDescriptorSet()
-    seen: set[str] = set()
-
-    def add(fd: Any) -> None:
-        for dep in fd.dependencies:
-            add(dep)
-        if fd.name not in seen:
-            seen.add(fd.name)
-            proto = descriptor_pb2.FileDescriptorProto()
-            fd.CopyToProto(proto)
-            files.file.append(proto)
-
-    add(service_pb2.DESCRIPTOR)
-    path.write_bytes(files.SerializeToString())
-    return path
 
 
 # -- processes -----------------------------------------------------------------------------------------
@@ -402,17 +379,3 @@ def _wait_ready(
                 return time.perf_counter() - started
         time.sleep(0.005)
     raise SystemExit(f"server not ready after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def ensure_mlserver() -> str | None:
-    """Create the MLServer venv if needed; returns the install error, or None when usable."""
-    steps = [[str(MLSERVER_VENV / "bin" / "pip"), "install", "-q", *MLSERVER_PACKAGES]]
-    if not (MLSERVER_VENV / "bin" / "pip").exists():
-        print(f"creating {MLSERVER_VENV} with {' '.join(MLSERVER_PACKAGES)}", flush=True)
-        python = shutil.which("python3.11") or sys.executable
-        steps.insert(0, [python, "-m", "venv", str(MLSERVER_VENV)])
-    for step in steps:
-        proc = subprocess.run(step, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            return f"`{' '.join(step)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-    return None
