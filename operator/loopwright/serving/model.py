@@ -188,6 +188,10 @@ class ServedModel:
         except (compiler.UnsupportedError, ProgramError) as exc:
             logger.info("no compiled form for %s (%s); serving with its own predict()", name, exc)
             return None
+        if program.classification != self.classification:
+            logger.warning("%s is a %s model but the profile's task is %s; serving with its own predict()",
+                           name, program.task, self.task)
+            return None
         # Probes carry missing values only where the compiled form answers them (a bare linear
         # model's NaN rows go to its own predict(), which refuses them).
         probes = _probe_batch(self.features, self.decoder, trees=est, missing=program.accepts_missing)
