@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -371,5 +372,7 @@ def _verdicts(loads: list[Load], boots: list[Start]) -> list[str]:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C, so every server, worktree and temporary directory is cleaned up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with contextlib.suppress(KeyboardInterrupt):
         main()
