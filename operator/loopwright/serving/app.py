@@ -230,19 +230,17 @@ def _encode(result: InferResult, plane: DataPlane, doc: dict[str, Any]) -> tuple
         if isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
     } if requested else ()
     if not every and not wanted:  # plain JSON, the common case
-        plain = [{"name": o.name, "shape": o.shape, "datatype": o.datatype, "data": o.data}
-                 for o in result.outputs]
-        return orjson.dumps({**head, "outputs": plain}, option=_NUMPY), None
+        return orjson.dumps({**head, "outputs": result.outputs}, option=_NUMPY), None
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for o in result.outputs:
-        entry: dict[str, Any] = {"name": o.name, "shape": o.shape, "datatype": o.datatype}
-        if every or o.name in wanted:
-            raw = binary.encode(o.data, datatype=o.datatype)
+        entry: dict[str, Any] = {"name": o["name"], "shape": o["shape"], "datatype": o["datatype"]}
+        if every or o["name"] in wanted:
+            raw = binary.encode(o["data"], datatype=o["datatype"])
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            entry["data"] = o.data
+            entry["data"] = o["data"]
         outputs.append(entry)
     header = orjson.dumps({**head, "outputs": outputs}, option=_NUMPY)
     return header + b"".join(chunks), len(header)

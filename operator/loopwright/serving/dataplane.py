@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy.typing as npt
 import orjson
@@ -42,12 +42,13 @@ class UnavailableError(Exception):
     """No model loaded (yet): 503 / UNAVAILABLE, the one server-side answer that is not a bug."""
 
 
-class Output(NamedTuple):
-    """One output tensor: numeric elements as an array, BYTES elements as a list of str."""
+class Output(TypedDict):
+    """One output tensor as the v2 JSON names its fields (so the JSON answer is just this dict):
+    numeric elements as an array, BYTES elements as a list of str."""
 
     name: str
-    datatype: str
     shape: list[int]
+    datatype: str
     data: npt.NDArray[Any] | list[str]
 
 
@@ -173,13 +174,14 @@ class DataPlane:
         ids = self._record(served, batch, prediction)
         n = batch.rows
         labels = prediction.labels
-        outputs = [
-            Output("predict", model.output_datatype, [n],
-                   labels if labels.dtype.kind in "iufb" else [str(v) for v in labels.tolist()]),
-            Output("prediction_id", "BYTES", [n], ids),
+        outputs: list[Output] = [
+            {"name": "predict", "shape": [n], "datatype": model.output_datatype,
+             "data": labels if labels.dtype.kind in "iufb" else [str(v) for v in labels.tolist()]},
+            {"name": "prediction_id", "shape": [n], "datatype": "BYTES", "data": ids},
         ]
         if proba is not None:
-            outputs.append(Output("predict_proba", "FP64", list(proba.shape), proba))
+            outputs.append({"name": "predict_proba", "shape": list(proba.shape), "datatype": "FP64",
+                            "data": proba})
         request_id = doc.get("id")
         return InferResult(id=request_id if isinstance(request_id, str) and request_id else ids[0],
                            outputs=outputs)

@@ -210,6 +210,6 @@ def _response(result: InferResult, plane: DataPlane) -> Any:
     tensor = pb.ModelInferResponse.InferOutputTensor
     return pb.ModelInferResponse(
         model_name=s.model_name, model_version=s.model_version, id=result.id,
-        outputs=[tensor(name=o.name, datatype=o.datatype, shape=o.shape) for o in result.outputs],
-        raw_output_contents=[binary.encode(o.data, datatype=o.datatype) for o in result.outputs],
+        outputs=[tensor(name=o["name"], datatype=o["datatype"], shape=o["shape"]) for o in result.outputs],
+        raw_output_contents=[binary.encode(o["data"], datatype=o["datatype"]) for o in result.outputs],
     )
