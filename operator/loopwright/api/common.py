@@ -8,24 +8,22 @@ the good and bad examples both must agree on.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
+from loopwright.api import names
 from loopwright.api._base import ApiModel
 
-GROUP = "loopwright.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
-_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
-_DURATION_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1),
-                   "m": timedelta(minutes=1), "h": timedelta(hours=1)}
+# Spelled in loopwright.api.names, which the kubectl plugin imports without pydantic.
+GROUP = names.GROUP
+VERSION = names.VERSION
+API_VERSION = names.API_VERSION
+DURATION_PATTERN = names.DURATION_PATTERN
+parse_duration = names.parse_duration
 
 # DNS-1123 names: what Kubernetes accepts for the objects these fields point at.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -64,16 +62,6 @@ ParamValue = Annotated[
 """A scalar hyper-parameter value; the estimator allow-list checks its type."""
 
 _M = TypeVar("_M", bound=ApiModel)
-
-
-def parse_duration(text: str) -> timedelta:
-    """Turn ``1h30m`` into a timedelta; raises ValueError for anything else."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h30m")
-    return sum(
-        (int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)),
-        timedelta(),
-    )
 
 
 def rules(*pairs: tuple[str, str]) -> JsonDict:

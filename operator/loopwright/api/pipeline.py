@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
+from loopwright.api import names
 from loopwright.api._base import ApiModel
 from loopwright.api.common import (
     LABEL_NAME_PATTERN,
@@ -20,7 +21,7 @@ from loopwright.api.common import (
     section,
 )
 
-TRAIN_REQUEST_ANNOTATION = "loopwright.dev/train-request"
+TRAIN_REQUEST_ANNOTATION = names.TRAIN_REQUEST_ANNOTATION
 """Set (or change) this annotation on a TrainingPipeline to start one run on demand."""
 
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$"
@@ -227,6 +228,10 @@ class Run(ApiModel):
     completion_time: datetime | None = Field(default=None, description="When the run finished.")
     reason: str | None = Field(default=None, max_length=128, description="CamelCase reason for the phase.")
     message: str | None = Field(default=None, max_length=4096, description="Details of the outcome.")
+    report_uri: str | None = Field(
+        default=None, max_length=1024,
+        description="Self-contained HTML report of the run (metrics, confusion matrix or residuals, feature "
+                    "summary, gate decision, comparison with the champion); JSON twin next to it.")
 
 
 class TrainingPipelineStatus(ResourceStatus):
