@@ -21,6 +21,7 @@ from loopwright.cli.fmt import Obj, dig, name
 from loopwright.cli.kubeapi import Api
 from loopwright.cli.loop import Loop, Objects, models, production, select
 from loopwright.cli.style import Style
+from loopwright.reports import html
 
 
 @dataclass
@@ -236,7 +237,7 @@ def report(ctx: Context, target: str, *, retrain: bool, open_it: bool, file: str
         kind = reports.kind_named(word)
         assert kind is not None
         uri, what = reports.uri_of(word, ctx.api.get(kind, object_name), retrain=retrain)
-    uri = reports.json_twin(uri) if as_json else uri
+    uri = html.json_twin(uri) if as_json else uri
     data = reports.fetch(uri)
     if file == "-":
         sys.stdout.buffer.write(data)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from loopwright.reports import html
+
 Obj = Mapping[str, Any]
+number = html.number
 
 
 def dig(obj: Any, *path: str | int) -> Any:
@@ -67,21 +69,6 @@ def age(value: Any, now: datetime) -> str:
 def ago(value: Any, now: datetime) -> str:
     text = age(value, now)
     return f"{text} ago" if text else "never"
-
-
-def number(value: Any, digits: int = 4) -> str:
-    """A metric or statistic: 4 significant digits, no exponent for everyday magnitudes."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}g}"
 
 
 def digest(value: Any) -> str:

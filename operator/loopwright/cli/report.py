@@ -72,11 +72,6 @@ def uri_of(kind: str, obj: Obj, *, retrain: bool, run: str | None = None) -> tup
     raise CliError(f"{kind} objects have no report: use dp/NAME, mv/NAME, run/NAME or mlp/NAME")
 
 
-def json_twin(uri: str) -> str:
-    """Every HTML report has a JSON twin with the same data next to it."""
-    return uri.removesuffix(".html") + ".json"
-
-
 def fetch(uri: str) -> bytes:
     from loopwright import storage  # noqa: PLC0415 (boto3 only when a report is read)
 
