@@ -59,7 +59,7 @@ def test_get_prints_the_header_and_the_tree(kube, capsys):
     assert "DriftPolicy" in out
     assert "tenure_months" in out
     # Five lists, one per kind, with the user's token (checked by the fake server).
-    assert sorted(p.split("/")[-1] for m, p, _ in kube.requests) == sorted(k.plural for k in names.ALL)
+    assert sorted(p.split("/")[-1] for m, p, _ in kube.requests) == sorted(k.plural for k in names.LOOP)
 
 
 def test_get_output_json_and_yaml_hold_the_objects_for_scripts(kube, capsys):

@@ -17,8 +17,10 @@ from loopwright.api.common import (
     LABEL_NAME_PATTERN,
     NAME_PATTERN,
     Duration,
+    ObjectReference,
     ResourceRequirements,
     ResourceStatus,
+    list_map,
     rules,
     section,
 )
@@ -87,21 +89,56 @@ class LatencyBound(ApiModel):
         return self
 
 
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key")
+"""Headers that carry credentials: they come from a check's secretRef, never from the spec."""
+MAX_PROMETHEUS_CHECKS = 16
+
+
+class Header(ApiModel):
+    """A plain HTTP header sent with a query, e.g. X-Scope-OrgID for a multi-tenant Thanos or Mimir."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("!self.name.matches('(?i)^(" + "|".join(CREDENTIAL_HEADERS) + ")$')",
+         "credentials never go inline: put them in a Secret and name it in secretRef"),
+    ))
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$",
+                      description="Header name.")
+    value: str = Field(max_length=1024, description="Header value (not a credential: use secretRef).")
+
+    @model_validator(mode="after")
+    def _no_credentials(self) -> Header:
+        if self.name.lower() in CREDENTIAL_HEADERS:
+            raise ValueError("credentials never go inline: put them in a Secret and name it in secretRef")
+        return self
+
+
 class PrometheusCheck(ApiModel):
-    """A custom check: a PromQL query whose scalar result must stay within bounds."""
+    """A PromQL query whose scalar result must stay within bounds, judged at every analysis check."""
 
     model_config = ConfigDict(json_schema_extra=rules(
         ("has(self.min) || has(self.max)", "a Prometheus check needs min, max or both"),
         ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
     ))
 
+    name: str = Field(min_length=1, max_length=40, pattern=LABEL_NAME_PATTERN,
+                      description="Name of the check, unique per rollout; its result is prometheus/<name>.")
     address: str = Field(max_length=2048, pattern=r"^https?://",
-                         description="Base URL of the Prometheus server.")
+                         description="Base URL of the Prometheus API (Prometheus, Thanos, Mimir, ...).")
     query: str = Field(min_length=1, max_length=4096,
-                       description="PromQL returning one scalar; {{version}} is replaced by the canary's "
-                                   "version.")
+                       description="PromQL returning one scalar or a one-sample vector. {{version}}, "
+                                   "{{stableVersion}}, {{model}}, {{deployment}} and {{namespace}} are "
+                                   "replaced by the canary's values.")
     min: float | None = Field(default=None, description="Smallest acceptable value.")
     max: float | None = Field(default=None, description="Largest acceptable value.")
+    headers: list[Header] = Field(default_factory=list, max_length=16,
+                                  description="Plain headers sent with the query.",
+                                  json_schema_extra=list_map("name"))
+    secret_ref: ObjectReference | None = Field(
+        default=None,
+        description="Secret (in the Deployment's namespace) with the credentials: key `token` is sent as "
+                    "`Authorization: Bearer`, keys `username` and `password` as basic auth. The operator "
+                    "reads it by name, which needs the loopwright-operator-secrets RoleBinding there.")
 
     @model_validator(mode="after")
     def _check_bounds(self) -> PrometheusCheck:
@@ -112,6 +149,14 @@ class PrometheusCheck(ApiModel):
         return self
 
 
+def unique_checks(checks: list[PrometheusCheck]) -> list[PrometheusCheck]:
+    """Pydantic's twin of the list-map's uniqueness (the API server enforces it by key)."""
+    names = [c.name for c in checks]
+    if len(set(names)) != len(names):
+        raise ValueError("Prometheus checks must have unique names")
+    return checks
+
+
 class AnalysisMetrics(ApiModel):
     """Metrics compared between canary and stable. A metric without data is inconclusive, never a pass."""
 
@@ -120,7 +165,16 @@ class AnalysisMetrics(ApiModel):
     prediction_drift: Bound | None = Field(
         default=None,
         description="PSI of the canary's prediction distribution against the stable's (e.g. max 0.25).")
-    prometheus: PrometheusCheck | None = Field(default=None, description="Optional custom PromQL check.")
+    prometheus: list[PrometheusCheck] = Field(
+        default_factory=list, max_length=MAX_PROMETHEUS_CHECKS,
+        description="Custom PromQL checks, each with its own bounds, headers and credentials; added to those "
+                    "of the AnalysisTemplates in analysis.templates.",
+        json_schema_extra=list_map("name"))
+
+    @field_validator("prometheus")
+    @classmethod
+    def _unique(cls, checks: list[PrometheusCheck]) -> list[PrometheusCheck]:
+        return unique_checks(checks)
 
 
 class Analysis(ApiModel):
@@ -132,6 +186,12 @@ class Analysis(ApiModel):
     min_requests: int = Field(default=50, ge=0,
                               description="Canary requests needed per check; fewer makes it inconclusive.")
     metrics: AnalysisMetrics = section(AnalysisMetrics, description="Metrics and their bounds.")
+    templates: list[ObjectReference] = Field(
+        default_factory=list, max_length=8,
+        description="AnalysisTemplates (mlat, same namespace) whose Prometheus checks every step is also "
+                    "judged by: checks shared across Deployments. A missing template makes the check "
+                    "Inconclusive, never a pass.",
+        json_schema_extra=list_map("name"))
 
 
 class VersionRef(ApiModel):
@@ -345,8 +405,9 @@ class AnalysisStatus(ApiModel):
     failures: int = Field(default=0, ge=0, description="Failed checks at this rollout so far.")
     checks: int = Field(default=0, ge=0, description="Checks run at the current step.")
     verdict: Verdict | None = Field(default=None, description="Overall verdict of the last check.")
-    results: list[AnalysisResult] = Field(default_factory=list, max_length=16,
-                                          description="Results of the last check.")
+    results: list[AnalysisResult] = Field(default_factory=list, max_length=48,
+                                          description="Results of the last check (built-in metrics, then the "
+                                                      "Prometheus checks).")
     window_start: datetime | None = Field(default=None, description="Start of the current window (the "
                                                                     "step's start).")
     latency_bounds: list[float] = Field(default_factory=list, max_length=63,

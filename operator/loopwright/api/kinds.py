@@ -12,6 +12,7 @@ from typing import Any
 
 from loopwright.api import names
 from loopwright.api._base import ApiModel
+from loopwright.api.analysistemplate import AnalysisTemplateSpec, AnalysisTemplateStatus
 from loopwright.api.common import API_VERSION, GROUP, VERSION, ResourceStatus
 from loopwright.api.dataset import DatasetSpec, DatasetStatus
 from loopwright.api.deployment import DeploymentSpec, DeploymentStatus
@@ -75,7 +76,14 @@ DRIFT_POLICY = _kind(
     description="Watches a Deployment's live traffic for data drift, prediction drift and loss of "
                 "quality, and retrains when they persist.")
 
-ALL_KINDS: tuple[Kind, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYMENT, DRIFT_POLICY)
+ANALYSIS_TEMPLATE = _kind(
+    names.ANALYSIS_TEMPLATE,
+    spec=AnalysisTemplateSpec, status=AnalysisTemplateStatus,
+    description="Prometheus checks shared by Deployments: each names templates in "
+                "spec.rollout.analysis.templates, and its canary is also judged by their checks.")
+
+ALL_KINDS: tuple[Kind, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYMENT, DRIFT_POLICY,
+                               ANALYSIS_TEMPLATE)
 
 
 def kind_of(obj: Mapping[str, Any]) -> Kind:

@@ -50,8 +50,12 @@ TRAINING_PIPELINE = KindName(kind="TrainingPipeline", plural="trainingpipelines"
 MODEL_VERSION = KindName(kind="ModelVersion", plural="modelversions", short_names=("mlversion", "mv"))
 DEPLOYMENT = KindName(kind="Deployment", plural="deployments", short_names=("mldeploy", "mld"))
 DRIFT_POLICY = KindName(kind="DriftPolicy", plural="driftpolicies", short_names=("mldrift", "dp"))
+ANALYSIS_TEMPLATE = KindName(kind="AnalysisTemplate", plural="analysistemplates",
+                             short_names=("mlanalysistemplate", "mlat"))
 
-ALL: tuple[KindName, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYMENT, DRIFT_POLICY)
+LOOP: tuple[KindName, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYMENT, DRIFT_POLICY)
+"""The kinds of one model's loop (what `kubectl loopwright get` reads)."""
+ALL: tuple[KindName, ...] = (*LOOP, ANALYSIS_TEMPLATE)
 
 
 def parse_duration(text: str) -> timedelta:

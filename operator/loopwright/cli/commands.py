@@ -62,7 +62,7 @@ def clean(obj: Obj) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
-def fetch(api: Api, kinds: Iterable[names.KindName] = names.ALL) -> dict[names.KindName,
+def fetch(api: Api, kinds: Iterable[names.KindName] = names.LOOP) -> dict[names.KindName,
                                                                          list[dict[str, Any]]]:
     """Every object of the kinds in the namespace, listed in parallel (one round trip of latency)."""
     kinds = list(kinds)

@@ -36,7 +36,7 @@ class Cache:
         self.ctx = ctx
         self.lock = threading.Lock()
         self.changed = threading.Event()
-        self.objects: dict[names.KindName, dict[str, Obj]] = {k: {} for k in names.ALL}
+        self.objects: dict[names.KindName, dict[str, Obj]] = {k: {} for k in names.LOOP}
         self.problem: str | None = None
 
     def snapshot(self) -> Objects:
@@ -95,7 +95,7 @@ def follow(ctx: Context, render: Callable[[Objects], list[str]], *, frames: int 
     """Draw ``render(objects)`` until interrupted (or ``frames`` pictures were drawn); a render error
     (the model is gone) is shown, not fatal."""
     cache = Cache(ctx)
-    firsts = {kind: ctx.api.list(kind) for kind in names.ALL}  # fails here, once, on RBAC or no cluster
+    firsts = {kind: ctx.api.list(kind) for kind in names.LOOP}  # fails here, once, on RBAC or no cluster
     for kind, first in firsts.items():
         threading.Thread(target=cache.run, args=(kind, first), daemon=True,
                          name=f"watch-{kind.plural}").start()
