@@ -11,26 +11,20 @@ the Deployment's status next to its other analysis results.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from loopwright.api._base import ApiModel
-from loopwright.api.common import ResourceStatus, list_map
-from loopwright.api.deployment import MAX_PROMETHEUS_CHECKS, PrometheusCheck, unique_checks
+from loopwright.api.common import ResourceStatus
+from loopwright.api.deployment import PrometheusChecks
 
 
 class AnalysisTemplateSpec(ApiModel):
     """The checks a Deployment runs when it names this template."""
 
-    prometheus: list[PrometheusCheck] = Field(
-        min_length=1, max_length=MAX_PROMETHEUS_CHECKS,
+    prometheus: PrometheusChecks = Field(
+        min_length=1,
         description="PromQL checks, each with its own bounds, headers and credentials (a secretRef names a "
-                    "Secret in the namespace of the Deployment that runs the check).",
-        json_schema_extra=list_map("name"))
-
-    @field_validator("prometheus")
-    @classmethod
-    def _unique(cls, checks: list[PrometheusCheck]) -> list[PrometheusCheck]:
-        return unique_checks(checks)
+                    "Secret in the namespace of the Deployment that runs the check).")
 
 
 class AnalysisTemplateStatus(ResourceStatus):

@@ -10,7 +10,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, JsonValue, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from loopwright.api._base import ApiModel
 from loopwright.api.common import (
@@ -157,6 +165,14 @@ def unique_checks(checks: list[PrometheusCheck]) -> list[PrometheusCheck]:
     return checks
 
 
+PrometheusChecks = Annotated[
+    list[PrometheusCheck],
+    AfterValidator(unique_checks),
+    Field(max_length=MAX_PROMETHEUS_CHECKS, json_schema_extra=list_map("name")),
+]
+"""Checks keyed by name (a Deployment's own, or an AnalysisTemplate's)."""
+
+
 class AnalysisMetrics(ApiModel):
     """Metrics compared between canary and stable. A metric without data is inconclusive, never a pass."""
 
@@ -165,16 +181,10 @@ class AnalysisMetrics(ApiModel):
     prediction_drift: Bound | None = Field(
         default=None,
         description="PSI of the canary's prediction distribution against the stable's (e.g. max 0.25).")
-    prometheus: list[PrometheusCheck] = Field(
-        default_factory=list, max_length=MAX_PROMETHEUS_CHECKS,
+    prometheus: PrometheusChecks = Field(
+        default_factory=list,
         description="Custom PromQL checks, each with its own bounds, headers and credentials; added to those "
-                    "of the AnalysisTemplates in analysis.templates.",
-        json_schema_extra=list_map("name"))
-
-    @field_validator("prometheus")
-    @classmethod
-    def _unique(cls, checks: list[PrometheusCheck]) -> list[PrometheusCheck]:
-        return unique_checks(checks)
+                    "of the AnalysisTemplates in analysis.templates.")
 
 
 class Analysis(ApiModel):

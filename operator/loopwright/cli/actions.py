@@ -78,28 +78,26 @@ def _canary_version(deployment: Obj, version: int | None, verb: str) -> int:
     return int(canary)
 
 
-def promote(deployment: Obj, *, version: int | None = None) -> Action:
-    number = _canary_version(deployment, version, "promote")
-    patch: dict[str, Any] = {"spec": {"rollout": {"promote": {"version": number}}}}
+def _scoped(deployment: Obj, verb: str, version: int | None, effect: str) -> Action:
+    """``spec.rollout.<verb>.version``; the other of promote/abort is cleared if it names the same
+    version (the API refuses both on one version)."""
+    number = _canary_version(deployment, version, verb)
+    other = "abort" if verb == "promote" else "promote"
+    rollout: dict[str, Any] = {verb: {"version": number}}
     notes = []
-    if dig(deployment, "spec", "rollout", "abort", "version") == number:
-        patch["spec"]["rollout"]["abort"] = None
-        notes.append(f"cleared spec.rollout.abort, which named the same version {number}")
-    return Action(names.DEPLOYMENT, name(deployment), patch,
-                  f"promote version {number} of Deployment {name(deployment)}: the remaining steps are "
-                  "skipped", tuple(notes))
+    if dig(deployment, "spec", "rollout", other, "version") == number:
+        rollout[other] = None
+        notes.append(f"cleared spec.rollout.{other}, which named the same version {number}")
+    return Action(names.DEPLOYMENT, name(deployment), {"spec": {"rollout": rollout}},
+                  f"{verb} version {number} of Deployment {name(deployment)}: {effect}", tuple(notes))
+
+
+def promote(deployment: Obj, *, version: int | None = None) -> Action:
+    return _scoped(deployment, "promote", version, "the remaining steps are skipped")
 
 
 def abort(deployment: Obj, *, version: int | None = None) -> Action:
-    number = _canary_version(deployment, version, "abort")
-    patch: dict[str, Any] = {"spec": {"rollout": {"abort": {"version": number}}}}
-    notes = []
-    if dig(deployment, "spec", "rollout", "promote", "version") == number:
-        patch["spec"]["rollout"]["promote"] = None
-        notes.append(f"cleared spec.rollout.promote, which named the same version {number}")
-    return Action(names.DEPLOYMENT, name(deployment), patch,
-                  f"abort version {number} of Deployment {name(deployment)}: it is rolled back and not "
-                  "retried by `latest`", tuple(notes))
+    return _scoped(deployment, "abort", version, "it is rolled back and not retried by `latest`")
 
 
 def pause(deployment: Obj, *, paused: bool) -> Action:
