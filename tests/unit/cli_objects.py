@@ -134,7 +134,7 @@ PIPELINE = {
                 1, "Succeeded", "NewData", DIGEST_OLD, 590, 589, modelVersion="churn-v1", reason="Registered"
             ),
         ],
-        "handledTrainRequest": "watch-1741089540",
+        "handledTrainRequest": "churn-1741089540",
         "conditions": [
             cond("Ready", "True", "Ready", "trains on churn"),
             cond("Training", "True", "RunActive", "run churn-5 is Running"),

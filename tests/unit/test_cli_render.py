@@ -56,6 +56,9 @@ def test_the_tree_runs_from_the_data_to_the_drift_policy():
     )
     # A version without a run of the pipeline (registered by hand) hangs off the model itself.
     assert re.search(r"^├─✖ churn-v2\s+ModelVersion\s+Rejected .*gate ✖ min:accuracy", text, re.M)
+    # The run the DriftPolicy asked for points at the report of the check that asked.
+    assert re.search(r"churn-5 .*trigger Drift · for 60s · requested by DriftPolicy churn \(report: kubectl "
+                     r"loopwright report dp/churn --retrain\)", text)
     # The failed run says why.
     assert re.search(r"churn-2\s+Run\s+Failed .*BadData: label has one class", text)
 
@@ -85,7 +88,7 @@ def test_the_tree_shows_each_feature_against_its_threshold_drifted_first():
     assert features[0].endswith("chiSquared p 0.0031 < 0.05")
     assert features[1].endswith("psi 0.3121 > 0.2")
     assert features[2].endswith("psi 0.0213 ≤ 0.2")
-    policy = next(line for line in lines if "DriftPolicy" in line)
+    policy = next(line for line in lines if re.search(r"\sDriftPolicy\s{2,}", line))
     assert "✖ churn" in policy
     assert "Drift" in policy
     assert "2/2 checks" in policy

@@ -133,8 +133,14 @@ def pipeline_node(pipeline: Obj, loop: Loop, datasets: Mapping[str, Obj], now: d
             groups[key] = data_version_node(dataset, digest, now)
         return groups[key]
 
+    requester = retrain_requester(pipeline, loop.policies)
     for run in runs:
         run_node_ = run_node(run, now)
+        if requester is not None and run.get("trigger") in ("Drift", "Performance"):
+            by = name(requester)
+            run_node_.info = fmt.joined([run_node_.info, f"requested by DriftPolicy {by} "
+                                         f"(report: kubectl loopwright report dp/{by} --retrain)"])
+            requester = None  # only the newest such run is the one it requested
         version = by_run.get(run.get("name"))
         if version is not None:
             run_node_.children.append(version_node(version, now))
@@ -147,6 +153,14 @@ def pipeline_node(pipeline: Obj, loop: Loop, datasets: Mapping[str, Obj], now: d
             placed.add(name(version))
     node.children = list(groups.values())
     return node
+
+
+def retrain_requester(pipeline: Obj, policies: list[Obj]) -> Obj | None:
+    """The DriftPolicy whose retrain request the pipeline handled last, if one did."""
+    handled = dig(pipeline, "status", "handledTrainRequest")
+    return next((p for p in policies
+                 if dig(p, "spec", "actions", "retrain", "pipelineRef", "name") == name(pipeline)
+                 and handled and dig(p, "status", "lastRetrainRun") == handled), None)
 
 
 def data_version_node(dataset: Obj | None, digest: str | None, now: datetime) -> Node:
