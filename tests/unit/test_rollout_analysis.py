@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from loopwright.api.deployment import Analysis, AnalysisStatus, Counters, PodWindow, Verdict
+from loopwright.api.analysis import Analysis
+from loopwright.api.deployment import AnalysisStatus, Counters, PodWindow, Verdict
 from loopwright.core.exposition import PodMetrics, PodTarget, parse_prometheus
 from loopwright.core.profile import FeatureProfile, profile_categorical, profile_numeric
 from loopwright.core.rollout import analysis

@@ -13,8 +13,9 @@ import kubernetes
 import pytest
 from aiohttp import web
 
+from loopwright.api.analysis import Analysis
 from loopwright.api.analysistemplate import AnalysisTemplateSpec
-from loopwright.api.deployment import Analysis, Verdict
+from loopwright.api.deployment import Verdict
 from loopwright.core.rollout import prometheus
 from loopwright.operator.controllers import analysistemplate
 from loopwright.operator.probes import prometheus as probe

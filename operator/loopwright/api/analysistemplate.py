@@ -14,8 +14,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from loopwright.api._base import ApiModel
+from loopwright.api.analysis import PrometheusChecks
 from loopwright.api.common import ResourceStatus
-from loopwright.api.deployment import PrometheusChecks
 
 
 class AnalysisTemplateSpec(ApiModel):

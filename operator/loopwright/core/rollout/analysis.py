@@ -26,9 +26,9 @@ from datetime import datetime
 
 import numpy as np
 
+from loopwright.api.analysis import Analysis
 from loopwright.api.common import parse_duration
 from loopwright.api.deployment import (
-    Analysis,
     AnalysisResult,
     Counters,
     PodWindow,

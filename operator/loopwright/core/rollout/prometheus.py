@@ -20,8 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopwright.api.analysis import Analysis, PrometheusCheck
 from loopwright.api.analysistemplate import AnalysisTemplateSpec
-from loopwright.api.deployment import Analysis, AnalysisResult, PrometheusCheck, Verdict
+from loopwright.api.deployment import AnalysisResult, Verdict
 
 PREFIX = "prometheus/"
 MAX_CHECKS = 32

@@ -18,8 +18,9 @@ import aiohttp
 import kubernetes
 from pydantic import ValidationError
 
+from loopwright.api.analysis import Analysis, PrometheusCheck
 from loopwright.api.analysistemplate import AnalysisTemplateSpec
-from loopwright.api.deployment import Analysis, AnalysisResult, PrometheusCheck
+from loopwright.api.deployment import AnalysisResult
 from loopwright.api.kinds import ANALYSIS_TEMPLATE
 from loopwright.core.rollout import prometheus
 from loopwright.operator import kube
