@@ -20,7 +20,7 @@ from loopwright.api.kinds import ALL_KINDS
 from loopwright.cli import commands, kubeapi, kubeconfig
 from loopwright.cli.__main__ import main
 from loopwright.cli.style import Style
-from loopwright.cli.watch import follow
+from loopwright.cli.watch import fit_height, follow
 from unit.cli_objects import NAMESPACE, NOW, objects
 from unit.fake_kube import FakeKube
 
@@ -265,3 +265,11 @@ def test_the_console_script_starts_without_heavy_imports():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert Path(sys.executable).with_name("kubectl-loopwright").exists()
+
+
+def test_a_watch_on_a_terminal_never_scrolls():
+    lines = [f"line {i}" for i in range(10)]
+    assert fit_height(lines, 20) == lines
+    cut = fit_height(lines, 6)
+    assert len(cut) == 5
+    assert cut[-1] == "... 6 more lines: a taller terminal shows them"

@@ -8,6 +8,7 @@ a terminal; to a pipe, a new picture is printed only when it differs from the la
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -91,6 +92,15 @@ class Cache:
                     continue
 
 
+def fit_height(lines: list[str], height: int | None = None) -> list[str]:
+    """The lines a terminal shows without scrolling (a redraw from the top must stay on screen)."""
+    rows = (height or shutil.get_terminal_size().lines) - 1
+    if len(lines) <= rows:
+        return lines
+    hidden = len(lines) - rows + 1
+    return [*lines[:max(rows - 1, 0)], f"... {hidden} more lines: a taller terminal shows them"]
+
+
 def follow(ctx: Context, render: Callable[[Objects], list[str]], *, frames: int | None = None) -> None:
     """Draw ``render(objects)`` until interrupted (or ``frames`` pictures were drawn); a render error
     (the model is gone) is shown, not fatal."""
@@ -112,7 +122,8 @@ def follow(ctx: Context, render: Callable[[Objects], list[str]], *, frames: int 
         if cache.problem:
             lines = [*lines, "", cache.problem]
         if tty:
-            ctx.out.write(HOME + "".join(f"{line}{CLEAR_LINE}\n" for line in lines) + CLEAR_BELOW)
+            shown = fit_height(lines)
+            ctx.out.write(HOME + "".join(f"{line}{CLEAR_LINE}\n" for line in shown) + CLEAR_BELOW)
         elif lines != last:
             ctx.out.write("\n".join(lines) + "\n\n")
         else:
