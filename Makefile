@@ -16,9 +16,9 @@ PYTHON := $(shell for p in python3.13 python3.12 python3.11 python3; do \
 endif
 
 DEMO_SCRIPT := tests/demo/demo.py
-# `make demo CLUSTER=kind` uses kind when kind and a Docker engine are there (else the local cluster);
-# DEMO_ARGS passes more options, e.g. DEMO_ARGS=--only-demo-namespace on a shared cluster.
-CLUSTER ?= local
+# `make demo` runs on kind (brought up by the kind-* targets below); CLUSTER=local uses the project's
+# local cluster. DEMO_ARGS passes more options, e.g. DEMO_ARGS=--only-demo-namespace on a shared cluster.
+CLUSTER ?= kind
 CLUSTER_SCRIPT := tests/cluster/cluster.py
 # `make run` watches the namespaces of LOOPWRIGHT_NAMESPACES (comma list), or the whole cluster.
 comma := ,
@@ -45,7 +45,7 @@ test: | $(PY) ## Run the test suite (tests marked `cluster` use a real API serve
 
 lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both run; either fails it).
 	@status=0; \
-	$(VENV)/bin/ruff check operator tests || status=1; \
+	$(VENV)/bin/ruff check operator tests images || status=1; \
 	$(VENV)/bin/mypy || status=1; \
 	exit $$status
 
@@ -59,7 +59,7 @@ run: | $(PY) ## Run the operator in the foreground against the current KUBECONFI
 	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make cluster-up, then export KUBECONFIG from .cluster/env)" >&2; exit 1; }
 	$(VENV)/bin/kopf run -m loopwright.operator.main --standalone $(KOPF_NAMESPACES)
 
-demo: | $(PY) ## The whole loop on a cluster (CLUSTER=local|kind): data, training, canary, drift, retraining.
+demo: | $(PY) ## The whole loop on kind: data, training, canary, drift, retraining (CLUSTER=local: local cluster).
 	$(PY) $(DEMO_SCRIPT) --cluster $(CLUSTER) $(DEMO_ARGS)
 
 cluster-up: | $(PY) ## Start the local test cluster (writes .cluster/env).
@@ -79,54 +79,48 @@ bench-%: | $(PY) ## Run one benchmark: make bench-<name> runs tests/bench/bench_
 	@test -f tests/bench/bench_$*.py || { echo "make bench-$*: tests/bench/bench_$*.py does not exist" >&2; exit 1; }
 	$(PY) tests/bench/bench_$*.py
 
-# -- images and kind (Docker needed; CI: .github/workflows/kind-e2e.yaml) ---------------------------
-DOCKER ?= docker
-KIND ?= kind
+# -- images and kind (a Docker engine is started, and kind built, when missing: images/) ---------------
+# Build products are cached outside the repository, keyed by version: LOOPWRIGHT_CACHE moves them.
+# LOOPWRIGHT_UPSTREAM_IMAGES=yes|no skips the registry probe (official Python, kindest/node and
+# versitygw images where a registry answers; built here from Debian packages and Go modules where not).
 KIND_CLUSTER ?= loopwright
-KIND_KUBECONFIG := .cluster/kind/kubeconfig
+KIND_S3_PORT ?= 9900
+KIND_KUBECONFIG ?= $(CURDIR)/.cluster/kind/kubeconfig
 IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGES := operator trainer predictor
-# kind's MinIO as the host sees it (tests/kind/kind-config.yaml maps NodePort 30900 here) and its
+export KIND_CLUSTER KIND_S3_PORT KIND_KUBECONFIG IMAGE_TAG
+# The kind overlay's S3 as the host sees it (NodePort 30900 on 127.0.0.1:$(KIND_S3_PORT)) and its
 # development credentials (manifests/overlays/kind/s3.yaml).
-KIND_S3_ENV := AWS_ENDPOINT_URL=http://127.0.0.1:9900 AWS_ACCESS_KEY_ID=loopwright \
+KIND_S3_ENV := AWS_ENDPOINT_URL=http://127.0.0.1:$(KIND_S3_PORT) AWS_ACCESS_KEY_ID=loopwright \
 	AWS_SECRET_ACCESS_KEY=loopwright-kind-only AWS_DEFAULT_REGION=us-east-1
 KIND_E2E_ARGS ?= -m cluster tests/e2e
-KUBECTL_KIND := kubectl --kubeconfig=$(KIND_KUBECONFIG)
 
-.PHONY: images kind-up kind-load kind-deploy kind-e2e kind-down
+.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-down
 
-images: ## Build the operator, trainer and predictor images (needs a Docker engine).
-	@command -v $(DOCKER) >/dev/null && $(DOCKER) info >/dev/null 2>&1 || { \
-		echo "make images: needs a running Docker engine ('$(DOCKER) info' failed here); nothing was built." >&2; \
-		echo "  The images are built by CI (.github/workflows/kind-e2e.yaml); without Docker use make cluster-up." >&2; \
-		exit 1; }
-	@for target in $(IMAGES); do \
-		echo "== loopwright/$$target:$(IMAGE_TAG)"; \
-		$(DOCKER) build -f images/Dockerfile --target $$target -t loopwright/$$target:$(IMAGE_TAG) . || exit 1; \
-	done
+images: ## Build loopwright/operator and loopwright/ml from this checkout (images/build.sh).
+	images/build.sh
 
-kind-up: ## Create the kind cluster (tests/kind/kind-config.yaml); kubeconfig in .cluster/kind/.
-	@command -v $(KIND) >/dev/null || { echo "make kind-up: needs kind (https://kind.sigs.k8s.io) on PATH" >&2; exit 1; }
-	@mkdir -p $(dir $(KIND_KUBECONFIG))
-	@$(KIND) get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' \
-		|| $(KIND) create cluster --name $(KIND_CLUSTER) --config tests/kind/kind-config.yaml --wait 180s
-	$(KIND) get kubeconfig --name $(KIND_CLUSTER) > $(KIND_KUBECONFIG)
+lock: ## Re-resolve images/requirements.lock, the wheels the images install (then: make images).
+	@report=$$(mktemp); trap 'rm -f $$report' EXIT; \
+	env -u PIP_FIND_LINKS python3 -m pip install --quiet --dry-run --ignore-installed --only-binary=:all: \
+		--report $$report '.[operator,trainer,predictor]' pip; \
+	python3 images/wheels.py lock $$report images/requirements.lock
+	@echo "images/requirements.lock: $$(grep -c '==' images/requirements.lock) wheels"
+
+node-image: ## Build the kind node image with no registry (images/kind/node.sh; kind-up does it when needed).
+	images/kind/node.sh
+
+kind-up: ## Create the kind cluster $(KIND_CLUSTER) (kubeconfig: $(KIND_KUBECONFIG)).
+	images/kind/cluster.sh up
 
 kind-load: images ## Build the images and load them into the kind cluster.
-	@for target in $(IMAGES); do \
-		$(KIND) load docker-image loopwright/$$target:$(IMAGE_TAG) --name $(KIND_CLUSTER) || exit 1; \
-	done
+	images/kind/cluster.sh load
 
-kind-deploy: ## Install Loopwright and MinIO into kind (manifests/overlays/kind) and wait until ready.
-	$(KUBECTL_KIND) apply --server-side --force-conflicts -k manifests/overlays/kind
-	$(KUBECTL_KIND) -n loopwright-system rollout status deployment/s3 --timeout=180s
-	$(KUBECTL_KIND) -n loopwright-system wait --for=condition=complete job/s3-bucket --timeout=180s
-	$(KUBECTL_KIND) -n loopwright-system rollout status deployment/loopwright-operator --timeout=180s
+kind-deploy: ## Install Loopwright and S3 into kind (manifests/overlays/kind) and wait until ready.
+	images/kind/cluster.sh deploy
 
 kind-e2e: | $(PY) ## The end-to-end tests against kind, with the operator running in the cluster.
-	KUBECONFIG=$(abspath $(KIND_KUBECONFIG)) LOOPWRIGHT_E2E_OPERATOR=in-cluster $(KIND_S3_ENV) \
+	KUBECONFIG=$(KIND_KUBECONFIG) LOOPWRIGHT_E2E_OPERATOR=in-cluster $(KIND_S3_ENV) \
 		$(PY) -m pytest $(KIND_E2E_ARGS)
 
-kind-down: ## Delete the kind cluster.
-	$(KIND) delete cluster --name $(KIND_CLUSTER)
-	rm -f $(KIND_KUBECONFIG)
+kind-down: ## Delete the kind cluster (the last one gone, the host's sysctls are put back).
+	images/kind/cluster.sh down

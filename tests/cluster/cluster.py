@@ -26,6 +26,9 @@ import procs
 import storage
 
 _HERE = Path(__file__).resolve().parent
+# The binaries it runs (images/gobuild.sh builds them once into the cache; the local cluster runs a
+# newer etcd and CoreDNS than the ones kubeadm names for the kind node).
+_PRODUCTS = ("kubernetes", "etcd@v3.6.16", "coredns@v1.14.7", "versitygw")
 REPO = _HERE.parents[1]
 STATE = REPO / ".cluster"
 # Stop order: consumers of the API first, etcd last; the node agent stops its pods on SIGTERM.
@@ -72,7 +75,8 @@ def _up() -> int:
     started = time.monotonic()
     supervisor = _supervisor()
     bins = Path(subprocess.run(
-        ["bash", str(_HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True,
+        ["bash", str(_HERE.parents[1] / "images" / "gobuild.sh"), "--link", *_PRODUCTS],
+        check=True, stdout=subprocess.PIPE, text=True,
     ).stdout.strip().splitlines()[-1])
     _refuse_strays(supervisor)
     if not any(supervisor.pid(name) for name in _STOP_ORDER):

@@ -6,8 +6,11 @@
   changed population (Dataset v2) -> shifted traffic: drift detected -> retrain (trigger Drift)
   -> churn-v2 validated -> canary -> promoted -> the same traffic: no drift against v2.
 
-Usage: python tests/demo/demo.py [--cluster auto|local|kind] [--operator in-cluster|process]
+Usage: python tests/demo/demo.py [--cluster kind|local] [--operator in-cluster|process]
                                  [--only-demo-namespace]
+
+On kind (the default) it first runs `make kind-up kind-load kind-deploy`: a Docker engine, kind, the
+node image and Loopwright's images from this checkout, as far as they are missing (images/).
 
 Every object change is printed as one line (kind/name, phase, key figures); every wait has a
 timeout and says what it was waiting for. The end is a summary: versions, metrics, rollout
@@ -21,7 +24,6 @@ import base64
 import json
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -46,7 +48,8 @@ NAME = "churn"  # Dataset, pipeline, model, Deployment and DriftPolicy of the sa
 BUCKET = "loopwright"
 PREFIX = "demo/churn/"  # manifests/samples/dataset.yaml: s3://loopwright/demo/churn/
 IN_CLUSTER_S3 = "http://s3.loopwright-system.svc:9000"
-PREDICTOR_IMAGE = "loopwright/predictor:0.1.0"
+ML_IMAGE = "loopwright/ml:0.1.0"
+CACHE_BIN = Path(os.environ.get("LOOPWRIGHT_CACHE", Path.home() / ".cache" / "loopwright")) / "bin"
 KINDS = (("Dataset", "datasets"), ("TrainingPipeline", "trainingpipelines"),
          ("ModelVersion", "modelversions"), ("Deployment", "deployments"), ("DriftPolicy", "driftpolicies"))
 T = TypeVar("T")
@@ -76,12 +79,6 @@ class Cluster:
     s3_secret: str = ""
 
 
-def _has_kind() -> bool:
-    if not (shutil.which("kind") and shutil.which("docker")):
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, check=False, timeout=30).returncode == 0
-
-
 def _local_cluster() -> Cluster:
     script = REPO / "tests" / "cluster" / "cluster.py"
     running = subprocess.run([sys.executable, str(script), "status"], capture_output=True, check=False)
@@ -101,22 +98,23 @@ def _local_cluster() -> Cluster:
 
 
 def _kind_cluster() -> Cluster:
-    say("kind: make kind-up kind-load kind-deploy")
+    say("kind: make kind-up kind-load kind-deploy (what is missing is installed or built: a Docker engine,\n"
+        "  kind, the node image, Loopwright's images; the first time takes about 20 minutes on 2 cores)")
+    started = time.monotonic()
     if subprocess.run(["make", "-C", str(REPO), "kind-up", "kind-load", "kind-deploy"], check=False,
                       timeout=3600).returncode != 0:
         raise DemoError("bringing up kind failed (see the output above)")
-    kubeconfig = str(REPO / ".cluster" / "kind" / "kubeconfig")
-    return Cluster(name="kind", kubeconfig=kubeconfig, s3_endpoint="http://127.0.0.1:9900")
+    say(f"  kind cluster ready with Loopwright in {time.monotonic() - started:.0f}s")
+    # kind's kubectl (built with the node image) first: the one on PATH may be out of version skew.
+    os.environ["PATH"] = f"{CACHE_BIN}{os.pathsep}{os.environ['PATH']}"
+    kubeconfig = os.environ.get("KIND_KUBECONFIG", str(REPO / ".cluster" / "kind" / "kubeconfig"))
+    port = os.environ.get("KIND_S3_PORT", "9900")
+    return Cluster(name="kind", kubeconfig=kubeconfig, s3_endpoint=f"http://127.0.0.1:{port}")
 
 
 def bring_up(choice: str) -> Cluster:
     step("1. Cluster")
-    if choice in ("kind", "auto") and _has_kind():
-        return _kind_cluster()
-    if choice == "kind":
-        say("kind was asked for, but `kind` and a working `docker` are not both here: "
-            "using the project's local cluster instead")
-    return _local_cluster()
+    return _kind_cluster() if choice == "kind" else _local_cluster()
 
 
 # -- talking to it --------------------------------------------------------------------------------
@@ -217,6 +215,27 @@ def summarize(kind: str, obj: dict[str, Any]) -> str:
     return ready
 
 
+def restricted_violations(pod: Any) -> list[str]:
+    """What keeps a pod from running non-root, read-only root, no capabilities, seccomp RuntimeDefault."""
+    spec = pod.spec
+    pod_sc = spec.security_context
+    found = []
+    for container in [*(spec.init_containers or []), *spec.containers]:
+        sc = container.security_context
+        non_root = (sc and sc.run_as_non_root) or (pod_sc and pod_sc.run_as_non_root)
+        seccomp = (sc and sc.seccomp_profile) or (pod_sc and pod_sc.seccomp_profile)
+        checks = {
+            "non-root": bool(non_root),
+            "read-only root": bool(sc and sc.read_only_root_filesystem),
+            "no capabilities": bool(sc and sc.capabilities and "ALL" in (sc.capabilities.drop or [])
+                                    and not sc.capabilities.add),
+            "no privilege escalation": sc is not None and sc.allow_privilege_escalation is False,
+            "seccomp RuntimeDefault": bool(seccomp and seccomp.type == "RuntimeDefault"),
+        }
+        found += [f"{container.name}: not {what}" for what, ok in checks.items() if not ok]
+    return found
+
+
 class Progress(threading.Thread):
     """Polls the demo's objects and prints a line whenever one's summary changes."""
 
@@ -226,6 +245,7 @@ class Progress(threading.Thread):
         self.seen: dict[str, str] = {}
         self.rollout: list[tuple[float, str]] = []  # the Deployment's lines, for the summary
         self.analysis: list[dict[str, Any]] = []  # the last canary analysis results seen
+        self.pods: dict[str, list[str]] = {}  # every pod Loopwright made -> its restricted-PSS gaps
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -237,6 +257,10 @@ class Progress(threading.Thread):
             self.stop.wait(1.0)
 
     def poll(self) -> None:
+        for namespace, selector in ((NAMESPACE, "app.kubernetes.io/managed-by=loopwright"),
+                                    (SYSTEM, "app.kubernetes.io/name=loopwright-operator")):
+            for pod in self.kube.core.list_namespaced_pod(namespace, label_selector=selector).items:
+                self.pods.setdefault(f"{namespace}/{pod.metadata.name}", restricted_violations(pod))
         for kind, plural in KINDS:
             for obj in self.kube.items(plural):
                 key = f"{kind}/{obj['metadata']['name']}"
@@ -308,7 +332,7 @@ class Demo:
                    "restartPolicy": "Never",
                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                   "containers": [{"name": "traffic", "image": PREDICTOR_IMAGE,
+                   "containers": [{"name": "traffic", "image": ML_IMAGE,
                                    "command": ["python", "/demo/traffic.py", *args],
                                    "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
                                            {"name": "HOME", "value": "/tmp"}],
@@ -559,6 +583,16 @@ def summary(demo: Demo, progress: Progress) -> None:
                             f"/{f.get('threshold')}{'*' if f.get('drifted') else ''}"
                             for f in st.get("features") or [])
         say(f"  {label:<30} samples={st.get('samples')} driftShare={st.get('driftShare')} {figures}")
+    say("Pod Security (enforced by the API server's admission, run by the kubelet and containerd):")
+    for namespace in (SYSTEM, NAMESPACE):
+        labels = kube.core.read_namespace(namespace).metadata.labels or {}
+        say(f"  namespace {namespace}: enforce={labels.get('pod-security.kubernetes.io/enforce', '-')}")
+    gaps = {name: found for name, found in progress.pods.items() if found}
+    say(f"  {len(progress.pods)} pods of Loopwright seen (operator, Jobs, predictors): "
+        + ("all non-root, read-only root, no capabilities, no privilege escalation, seccomp RuntimeDefault"
+           if not gaps else f"{len(gaps)} fall short"))
+    for name, found in gaps.items():
+        say(f"    {name}: {', '.join(found)}")
     say("Milestones:")
     for what, at in demo.reached:
         say(f"  {at:6.0f}s  {what}")
@@ -581,8 +615,8 @@ def _dump_state(kube: Kube) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cluster", choices=("auto", "local", "kind"), default="local",
-                        help="kind if asked for and available; otherwise the project's local cluster")
+    parser.add_argument("--cluster", choices=("kind", "local"), default="kind",
+                        help="kind (brought up as needed), or the project's local cluster")
     parser.add_argument("--operator", choices=("in-cluster", "process"), default="in-cluster",
                         help="the operator as a pod (the shipped manifests) or as a local process")
     parser.add_argument("--only-demo-namespace", action="store_true",
@@ -596,10 +630,7 @@ def main() -> int:
         say(f"\nDemo stopped: {error}")
         return 1
     kube = Kube(cluster)
-    s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name="us-east-1",
-                      aws_access_key_id=cluster.s3_key or None,
-                      aws_secret_access_key=cluster.s3_secret or None)
-    demo = Demo(kube=kube, s3=s3, started=started)
+    demo = Demo(kube=kube, s3=None, started=started)
     process = None
     progress = Progress(kube, started)
     try:
@@ -611,9 +642,9 @@ def main() -> int:
                                     "--timeout=240s").strip().splitlines()[-1])
             demo.wait("the operator pod to be Ready", lambda: operator_ready(kube), timeout=240)
         fresh_namespace(kube)
-        if not cluster.s3_key:  # kind: the credentials are the overlay's Secret
-            demo.s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name="us-east-1",
-                                   aws_access_key_id=cluster.s3_key, aws_secret_access_key=cluster.s3_secret)
+        # On kind the credentials are the overlay's Secret, known only now.
+        demo.s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name="us-east-1",
+                               aws_access_key_id=cluster.s3_key, aws_secret_access_key=cluster.s3_secret)
         progress.start()
         run_loop(demo)
     except DemoError as error:

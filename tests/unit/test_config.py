@@ -22,8 +22,8 @@ def test_defaults() -> None:
     assert cfg.artifact_bucket == "loopwright"
     assert cfg.s3_endpoint is None
     assert cfg.s3_secret is None
-    assert cfg.trainer_image == "loopwright/trainer:0.1.0"
-    assert cfg.predictor_image == "loopwright/predictor:0.1.0"
+    # One ML image for every Job and the predictor (images/Dockerfile).
+    assert cfg.trainer_image == cfg.predictor_image == "loopwright/ml:0.1.0"
     assert cfg.metrics_port == 8000
 
 

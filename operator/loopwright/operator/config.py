@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 PREFIX = "LOOPWRIGHT_"
 DEFAULT_BUCKET = "loopwright"
-DEFAULT_TRAINER_IMAGE = "loopwright/trainer:0.1.0"
-DEFAULT_PREDICTOR_IMAGE = "loopwright/predictor:0.1.0"
+DEFAULT_TRAINER_IMAGE = "loopwright/ml:0.1.0"
+DEFAULT_PREDICTOR_IMAGE = "loopwright/ml:0.1.0"
 DEFAULT_METRICS_PORT = 8000
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

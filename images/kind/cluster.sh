@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The kind cluster of `make kind-up | kind-load | kind-deploy | kind-down`.
+#   up      a Docker engine (images/docker.sh), kind from the Go module proxy, the node image
+#           (kind's default where a registry is reachable, else images/kind/node.sh), then the
+#           cluster with the fixes this machine needs (images/machine.py). A cluster whose node
+#           is not running (its engine ended with the last session) is made anew.
+#   load    `kind load` Loopwright's images and the S3 server's (built here when no registry).
+#   deploy  manifests/overlays/kind: Loopwright, S3 and its bucket; waits until all are ready.
+#   down    deletes the cluster; with the last one gone, puts back the host sysctls kubelet set.
+# Settings (environment): KIND_CLUSTER (loopwright), KIND_S3_PORT (9900: S3 on 127.0.0.1),
+# KIND_KUBECONFIG (.cluster/kind/kubeconfig), IMAGE_TAG, LOOPWRIGHT_UPSTREAM_IMAGES (auto|yes|no).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+LOG_TAG=kind
+NAME="${KIND_CLUSTER:-loopwright}"
+S3_PORT="${KIND_S3_PORT:-9900}"
+KUBECONFIG_PATH="${KIND_KUBECONFIG:-$REPO_DIR/.cluster/kind/kubeconfig}"
+TAG="${IMAGE_TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")}"
+S3_IMAGE="ghcr.io/versity/versitygw:$VERSITYGW_VERSION"
+SYSCTLS="$CACHE/kind/host-sysctls.json"
+
+kind() { "$CACHE/kind-$KIND_VERSION/bin/kind" "$@"; }
+
+kubectl_bin() {  # the kubectl built with the node image, else the one on PATH
+  local built="$CACHE/kubernetes-$K8S_VERSION/bin/kubectl"
+  if [[ -x "$built" ]]; then echo "$built"; else command -v kubectl || die "no kubectl"; fi
+}
+kc() { "$(kubectl_bin)" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+node_running() {
+  [[ "$(docker inspect -f '{{.State.Running}}' "$NAME-control-plane" 2>/dev/null)" == true ]]
+}
+
+create() {
+  local config image_args=()
+  mkdir -p "$(dirname "$KUBECONFIG_PATH")" "$CACHE/kind"
+  config="$(dirname "$KUBECONFIG_PATH")/$NAME-config.yaml"
+  python3 "$IMAGES_DIR/machine.py" kind-config "$NAME" "$S3_PORT" > "$config"
+  upstream_images || image_args=(--image "$("$IMAGES_DIR/kind/node.sh")")
+  # The first cluster on this machine: remember the sysctls kubelet is about to change.
+  [[ -z "$(kind get clusters 2>/dev/null)" ]] && python3 "$IMAGES_DIR/machine.py" sysctls save "$SYSCTLS"
+  step "kind create cluster $NAME" kind create cluster --name "$NAME" --config "$config" "${image_args[@]}" \
+    --kubeconfig "$KUBECONFIG_PATH" --wait 180s
+}
+
+up() {
+  use_docker
+  # kind, and kubectl where it was built, on $LOOPWRIGHT_CACHE/bin for the demo, the tests and you.
+  "$IMAGES_DIR/gobuild.sh" --link kind >/dev/null
+  if [[ -x "$CACHE/kubernetes-$K8S_VERSION/bin/kubectl" ]]; then ln -sf "$CACHE/kubernetes-$K8S_VERSION/bin/kubectl" "$CACHE/bin/"; fi
+  if kind get clusters 2>/dev/null | grep -qx "$NAME"; then
+    if node_running; then
+      kind get kubeconfig --name "$NAME" > "$KUBECONFIG_PATH"
+      log "cluster $NAME is running (kubeconfig $KUBECONFIG_PATH)"
+      return
+    fi
+    log "cluster $NAME exists but its node is not running (the engine was restarted): making it anew"
+    kind delete cluster --name "$NAME" >/dev/null
+  fi
+  create
+  kc wait --for=condition=Ready node --all --timeout=120s >/dev/null
+  log "cluster $NAME ready: KUBECONFIG=$KUBECONFIG_PATH, S3 on 127.0.0.1:$S3_PORT after make kind-deploy"
+}
+
+s3_image() {
+  upstream_images && return 0
+  docker image inspect "$S3_IMAGE" >/dev/null 2>&1 && return 0
+  "$IMAGES_DIR/gobuild.sh" versitygw >/dev/null
+  local ctx="$CACHE/build/s3"
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  cp "$CACHE/versitygw-$VERSITYGW_VERSION/bin/versitygw" "$ctx/"
+  docker build -q --network none -f "$IMAGES_DIR/kind/s3.Dockerfile" -t "$S3_IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
+load() {
+  use_docker
+  local images=("loopwright/operator:$TAG" "loopwright/ml:$TAG")
+  step "S3 image $S3_IMAGE" s3_image
+  upstream_images || images+=("$S3_IMAGE")
+  # kind skips an image the node already has under the same ID.
+  step "kind load ${images[*]}" kind load docker-image --name "$NAME" "${images[@]}"
+  # A reloaded tag leaves the previous image behind under a generated name: drop those.
+  docker exec "$NAME-control-plane" sh -c \
+    'ctr -n k8s.io images ls -q | grep "^docker.io/library/import-" | xargs -r ctr -n k8s.io images rm >/dev/null'
+}
+
+deploy() {
+  # The bucket Job's template cannot change in place; it is idempotent, so it simply runs again.
+  kc -n loopwright-system delete job s3-bucket --ignore-not-found >/dev/null
+  step "kubectl apply -k manifests/overlays/kind" \
+    kc apply --server-side --force-conflicts -k "$REPO_DIR/manifests/overlays/kind" >/dev/null
+  # A rebuilt image keeps its tag: the operator is restarted so that it runs what was just loaded.
+  kc -n loopwright-system rollout restart deployment/loopwright-operator >/dev/null
+  step "S3 ready" kc -n loopwright-system rollout status deployment/s3 --timeout=180s >/dev/null
+  step "bucket created" kc -n loopwright-system wait --for=condition=complete job/s3-bucket --timeout=180s >/dev/null
+  step "operator ready" kc -n loopwright-system rollout status deployment/loopwright-operator --timeout=180s >/dev/null
+}
+
+down() {
+  use_docker
+  "$IMAGES_DIR/gobuild.sh" kind >/dev/null
+  if kind get clusters 2>/dev/null | grep -qx "$NAME"; then
+    step "kind delete cluster $NAME" kind delete cluster --name "$NAME"
+  fi
+  rm -f "$KUBECONFIG_PATH"
+  if [[ -z "$(kind get clusters 2>/dev/null)" ]]; then
+    python3 "$IMAGES_DIR/machine.py" sysctls restore "$SYSCTLS" | while read -r line; do log "$line"; done
+  fi
+}
+
+case "${1:-}" in
+  up|load|deploy|down) "$1" ;;
+  *) echo "usage: $0 up|load|deploy|down" >&2; exit 2 ;;
+esac
