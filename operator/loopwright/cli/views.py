@@ -96,7 +96,8 @@ def version_node(version: Obj, now: datetime) -> Node:
     spec, status = version.get("spec") or {}, version.get("status") or {}
     phase = str(status.get("phase") or "Pending")
     primary = dig(spec, "primaryMetric", "name")
-    info = fmt.joined([f"v{spec.get('version')}", fmt.metrics(spec.get("metrics"), primary=primary),
+    info = fmt.joined([f"v{spec.get('version')}",
+                       fmt.metrics(spec.get("metrics"), primary=primary) if spec.get("metrics") else None,
                        gate(version).text, aliases(version)])
     return Node(name(version), "ModelVersion", version_health(phase), phase,
                 created(version, now), info)
