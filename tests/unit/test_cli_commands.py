@@ -273,3 +273,21 @@ def test_a_watch_on_a_terminal_never_scrolls():
     cut = fit_height(lines, 6)
     assert len(cut) == 5
     assert cut[-1] == "... 6 more lines: a taller terminal shows them"
+
+
+def test_get_without_a_model_lists_the_models_of_the_namespace(kube, capsys):
+    code, out, _ = run(capsys, "get")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["MODEL", "VERSIONS", "PRODUCTION", "ROLLOUT", "DRIFT", "LAST", "RUN"]
+    churn = lines[1].split()
+    assert churn[:5] == ["churn", "4", "churn-v3", "Progressing", "·"]
+    assert "canary v4 10%" in lines[1]
+    assert "Drift" in lines[1]
+    assert "churn-5 · Running" in lines[1]
+    assert lines[2].split()[:4] == ["fraud", "0", "-", "Pending"]
+    code, out, _ = run(capsys, "get", "-o", "json")
+    data = json.loads(out)
+    assert [m["model"] for m in data] == ["churn", "fraud"]
+    assert data[0]["driftPolicies"] == [{"name": "churn", "status": "Drift"}]
+    assert data[0]["lastRun"]["name"] == "churn-5"

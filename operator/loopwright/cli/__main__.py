@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, help_: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
 
-    get = command("get", "one model's loop as a tree: data, runs, versions, rollout, drift", output)
-    get.add_argument("model")
+    get = command("get", "one model's loop as a tree: data, runs, versions, rollout, drift (without a "
+                         "model: every model of the namespace)", output)
+    get.add_argument("model", nargs="?")
     get.add_argument("-w", "--watch", action="store_true", help="redraw as the loop moves")
     command("versions", "the model's registry as a table", output).add_argument("model")
     command("lineage", "one ModelVersion from its data to where it serves", output).add_argument("version")

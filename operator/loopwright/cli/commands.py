@@ -85,18 +85,37 @@ def render_get(loop: Loop, style: Style, now: datetime) -> list[str]:
     return [*table.fields(views.header(loop, now), style), "", *table.tree(views.tree(loop, now), style)]
 
 
-def get(ctx: Context, model: str, *, watch: bool = False) -> None:
-    loop = model_loop(ctx, model)
-    if ctx.output:
-        ctx.data({"model": loop.model, "namespace": loop.namespace,
-                  **{k: [clean(o) for o in v] for k, v in loop.objects().items()}})
-        return
+def render_models(objects: Objects, style: Style, now: datetime, *, namespace: str) -> list[str]:
+    loops = [select(m, objects, namespace=namespace) for m in models(objects)]
+    if not loops:
+        return [f'no models in namespace "{namespace}"']
+    headers, rows = tables.models(loops, now)
+    return table.table(headers, rows, style)
+
+
+def get(ctx: Context, model: str | None, *, watch: bool = False) -> None:
+    """One model's loop as a tree; without a model, every model of the namespace in a table."""
+    objects = fetch(ctx.api)
+    if model is None:
+        if ctx.output:
+            namespace = ctx.api.namespace
+            ctx.data([tables.model_record(select(m, objects, namespace=namespace)) for m in models(objects)])
+            return
+        draw: Callable[[Objects], list[str]] = lambda objs: render_models(  # noqa: E731
+            objs, ctx.style, ctx.clock(), namespace=ctx.api.namespace)
+    else:
+        loop = model_loop(ctx, model, objects)
+        if ctx.output:
+            ctx.data({"model": loop.model, "namespace": loop.namespace,
+                      **{k: [clean(o) for o in v] for k, v in loop.objects().items()}})
+            return
+        draw = lambda objs: render_get(model_loop(ctx, model, objs), ctx.style, ctx.clock())  # noqa: E731
     if watch:
         from loopwright.cli.watch import follow  # noqa: PLC0415 (threads only for --watch)
 
-        follow(ctx, lambda objects: render_get(model_loop(ctx, model, objects), ctx.style, ctx.clock()))
+        follow(ctx, draw)
         return
-    ctx.lines(render_get(loop, ctx.style, ctx.clock()))
+    ctx.lines(draw(objects))
 
 
 def versions(ctx: Context, model: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from loopwright.cli import fmt, views
 from loopwright.cli.fmt import Obj, dig, name
-from loopwright.cli.loop import Loop
+from loopwright.cli.loop import Loop, production
 from loopwright.cli.style import Health
 from loopwright.cli.table import Cell, Node
 
@@ -255,3 +255,41 @@ def drift_header(policy: Obj, now: datetime) -> list[tuple[str, Cell | str]]:
             f"request {status.get('lastRetrainRun')}",
             f"report {status['lastRetrainReportUri']}" if status.get("lastRetrainReportUri") else None])))
     return lines
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+def model_record(loop: Loop) -> dict[str, Any]:
+    """One model in brief, raw values (``get -o json`` without a model)."""
+    prod = production(loop)
+    deployments = [{"name": name(d), "phase": dig(d, "status", "phase"),
+                    "canary": dig(d, "status", "canary", "modelVersion")} for d in loop.deployments]
+    drift = [{"name": name(p), "status": views.policy_health(p)[1]} for p in loop.policies]
+    runs = [r for p in loop.pipelines for r in dig(p, "status", "runs") or ()]
+    last = max(runs, key=lambda r: str(r.get("startTime") or ""), default=None)
+    return {"model": loop.model, "versions": len(loop.versions), "production": name(prod) if prod else None,
+            "deployments": deployments, "driftPolicies": drift,
+            "lastRun": {k: last.get(k) for k in ("name", "phase", "trigger", "startTime")} if last else None}
+
+
+def models(loops: Sequence[Loop], now: datetime) -> tuple[list[str], list[list[Cell]]]:
+    """Every model of the namespace, as `kubectl argo rollouts list rollouts` lists rollouts."""
+    rows = []
+    for loop in loops:
+        record = model_record(loop)
+        rollout = loop.deployments[0] if loop.deployments else None
+        phase = str(dig(rollout, "status", "phase") or "-") if rollout else "-"
+        canary = dig(rollout, "status", "canary") if rollout else None
+        policy = loop.policies[0] if loop.policies else None
+        drift = views.policy_health(policy) if policy else (Health.NONE, "-")
+        last = record["lastRun"]
+        rows.append([
+            Cell(loop.model), Cell(str(record["versions"])),
+            Cell(record["production"] or "-", Health.OK if record["production"] else Health.NONE),
+            Cell(fmt.joined([phase, f"canary v{canary['version']} {canary.get('weight', 0)}%"
+                             if canary else None]), views.ROLLOUT.get(phase, Health.NONE)),
+            Cell(drift[1], drift[0]),
+            Cell(fmt.joined([last["name"], last["phase"], fmt.ago(last["startTime"], now)]) if last else "-",
+                 views.run_health(last) if last else Health.NONE),
+        ])
+    return ["MODEL", "VERSIONS", "PRODUCTION", "ROLLOUT", "DRIFT", "LAST RUN"], rows
