@@ -12,6 +12,8 @@ from loopwright.api.common import (
     LABEL_NAME_PATTERN,
     Duration,
     ObjectReference,
+    bounds_rules,
+    check_bounds,
     list_map,
     rules,
     section,
@@ -77,10 +79,7 @@ class Header(ApiModel):
 class PrometheusCheck(ApiModel):
     """A PromQL query whose scalar result must stay within bounds, judged at every analysis check."""
 
-    model_config = ConfigDict(json_schema_extra=rules(
-        ("has(self.min) || has(self.max)", "a Prometheus check needs min, max or both"),
-        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
-    ))
+    model_config = ConfigDict(json_schema_extra=bounds_rules("a Prometheus check"))
 
     name: str = Field(min_length=1, max_length=40, pattern=LABEL_NAME_PATTERN,
                       description="Name of the check, unique per rollout; its result is prometheus/<name>.")
@@ -103,10 +102,7 @@ class PrometheusCheck(ApiModel):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> PrometheusCheck:
-        if self.min is None and self.max is None:
-            raise ValueError("a Prometheus check needs min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
+        check_bounds(self.min, self.max, what="a Prometheus check")
         return self
 
 

@@ -84,6 +84,22 @@ def section(model: type[_M], *, description: str) -> Any:
                                                                   exclude_none=True)})
 
 
+def bounds_rules(what: str) -> JsonDict:
+    """The CEL rules of a min/max pair: at least one bound, and min not above max."""
+    return rules(
+        ("has(self.min) || has(self.max)", f"{what} needs min, max or both"),
+        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+    )
+
+
+def check_bounds(low: float | None, high: float | None, *, what: str) -> None:
+    """Pydantic's twin of :func:`bounds_rules`."""
+    if low is None and high is None:
+        raise ValueError(f"{what} needs min, max or both")
+    if low is not None and high is not None and low > high:
+        raise ValueError("min must not exceed max")
+
+
 def list_map(*keys: str) -> JsonDict:
     """Mark a list as a map keyed by ``keys`` (server-side apply merges, unique keys)."""
     return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}

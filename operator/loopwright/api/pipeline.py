@@ -17,6 +17,8 @@ from loopwright.api.common import (
     ParamValue,
     ResourceRequirements,
     ResourceStatus,
+    bounds_rules,
+    check_bounds,
     rules,
     section,
 )
@@ -89,10 +91,7 @@ class Split(ApiModel):
 class Threshold(ApiModel):
     """An absolute gate on one hold-out metric."""
 
-    model_config = ConfigDict(json_schema_extra=rules(
-        ("has(self.min) || has(self.max)", "a threshold needs min, max or both"),
-        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
-    ))
+    model_config = ConfigDict(json_schema_extra=bounds_rules("a threshold"))
 
     metric: MetricName = Field(description="Metric the gate applies to.")
     min: float | None = Field(default=None, description="Smallest acceptable value.")
@@ -100,10 +99,7 @@ class Threshold(ApiModel):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Threshold:
-        if self.min is None and self.max is None:
-            raise ValueError("a threshold needs min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
+        check_bounds(self.min, self.max, what="a threshold")
         return self
 
 
