@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import Kube
+from loopwright.api.kinds import ALL_KINDS
 
 pytestmark = pytest.mark.cluster
 
@@ -37,7 +38,7 @@ def test_base_and_local_overlay_apply(kube: Kube) -> None:
         # The CRDs may already be installed by another field manager (the e2e fixture, `make
         # apply-crds`): taking them over is what an install does.
         lines = _dry_run(kube, "--force-conflicts", "-k", str(MANIFESTS / target))
-        assert _applied(lines, "customresourcedefinition.apiextensions.k8s.io/") == 5
+        assert _applied(lines, "customresourcedefinition.apiextensions.k8s.io/") == len(ALL_KINDS)
         assert "deployment.apps/loopwright-operator serverside-applied (server dry run)" in lines
         role = "clusterrole.rbac.authorization.k8s.io/loopwright-operator"
         assert f"{role} serverside-applied (server dry run)" in lines

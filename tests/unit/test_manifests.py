@@ -21,6 +21,7 @@ from loopwright.api import crdgen
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.deployment import DeploymentSpec
 from loopwright.api.driftpolicy import DriftPolicySpec
+from loopwright.api.kinds import ALL_KINDS
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.operator import config
 
@@ -29,11 +30,12 @@ MANIFESTS = REPO / "manifests"
 CODE = REPO / "operator" / "loopwright"
 GROUP = "loopwright.dev"
 OUR_KINDS = {"DATASET": "datasets", "TRAINING_PIPELINE": "trainingpipelines",
-             "MODEL_VERSION": "modelversions", "DEPLOYMENT": "deployments", "DRIFT_POLICY": "driftpolicies"}
+             "MODEL_VERSION": "modelversions", "DEPLOYMENT": "deployments", "DRIFT_POLICY": "driftpolicies",
+             "ANALYSIS_TEMPLATE": "analysistemplates"}
 # Controllers import their own kind as KIND.
 MODULE_KIND = {"dataset.py": "datasets", "pipeline.py": "trainingpipelines",
                "modelversion.py": "modelversions", "deployment.py": "deployments",
-               "driftpolicy.py": "driftpolicies"}
+               "driftpolicy.py": "driftpolicies", "analysistemplate.py": "analysistemplates"}
 TYPED_APIS = {"core": "", "batch": "batch", "apps": "apps", "PolicyV1Api": "policy"}
 VERBS = {"read": "get", "get": "get", "list": "list", "create": "create", "patch": "patch",
          "delete": "delete", "replace": "update"}
@@ -250,4 +252,4 @@ def test_kustomize_builds(target: str) -> None:
     kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
     assert kinds.count("Deployment") >= 1
     if target != "samples":
-        assert kinds.count("CustomResourceDefinition") == 5
+        assert kinds.count("CustomResourceDefinition") == len(ALL_KINDS)
