@@ -22,7 +22,7 @@ DEMO_SCRIPT := tests/demo/demo.py
 comma := ,
 KOPF_NAMESPACES = $(if $(strip $(LOOPWRIGHT_NAMESPACES)),$(foreach ns,$(subst $(comma), ,$(LOOPWRIGHT_NAMESPACES)),--namespace=$(ns)),--all-namespaces)
 
-.PHONY: help install test lint crds apply-crds run demo bench
+.PHONY: help install proto test lint crds apply-crds run demo bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ install: ## Create .venv and install Loopwright with every role and the dev tool
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip check
+
+proto: | $(PY) ## Regenerate the gRPC messages from operator/loopwright/**/*.proto (setup.py; make install does it too).
+	$(PY) -m pip install --quiet --no-deps -e .
 
 # A fresh clone has no .venv: create it on first use, so `make test` is the only setup step.
 $(PY):
@@ -50,14 +53,14 @@ lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both 
 	exit $$status
 
 crds: | $(PY) ## Regenerate crds/ from the API models.
-	$(PY) -m loopwright.crdgen
+	$(PY) -m loopwright.api.crdgen
 
 apply-crds: ## Install or update the CRDs in the cluster of the current KUBECONFIG.
 	kubectl apply --server-side --force-conflicts -f crds/
 
 run: | $(PY) ## Run the operator in the foreground against the current KUBECONFIG.
 	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make kind-up, then export KUBECONFIG=$(KIND_KUBECONFIG))" >&2; exit 1; }
-	$(VENV)/bin/kopf run -m loopwright.main --standalone $(KOPF_NAMESPACES)
+	$(VENV)/bin/kopf run -m loopwright.operator.main --standalone $(KOPF_NAMESPACES)
 
 demo: | $(PY) ## The whole loop on kind: data, training, canary, drift, retraining.
 	$(PY) $(DEMO_SCRIPT) $(DEMO_ARGS)

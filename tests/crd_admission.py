@@ -17,7 +17,7 @@ from typing import Any
 
 import celpy
 
-from loopwright import crdgen
+from loopwright.api import crdgen
 from loopwright.api.kinds import Kind
 
 Node = dict[str, Any]

@@ -4,7 +4,7 @@ Pickle (and joblib) run arbitrary code on load, so a model is stored with skops
 and loaded with ``trusted=TRUSTED_TYPES``. The list is fixed here, in code, on
 purpose: deriving it from the file (``skops.io.get_untrusted_types``) would
 trust whatever the file asks for. It holds exactly the types the allow-listed
-estimators (see :mod:`loopwright.estimators`) need beyond skops' defaults; the
+estimators (see :mod:`loopwright.core.estimators`) need beyond skops' defaults; the
 unit tests check that against every estimator. The sha256 is verified before
 every load so that a swapped or corrupted object never reaches the parser.
 

@@ -6,7 +6,7 @@ Not a test. Generates a reference table and a current table of 1,000,000 rows x
 * ours: the reference profile is built once from the reference rows (training
   time, reported apart); the timed check bins the 1M current rows of every
   feature into the frozen reference bins (``FeatureProfile.count``) and runs
-  :func:`loopwright.drift.stats.check` with PSI;
+  :func:`loopwright.core.drift.stats.check` with PSI;
 * Evidently: ``Report([DataDriftPreset(method="psi", threshold=0.1)])`` on the
   same two tables (loaded before timing), in its own venv
   /work/main/.venv-bench-evidently (created here if missing: evidently 0.7,
@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,12 +37,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import comparison_venv
 import numpy as np
 import pandas as pd
 
 from loopwright.api.driftpolicy import FeatureDrift
-from loopwright.drift import stats
-from loopwright.profile import Profile, profile_categorical, profile_numeric
+from loopwright.core.drift import stats
+from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 
 REPO = Path(__file__).resolve().parents[2]
 EVIDENTLY_VENV = REPO / ".venv-bench-evidently"
@@ -153,21 +153,6 @@ def _ours(profile: Profile, columns: dict[str, object]) -> tuple[float, float, s
     return binned - started, time.perf_counter() - binned, report
 
 
-def _ensure_evidently() -> str | None:
-    """Create the Evidently venv if needed; returns the install error, or None when usable."""
-    pip = EVIDENTLY_VENV / "bin" / "pip"
-    steps = [[str(pip), "install", "-q", *EVIDENTLY_PACKAGES]]
-    if not pip.exists():
-        print(f"creating {EVIDENTLY_VENV} with {' '.join(EVIDENTLY_PACKAGES)}", flush=True)
-        python = shutil.which("python3.11") or sys.executable
-        steps.insert(0, [python, "-m", "venv", str(EVIDENTLY_VENV)])
-    for step in steps:
-        proc = subprocess.run(step, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            return f"`{' '.join(step)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-    return None
-
-
 def _evidently(ref: pd.DataFrame, cur: pd.DataFrame, work: Path) -> dict[str, object]:
     ref.to_parquet(work / "ref.parquet")
     cur.to_parquet(work / "cur.parquet")
@@ -190,7 +175,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    error = _ensure_evidently()
+    error = comparison_venv.ensure(EVIDENTLY_VENV, EVIDENTLY_PACKAGES)
     if error:
         raise SystemExit(error)
 

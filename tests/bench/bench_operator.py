@@ -4,7 +4,7 @@ Not a test. Against the cluster of KUBECONFIG, else the kind cluster (brought up
 `make kind-down` deletes it), with this checkout's CRDs installed:
 
 1. a dedicated namespace with the S3 credentials Secret, a small CSV in S3 and a Dataset;
-2. the operator as a subprocess (`kopf run -m loopwright.main --standalone --namespace <ns>`)
+2. the operator as a subprocess (`kopf run -m loopwright.operator.main --standalone --namespace <ns>`)
    with LOOPWRIGHT_SUSPEND_JOBS=true: the Jobs are real, but suspended, so 1,000 trainers do
    not run on the node (the scale under test is the control plane's, not the node's);
 3. once the Dataset is Validated, N pipelines are created from 8 client threads as fast as
@@ -159,7 +159,7 @@ class Bench:
                     str(REPO / ".venv" / "bin" / "kopf"),
                     "run",
                     "-m",
-                    "loopwright.main",
+                    "loopwright.operator.main",
                     "--standalone",
                     "--namespace",
                     self.ns,
@@ -324,7 +324,7 @@ def run(pipelines: int) -> str:
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs (shared), "
         f"Python {platform.python_version()}, load average before: {load:.1f}",
         f"- command: `.venv/bin/python tests/bench/bench_operator.py --pipelines {pipelines}`",
-        "- operator: `kopf run -m loopwright.main --standalone --namespace <ns>` (one process), "
+        "- operator: `kopf run -m loopwright.operator.main --standalone --namespace <ns>` (one process), "
         "LOOPWRIGHT_SUSPEND_JOBS=true (real Jobs, created suspended: no trainer pods)",
         f"- pipelines created from 8 client threads in {applied:.1f} s; Jobs seen: {len(seen)}/{pipelines} "
         f"(suspended: {suspended})",

@@ -8,7 +8,7 @@ categorical features, a binary label), then for each estimator alternates,
   types the trainer uses: float64 numbers, Python-backed strings), builds the
   same Pipeline(ColumnTransformer(imputer+scaler | imputer+one-hot), estimator),
   splits with the same seed and fits: the least any script must do;
-* ours: ``python -m loopwright.trainer`` on the same file (digest check, schema
+* ours: ``python -m loopwright.jobs.trainer`` on the same file (digest check, schema
   normalisation, fit, hold-out evaluation, skops model, profile, result.json).
 
 Both are timed as whole processes (interpreter start to exit), so imports and
@@ -174,7 +174,7 @@ def _bench(
         dense = "1" if name.startswith("HistGradientBoosting") else "0"
         bare_cmd = [PYTHON, str(bare_script), str(data), name, json.dumps(params), numeric,
                     categorical, dense, str(SEED), str(TEST_FRACTION)]
-        ours_cmd = [PYTHON, "-m", "loopwright.trainer", "--dataset-uri", str(data),
+        ours_cmd = [PYTHON, "-m", "loopwright.jobs.trainer", "--dataset-uri", str(data),
                     "--dataset-digest", digest, "--schema-json", json.dumps(schema),
                     "--estimator", name,
                     "--params-json", json.dumps(params), "--seed", str(SEED),

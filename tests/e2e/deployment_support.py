@@ -1,14 +1,15 @@
 """Shared pieces of the Deployment (canary) e2e tests: real models, traffic, waits.
 
 Models are trained here with scikit-learn and stored with loopwright.artifacts next to
-a reference profile built with loopwright.profile, exactly what the predictor loads.
+a reference profile built with loopwright.core.profile, exactly what the predictor loads.
 Each misbehaves for a real reason, never a flag:
 
 * ``erroring``: a real classifier whose profile declares a regression task; the
   predictor cannot turn its class labels into numbers, so every prediction is a 500;
-* ``slow``: a 2000-iteration histogram gradient boosting model (the allow-list's maximum;
-  no fast path in the predictor): about 20 ms per prediction on an idle core, far more
-  under load, against a 10 ms bound;
+* ``slow``: a k-nearest-neighbours classifier searching 1,000,000 training rows by brute
+  force (a hand-registered model outside the trainer's allow-list, so it has no compiled form
+  and scikit-learn's own predict serves it): 15 to 30 ms per request, far more under load,
+  against a 10 ms bound;
 * ``drifting``: trained on shifted labels, it answers "yes" far less often than stable.
 
 ModelVersions are created by hand and validated by the real ModelVersion controller
@@ -30,7 +31,7 @@ import numpy as np
 from conftest import ML_IMAGE, restricted
 from loopwright import artifacts, storage
 from loopwright.api.schema import DatasetSchema
-from loopwright.profile import Profile, profile_categorical, profile_numeric
+from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
 FEATURES = ("a", "b", "c")
@@ -53,19 +54,17 @@ def data(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def train(kind: str, *, seed: int = 0) -> tuple[Any, Profile]:
     """A fitted estimator (bare, on a numpy matrix of a, b, c) and its reference profile."""
-    from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415 (heavy, test-only)
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 (heavy, test-only)
+    from sklearn.neighbors import KNeighborsClassifier  # noqa: PLC0415
 
-    x, score = data(1500 if kind == "slow" else 2000, seed=seed)
+    x, score = data(1_000_000 if kind == "slow" else 2000, seed=seed)
     threshold = 1.5 if kind == "drifting" else 0.0
     y = np.where(score > threshold, "yes", "no")
     if kind == "slow":
-        model = HistGradientBoostingClassifier(
-            max_iter=2000, early_stopping=False, max_leaf_nodes=15, learning_rate=0.01, random_state=seed
-        ).fit(x, y)
+        model = KNeighborsClassifier(n_neighbors=15, algorithm="brute").fit(x, y)
     else:
         model = LogisticRegression(random_state=seed).fit(x, y)
-    predictions = model.predict(x)
+    predictions = model.predict(x[:2000])  # the reference predictions (a sample for "slow")
     schema = DatasetSchema.model_validate(SCHEMA)
     features = {name: profile_numeric(x[:, j]) for j, name in enumerate(FEATURES)}
     if kind == "erroring":

@@ -48,10 +48,10 @@ def csv_bytes(instances: list[dict[str, float]], labels: list[int]) -> bytes:
 def train(*, dataset_uri: str, output_prefix: str, env: Mapping[str, str]) -> dict[str, Any]:
     """Run the real trainer on the host (what a training Job runs); returns its JSON summary."""
     digest = subprocess.run(
-        [PYTHON, "-c", f"from loopwright import data; print(data.fetch({dataset_uri!r}).digest)"],
+        [PYTHON, "-c", f"from loopwright.jobs import data; print(data.fetch({dataset_uri!r}).digest)"],
         env=dict(env), check=True, capture_output=True, text=True, timeout=120).stdout.strip()
     result = subprocess.run(
-        [PYTHON, "-m", "loopwright.trainer", "--dataset-uri", dataset_uri, "--dataset-digest", digest,
+        [PYTHON, "-m", "loopwright.jobs.trainer", "--dataset-uri", dataset_uri, "--dataset-digest", digest,
          "--schema-json", json.dumps(SCHEMA), "--estimator", "LogisticRegression",
          "--metrics", "accuracy", "--output-prefix", output_prefix],
         env=dict(env), check=False, capture_output=True, text=True, timeout=300)

@@ -3,7 +3,7 @@
 Dataset v1 -> the pipeline trains -> ModelVersion v1 validated -> the Deployment serves v1;
 in-distribution traffic shows no drift; shifted traffic is detected and the DriftPolicy asks
 for a retrain (trigger Drift); the predictors' captured requests, joined with the labels sent
-back, become Dataset v2 (``python -m loopwright.capture`` as a Job); the requested run trains
+back, become Dataset v2 (``python -m loopwright.jobs.compactor`` as a Job); the requested run trains
 on it; v2 is validated, rolled out by canary and promoted; the DriftPolicy follows the
 promotion and the same shifted traffic is no drift against the new reference.
 
@@ -39,7 +39,8 @@ from e2e.drift_support import (
     retrain_request,
     rows,
 )
-from loopwright import capture, storage
+from loopwright import storage
+from loopwright.jobs import compactor
 from operator_fixture import CREDENTIALS_SECRET, Operator
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -316,6 +317,6 @@ def _labelled_rows(captures: str, since_ms: int) -> int:
     rows_: list[bytes] = []
     labels_: list[bytes] = []
     for obj in storage.list_objects(captures):
-        target = labels_ if obj.uri.endswith(capture.LABELS_SUFFIX) else rows_
+        target = labels_ if obj.uri.endswith(compactor.LABELS_SUFFIX) else rows_
         target.extend(storage.get_bytes(obj.uri).splitlines())
-    return len(capture.join(rows_, labels_, since_ms=since_ms).rows)
+    return len(compactor.join(rows_, labels_, since_ms=since_ms).rows)

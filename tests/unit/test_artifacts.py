@@ -11,7 +11,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from loopwright import artifacts, estimators, storage
+from loopwright import artifacts, storage
+from loopwright.core import estimators
 
 
 def _pipeline(estimator):

@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from loopwright.api.dataset import DatasetSpec
+from loopwright.api.modelversion import CompiledArtifact
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
-from loopwright.builders.common import Owner
-from loopwright.builders.jobs import (
+from loopwright.operator.builders.common import Owner
+from loopwright.operator.builders.jobs import (
     JobSettings,
     child_name,
     profiling_job,
@@ -196,6 +197,19 @@ def test_verification_job() -> None:
         "f" * 64,
     ]
     assert job["metadata"]["ownerReferences"][0]["kind"] == "ModelVersion"
+
+
+def test_verification_job_checks_the_compiled_model_on_the_holdout_rows() -> None:
+    compiled = CompiledArtifact(uri="s3://bkt/model.lwc", sha256="c" * 64, holdout_uri="s3://bkt/holdout.lwr",
+                                holdout_sha256="d" * 64)
+    job = verification_job(namespace="ns", name="m-v1-verify",
+                           owner=Owner(kind="ModelVersion", name="m-v1", uid="u", namespace="ns"),
+                           uri="s3://bkt/model.skops", sha256="f" * 64, labels={}, settings=SETTINGS,
+                           compiled=compiled)
+    assert _container(job)["command"][5:] == [
+        "--compiled-uri", "s3://bkt/model.lwc", "--compiled-sha256", "c" * 64,
+        "--holdout-uri", "s3://bkt/holdout.lwr", "--holdout-sha256", "d" * 64,
+    ]
 
 
 def test_child_names_are_deterministic_and_fit_63() -> None:

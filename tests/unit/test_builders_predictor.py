@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from loopwright.api.deployment import DeploymentSpec
-from loopwright.builders import predictor as build
-from loopwright.builders.common import Owner
+from loopwright.operator.builders import predictor as build
+from loopwright.operator.builders.common import Owner
 
 OWNER = Owner(kind="Deployment", name="iris", uid="uid-1", namespace="ml")
 SERVED = build.Served(
@@ -69,7 +70,7 @@ def test_predictor_contract_env_and_credentials_by_reference() -> None:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[key] == {"name": key, "valueFrom": {"secretKeyRef": {"name": "loopwright-s3", "key": key}}}
     assert "LOOPWRIGHT_CAPTURE_URI" not in env
-    assert container["command"] == ["python", "-m", "loopwright.predictor"]
+    assert container["command"] == ["loopwright-predictor"]
 
 
 def test_capture_env_only_when_sampling() -> None:
@@ -122,3 +123,51 @@ def test_service_pdb_and_url() -> None:
         "selector": {"matchLabels": {"loopwright.dev/deployment": "iris"}},
     }
     assert build.url(name="iris", namespace="ml") == "http://iris.ml.svc.cluster.local:80"
+
+
+def test_grpc_port_on_the_pod_and_the_services_while_probes_stay_on_http() -> None:
+    container = _deployment()["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "grpc": 8081}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GRPC_PORT"] == "8081"
+    assert container["readinessProbe"]["httpGet"]["port"] == 8080
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    services = [build.service(owner=OWNER, model="iris"), build.service(owner=OWNER, model="iris", version=3)]
+    for svc in services:
+        grpc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+        assert (grpc["port"], grpc["targetPort"], grpc["appProtocol"]) == (8081, 8081, "kubernetes.io/h2c")
+
+
+def test_the_compiled_model_is_passed_only_when_given() -> None:
+    def env(served: build.Served) -> dict[str, Any]:
+        spec = DeploymentSpec.model_validate({"model": "iris"})
+        d = build.deployment(owner=OWNER, spec=spec, served=served, replicas=1, settings=SETTINGS)
+        return {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    assert "LOOPWRIGHT_COMPILED_URI" not in env(SERVED)
+    compiled = build.Served(**{**SERVED.__dict__, "compiled": ("s3://loopwright/m.lwc", "c" * 64)})
+    got = env(compiled)
+    assert got["LOOPWRIGHT_COMPILED_URI"] == "s3://loopwright/m.lwc"
+    assert got["LOOPWRIGHT_COMPILED_SHA256"] == "c" * 64
+    assert got["LOOPWRIGHT_MODEL_URI"] == "s3://loopwright/m.skops"  # the skops file stays the record
+
+
+def _pod(name: str, version: str, *, terminated: dict[str, Any] | None, last: bool = True) -> Any:
+    ended = SimpleNamespace(terminated=SimpleNamespace(**terminated) if terminated else None)
+    running = SimpleNamespace(terminated=None)
+    status = SimpleNamespace(name="predictor", state=running if last else ended,
+                             last_state=ended if last else None)
+    return SimpleNamespace(metadata=SimpleNamespace(name=name, labels={"loopwright.dev/version": version}),
+                           status=SimpleNamespace(container_statuses=[status]))
+
+
+def test_a_predictor_that_cannot_load_its_model_is_named_in_the_condition() -> None:
+    healthy = _pod("iris-v3-a", "3", terminated=None)
+    reason = "cannot serve the model: compiled model s3://b/m.lwc: sha256 is 00, expected c0"
+    failing = _pod("iris-v4-b", "4", terminated={"exit_code": 1, "message": f"starting\n{reason}\n"})
+    drained = _pod("iris-v3-c", "3", terminated={"exit_code": 0, "message": "drained"}, last=False)
+    verdict = build.model_loaded([healthy, drained, failing])
+    assert (verdict.type, verdict.status, verdict.reason) == ("ModelLoaded", False, "ModelLoadFailed")
+    assert verdict.message == f"version 4 (pod iris-v4-b): {reason}"
+    ok = build.model_loaded([healthy, drained])
+    assert (ok.status, ok.reason) == (True, "Loaded")

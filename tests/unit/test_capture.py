@@ -9,9 +9,11 @@ import httpx
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from loopwright import capture, data, storage
+from loopwright import storage
 from loopwright.api.dataset import DatasetValidation
-from loopwright.predictor.app import PredictorApp, Settings
+from loopwright.jobs import compactor, data
+from loopwright.serving.app import PredictorApp
+from loopwright.serving.settings import Settings
 from unit.test_predictor import NAMES, _schema, _served
 
 
@@ -27,7 +29,7 @@ def test_join_keeps_labelled_rows_and_counts_the_rest():
     ), b"not json", b"", b'{"id": 3}']
     labels = [*_lines({"id": "a-2", "ts": 2, "label": 0}, {"id": "a-0", "ts": 2, "label": 1},
                       {"id": "a-0", "ts": 3, "label": 0}, {"id": "b-9", "ts": 2, "label": 1}), b"[]"]
-    joined = capture.join(rows, labels)
+    joined = compactor.join(rows, labels)
     assert joined.rows == [{"features": {"x": 1.0}, "label": 1}, {"features": {"x": None}, "label": 0}]
     assert joined.unlabelled == 1
     assert joined.orphan_labels == 1  # b-9 was not captured
@@ -36,7 +38,7 @@ def test_join_keeps_labelled_rows_and_counts_the_rest():
 
 def test_csv_has_schema_order_and_empty_cells_for_missing():
     rows = [{"features": {"b": "x", "a": 1.5}, "label": "yes"}, {"features": {"a": None}, "label": True}]
-    assert capture.to_csv(rows, columns=["a", "b"], label="y") == b"a,b,y\n1.5,x,yes\n,,true\n"
+    assert compactor.to_csv(rows, columns=["a", "b"], label="y") == b"a,b,y\n1.5,x,yes\n,,true\n"
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ async def test_captured_traffic_becomes_a_valid_new_dataset_version(tmp_path: Pa
     settings = Settings(model_name="credit", model_uri="unused", model_sha256="unused", profile_uri="unused",
                         capture_uri=str(tmp_path / "captures"), capture_fraction=1.0, pod_name="pod-a")
     app = PredictorApp(settings=settings)
-    app.install(served)
+    app.plane.install(served)
     instances = [{"age": 20.0 + i, "income": 30_000.0 + 1000 * i, "score": i / 10} for i in range(12)]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as c:
         r = await c.post("/v1/models/credit:predict", json={"instances": instances})
@@ -60,7 +62,7 @@ async def test_captured_traffic_becomes_a_valid_new_dataset_version(tmp_path: Pa
         f = await c.post("/v1/models/credit/feedback",
                          json={"labels": [{"id": k, "label": v} for k, v in labelled.items()]})
         assert f.json()["matched"] == 6
-    await app.shutdown()  # flushes the capture buffers
+    await app.plane.shutdown()  # flushes the capture buffers
 
     # The Dataset's source is a prefix that already holds version 1.
     dataset = tmp_path / "datasets" / "credit"
@@ -68,9 +70,9 @@ async def test_captured_traffic_becomes_a_valid_new_dataset_version(tmp_path: Pa
     (dataset / "v1.csv").write_text("age,income,score,y\n30,40000,0.5,1\n80,20000,-2,0\n")
     before = storage.fingerprint(str(dataset))
 
-    columns, label = capture.schema_columns(served.profile)
+    columns, label = compactor.schema_columns(served.profile)
     assert (columns, label) == (list(NAMES), "y")
-    result = capture.compact(captures=str(tmp_path / "captures"), output=str(dataset / "captured-1.csv"),
+    result = compactor.compact(captures=str(tmp_path / "captures"), output=str(dataset / "captured-1.csv"),
                              columns=columns, label=label)
     assert result.objects == 2  # one rows object, one labels object
     assert len(result.joined.rows) == 6
@@ -98,10 +100,10 @@ def test_since_filter_and_nothing_to_write(tmp_path: Path, capsys: pytest.Captur
     (pod / "notes.txt").write_text("ignored")
     out = tmp_path / "out.csv"
     base = ["--captures", str(tmp_path / "captures"), "--output", str(out), "--columns", "x", "--label", "y"]
-    assert capture.main([*base, "--since-ms", "1500"]) == 1  # only a-1, which has no label
+    assert compactor.main([*base, "--since-ms", "1500"]) == 1  # only a-1, which has no label
     assert not out.exists()
     assert json.loads(capsys.readouterr().out)["unlabelled"] == 1
-    assert capture.main(base) == 0
+    assert compactor.main(base) == 0
     assert out.read_text() == "x,y\n1,1\n3,0\n"
     assert json.loads(capsys.readouterr().out) == {
         "output": str(out), "sha256": storage.sha256_hex(out.read_bytes()), "rows": 2, "unlabelled": 1,

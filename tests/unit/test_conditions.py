@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from cel_cases import CASES
-from loopwright import conditions
 from loopwright.api.kinds import ALL_KINDS, DEPLOYMENT, Kind
-from loopwright.conditions import READY, Verdict
-from loopwright.controllers._common import INVALID_SPEC, NOT_IMPLEMENTED, stub_status
+from loopwright.core import conditions
+from loopwright.core.conditions import READY, Verdict
+from loopwright.operator.controllers._common import INVALID_SPEC, NOT_IMPLEMENTED, stub_status
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)

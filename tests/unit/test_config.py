@@ -10,9 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from kubernetes.client import ApiException
 
-from loopwright import config, kube, metrics
 from loopwright.api.kinds import ALL_KINDS, TRAINING_PIPELINE
-from loopwright.main import configure_kopf  # importing main registers every handler
+from loopwright.operator import config, kube, metrics
+from loopwright.operator.main import configure_kopf  # importing main registers every handler
 
 
 def test_defaults() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from loopwright import crdgen
+from loopwright.api import crdgen
 from loopwright.api.deployment import DeploymentSpec
 from loopwright.api.kinds import ALL_KINDS, Kind
 

@@ -8,10 +8,11 @@ from typing import Any
 import kubernetes
 import pytest
 
-from loopwright import credentials, storage
+from loopwright import storage
 from loopwright.api.dataset import DataSource
-from loopwright.controllers import _runtime
-from loopwright.controllers import dataset as controller
+from loopwright.operator import credentials
+from loopwright.operator.controllers import _runtime
+from loopwright.operator.controllers import dataset as controller
 
 ACCESS, SECRET = "AKIAEXAMPLE", "wJalr/EXAMPLE+KEY"
 

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopwright import data, storage
+from loopwright import storage
 from loopwright.api.dataset import DatasetValidation
 from loopwright.api.schema import DatasetSchema
+from loopwright.jobs import data
 
 SCHEMA = DatasetSchema.model_validate(
     {

@@ -6,8 +6,8 @@ from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
 from loopwright.api.driftpolicy import FeatureDrift, FeatureOverride, PredictionDrift
-from loopwright.drift import stats
-from loopwright.profile import Profile, profile_categorical, profile_numeric
+from loopwright.core.drift import stats
+from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 
 RNG = np.random.default_rng(42)
 

@@ -6,10 +6,10 @@ import pytest
 
 from loopwright.api.driftpolicy import DriftPolicySpec
 from loopwright.api.pipeline import RunTrigger
-from loopwright.conditions import merge
-from loopwright.drift import check
-from loopwright.drift.window import ABS_ERROR, CORRECT, FEEDBACK, PREDICTIONS, SQUARED_ERROR, Counts, Key
-from loopwright.profile import FeatureProfile, Profile
+from loopwright.core.conditions import merge
+from loopwright.core.drift import check
+from loopwright.core.drift.window import ABS_ERROR, CORRECT, FEEDBACK, PREDICTIONS, SQUARED_ERROR, Counts, Key
+from loopwright.core.profile import FeatureProfile, Profile
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 PROFILE = Profile(

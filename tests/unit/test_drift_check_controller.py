@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from loopwright.conditions import Verdict
-from loopwright.controllers import _runtime, driftpolicy
+from loopwright.core.conditions import Verdict
+from loopwright.operator.controllers import _runtime, driftpolicy
 
 
 def test_only_an_earlier_request_of_the_same_policy_is_replaced():

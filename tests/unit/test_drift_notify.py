@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loopwright.drift import notify
+from loopwright.operator.probes import webhook as notify
 
 
 async def _serve(handler: Any) -> tuple[web.AppRunner, str]:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from loopwright.drift.window import BUCKETS, FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
-from loopwright.predictor.app import PredictorApp, Settings
-from loopwright.profile import FeatureProfile, Profile
-from loopwright.scrape import parse_prometheus
+from loopwright.core.drift.window import BUCKETS, FEEDBACK, PREDICTIONS, Counts, PodReading, Window, counters
+from loopwright.core.exposition import parse_prometheus
+from loopwright.core.profile import FeatureProfile, Profile
+from loopwright.serving.app import PredictorApp
+from loopwright.serving.settings import Settings
 from unit.test_predictor import NAMES, _served
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -162,7 +163,7 @@ async def test_the_predictors_metrics_give_the_profile_counts() -> None:
     settings = Settings(model_name="credit", model_uri="-", model_sha256="-", profile_uri="-",
                         model_version="3")
     app = PredictorApp(settings=settings)
-    app.install(served)
+    app.plane.install(served)
     rng = np.random.default_rng(1)
     rows = np.column_stack([rng.uniform(18, 90, 50), rng.normal(50_000, 15_000, 50), rng.normal(1, 1, 50)])
     instances = [dict(zip(NAMES, r.tolist(), strict=True)) for r in rows]

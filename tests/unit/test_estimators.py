@@ -6,9 +6,9 @@ import pathlib
 import pytest
 from sklearn.base import is_classifier
 
-from loopwright import estimators
 from loopwright.api.schema import TaskType
-from loopwright.estimators import ESTIMATORS, ParamSpec, Range
+from loopwright.core import estimators
+from loopwright.core.estimators import ESTIMATORS, ParamSpec, Range
 
 
 def _samples(spec: ParamSpec):

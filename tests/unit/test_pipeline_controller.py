@@ -16,9 +16,9 @@ from typing import Any
 import kubernetes
 import pytest
 
-from loopwright.builders.jobs import JobSettings
-from loopwright.controllers import _runtime, pipeline
-from loopwright.training import runs
+from loopwright.core.training import runs
+from loopwright.operator.builders.jobs import JobSettings
+from loopwright.operator.controllers import _runtime, pipeline
 
 NS = "ns"
 DATASETS = {

@@ -18,10 +18,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
-from loopwright.predictor.app import PredictorApp, Settings
-from loopwright.predictor.decode import Batch, Decoder, RequestError
-from loopwright.predictor.model import ServedModel
-from loopwright.profile import Profile, bin_numeric, profile_categorical, profile_numeric
+from loopwright.core.profile import Profile, bin_numeric, profile_categorical, profile_numeric
+from loopwright.serving.app import PredictorApp
+from loopwright.serving.decode import Batch, Decoder, RequestError
+from loopwright.serving.model import ServedModel
+from loopwright.serving.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +93,7 @@ def _app(served: ServedModel | None, **overrides: Any) -> PredictorApp:
     )
     app = PredictorApp(settings=settings)
     if served is not None:
-        app.install(served)
+        app.plane.install(served)
     return app
 
 
@@ -138,10 +139,10 @@ async def test_ready_only_once_loaded_and_not_after_drain() -> None:
         assert (await c.get("/v2/health/ready")).status_code == 503
         r = await c.post("/v2/models/credit/infer", json=_v2_named(ROWS))
         assert r.status_code == 503
-        app.install(_served(LogisticRegression()))
+        app.plane.install(_served(LogisticRegression()))
         assert (await c.get("/v2/health/ready")).status_code == 200
         assert (await c.get("/v2/models/credit/ready")).status_code == 200
-        app.begin_drain()
+        app.plane.begin_drain()
         assert (await c.get("/v2/health/ready")).status_code == 503
         # Draining only fails readiness: predictions are still served.
         assert (await c.post("/v2/models/credit/infer", json=_v2_named(ROWS))).status_code == 200
@@ -232,9 +233,9 @@ async def test_v1_predict_with_named_features(lr: Any) -> None:
 )
 def test_fast_path_is_verified_and_identical(estimator: Any, task: TaskType) -> None:
     served = _served(estimator, task=task)
-    assert served.fast_path
+    assert served.form == "skops-compiled"
     x, _ = _data(n=300, seed=7)
-    got = served.predict(Batch(rows=len(x), numeric=x, categorical={})).labels
+    got = served.predict(Batch(rows=len(x), numeric=x, categorical={}))[0].labels
     np.testing.assert_array_equal(got, estimator.predict(x))
 
 
@@ -245,8 +246,8 @@ def test_fast_path_falls_back_when_the_replay_disagrees() -> None:
     # An estimator whose predict() is not what its parameters say: the probe check must notice.
     est.predict = lambda rows: np.zeros(len(rows), dtype=np.int64)  # type: ignore[method-assign]
     served = ServedModel(estimator=est, profile=profile)
-    assert not served.fast_path
-    got = served.predict(Batch(rows=3, numeric=np.array(ROWS), categorical={})).labels
+    assert served.form == "skops"
+    got = served.predict(Batch(rows=3, numeric=np.array(ROWS), categorical={}))[0].labels
     assert got.tolist() == [0, 0, 0]
 
 
@@ -404,7 +405,7 @@ def test_vectorised_binning_equals_profile_binning() -> None:
     x[::7, 2] = np.nan
     edges = [served.profile.features[n].edges for n in NAMES]
     x[:9, 0] = edges[0][:9]  # values exactly on an edge go right
-    metrics = app._served.metrics  # type: ignore[union-attr]
+    metrics = app.plane.served.metrics  # type: ignore[union-attr]
     metrics.observe_batch(Batch(rows=500, numeric=x, categorical={}, missing_numeric=True), None)
     # The same rows again one request at a time: queued, flushed in groups, then on read.
     for row in x:
@@ -542,8 +543,8 @@ def _mixed_served(model: Any, *, sparse_threshold: float) -> tuple[ServedModel, 
 )
 def test_trainer_pipeline_replay_matches_the_pipeline(model: Any, sparse_threshold: float) -> None:
     served, pipeline = _mixed_served(model, sparse_threshold=sparse_threshold)
-    assert served.frame_input
-    assert served.fast_path
+    assert served.estimator is pipeline
+    assert served.form == "skops-compiled"
     assert pipeline.steps[0][1].sparse_output_ == (sparse_threshold > 0)
     frame = _mixed_frame(300, 5, unseen=True)
     batch = Batch(
@@ -552,7 +553,7 @@ def test_trainer_pipeline_replay_matches_the_pipeline(model: Any, sparse_thresho
         categorical={"region": [None if isinstance(v, float) else v for v in frame["region"]]},
         missing_numeric=True,
     )
-    np.testing.assert_array_equal(served.predict(batch).labels, pipeline.predict(frame))
+    np.testing.assert_array_equal(served.predict(batch)[0].labels, pipeline.predict(frame))
 
 
 async def test_trainer_pipeline_served_over_v1_and_v2() -> None:

@@ -20,7 +20,8 @@ from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
 
 from loopwright import artifacts, storage
-from loopwright.predictor.app import PredictorApp, Settings, SettingsError
+from loopwright.serving.app import PredictorApp
+from loopwright.serving.settings import Settings, SettingsError
 from unit.test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ def _spawn(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[bytes]
     full = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "loopwright.predictor"], env=full, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "loopwright.serving"], env=full, stdout=out, stderr=subprocess.STDOUT
         )
     return proc, f"http://127.0.0.1:{port}", log
 
@@ -120,7 +121,7 @@ def test_wrong_sha256_exits_1(artifacts_dir: dict[str, str], tmp_path: Path, kil
 def test_missing_settings_exit_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPWRIGHT_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "loopwright.predictor"], env=env, capture_output=True, timeout=60, check=False
+        [sys.executable, "-m", "loopwright.serving"], env=env, capture_output=True, timeout=60, check=False
     )
     assert proc.returncode == 2
     assert b"LOOPWRIGHT_MODEL_URI" in proc.stderr
@@ -153,14 +154,14 @@ async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
         pod_name="pod-a",
     )
     app = PredictorApp(settings=settings)
-    app.install(_served(LogisticRegression()))
+    app.plane.install(_served(LogisticRegression()))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://p") as c:
         instances = [dict(zip(NAMES, r, strict=True)) for r in ROWS]
         r = await c.post("/v1/models/credit:predict", json={"instances": instances})
         ids = r.json()["ids"]
         await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[1], "label": 1}]})
-    await app.shutdown()
+    await app.plane.shutdown()
     files = sorted((tmp_path / "captures" / "pod-a").iterdir())
     rows = [
         orjson.loads(line)

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from loopwright.api.schema import ColumnSpec, ColumnType, DatasetSchema, LabelSpec, TaskType
-from loopwright.profile import (
+from loopwright.core.profile import (
     FeatureKind,
     FeatureProfile,
     Profile,

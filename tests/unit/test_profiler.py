@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from loopwright import _job
-from loopwright.profile import Profile
-from loopwright.profiler.__main__ import main
+from loopwright import termination
+from loopwright.core.profile import Profile
+from loopwright.jobs import contract as _job
+from loopwright.jobs.profiler.__main__ import main
 
 SCHEMA = json.dumps(
     {
@@ -18,7 +19,7 @@ SCHEMA = json.dumps(
 @pytest.fixture
 def termination_log(tmp_path, monkeypatch):
     path = tmp_path / "termination-log"
-    monkeypatch.setenv(_job.TERMINATION_LOG_ENV, str(path))
+    monkeypatch.setenv(termination.ENV, str(path))
     return path
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from loopwright.api.deployment import Analysis, AnalysisStatus, Counters, PodWindow, Verdict
-from loopwright.predictor.metrics import Metrics
-from loopwright.profile import FeatureProfile, profile_categorical, profile_numeric
-from loopwright.rollout import analysis
-from loopwright.rollout.analysis import PrometheusValue, Totals
-from loopwright.scrape import PodMetrics, PodTarget, parse_prometheus
+from loopwright.core.exposition import PodMetrics, PodTarget, parse_prometheus
+from loopwright.core.profile import FeatureProfile, profile_categorical, profile_numeric
+from loopwright.core.rollout import analysis
+from loopwright.core.rollout.analysis import PrometheusValue, Totals
+from loopwright.serving.metrics import Metrics
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BOUNDS = [0.01, 0.1, 1.0]

@@ -15,9 +15,9 @@ from loopwright.api.deployment import (
     Verdict,
 )
 from loopwright.api.modelversion import ModelPhase
-from loopwright.conditions import Event
-from loopwright.rollout import canary
-from loopwright.rollout.canary import Check, Plan, Target, VersionInfo, World
+from loopwright.core.conditions import Event
+from loopwright.core.rollout import canary
+from loopwright.core.rollout.canary import Check, Plan, Target, VersionInfo, World
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

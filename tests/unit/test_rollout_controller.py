@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from aiohttp import web
 
-from loopwright.controllers import deployment
+from loopwright.api.deployment import DeploymentSpec, DeploymentStatus
+from loopwright.core.rollout import canary
+from loopwright.operator.controllers import deployment
 
 
 def _free_port() -> int:
@@ -69,3 +73,34 @@ def test_status_diff_ignores_nulls_at_any_depth() -> None:
     )
     assert deployment._differs(stored, {**stored, "canary": {"version": 2, "step": 1}})
     assert deployment._differs(stored, {**stored, "canary": None})
+
+
+def _pod(message: str | None) -> Any:
+    ended = SimpleNamespace(terminated=SimpleNamespace(exit_code=1, message=message) if message else None)
+    status = SimpleNamespace(name="predictor", state=SimpleNamespace(terminated=None), last_state=ended)
+    meta = SimpleNamespace(name="iris-v2-x", labels={"loopwright.dev/version": "2"})
+    return SimpleNamespace(metadata=meta, status=SimpleNamespace(container_statuses=[status]))
+
+
+def test_a_model_that_cannot_load_shows_in_the_status_with_one_event() -> None:
+    spec = DeploymentSpec.model_validate({"model": "iris"})
+    reason = "cannot serve the model: compiled model s3://b/m.lwc: sha256 is 00, expected c0"
+    obs = deployment._Observed(obj={}, spec=spec, status=DeploymentStatus(), versions={}, ready={},
+                               targets=[], created={}, pods=[_pod(reason)])
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    plan = canary.Plan(status=DeploymentStatus())
+    deployment._model_loaded(plan, obs, generation=4, now=now)
+    loaded = next(c for c in plan.status.conditions if c.type == "ModelLoaded")
+    assert (loaded.status, loaded.reason) == ("False", "ModelLoadFailed")
+    assert loaded.message == f"version 2 (pod iris-v2-x): {reason}"
+    assert [(e.type, e.reason) for e in plan.events] == [("Warning", "ModelLoadFailed")]
+    # The next round sees the same failure: the condition stays, no second Event.
+    again = canary.Plan(status=plan.status.model_copy(deep=True))
+    deployment._model_loaded(again, obs, generation=4, now=now)
+    assert again.events == []
+    # Fixed (new pods load their model): the condition turns True, still without an Event.
+    obs.pods = [_pod(None)]
+    fixed = canary.Plan(status=again.status.model_copy(deep=True))
+    deployment._model_loaded(fixed, obs, generation=4, now=now)
+    assert next(c for c in fixed.status.conditions if c.type == "ModelLoaded").status == "True"
+    assert fixed.events == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loopwright.rollout import traffic
+from loopwright.core.rollout import traffic
 
 
 @pytest.mark.parametrize(

@@ -13,18 +13,17 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from loopwright.predictor.decode import Batch
-from loopwright.predictor.metrics import Metrics
-from loopwright.profile import profile_categorical, profile_numeric
-from loopwright.scrape import (
+from loopwright.core.exposition import (
     PodTarget,
     Sample,
-    fetch_pod_metrics,
     histogram_buckets,
     histogram_quantile,
     parse_prometheus,
-    pod_target,
 )
+from loopwright.core.profile import profile_categorical, profile_numeric
+from loopwright.operator.probes.scrape import fetch_pod_metrics, pod_target
+from loopwright.serving.decode import Batch
+from loopwright.serving.metrics import Metrics
 
 
 def test_parse_plain_labelled_and_special_values() -> None:

@@ -9,8 +9,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from moto.server import ThreadedMotoServer
 
 from loopwright import artifacts, storage
-from loopwright.profiler.__main__ import main as profiler
-from loopwright.trainer.__main__ import main as trainer
+from loopwright.jobs.profiler.__main__ import main as profiler
+from loopwright.jobs.trainer.__main__ import main as trainer
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,16 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
-from loopwright import _job, artifacts
+from loopwright import artifacts, termination
 from loopwright.api.schema import DatasetSchema, TaskType
-from loopwright.data import TEXT
-from loopwright.profile import Profile
-from loopwright.trainer import metrics
-from loopwright.trainer.__main__ import _labelled, _split, main
+from loopwright.compiled import rows
+from loopwright.compiled.agreement import compare
+from loopwright.compiled.program import Program
+from loopwright.core.profile import Profile
+from loopwright.jobs import contract as _job
+from loopwright.jobs.data import TEXT
+from loopwright.jobs.trainer import scores as metrics
+from loopwright.jobs.trainer.__main__ import _labelled, _split, main
 
 CLS_SCHEMA = {
     "label": {"name": "y", "task": "classification"},
@@ -55,7 +59,7 @@ def _train(tmp_path, *, schema=CLS_SCHEMA, estimator="LogisticRegression", param
 @pytest.fixture(autouse=True)
 def termination_log(tmp_path, monkeypatch):
     path = tmp_path / "termination-log"
-    monkeypatch.setenv(_job.TERMINATION_LOG_ENV, str(path))
+    monkeypatch.setenv(termination.ENV, str(path))
     return path
 
 
@@ -78,7 +82,7 @@ def test_binary_classification_writes_verified_outputs(tmp_path, termination_log
     assert set(result["metrics"]) == set(metrics.CLASSIFICATION)
     assert result["metrics"]["accuracy"] > 0.8
     assert json.loads((out / "metrics.json").read_text()) == result["metrics"]
-    phases = {"read", "split", "fit", "evaluate", "profile", "serialise", "write"}
+    phases = {"read", "split", "fit", "evaluate", "profile", "serialise", "compile", "write"}
     assert set(result["seconds"]) == {*phases, "total"}
     assert set(result["cpuSeconds"]) == {*phases, "skopsImport", "total"}
     assert result["cpuSeconds"]["total"] >= result["cpuSeconds"]["fit"] > 0
@@ -100,6 +104,21 @@ def test_binary_classification_writes_verified_outputs(tmp_path, termination_log
     summary = _summary(termination_log)
     assert summary["phase"] == "Succeeded"
     assert summary["modelSha256"] == result["artifacts"]["model"]["sha256"]
+
+    # The compiled form and the hold-out rows it is verified on, each with its sha256.
+    assert result["notCompiledReason"] is None
+    compiled, holdout = result["artifacts"]["compiled"], result["artifacts"]["holdout"]
+    assert summary["compiledSha256"] == compiled["sha256"]
+    program = Program.loads((out / "model.lwc").read_bytes(), sha256=compiled["sha256"])
+    held = rows.loads((out / "holdout.lwr").read_bytes(), sha256=holdout["sha256"])
+    assert held.count == 60
+    assert held.columns == ("a", "b", "c")
+    assert held.numeric_names == ("a", "b")
+    assert np.isnan(held.numeric).any()
+    program.bind(held.numeric_names, ["c"])
+    agreement = compare(program, model, columns=held.columns, numeric_names=held.numeric_names,
+                        numeric=held.numeric, categorical=held.categorical)
+    assert agreement.passed, agreement.describe()
 
 
 def test_same_seed_same_model(tmp_path):
@@ -232,7 +251,7 @@ def test_a_run_on_local_files_never_loads_the_aws_sdk(tmp_path):
     digest = _write(tmp_path / "d.csv")
     code = (
         "import sys\n"
-        "from loopwright.trainer.__main__ import main\n"
+        "from loopwright.jobs.trainer.__main__ import main\n"
         f"main(['--dataset-uri', {str(tmp_path / 'd.csv')!r}, '--dataset-digest', {digest!r},\n"
         f"      '--schema-json', {json.dumps(CLS_SCHEMA)!r}, '--estimator', 'LogisticRegression',\n"
         f"      '--output-prefix', {str(tmp_path / 'run')!r}])\n"

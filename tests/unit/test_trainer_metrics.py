@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from loopwright.trainer import metrics
+from loopwright.jobs.trainer import scores as metrics
 
 
 def _sklearn(name, y_true, y_pred, proba, n_classes):
-    """scikit-learn's value with the conventions of loopwright.trainer.metrics, None where it refuses."""
+    """scikit-learn's value with the conventions of loopwright.jobs.trainer.scores, None where it refuses."""
     averaged = {"average": "binary", "pos_label": 1} if n_classes == 2 else {"average": "macro"}
     labels = list(range(n_classes))
     calls = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from loopwright.controllers._runtime import Clock
+from loopwright.operator.controllers._runtime import Clock
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from loopwright import credentials, storage
+from loopwright import storage
 from loopwright.api.dataset import DatasetSpec, DatasetStatus
-from loopwright.training import datasets
+from loopwright.core import dataset as datasets
+from loopwright.operator import credentials
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 SPEC = {

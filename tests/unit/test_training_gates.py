@@ -8,7 +8,7 @@ import pytest
 
 from loopwright.api.modelversion import Check
 from loopwright.api.pipeline import PipelineValidation
-from loopwright.training import gates
+from loopwright.core.training import gates
 
 OK = Check(name="artifact", passed=True, message="verified")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from loopwright.training import registry
+from loopwright.core.training import registry
 
 RESULT = {
     "artifacts": {
@@ -67,6 +67,24 @@ def test_spec_carries_the_lineage() -> None:
     }
     assert wire["profileUri"].endswith("profile.json")
     assert wire["profileSha256"] == "b" * 64
+
+
+def test_spec_carries_the_compiled_model_and_its_holdout_rows() -> None:
+    result = {**RESULT, "artifacts": {
+        **RESULT["artifacts"],
+        "compiled": {"uri": "s3://bkt/models/ns/m/runs/p-2/model.lwc", "sha256": "d" * 64},
+        "holdout": {"uri": "s3://bkt/models/ns/m/runs/p-2/holdout.lwr", "sha256": "e" * 64},
+    }}
+    spec = registry.spec_from_result(model="m", version=2, result=result, dataset="d", pipeline="p",
+                                     run="p-2", image="i")
+    assert spec.to_wire()["compiled"] == {
+        "uri": "s3://bkt/models/ns/m/runs/p-2/model.lwc", "sha256": "d" * 64, "format": "loopwright-compiled",
+        "holdoutUri": "s3://bkt/models/ns/m/runs/p-2/holdout.lwr", "holdoutSha256": "e" * 64,
+    }
+    # A model the trainer could not compile has none (the skops artifact serves alone).
+    plain = registry.spec_from_result(model="m", version=2, result=RESULT, dataset="d", pipeline="p",
+                                      run="p-2", image="i")
+    assert plain.compiled is None
 
 
 def test_manifest_is_not_owned_and_is_labelled() -> None:

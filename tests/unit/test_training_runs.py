@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopwright.api.pipeline import Run, TrainingPipelineSpec
-from loopwright.training import runs
+from loopwright.core.training import runs
 
 
 def _job(*conditions: tuple[str, str, str], suspend: bool = False, **status: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loopwright.api.pipeline import TRAIN_REQUEST_ANNOTATION, Run, TrainingPipelineStatus, Triggers
-from loopwright.training.triggers import TRAIN_TRIGGER_ANNOTATION, decide, next_schedule
+from loopwright.core.training.triggers import TRAIN_TRIGGER_ANNOTATION, decide, next_schedule
 
 NOW = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
 V1, V2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64

@@ -47,6 +47,27 @@ class Artifact(ApiModel):
                                    description="Serialisation format. Only skops: pickle is never loaded.")
 
 
+class CompiledFormat(StrEnum):
+    LOOPWRIGHT_COMPILED = "loopwright-compiled"
+
+
+class CompiledArtifact(ApiModel):
+    """The model compiled to plain arrays, which the predictor serves without scikit-learn."""
+
+    uri: str = Field(max_length=1024, pattern=ARTIFACT_URI_PATTERN,
+                     description="s3://bucket/key of the compiled model (a Loopwright container: a "
+                                 "JSON header and numeric arrays, no pickle).")
+    sha256: str = Field(max_length=64, pattern=SHA256_PATTERN,
+                        description="Hex sha256 of the compiled model; checked before it is parsed.")
+    format: CompiledFormat = Field(default=CompiledFormat.LOOPWRIGHT_COMPILED,
+                                   description="Container format; the version is inside the file.")
+    holdout_uri: str = Field(max_length=1024, pattern=ARTIFACT_URI_PATTERN,
+                             description="The hold-out rows the verification Job compares the compiled model "
+                                         "with the skops model on.")
+    holdout_sha256: str = Field(max_length=64, pattern=SHA256_PATTERN,
+                                description="Hex sha256 of the hold-out rows.")
+
+
 class Framework(ApiModel):
     """The library the model was trained with."""
 
@@ -103,6 +124,11 @@ class ModelVersionSpec(ApiModel):
                        description="Registry name of the model.")
     version: int = Field(ge=1, le=999_999, description="Version number, increasing per model.")
     artifact: Artifact = Field(description="The serialised model.")
+    compiled: CompiledArtifact | None = Field(
+        default=None,
+        description="The model compiled to plain arrays (written by the trainer for the estimators it "
+                    "covers). Served instead of the artifact once the verification Job found it identical "
+                    "to it on the hold-out rows (condition CompiledVerified).")
     framework: Framework | None = Field(default=None, description="Training framework and its version.")
     libraries: dict[str, Annotated[str, Field(max_length=64)]] = Field(
         default_factory=dict, max_length=32,

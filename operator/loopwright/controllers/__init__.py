@@ -1,5 +1,0 @@
-"""kopf handlers, one module per kind. Importing this package registers them all."""
-
-from loopwright.controllers import dataset, deployment, driftpolicy, modelversion, pipeline
-
-__all__ = ["dataset", "deployment", "driftpolicy", "modelversion", "pipeline"]

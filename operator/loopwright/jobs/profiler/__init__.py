@@ -1,0 +1,1 @@
+"""The Dataset profiling Job (``loopwright-profiler``)."""

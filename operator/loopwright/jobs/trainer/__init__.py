@@ -1,0 +1,1 @@
+"""The training Job (``loopwright-trainer``)."""

@@ -1,0 +1,261 @@
+"""Manifests of the Jobs the operator starts: profiling a Dataset, training a run, verifying an artifact.
+
+Every Job runs under the restricted Pod Security Standard (non-root user 65532, no privilege
+escalation, no capabilities, RuntimeDefault seccomp, read-only root filesystem with an emptyDir
+on /tmp), so the operator works in namespaces that enforce ``restricted``.
+
+Credentials reach the pod only through ``secretKeyRef``: a Job runs in the namespace of the
+resource that asked for it and a Pod can only reference Secrets of its own namespace, so that
+namespace needs the credentials Secret (same name as the operator's ``LOOPWRIGHT_S3_SECRET``, keys
+``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``), or the Dataset names its own Secret with
+``spec.source.credentialsSecretRef``.
+
+Commands are the package's console scripts (``loopwright-trainer`` ...) rather than
+``python -m``: a script's shebang names its interpreter by absolute path, which works for any
+user whatever the image's PATH layout.
+
+Exit codes 2 (bad parameters) and 3 (bad data) fail the Job at once through a
+``podFailurePolicy``: retrying cannot fix them, so ``backoffLimit`` is spent only on failures
+that a retry may cure (a lost node, a storage hiccup).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from loopwright.api.dataset import DatasetSpec
+from loopwright.api.modelversion import CompiledArtifact
+from loopwright.api.pipeline import TrainingPipelineSpec
+from loopwright.api.schema import DatasetSchema
+from loopwright.jobs import contract as _job
+from loopwright.operator.builders.common import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    Manifest,
+    Owner,
+    owner_reference,
+    restricted_container_security,
+    restricted_pod_security,
+    scratch_mount,
+    scratch_volume,
+)
+
+NAME_LIMIT = 63
+"""Job names become the ``job-name`` label of their pods, so they must fit a label value."""
+CONTAINER = "main"
+
+PROFILE_BACKOFF_LIMIT = 2
+PROFILE_DEADLINE_SECONDS = 1800
+VERIFY_BACKOFF_LIMIT = 2
+VERIFY_DEADLINE_SECONDS = 600
+FINISHED_TTL_SECONDS = 3600
+"""Profiling and verification Jobs are read once, then only clutter the namespace."""
+
+@dataclass(frozen=True, kw_only=True)
+class JobSettings:
+    """What every Job of this operator shares, from the operator's configuration."""
+
+    image: str
+    s3_endpoint: str | None
+    credentials_secret: str | None
+    """Name of the Secret, in the Job's namespace, holding the S3 credentials; None: no credentials."""
+    suspend: bool = False
+    """Create Jobs suspended (no pod runs): for scale benchmarks of the control plane only."""
+
+
+def child_name(base: str, suffix: str) -> str:
+    """``<base>-<suffix>``, shortened deterministically to 63 characters.
+
+    A long base keeps its head and gains a hash of the whole, so two long names that share
+    a prefix still map to different children, and the same input always gives the same name.
+    """
+    name = f"{base}-{suffix}"
+    if len(name) <= NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    head = base[: NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-")
+    return f"{head}-{digest}-{suffix}"
+
+
+def profiling_job(
+    *,
+    namespace: str,
+    name: str,
+    owner: Owner,
+    spec: DatasetSpec,
+    output_prefix: str,
+    labels: Mapping[str, str],
+    settings: JobSettings,
+) -> Manifest:
+    """The Job that profiles one version of a Dataset (``loopwright-profiler``)."""
+    args = [
+        "--source-uri", spec.source.uri,
+        "--format", str(spec.source.format),
+        "--schema-json", _compact(spec.schema_.to_wire()),
+        "--validation-json", _compact(spec.validation.to_wire()),
+        "--output-prefix", output_prefix,
+    ]
+    secret = spec.source.credentials_secret_ref.name if spec.source.credentials_secret_ref else None
+    return _job_manifest(
+        namespace=namespace, name=name, owner=owner, labels=labels,
+        command=["loopwright-profiler", *args],
+        settings=settings, secret=secret or settings.credentials_secret,
+        backoff_limit=PROFILE_BACKOFF_LIMIT, deadline=PROFILE_DEADLINE_SECONDS,
+        ttl=FINISHED_TTL_SECONDS, resources=None)
+
+
+def training_job(
+    *,
+    namespace: str,
+    name: str,
+    owner: Owner,
+    spec: TrainingPipelineSpec,
+    dataset_uri: str,
+    dataset_format: str,
+    dataset_digest: str,
+    schema: DatasetSchema,
+    credentials_secret: str | None,
+    output_prefix: str,
+    labels: Mapping[str, str],
+    settings: JobSettings,
+) -> Manifest:
+    """The Job of one training run (``loopwright-trainer``).
+
+    ``credentials_secret`` is the Dataset's own Secret when it names one (the trainer must read
+    the data), else the operator's. It is kept until history pruning deletes it, so ``kubectl
+    logs`` works for the runs in ``status.runs``.
+    """
+    args = [
+        "--dataset-uri", dataset_uri,
+        "--format", dataset_format,
+        "--dataset-digest", dataset_digest,
+        "--schema-json", _compact(schema.to_wire()),
+        "--estimator", spec.model.estimator,
+        "--params-json", _compact(spec.model.params),
+        "--test-fraction", repr(spec.split.test_fraction),
+        "--seed", str(spec.split.seed),
+        "--stratify" if spec.split.stratify else "--no-stratify",
+        "--output-prefix", output_prefix,
+    ]
+    if spec.metrics:
+        args += ["--metrics", ",".join(str(m) for m in spec.metrics)]
+    resources = spec.job.resources.to_wire() if spec.job.resources else None
+    return _job_manifest(
+        namespace=namespace, name=name, owner=owner, labels=labels,
+        command=["loopwright-trainer", *args],
+        settings=settings, secret=credentials_secret or settings.credentials_secret,
+        backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
+        ttl=None, resources=resources)
+
+
+def verification_job(
+    *,
+    namespace: str,
+    name: str,
+    owner: Owner,
+    uri: str,
+    sha256: str,
+    labels: Mapping[str, str],
+    settings: JobSettings,
+    compiled: CompiledArtifact | None = None,
+) -> Manifest:
+    """The Job that proves an artifact exists, has its sha256 and loads with trusted types only,
+    and that its compiled form (if any) answers identically on the hold-out rows.
+
+    The load runs in a pod rather than in the operator: the operator does not ship
+    scikit-learn, and an artifact's memory use must not count against the operator's.
+    """
+    command = ["loopwright-verifier", "--uri", uri, "--sha256", sha256]
+    if compiled is not None:
+        command += ["--compiled-uri", compiled.uri, "--compiled-sha256", compiled.sha256,
+                    "--holdout-uri", compiled.holdout_uri, "--holdout-sha256", compiled.holdout_sha256]
+    return _job_manifest(
+        namespace=namespace, name=name, owner=owner, labels=labels,
+        command=command,
+        settings=settings, secret=settings.credentials_secret,
+        backoff_limit=VERIFY_BACKOFF_LIMIT, deadline=VERIFY_DEADLINE_SECONDS,
+        ttl=FINISHED_TTL_SECONDS, resources=None)
+
+
+def _compact(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _env(*, settings: JobSettings, secret: str | None) -> list[Manifest]:
+    env: list[Manifest] = [
+        {"name": "HOME", "value": "/tmp"},  # noqa: S108 (a private emptyDir, see _job_manifest)
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    if settings.s3_endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": settings.s3_endpoint})
+    if secret:
+        env += [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                for key in (ACCESS_KEY, SECRET_KEY)]
+    return env
+
+
+def _job_manifest(
+    *,
+    namespace: str,
+    name: str,
+    owner: Owner,
+    labels: Mapping[str, str],
+    command: list[str],
+    settings: JobSettings,
+    secret: str | None,
+    backoff_limit: int,
+    deadline: int,
+    ttl: int | None,
+    resources: Manifest | None,
+) -> Manifest:
+    container: Manifest = {
+        "name": CONTAINER,
+        "image": settings.image,
+        "command": command,
+        "env": _env(settings=settings, secret=secret),
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [scratch_mount()],
+        # The trainer's one-line JSON summary; the log tail if it died before writing it.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if resources:
+        container["resources"] = resources
+    spec: Manifest = {
+        "backoffLimit": backoff_limit,
+        "activeDeadlineSeconds": deadline,
+        "suspend": settings.suspend,
+        "podFailurePolicy": {"rules": [
+            {"action": "FailJob", "onExitCodes": {
+                "containerName": CONTAINER, "operator": "In",
+                "values": [_job.EXIT_BAD_PARAMETERS, _job.EXIT_BAD_DATA]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]},
+        "template": {
+            "metadata": {"labels": dict(labels)},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": restricted_pod_security(),
+                "containers": [container],
+                "volumes": [scratch_volume()],
+            },
+        },
+    }
+    if ttl is not None:
+        spec["ttlSecondsAfterFinished"] = ttl
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(labels),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": spec,
+    }

@@ -1,0 +1,100 @@
+"""The operator process: ``loopwright-operator`` (the container entry point) or, for development,
+``kopf run -m loopwright.operator.main``.
+
+Importing this module registers the handlers of all five kinds. The start-up
+handler validates the configuration first, so a bad setting stops the operator
+with a message naming it, before any object is touched.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+from typing import Any
+
+import kopf
+
+from loopwright.operator import config, controllers, metrics
+
+__all__ = ["configure_kopf", "controllers", "main"]
+
+_PREFIX = "kopf.loopwright.dev"
+_log = logging.getLogger(__name__)
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf settings that Loopwright relies on (see shared notes on kopf)."""
+    # Handler progress and the last-handled spec live in annotations of our own prefix: the
+    # status schema prunes unknown fields, so kopf's status.kopf would be dropped silently.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=_PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = "loopwright.dev/finalizer"
+    # kopf waits this long for its own PATCH to come back before the next event;
+    # the default 5 s dominates the create-to-Job latency.
+    settings.persistence.consistency_timeout = 1.0
+    # Events are posted explicitly (kopf.info/warn); warnings from handler loggers too.
+    settings.posting.enabled = True
+    settings.posting.level = logging.WARNING
+    # Watches are re-established regularly, and a silent stream is restarted (frozen watches).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    settings.watching.inactivity_timeout = 120
+    settings.networking.request_timeout = 60
+    # Sync handlers run in this pool; it bounds concurrent API calls of many objects.
+    settings.execution.max_workers = 20
+
+
+def _tune_gc() -> None:
+    """Fewer and shorter stop-the-world garbage collections when many objects arrive at once.
+
+    Measured with 1,000 new pipelines (tests/bench/bench_operator.py): with the default
+    thresholds the collector stopped every thread for 2.4 s in all, 9 full passes of up to
+    0.23 s each. What start-up allocated (client models, kopf, pydantic schemas) lives for
+    good and is frozen out of every later pass; young objects are collected less often:
+    0.9-1.0 s in all, 2 full passes, for a few MB more resident memory at the peak.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
+
+
+@kopf.on.startup(id="loopwright.startup")
+async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    try:
+        cfg = config.load()
+    except config.ConfigError as exc:
+        logger.error("%s", exc)
+        raise kopf.PermanentError(str(exc)) from exc
+    configure_kopf(settings)
+    _tune_gc()
+    memo.config = cfg
+    memo.http = await metrics.serve(port=cfg.metrics_port)
+    logger.info("loopwright operator: %s; /metrics and /healthz on port %d",
+                "all namespaces" if cfg.clusterwide else "namespaces " + ",".join(cfg.namespaces),
+                cfg.metrics_port)
+
+
+@kopf.on.cleanup(id="loopwright.cleanup")
+async def cleanup(*, memo: Any, **_: Any) -> None:
+    http = getattr(memo, "http", None)
+    if http is not None:
+        await http.cleanup()
+
+
+def main() -> int:
+    """Container entry point: the namespaces to watch come from LOOPWRIGHT_NAMESPACES."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config.load()
+    except config.ConfigError as exc:
+        print(f"loopwright: {exc}", file=sys.stderr)
+        return 2
+    kopf.run(standalone=True, clusterwide=cfg.clusterwide, namespaces=cfg.namespaces)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What the operator reads from outside the API server: predictors' metrics, webhooks."""

@@ -1,1 +1,0 @@
-"""The Dataset profiling Job (run as ``python -m loopwright.profiler``)."""

@@ -1,1 +1,0 @@
-"""The training Job (run as ``python -m loopwright.trainer``)."""

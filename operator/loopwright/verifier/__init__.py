@@ -1,1 +1,0 @@
-"""The artifact verification Job (``python -m loopwright.verifier``)."""
