@@ -1,10 +1,11 @@
 """The operator under test: the in-cluster one of the shipped manifests (a pytest plugin).
 
 `make kind-deploy` (or the `kube` fixture) installs manifests/overlays/kind, whose operator pod
-watches every namespace. For each test, the `operator` fixture narrows it to the test's namespace
-(LOOPWRIGHT_NAMESPACES in its ConfigMap) and replaces its pod, so every test meets a fresh
-operator that sees only its own objects, as the tests that kill and restart it need. At the end
-of the session the operator watches what it watched before (the demo's namespace keeps working).
+watches every namespace. During a session it watches only the demo's namespace (a running demo
+goes on, and tests that expect no operator get none), and for each test that asks for the
+`operator` fixture, only the test's namespace (LOOPWRIGHT_NAMESPACES in its ConfigMap) with its pod
+replaced, so every such test meets a fresh operator that sees only its own objects, as the tests
+that kill and restart it need. At the end of the session it watches what it watched before.
 
 `env` holds overrides of the operator container's environment, applied by `restart()`; each
 test starts from the shipped environment. `stop(kill=True)` deletes the pod with no grace period
@@ -36,6 +37,7 @@ S3_SECRET = (OPERATOR_NAMESPACE, "loopwright-s3")
 CREDENTIALS_SECRET = S3_SECRET[1]
 # The opt-in ClusterRole that lets the operator read a Secret a Dataset or DriftPolicy names.
 SECRET_READER = "loopwright-operator-secrets"
+DEMO_NAMESPACE = "loopwright-demo"
 
 
 def _shipped_env() -> list[dict[str, Any]]:
@@ -149,17 +151,26 @@ def _copy_credentials(kube: Any, namespace: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def _operator_scope(kube: Any) -> Iterator[None]:
-    """Puts the operator's scope and environment back as they were at the end of the session."""
+def operator_scope(kube: Any) -> Iterator[None]:
+    """For the session, the operator keeps off the tests' namespaces (it watches only the demo's,
+    so a demo can go on) unless a test asks for it; then its scope and environment are put back."""
     config = kube.core.read_namespaced_config_map(CONFIG, OPERATOR_NAMESPACE)
     before = (config.data or {}).get("LOOPWRIGHT_NAMESPACES", "")
+    Operator(kube=kube, namespace=DEMO_NAMESPACE).start()
     yield
-    handle = Operator(kube=kube, namespace=before)
-    handle.start()
+    Operator(kube=kube, namespace=before).start()
+
+
+@pytest.fixture(autouse=True)
+def _operator_off_other_tests(request: pytest.FixtureRequest) -> None:
+    """Every cluster test runs with the operator scoped (a cluster-wide one, left by `make demo` or a
+    fresh install, would reconcile the objects of tests that expect no operator)."""
+    if request.node.get_closest_marker("cluster"):
+        request.getfixturevalue("operator_scope")
 
 
 @pytest.fixture
-def operator(kube: Any, crds: dict[str, Any], s3: Any, namespace: str, _operator_scope: None,
+def operator(kube: Any, crds: dict[str, Any], s3: Any, namespace: str, operator_scope: None,
              request: pytest.FixtureRequest) -> Iterator[Operator]:
     """The in-cluster Loopwright operator, watching only this test's namespace."""
     _copy_credentials(kube, namespace)
