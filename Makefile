@@ -1,5 +1,5 @@
 # Loopwright developer commands. `make help` lists them.
-# The two a new user needs: `make demo` (the whole loop on a local cluster) and `make test`.
+# The two a new user needs: `make demo` (the whole loop on kind) and `make test`.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -16,15 +16,13 @@ PYTHON := $(shell for p in python3.13 python3.12 python3.11 python3; do \
 endif
 
 DEMO_SCRIPT := tests/demo/demo.py
-# `make demo` runs on kind (brought up by the kind-* targets below); CLUSTER=local uses the project's
-# local cluster. DEMO_ARGS passes more options, e.g. DEMO_ARGS=--only-demo-namespace on a shared cluster.
-CLUSTER ?= kind
-CLUSTER_SCRIPT := tests/cluster/cluster.py
+# `make demo` runs on kind (brought up by the kind-* targets below). DEMO_ARGS passes more options,
+# e.g. DEMO_ARGS=--only-demo-namespace on a shared cluster.
 # `make run` watches the namespaces of LOOPWRIGHT_NAMESPACES (comma list), or the whole cluster.
 comma := ,
 KOPF_NAMESPACES = $(if $(strip $(LOOPWRIGHT_NAMESPACES)),$(foreach ns,$(subst $(comma), ,$(LOOPWRIGHT_NAMESPACES)),--namespace=$(ns)),--all-namespaces)
 
-.PHONY: help install proto test lint crds apply-crds run demo cluster-up cluster-down bench
+.PHONY: help install proto test lint crds apply-crds run demo bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,8 +41,10 @@ proto: | $(PY) ## Regenerate the gRPC messages from operator/loopwright/**/*.pro
 $(PY):
 	$(MAKE) install
 
-test: | $(PY) ## Run the test suite (tests marked `cluster` use a real API server; see tests/conftest.py).
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: | $(PY) ## Unit tests, then the e2e tests on kind (make kind-up kind-load kind-deploy first, as needed).
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(MAKE) kind-up kind-load kind-deploy
+	$(MAKE) kind-e2e KIND_E2E_ARGS="$(PYTEST_ARGS)"
 
 lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both run; either fails it).
 	@status=0; \
@@ -59,19 +59,11 @@ apply-crds: ## Install or update the CRDs in the cluster of the current KUBECONF
 	kubectl apply --server-side --force-conflicts -f crds/
 
 run: | $(PY) ## Run the operator in the foreground against the current KUBECONFIG.
-	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make cluster-up, then export KUBECONFIG from .cluster/env)" >&2; exit 1; }
+	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make kind-up, then export KUBECONFIG=$(KIND_KUBECONFIG))" >&2; exit 1; }
 	$(VENV)/bin/kopf run -m loopwright.operator.main --standalone $(KOPF_NAMESPACES)
 
-demo: | $(PY) ## The whole loop on kind: data, training, canary, drift, retraining (CLUSTER=local: local cluster).
-	$(PY) $(DEMO_SCRIPT) --cluster $(CLUSTER) $(DEMO_ARGS)
-
-cluster-up: | $(PY) ## Start the local test cluster (writes .cluster/env).
-	@test -f $(CLUSTER_SCRIPT) || { echo "make cluster-up: $(CLUSTER_SCRIPT) does not exist yet" >&2; exit 1; }
-	$(PY) $(CLUSTER_SCRIPT) up
-
-cluster-down: | $(PY) ## Stop the local test cluster.
-	@test -f $(CLUSTER_SCRIPT) || { echo "make cluster-down: $(CLUSTER_SCRIPT) does not exist yet" >&2; exit 1; }
-	$(PY) $(CLUSTER_SCRIPT) down
+demo: | $(PY) ## The whole loop on kind: data, training, canary, drift, retraining.
+	$(PY) $(DEMO_SCRIPT) $(DEMO_ARGS)
 
 bench: | $(PY) ## Run every benchmark (reports in reports/bench-<name>.md).
 	@shopt -s nullglob; benches=(tests/bench/bench_*.py); \
@@ -91,11 +83,8 @@ KIND_S3_PORT ?= 9900
 KIND_KUBECONFIG ?= $(CURDIR)/.cluster/kind/kubeconfig
 IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 export KIND_CLUSTER KIND_S3_PORT KIND_KUBECONFIG IMAGE_TAG
-# The kind overlay's S3 as the host sees it (NodePort 30900 on 127.0.0.1:$(KIND_S3_PORT)) and its
-# development credentials (manifests/overlays/kind/s3.yaml).
-KIND_S3_ENV := AWS_ENDPOINT_URL=http://127.0.0.1:$(KIND_S3_PORT) AWS_ACCESS_KEY_ID=loopwright \
-	AWS_SECRET_ACCESS_KEY=loopwright-kind-only AWS_DEFAULT_REGION=us-east-1
-KIND_E2E_ARGS ?= -m cluster tests/e2e
+# kind-e2e's pytest arguments; the suite's slowest tests are listed at the end (--durations).
+KIND_E2E_ARGS ?= tests/e2e
 
 .PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-down
 
@@ -121,9 +110,9 @@ kind-load: images ## Build the images and load them into the kind cluster.
 kind-deploy: ## Install Loopwright and S3 into kind (manifests/overlays/kind) and wait until ready.
 	images/kind/cluster.sh deploy
 
-kind-e2e: | $(PY) ## The end-to-end tests against kind, with the operator running in the cluster.
-	KUBECONFIG=$(KIND_KUBECONFIG) LOOPWRIGHT_E2E_OPERATOR=in-cluster $(KIND_S3_ENV) \
-		$(PY) -m pytest $(KIND_E2E_ARGS)
+kind-e2e: | $(PY) ## The tests marked `cluster`, against the kind cluster and its in-cluster operator.
+	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m cluster --durations=25 $(KIND_E2E_ARGS) \
+		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }  # 5: the arguments selected no cluster test
 
 kind-down: ## Delete the kind cluster (the last one gone, the host's sysctls are put back).
 	images/kind/cluster.sh down

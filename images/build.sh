@@ -5,6 +5,8 @@
 #  2. the wheelhouse of images/requirements.lock, downloaded on the host with hashes checked, kept in
 #     $LOOPWRIGHT_CACHE/wheels/<lock digest>; Loopwright's own wheel built from the checkout;
 #  3. both images built with --network none from a context of those wheels.
+# Several checkouts may share one engine: each image is also tagged <version>-<content digest>, and
+# .cluster/images.env of this checkout names those tags (what `make kind-load` loads).
 # Usage: images/build.sh   (IMAGE_TAG, default: the version in pyproject.toml)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -47,9 +49,11 @@ wheelhouse() {  # prints the directory
   echo "$dir"
 }
 
-context() {  # base-image wheels-dir -> prints the context directory
-  local ctx="$CACHE/build/context"
-  rm -rf "$ctx"; mkdir -p "$ctx/project"
+context() {  # base-image wheels-dir -> prints the context directory (the caller removes it)
+  local ctx
+  mkdir -p "$CACHE/build"
+  ctx="$(mktemp -d "$CACHE/build/context.XXXXXX")"
+  mkdir -p "$ctx/project"
   cp -al "$2" "$ctx/wheels"  # hard links: the wheelhouse is not copied
   rm -f "$ctx/wheels/.complete"
   # A fixed zip timestamp: the same source gives the same wheel, so the image layer is reused.
@@ -63,19 +67,29 @@ context() {  # base-image wheels-dir -> prints the context directory
 
 main() {
   use_docker
-  local base wheels ctx revision target
+  local base wheels ctx revision target digest
   base="$(python_base)"
   wheels="$(wheelhouse)"
   ctx="$(context "$base" "$wheels")"
-  revision="$(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  # The digest of what goes into the images: the base, the wheelhouse (by its lock), the rest.
+  digest="$( { docker image inspect -f '{{.Id}}' "$base"; basename "$wheels"
+               (cd "$ctx" && find . -path ./wheels -prune -o -type f -print | sort | xargs sha256sum); } \
+             | sha256sum | cut -c1-12)"
+  # The last commit that changed what the images hold (a commit of tests only rebuilds nothing).
+  revision="$(git -C "$REPO_DIR" log -1 --format=%h -- operator pyproject.toml images/Dockerfile \
+              images/requirements.lock 2>/dev/null || echo unknown)"
   git -C "$REPO_DIR" diff --quiet HEAD -- operator pyproject.toml 2>/dev/null || revision+="-dirty"
   # ml first: the classic builder runs every stage before the target, so operator reuses its cache.
   for target in ml operator; do
-    step "loopwright/$target:$TAG (base $base)" docker build -q --network none --target "$target" \
+    step "loopwright/$target:$TAG-$digest (base $base)" docker build -q --network none --target "$target" \
       --build-arg "PYTHON_IMAGE=$base" --label "org.opencontainers.image.version=$TAG" \
       --label "org.opencontainers.image.revision=$revision" \
-      -t "loopwright/$target:$TAG" "$ctx" >/dev/null
+      -t "loopwright/$target:$TAG-$digest" -t "loopwright/$target:$TAG" "$ctx" >/dev/null
   done
-  docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^loopwright/(ml|operator):$TAG " >&2
+  rm -rf "$ctx"
+  mkdir -p "$REPO_DIR/.cluster"
+  printf 'OPERATOR_IMAGE=loopwright/operator:%s\nML_IMAGE=loopwright/ml:%s\n' "$TAG-$digest" "$TAG-$digest" \
+    > "$REPO_DIR/.cluster/images.env"
+  docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^loopwright/(ml|operator):$TAG-$digest " >&2
 }
 main "$@"

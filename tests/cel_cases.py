@@ -108,6 +108,23 @@ DRIFT_POLICY = _manifest(
     },
 )
 
+ANALYSIS_TEMPLATE = _manifest(
+    "AnalysisTemplate",
+    "slo",
+    {
+        "prometheus": [
+            {
+                "name": "http-5xx",
+                "address": "http://prometheus.monitoring:9090",
+                "query": 'sum(rate(http_requests_total{code=~"5..",version="{{version}}"}[2m]))',
+                "max": 0.5,
+                "headers": [{"name": "X-Scope-OrgID", "value": "team-a"}],
+                "secretRef": {"name": "prom-token"},
+            },
+        ]
+    },
+)
+
 _GATEWAY = {"mode": "gatewayAPI", "gateway": {"parentRef": {"name": "public"}}}
 
 CASES: list[CelCase] = [
@@ -393,7 +410,7 @@ CASES: list[CelCase] = [
         _with(
             DEPLOYMENT,
             "spec.rollout.analysis",
-            {"metrics": {"prometheus": {"address": "http://prometheus:9090", "query": "up"}}},
+            {"metrics": {"prometheus": [{"name": "up", "address": "http://prometheus:9090", "query": "up"}]}},
         ),
         False,
     ),
@@ -405,7 +422,9 @@ CASES: list[CelCase] = [
             "spec.rollout.analysis",
             {
                 "metrics": {
-                    "prometheus": {"address": "http://prometheus:9090", "query": "up", "min": 2, "max": 1}
+                    "prometheus": [
+                        {"name": "up", "address": "http://prometheus:9090", "query": "up", "min": 2, "max": 1}
+                    ]
                 }
             },
         ),
@@ -417,7 +436,13 @@ CASES: list[CelCase] = [
         _with(
             DEPLOYMENT,
             "spec.rollout.analysis",
-            {"metrics": {"prometheus": {"address": "http://prometheus:9090", "query": "up", "max": 1}}},
+            {
+                "metrics": {
+                    "prometheus": [
+                        {"name": "up", "address": "http://prometheus:9090", "query": "up", "max": 1}
+                    ]
+                }
+            },
         ),
         True,
     ),
@@ -425,6 +450,88 @@ CASES: list[CelCase] = [
         "Deployment",
         "a capture fraction above 1",
         _with(DEPLOYMENT, "spec.capture", {"fraction": 1.5}),
+        False,
+    ),
+    CelCase(
+        "Deployment",
+        "Prometheus checks with headers, a Secret and a shared template",
+        _with(
+            DEPLOYMENT,
+            "spec.rollout.analysis",
+            {
+                "templates": [{"name": "slo"}],
+                "metrics": {
+                    "prometheus": [
+                        {
+                            "name": "p99",
+                            "address": "https://thanos:10902",
+                            "query": "q",
+                            "max": 0.2,
+                            "headers": [{"name": "X-Scope-OrgID", "value": "a"}],
+                            "secretRef": {"name": "prom"},
+                        },
+                        {
+                            "name": "saturation",
+                            "address": "http://prometheus:9090",
+                            "query": "q",
+                            "min": 0,
+                            "max": 1,
+                        },
+                    ]
+                },
+            },
+        ),
+        True,
+    ),
+    CelCase(
+        "Deployment",
+        "a credential inline in a Prometheus header",
+        _with(
+            DEPLOYMENT,
+            "spec.rollout.analysis",
+            {
+                "metrics": {
+                    "prometheus": [
+                        {
+                            "name": "p99",
+                            "address": "http://prometheus:9090",
+                            "query": "q",
+                            "max": 1,
+                            "headers": [{"name": "Authorization", "value": "Bearer abc"}],
+                        },
+                    ]
+                }
+            },
+        ),
+        False,
+    ),
+    # AnalysisTemplate
+    CelCase("AnalysisTemplate", "checks with headers and a Secret", ANALYSIS_TEMPLATE, True),
+    CelCase("AnalysisTemplate", "no checks", _with(ANALYSIS_TEMPLATE, "spec.prometheus", []), False),
+    CelCase(
+        "AnalysisTemplate",
+        "a check without bounds",
+        _with(
+            ANALYSIS_TEMPLATE, "spec.prometheus", [{"name": "x", "address": "http://p:9090", "query": "q"}]
+        ),
+        False,
+    ),
+    CelCase(
+        "AnalysisTemplate",
+        "a cookie inline",
+        _with(
+            ANALYSIS_TEMPLATE,
+            "spec.prometheus",
+            [
+                {
+                    "name": "x",
+                    "address": "http://p:9090",
+                    "query": "q",
+                    "max": 1,
+                    "headers": [{"name": "cookie", "value": "s"}],
+                }
+            ],
+        ),
         False,
     ),
     # DriftPolicy

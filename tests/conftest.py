@@ -1,21 +1,35 @@
-"""Shared fixtures: a real Kubernetes cluster for the tests marked `cluster`.
+"""Shared fixtures of the tests marked `cluster`: a kind cluster running Loopwright's images.
 
-With KUBECONFIG pointing at a reachable cluster (kind, or a local cluster already up) the tests
-use it and leave it running. Otherwise the session starts the project's own local cluster
-(tests/cluster/cluster.py up) and stops it at the end, unless LOOPWRIGHT_KEEP_CLUSTER=1.
-A cluster that cannot start fails the session loudly; LOOPWRIGHT_SKIP_CLUSTER=1 skips instead.
+The cluster is the one `make kind-up kind-load kind-deploy` makes (`make test` runs those first):
+KUBECONFIG if it points at a reachable cluster, else `.cluster/kind/kubeconfig`; when neither
+answers, the session runs those make targets itself (log: .cluster/kind/bring-up.log) and leaves
+the cluster running. LOOPWRIGHT_SKIP_CLUSTER=1 skips the cluster tests instead.
+
+Fixtures, for tests to build on:
+- `kube` (session): the API groups, `wait`, `run_pod`, `logs`, `kubectl`, `port_forward`.
+- `namespace`: a fresh namespace per test that enforces the `restricted` Pod Security Standard, as
+  a Loopwright namespace should; deleted afterwards.
+- `s3` (session): the kind overlay's S3 as the host sees it (NodePort on 127.0.0.1:KIND_S3_PORT)
+  and as pods see it (`in_cluster`); credentials read from the Secret the overlay installs.
+- `crds` (session): this checkout's CRDs, installed.
+- `operator` (operator_fixture.py): the in-cluster operator of the shipped manifests, restarted
+  to watch only the test's namespace; `restart(kill=True)` deletes its pod.
+Pods and Services are reached from the host with `kube.port_forward` (kubectl port-forward on
+127.0.0.1), never through host routes.
 """
 from __future__ import annotations
 
+import base64
 import os
 import re
-import shlex
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,13 +40,40 @@ from kubernetes import client, config
 from crd_install import Crd, install_crds
 
 REPO = Path(__file__).resolve().parents[1]
-LOCAL_STATE = REPO / ".cluster"
-_CLUSTER_PY = [sys.executable, str(REPO / "tests" / "cluster" / "cluster.py")]
+KIND_KUBECONFIG = os.environ.get("KIND_KUBECONFIG", str(REPO / ".cluster" / "kind" / "kubeconfig"))
+KIND_S3_PORT = int(os.environ.get("KIND_S3_PORT", "9900"))
+CACHE = Path(os.environ.get("LOOPWRIGHT_CACHE", str(Path.home() / ".cache" / "loopwright")))
 IN_CLUSTER_S3 = "http://s3.loopwright-system.svc:9000"
 S3_SECRET = ("loopwright-system", "loopwright-s3")
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
+              "pod-security.kubernetes.io/warn": "restricted"}
 T = TypeVar("T")
-# The `operator` fixture (the Loopwright operator process for one test namespace).
+# The `operator` fixture (the in-cluster Loopwright operator, scoped to one test namespace).
 pytest_plugins = ("operator_fixture",)
+
+
+ML_IMAGE = "loopwright/ml:0.1.0"
+
+
+def restricted(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """A pod spec made to meet the `restricted` Pod Security Standard the test namespaces enforce:
+    uid 65532, seccomp RuntimeDefault, and per container no privilege escalation, no capabilities
+    and a read-only root filesystem (settings the spec already has are kept)."""
+    pod_spec.setdefault("securityContext", {}).update(
+        {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+         "seccompProfile": {"type": "RuntimeDefault"}})
+    for container in [*pod_spec.get("initContainers", []), *pod_spec["containers"]]:
+        context = container.setdefault("securityContext", {})
+        context.setdefault("allowPrivilegeEscalation", False)
+        context.setdefault("capabilities", {"drop": ["ALL"]})
+        context.setdefault("readOnlyRootFilesystem", True)
+    return pod_spec
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -40,8 +81,8 @@ class Kube:
     """A connected cluster: typed API groups plus the few waits every e2e test needs."""
 
     kubeconfig: str
-    local: bool  # the project's own cluster (host processes, lw0 bridge), not kind
     api: Any  # kubernetes.client.ApiClient
+    forwards: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @property
     def core(self) -> Any:
@@ -79,10 +120,11 @@ class Kube:
             time.sleep(interval)
 
     def run_pod(self, namespace: str, pod: dict[str, Any], *, timeout: float = 120) -> Any:
-        """Create a pod (restartPolicy Never) and wait until it Succeeded or Failed; return it."""
+        """Create a restricted pod (restartPolicy Never), wait until it Succeeded or Failed; return it."""
         pod.setdefault("apiVersion", "v1")
         pod.setdefault("kind", "Pod")
         pod["spec"].setdefault("restartPolicy", "Never")
+        restricted(pod["spec"])
         name = pod["metadata"]["name"]
         self.core.create_namespaced_pod(namespace, pod)
 
@@ -107,12 +149,40 @@ class Kube:
         return bytes(response.data).decode()
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run kubectl: the one built with the local cluster (same version) if there is one."""
-        cache = os.environ.get("LOOPWRIGHT_CACHE", str(Path.home() / ".cache" / "loopwright"))
-        built = Path(cache) / "bin" / "kubectl"
+        """Run kubectl: the one built with the node image (same version) if there is one."""
+        built = CACHE / "bin" / "kubectl"
         binary = str(built) if built.exists() else "kubectl"
         return subprocess.run([binary, f"--kubeconfig={self.kubeconfig}", *args],
                               check=check, capture_output=True, text=True, timeout=120)
+
+    @contextmanager
+    def port_forward(self, namespace: str, target: str, port: int, *,
+                     timeout: float = 30) -> Iterator[str]:
+        """`kubectl port-forward` to `target` (pod/NAME, svc/NAME, deployment/NAME) on a free port of
+        127.0.0.1; yields "127.0.0.1:PORT" once it accepts connections, and stops it afterwards."""
+        local = free_port()
+        built = CACHE / "bin" / "kubectl"
+        process = subprocess.Popen(
+            [str(built) if built.exists() else "kubectl", f"--kubeconfig={self.kubeconfig}", "-n", namespace,
+             "port-forward", "--address=127.0.0.1", target, f"{local}:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            def accepting() -> bool:
+                if process.poll() is not None:
+                    error = process.stderr.read().decode() if process.stderr else ""
+                    pytest.fail(f"port-forward to {namespace}/{target} ended: {error}")
+                try:
+                    with socket.create_connection(("127.0.0.1", local), timeout=1):
+                        return True
+                except OSError:
+                    return False
+
+            self.wait(accepting, timeout=timeout, what=f"port-forward to {namespace}/{target}:{port}",
+                      interval=0.1)
+            yield f"127.0.0.1:{local}"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -132,6 +202,8 @@ class S3:
 
 
 def _reachable(kubeconfig: str) -> bool:
+    if not Path(kubeconfig).exists():
+        return False
     try:
         api = config.new_client_from_config(config_file=kubeconfig)
         with api:
@@ -141,51 +213,39 @@ def _reachable(kubeconfig: str) -> bool:
     return True
 
 
-def _local_env() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in (LOCAL_STATE / "env").read_text().splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        values[key] = shlex.split(value)[0] if value else ""
-    return values
-
-
-def _cluster(command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*_CLUSTER_PY, command], check=False, capture_output=True, text=True, timeout=3600)
+def _bring_up_kind() -> None:
+    log = Path(KIND_KUBECONFIG).parent / "bring-up.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"no cluster answers: make kind-up kind-load kind-deploy (log: {log})", file=sys.stderr)
+    with log.open("w") as out:
+        result = subprocess.run(["make", "-C", str(REPO), "kind-up", "kind-load", "kind-deploy"],
+                                stdout=out, stderr=subprocess.STDOUT, check=False, timeout=5400)
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        pytest.fail(f"bringing up kind failed (exit {result.returncode}):\n{tail}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
-    """The cluster for this session: the one KUBECONFIG points at, or the local one."""
+    """The kind cluster of this session (see the module docstring)."""
     if os.environ.get("LOOPWRIGHT_SKIP_CLUSTER") == "1":
         pytest.skip("LOOPWRIGHT_SKIP_CLUSTER=1")
-    local_kubeconfig = str(LOCAL_STATE / "admin.kubeconfig")
     kubeconfig = os.environ.get("KUBECONFIG", "")
-    started = False
     if not (kubeconfig and _reachable(kubeconfig)):
-        if kubeconfig:
-            print(f"KUBECONFIG={kubeconfig} is not reachable: using the local cluster", file=sys.stderr)
-        kubeconfig = local_kubeconfig
-        # A cluster someone else started stays theirs, even if `up` restarts a component of it.
-        running = Path(kubeconfig).exists() and _reachable(kubeconfig)
-        if not running or _cluster("status").returncode != 0:
-            result = _cluster("up")
-            if result.returncode != 0:
-                pytest.fail(f"the local cluster did not start (cluster.py up exit {result.returncode}):\n"
-                            f"{result.stdout}\n{result.stderr}", pytrace=False)
-            started = not running and os.environ.get("LOOPWRIGHT_KEEP_CLUSTER") != "1"
+        kubeconfig = KIND_KUBECONFIG
+        if not _reachable(kubeconfig):
+            _bring_up_kind()
     saved = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = kubeconfig  # for kubectl and operator subprocesses the tests start
+    os.environ["KUBECONFIG"] = kubeconfig  # for kubectl and the subprocesses the tests start
     api = config.new_client_from_config(config_file=kubeconfig)
     try:
-        yield Kube(kubeconfig=kubeconfig, local=Path(kubeconfig).resolve() == Path(local_kubeconfig), api=api)
+        yield Kube(kubeconfig=kubeconfig, api=api)
     finally:
         api.close()
         if saved is None:
             os.environ.pop("KUBECONFIG", None)
         else:
             os.environ["KUBECONFIG"] = saved
-        if started:
-            _cluster("down")
 
 
 @pytest.fixture
@@ -193,7 +253,8 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named after the test, deleted (with everything in it) afterwards."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
-    kube.core.create_namespace({"metadata": {"name": name, "labels": {"loopwright.dev/test": "true"}}})
+    labels = {"loopwright.dev/test": "true", **RESTRICTED}
+    kube.core.create_namespace({"metadata": {"name": name, "labels": labels}})
     # Pods are rejected until the service-account controller has made `default`.
     kube.wait(lambda: _has_default_sa(kube, name), timeout=30, what=f"ServiceAccount {name}/default")
     try:
@@ -218,13 +279,8 @@ def crds(kube: Kube) -> dict[str, Crd]:
 
 @pytest.fixture(scope="session")
 def s3(kube: Kube) -> S3:
-    """S3 endpoint and credentials: from .cluster/env locally, from AWS_* variables elsewhere."""
-    if kube.local:
-        env = _local_env()
-    elif os.environ.get("AWS_ENDPOINT_URL"):
-        env = dict(os.environ)
-    else:
-        pytest.skip("no S3 for this cluster: set AWS_ENDPOINT_URL and credentials")
-    return S3(endpoint=env["AWS_ENDPOINT_URL"], in_cluster=IN_CLUSTER_S3,
-              access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env["AWS_SECRET_ACCESS_KEY"],
-              region=env.get("AWS_DEFAULT_REGION", "us-east-1"))
+    """The kind overlay's S3: NodePort on 127.0.0.1 for the host, the Service for pods."""
+    secret = kube.core.read_namespaced_secret(S3_SECRET[1], S3_SECRET[0]).data
+    return S3(endpoint=f"http://127.0.0.1:{KIND_S3_PORT}", in_cluster=IN_CLUSTER_S3,
+              access_key=base64.b64decode(secret["AWS_ACCESS_KEY_ID"]).decode(),
+              secret_key=base64.b64decode(secret["AWS_SECRET_ACCESS_KEY"]).decode())

@@ -75,14 +75,21 @@ s3_image() {
 
 load() {
   use_docker
-  local images=("loopwright/operator:$TAG" "loopwright/ml:$TAG")
+  # This checkout's images by their content tags (images/build.sh): the engine may be shared, and
+  # loopwright/*:$TAG there is whichever checkout built last.
+  [[ -f "$REPO_DIR/.cluster/images.env" ]] || die "no .cluster/images.env: make images first"
+  local OPERATOR_IMAGE ML_IMAGE
+  source "$REPO_DIR/.cluster/images.env"
+  local images=("$OPERATOR_IMAGE" "$ML_IMAGE") node="$NAME-control-plane"
   step "S3 image $S3_IMAGE" s3_image
   upstream_images || images+=("$S3_IMAGE")
   # kind skips an image the node already has under the same ID.
   step "kind load ${images[*]}" kind load docker-image --name "$NAME" "${images[@]}"
-  # A reloaded tag leaves the previous image behind under a generated name: drop those.
-  docker exec "$NAME-control-plane" sh -c \
-    'ctr -n k8s.io images ls -q | grep "^docker.io/library/import-" | xargs -r ctr -n k8s.io images rm >/dev/null'
+  # In the node, the names the manifests use point at them; earlier builds are dropped.
+  docker exec "$node" ctr -n k8s.io images tag --force "docker.io/$OPERATOR_IMAGE" "docker.io/loopwright/operator:$TAG" >/dev/null
+  docker exec "$node" ctr -n k8s.io images tag --force "docker.io/$ML_IMAGE" "docker.io/loopwright/ml:$TAG" >/dev/null
+  docker exec "$node" sh -c "ctr -n k8s.io images ls -q | grep -E '^docker.io/(library/import-|loopwright/[a-z]+:$TAG-)' \
+    | grep -vxF -e 'docker.io/$OPERATOR_IMAGE' -e 'docker.io/$ML_IMAGE' | xargs -r ctr -n k8s.io images rm >/dev/null"
 }
 
 deploy() {

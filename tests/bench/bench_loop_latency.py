@@ -1,6 +1,6 @@
 """Benchmark: from a new Dataset version in S3 to a Validated ModelVersion.
 
-Not a test. On the cluster of KUBECONFIG (else the local cluster), with the operator as a
+Not a test. On the cluster of KUBECONFIG (else the kind cluster), with the operator as a
 subprocess and real Jobs (profiling, training, verification pods):
 
 1. a Dataset (refreshInterval 2s) and a TrainingPipeline (onNewData, cooldown 1s,

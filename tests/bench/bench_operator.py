@@ -1,7 +1,7 @@
 """Benchmark: 1,000 TrainingPipelines applied at once, reconciled to training Jobs.
 
-Not a test. Against the cluster of KUBECONFIG, else the local cluster (started if it is not running;
-`make cluster-down` stops it), with this checkout's CRDs installed:
+Not a test. Against the cluster of KUBECONFIG, else the kind cluster (brought up if need be;
+`make kind-down` deletes it), with this checkout's CRDs installed:
 
 1. a dedicated namespace with the S3 credentials Secret, a small CSV in S3 and a Dataset;
 2. the operator as a subprocess (`kopf run -m loopwright.operator.main --standalone --namespace <ns>`)
@@ -58,15 +58,17 @@ TARGETS = {"total": 40.0, "p95": 1.0, "rss_mb": 200.0}
 
 
 def cluster_env() -> dict[str, str]:
-    """KUBECONFIG and S3 settings: the environment's, else the local cluster's (started if need be)."""
+    """KUBECONFIG and S3 settings: the environment's, else the kind cluster's (brought up if need be:
+    make kind-up kind-load kind-deploy), whose S3 the host reaches on 127.0.0.1:KIND_S3_PORT with the
+    kind overlay's development credentials (manifests/overlays/kind/s3.yaml)."""
     env: dict[str, str] = {}
-    path = REPO / ".cluster" / "env"
     if not os.environ.get("KUBECONFIG"):
-        # Idempotent: a running local cluster is reused, a stopped one is started.
-        subprocess.run([sys.executable, str(REPO / "tests" / "cluster" / "cluster.py"), "up"], check=True)
-        for line in path.read_text().splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
+        subprocess.run(["make", "-C", str(REPO), "kind-up", "kind-load", "kind-deploy"], check=True)
+        kubeconfig = os.environ.get("KIND_KUBECONFIG", str(REPO / ".cluster" / "kind" / "kubeconfig"))
+        env = {"KUBECONFIG": kubeconfig,
+               "AWS_ENDPOINT_URL": f"http://127.0.0.1:{os.environ.get('KIND_S3_PORT', '9900')}",
+               "AWS_ACCESS_KEY_ID": "loopwright", "AWS_SECRET_ACCESS_KEY": "loopwright-kind-only",
+               "AWS_DEFAULT_REGION": "us-east-1"}
     env.update({k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LOOPWRIGHT_", "KUBECONFIG"))})
     return env
 

@@ -6,11 +6,11 @@
   changed population (Dataset v2) -> shifted traffic: drift detected -> retrain (trigger Drift)
   -> churn-v2 validated -> canary -> promoted -> the same traffic: no drift against v2.
 
-Usage: python tests/demo/demo.py [--cluster kind|local] [--operator in-cluster|process]
-                                 [--only-demo-namespace]
+Usage: python tests/demo/demo.py [--only-demo-namespace]
 
-On kind (the default) it first runs `make kind-up kind-load kind-deploy`: a Docker engine, kind, the
-node image and Loopwright's images from this checkout, as far as they are missing (images/).
+It first runs `make kind-up kind-load kind-deploy`: a Docker engine, kind, the node image and
+Loopwright's images from this checkout, as far as they are missing (images/). The operator runs in
+the cluster from the shipped manifests (manifests/overlays/kind).
 
 Every object change is printed as one line (kind/name, phase, key figures); every wait has a
 timeout and says what it was waiting for. The end is a summary: versions, metrics, rollout
@@ -23,8 +23,6 @@ import argparse
 import base64
 import json
 import os
-import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -47,7 +45,6 @@ GROUP, VERSION = "loopwright.dev", "v1alpha1"
 NAME = "churn"  # Dataset, pipeline, model, Deployment and DriftPolicy of the samples share it
 BUCKET = "loopwright"
 PREFIX = "demo/churn/"  # manifests/samples/dataset.yaml: s3://loopwright/demo/churn/
-IN_CLUSTER_S3 = "http://s3.loopwright-system.svc:9000"
 ML_IMAGE = "loopwright/ml:0.1.0"
 CACHE_BIN = Path(os.environ.get("LOOPWRIGHT_CACHE", Path.home() / ".cache" / "loopwright")) / "bin"
 KINDS = (("Dataset", "datasets"), ("TrainingPipeline", "trainingpipelines"),
@@ -72,29 +69,10 @@ def step(title: str) -> None:
 
 @dataclass
 class Cluster:
-    name: str  # local | kind
     kubeconfig: str
     s3_endpoint: str  # as seen from this machine
     s3_key: str = ""
     s3_secret: str = ""
-
-
-def _local_cluster() -> Cluster:
-    script = REPO / "tests" / "cluster" / "cluster.py"
-    running = subprocess.run([sys.executable, str(script), "status"], capture_output=True, check=False)
-    if running.returncode == 0:
-        say("local cluster already running: reusing it")
-    else:
-        say("starting the local cluster (tests/cluster/cluster.py up; the first start builds Kubernetes)")
-        if subprocess.run([sys.executable, str(script), "up"], check=False, timeout=7200).returncode != 0:
-            raise DemoError("the local cluster did not start: see .cluster/logs")
-    env: dict[str, str] = {}
-    for line in (REPO / ".cluster" / "env").read_text().splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = os.path.expandvars(shlex.split(value)[0]) if value else ""
-    os.environ["PATH"] = env.get("PATH", os.environ["PATH"])  # the kubectl built with the cluster
-    return Cluster(name="local", kubeconfig=env["KUBECONFIG"], s3_endpoint=env["AWS_ENDPOINT_URL"],
-                   s3_key=env["AWS_ACCESS_KEY_ID"], s3_secret=env["AWS_SECRET_ACCESS_KEY"])
 
 
 def _kind_cluster() -> Cluster:
@@ -109,12 +87,12 @@ def _kind_cluster() -> Cluster:
     os.environ["PATH"] = f"{CACHE_BIN}{os.pathsep}{os.environ['PATH']}"
     kubeconfig = os.environ.get("KIND_KUBECONFIG", str(REPO / ".cluster" / "kind" / "kubeconfig"))
     port = os.environ.get("KIND_S3_PORT", "9900")
-    return Cluster(name="kind", kubeconfig=kubeconfig, s3_endpoint=f"http://127.0.0.1:{port}")
+    return Cluster(kubeconfig=kubeconfig, s3_endpoint=f"http://127.0.0.1:{port}")
 
 
-def bring_up(choice: str) -> Cluster:
+def bring_up() -> Cluster:
     step("1. Cluster")
-    return _kind_cluster() if choice == "kind" else _local_cluster()
+    return _kind_cluster()
 
 
 # -- talking to it --------------------------------------------------------------------------------
@@ -373,35 +351,18 @@ class Demo:
         return self.drift_snapshots[label]
 
 
-def install(kube: Kube, *, operator: str, only_demo_namespace: bool) -> subprocess.Popen[bytes] | None:
-    say("  the operator " + ("in the cluster (the shipped manifests)" if operator == "in-cluster"
-                             else "as a local process (CRDs from the manifests)"))
-    overlay = MANIFESTS / "overlays" / kube.cluster.name
-    if operator == "in-cluster":
-        say(f"  kubectl apply --server-side -k {overlay.relative_to(REPO)}")
-        kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
-        if only_demo_namespace:
-            kube.kubectl("-n", SYSTEM, "patch", "configmap", "loopwright-config", "--type=merge",
-                         "-p", json.dumps({"data": {"LOOPWRIGHT_NAMESPACES": NAMESPACE}}))
-            say(f"  the operator watches only {NAMESPACE} (--only-demo-namespace)")
-        # A restart picks up the configuration, and starts the operator with nothing in memory of
-        # an earlier demo's objects (same names, just deleted).
-        kube.kubectl("-n", SYSTEM, "rollout", "restart", "deployment/loopwright-operator")
-        return None
-    say("  CRDs only: kubectl apply --server-side -k manifests/base/crd")
-    kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS / "base" / "crd"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "KUBECONFIG": kube.cluster.kubeconfig, "AWS_ENDPOINT_URL": kube.cluster.s3_endpoint,
-           "AWS_ACCESS_KEY_ID": kube.cluster.s3_key, "AWS_SECRET_ACCESS_KEY": kube.cluster.s3_secret,
-           "AWS_DEFAULT_REGION": "us-east-1", "LOOPWRIGHT_NAMESPACES": NAMESPACE,
-           "LOOPWRIGHT_S3_ENDPOINT": IN_CLUSTER_S3, "LOOPWRIGHT_S3_SECRET": f"{NAMESPACE}/loopwright-s3",
-           "LOOPWRIGHT_METRICS_PORT": str(port)}
-    log = (REPO / ".cluster" / "demo-operator.log").open("wb")
-    say(f"  python -m loopwright.operator.main (log: {log.name})")
-    return subprocess.Popen([sys.executable, "-m", "loopwright.operator.main"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+def install(kube: Kube, *, only_demo_namespace: bool) -> None:
+    say("  the operator in the cluster (the shipped manifests)")
+    overlay = MANIFESTS / "overlays" / "kind"
+    say(f"  kubectl apply --server-side -k {overlay.relative_to(REPO)}")
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
+    if only_demo_namespace:
+        kube.kubectl("-n", SYSTEM, "patch", "configmap", "loopwright-config", "--type=merge",
+                     "-p", json.dumps({"data": {"LOOPWRIGHT_NAMESPACES": NAMESPACE}}))
+        say(f"  the operator watches only {NAMESPACE} (--only-demo-namespace)")
+    # A restart picks up the configuration, and starts the operator with nothing in memory of
+    # an earlier demo's objects (same names, just deleted).
+    kube.kubectl("-n", SYSTEM, "rollout", "restart", "deployment/loopwright-operator")
 
 
 def operator_ready(kube: Kube) -> bool:
@@ -615,32 +576,26 @@ def _dump_state(kube: Kube) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cluster", choices=("kind", "local"), default="kind",
-                        help="kind (brought up as needed), or the project's local cluster")
-    parser.add_argument("--operator", choices=("in-cluster", "process"), default="in-cluster",
-                        help="the operator as a pod (the shipped manifests) or as a local process")
     parser.add_argument("--only-demo-namespace", action="store_true",
                         help=f"let the operator watch only {NAMESPACE} (on a cluster shared with other work)")
     args = parser.parse_args()
     started = time.monotonic()
     say("Loopwright demo: data -> training -> validation -> canary -> drift -> retraining")
     try:
-        cluster = bring_up(args.cluster)
+        cluster = bring_up()
     except DemoError as error:
         say(f"\nDemo stopped: {error}")
         return 1
     kube = Kube(cluster)
     demo = Demo(kube=kube, s3=None, started=started)
-    process = None
     progress = Progress(kube, started)
     try:
         step("2. Install Loopwright")
         delete_earlier_demo(kube, demo)
-        process = install(kube, operator=args.operator, only_demo_namespace=args.only_demo_namespace)
-        if process is None:
-            say("  " + kube.kubectl("-n", SYSTEM, "rollout", "status", "deployment/loopwright-operator",
-                                    "--timeout=240s").strip().splitlines()[-1])
-            demo.wait("the operator pod to be Ready", lambda: operator_ready(kube), timeout=240)
+        install(kube, only_demo_namespace=args.only_demo_namespace)
+        say("  " + kube.kubectl("-n", SYSTEM, "rollout", "status", "deployment/loopwright-operator",
+                                "--timeout=240s").strip().splitlines()[-1])
+        demo.wait("the operator pod to be Ready", lambda: operator_ready(kube), timeout=240)
         fresh_namespace(kube)
         # On kind the credentials are the overlay's Secret, known only now.
         demo.s3 = boto3.client("s3", endpoint_url=cluster.s3_endpoint, region_name="us-east-1",
@@ -654,9 +609,6 @@ def main() -> int:
         return 1
     finally:
         progress.stop.set()
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=30)
     progress.join(timeout=5)
     summary(demo, progress)
     say(f"\nThe loop closed in {time.monotonic() - started:.0f}s.")

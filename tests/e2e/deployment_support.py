@@ -13,8 +13,8 @@ Each misbehaves for a real reason, never a flag:
 * ``drifting``: trained on shifted labels, it answers "yes" far less often than stable.
 
 ModelVersions are created by hand and validated by the real ModelVersion controller
-(artifact verification Job) of the operator under test (the shared ``operator`` fixture: a
-process per test namespace, or the in-cluster operator with LOOPWRIGHT_E2E_OPERATOR=in-cluster).
+(artifact verification Job) of the operator under test (the ``operator`` fixture: the in-cluster
+operator, watching the test's namespace).
 Traffic comes from a pod calling the Service by its cluster DNS name, one TCP connection per
 request so that the Service spreads it over stable and canary pods.
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from conftest import ML_IMAGE, restricted
 from loopwright import artifacts, storage
 from loopwright.api.schema import DatasetSchema
 from loopwright.core.profile import Profile, profile_categorical, profile_numeric
@@ -35,7 +36,7 @@ from loopwright.core.profile import Profile, profile_categorical, profile_numeri
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
 FEATURES = ("a", "b", "c")
 CLASSES = ["no", "yes"]
-CLIENT_IMAGE = "loopwright/predictor:0.1.0"
+CLIENT_IMAGE = ML_IMAGE
 SCHEMA = {
     "label": {"name": "y", "task": "classification"},
     "columns": [{"name": n, "type": "numeric"} for n in FEATURES],
@@ -228,12 +229,20 @@ def wait_serving(kube: Any, namespace: str, name: str, *, timeout: float) -> dic
 
 _CLIENT = r"""
 import json, random, sys, time, http.client
-host, model, seconds, pause = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+host, model = sys.argv[1], sys.argv[2]
+seconds, pause, shift = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 codes, errors, n = {}, [], 0
 deadline = time.monotonic() + seconds
 rng = random.Random(7)
+def summary():
+    return json.dumps({"n": n, "codes": codes, "errors": errors[:10] + errors[-10:], "failed": len(errors)})
+reported = time.monotonic()
 while time.monotonic() < deadline and n < 20000:
-    rows = [{f: round(rng.gauss(0, 1), 4) for f in "abc"} for _ in range(5)]
+    if time.monotonic() - reported > 2:  # the running totals, for stop_client
+        print(summary(), flush=True)
+        reported = time.monotonic()
+    rows = [{"a": round(rng.gauss(shift, 1), 4), "b": round(rng.gauss(shift, 1), 4),
+             "c": round(rng.gauss(0, 1), 4)} for _ in range(5)]
     body = json.dumps({"instances": rows})
     try:
         conn = http.client.HTTPConnection(host, 80, timeout=10)  # one connection per request
@@ -245,8 +254,7 @@ while time.monotonic() < deadline and n < 20000:
         errors.append(f"{time.strftime('%H:%M:%S', time.gmtime())} {type(exc).__name__}: {exc}")
     n += 1
     time.sleep(pause)
-print(json.dumps({"n": n, "codes": codes, "errors": errors[:10] + errors[-10:], "failed": len(errors)}),
-      flush=True)
+print(summary(), flush=True)
 """
 
 
@@ -258,9 +266,13 @@ def start_client(
     model: str,
     seconds: float,
     pause: float = 0.02,
+    shift: float = 0.0,
     name: str = "client",
 ) -> str:
-    """A pod sending predictions to the Service for ``seconds`` (bounded), then printing a JSON summary."""
+    """A pod sending predictions to the Service for ``seconds`` (bounded), then printing a JSON summary.
+
+    Features a, b, c ~ N(0, 1); ``shift`` moves the means of a and b (drift_support.rows' shift).
+    """
     host = f"{service}.{namespace}.svc.cluster.local"
     kube.core.create_namespaced_pod(
         namespace,
@@ -268,16 +280,17 @@ def start_client(
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name},
-            "spec": {
+            "spec": restricted({
                 "restartPolicy": "Never",
                 "containers": [
                     {
                         "name": "client",
                         "image": CLIENT_IMAGE,
-                        "command": ["python", "-c", _CLIENT, host, model, str(seconds), str(pause)],
+                        "command": ["python", "-c", _CLIENT, host, model, str(seconds), str(pause),
+                                    str(shift)],
                     }
                 ],
-            },
+            }),
         },
     )
     return name
@@ -297,6 +310,19 @@ def serve_under_traffic(
     )
     wait_serving(kube, namespace, model, timeout=120)
     return start_client(kube, namespace, service=model, model=model, seconds=seconds)
+
+
+def stop_client(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    """What a client has seen so far (it prints running totals every 2 s); then the pod is deleted.
+
+    The tests that measure what users saw during a rollout start a client with a generous bound and
+    stop it once the rollout is decided, so a slow machine never leaves the canary without traffic.
+    """
+    lines = [line for line in kube.logs(namespace, name).splitlines() if line.startswith("{")]
+    kube.core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+    assert lines, f"client {name} reported nothing"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
 def client_result(kube: Any, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:

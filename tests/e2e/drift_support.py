@@ -1,34 +1,21 @@
-"""Shared pieces of the drift and loop e2e tests: data, training, predictor pods, traffic, the operator.
-
-Run as ``python tests/e2e/drift_support.py <namespace>`` it is the operator with
-only the DriftPolicy handlers: the drift tests create the predictor pods and
-write the Deployment's status themselves, so the real Deployment controller
-must not act on the same objects. The handlers go into a registry of their own;
-the DriftPolicy code and the kopf settings are exactly the operator's.
-"""
+"""Shared pieces of the drift and loop e2e tests: data, training, traffic to predictor pods, and a
+webhook receiver in the cluster (the in-cluster operator cannot reach the host's loopback)."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-import kopf
 import numpy as np
 
-from loopwright.operator.main import configure_kopf
+from conftest import ML_IMAGE, restricted
 
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +25,6 @@ SCHEMA = {
     "label": {"name": "y", "task": "classification"},
     "columns": [{"name": n, "type": "numeric"} for n in FEATURES],
 }
-PREDICTOR_IMAGE = "loopwright/predictor:0.1.0"
 BATCH = 50
 
 
@@ -89,48 +75,21 @@ def model_version(*, model: str, version: int, summary: Mapping[str, Any]) -> di
     }
 
 
-def predictor(*, deployment: str, model: str, version: int, summary: Mapping[str, Any], replicas: int,
-              s3_endpoint: str, secret: str) -> dict[str, Any]:
-    """An apps/v1 Deployment of predictor pods labelled as the Deployment controller labels them."""
-    labels = {"loopwright.dev/deployment": deployment, "loopwright.dev/version": str(version)}
-    env = {
-        "LOOPWRIGHT_MODEL_NAME": model, "LOOPWRIGHT_MODEL_VERSION": str(version),
-        "LOOPWRIGHT_MODEL_URI": summary["modelUri"], "LOOPWRIGHT_MODEL_SHA256": summary["modelSha256"],
-        "LOOPWRIGHT_PROFILE_URI": summary["profileUri"],
-        "LOOPWRIGHT_PROFILE_SHA256": summary["profileSha256"],
-        "AWS_ENDPOINT_URL": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1", "PORT": "8080",
-    }
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": f"{deployment}-v{version}", "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "terminationGracePeriodSeconds": 5,
-                "containers": [{
-                    "name": "predictor", "image": PREDICTOR_IMAGE,
-                    "command": ["python", "-m", "loopwright.serving"],
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "env": [{"name": k, "value": v} for k, v in env.items()] + [
-                        {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}}
-                        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")],
-                    "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080},
-                                       "periodSeconds": 1, "failureThreshold": 2},
-                }],
-            }},
-        },
-    }
-
-
-def ready_pod_ips(kube: Any, namespace: str, *, deployment: str, version: int) -> list[str]:
+def ready_pods(kube: Any, namespace: str, *, deployment: str, version: int) -> list[str]:
+    """Names of the Ready predictor pods of one version (reach them with `forward_pods`)."""
     selector = f"loopwright.dev/deployment={deployment},loopwright.dev/version={version}"
     out = []
     for pod in kube.core.list_namespaced_pod(namespace, label_selector=selector).items:
         ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or ())
-        if ready and pod.status.pod_ip and pod.metadata.deletion_timestamp is None:
-            out.append(pod.status.pod_ip)
+        if ready and pod.metadata.deletion_timestamp is None:
+            out.append(pod.metadata.name)
     return sorted(out)
+
+
+def forward_pods(kube: Any, namespace: str, pods: list[str], stack: ExitStack) -> list[str]:
+    """Each pod's port 8080 on 127.0.0.1 (kubectl port-forward, closed with `stack`): pods are
+    not routable from the host, and prediction ids are per pod, so each is reached on its own."""
+    return [stack.enter_context(kube.port_forward(namespace, f"pod/{pod}", 8080)) for pod in pods]
 
 
 def get(kube: Any, plural: str, namespace: str, name: str) -> dict[str, Any]:
@@ -172,16 +131,18 @@ class Traffic:
 
     model: str
     served: list[tuple[str, str, int]] = field(default_factory=list)
-    """(pod ip, prediction id, true label) per row."""
+    """(pod endpoint, prediction id, true label) per row."""
 
-    def predict(self, ips: list[str], instances: list[dict[str, float]], labels: list[int]) -> list[Any]:
-        assert ips, "no ready predictor pods"
+    def predict(self, endpoints: list[str], instances: list[dict[str, float]],
+                labels: list[int]) -> list[Any]:
+        """Round-robin over the pods' forwarded `host:port` endpoints (forward_pods)."""
+        assert endpoints, "no ready predictor pods"
         predictions: list[Any] = []
         with httpx.Client(timeout=10) as client:
             for i, start in enumerate(range(0, len(instances), BATCH)):
-                ip = ips[i % len(ips)]
+                ip = endpoints[i % len(endpoints)]
                 chunk = instances[start:start + BATCH]
-                r = client.post(f"http://{ip}:8080/v1/models/{self.model}:predict", json={"instances": chunk})
+                r = client.post(f"http://{ip}/v1/models/{self.model}:predict", json={"instances": chunk})
                 assert r.status_code == 200, r.text
                 body = r.json()
                 predictions.extend(body["predictions"])
@@ -199,105 +160,53 @@ class Traffic:
         with httpx.Client(timeout=10) as client:
             for ip, labels in by_ip.items():
                 for start in range(0, len(labels), 500):
-                    r = client.post(f"http://{ip}:8080/v1/models/{self.model}/feedback",
+                    r = client.post(f"http://{ip}/v1/models/{self.model}/feedback",
                                     json={"labels": labels[start:start + 500]})
                     assert r.status_code == 200, r.text
                     matched += r.json()["matched"]
         return matched
 
 
-# -- webhook receiver and operator process -----------------------------------------------------
+# -- webhook receiver ------------------------------------------------------------------------------
 
-@contextmanager
-def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """An HTTP server on loopback recording every POST (JSON body and Authorization header)."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            received.append({"auth": self.headers.get("Authorization"), "json": json.loads(body)})
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
+_RECEIVER = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        print(json.dumps({"auth": self.headers.get("Authorization"), "json": json.loads(body)}), flush=True)
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *_):
+        pass
+HTTPServer(("", 8080), Handler).serve_forever()
+"""
 
 
-@dataclass
-class DriftOperator:
-    """The DriftPolicy-only operator as a process for one namespace; restartable (SIGKILL = a crash)."""
-
-    namespace: str
-    env: Mapping[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([PYTHON, str(Path(__file__)), self.namespace], env=dict(self.env),
-                                            stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        time.sleep(1)
-        assert self.process.poll() is None, self.log.read_text()
-
-    def stop(self, *, kill: bool = False) -> None:
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def start_webhook_receiver(kube: Any, namespace: str, *, name: str = "hook") -> str:
+    """A pod and Service in the namespace that print each POST (JSON body, Authorization) as a
+    line of their log (`received`); returns the URL the operator posts to."""
+    labels = {"app": name}
+    spec = restricted({"containers": [{
+        "name": "receiver", "image": ML_IMAGE, "command": ["python", "-c", _RECEIVER],
+        "ports": [{"containerPort": 8080}],
+        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}}]})
+    kube.core.create_namespaced_pod(namespace, {"metadata": {"name": name, "labels": labels}, "spec": spec})
+    kube.core.create_namespaced_service(namespace, {"metadata": {"name": name}, "spec": {
+        "selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}})
+    kube.wait(lambda: any(c.type == "Ready" and c.status == "True" for c in
+                          kube.core.read_namespaced_pod(name, namespace).status.conditions or []),
+              timeout=120, what="the webhook receiver to be ready")
+    return f"http://{name}.{namespace}.svc/hook"
 
 
-@contextmanager
-def drift_operator(namespace: str, *, env: Mapping[str, str], log: Path) -> Iterator[DriftOperator]:
-    handle = DriftOperator(namespace=namespace, env=env, log=log)
-    handle.start()
-    try:
-        yield handle
-    finally:
-        handle.stop()
+def received(kube: Any, namespace: str, *, name: str = "hook") -> list[dict[str, Any]]:
+    return [json.loads(line) for line in kube.logs(namespace, name).splitlines() if line.startswith("{")]
 
 
 def host_env(s3: Any, **extra: str) -> dict[str, str]:
-    """Environment of host processes (trainer, operator): the cluster's kubeconfig and S3."""
+    """Environment of the trainer run on the host: the cluster's S3 as the host reaches it."""
     return {**os.environ, "AWS_ENDPOINT_URL": s3.endpoint, "AWS_ACCESS_KEY_ID": s3.access_key,
             "AWS_SECRET_ACCESS_KEY": s3.secret_key, "AWS_DEFAULT_REGION": s3.region,
             "PYTHONPATH": str(REPO / "operator"), **extra}
-
-
-def registry() -> kopf.OperatorRegistry:
-    """The DriftPolicy handlers only (ids ``driftpolicy.*``), with the operator's kopf settings.
-
-    Importing the controllers registers every kind's handlers in kopf's default registry;
-    this copies the DriftPolicy ones and kopf's login into a fresh registry.
-    """
-    default = kopf.get_default_registry()
-    reg = kopf.OperatorRegistry()
-    for part in ("_activities", "_watching", "_spawning", "_changing"):
-        for handler in getattr(default, part).get_all_handlers():
-            if handler.id.startswith("driftpolicy.") or handler.id.startswith("login_via_"):
-                getattr(reg, part).append(handler)
-
-    @kopf.on.startup(registry=reg, id="e2e.settings")
-    def settings(*, settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings)
-
-    return reg
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    kopf.run(registry=registry(), standalone=True, namespaces=[sys.argv[1]])

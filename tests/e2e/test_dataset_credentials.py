@@ -115,8 +115,7 @@ def _grant(s3: S3) -> dict[str, str]:
 
 def test_the_datasets_secret_checks_its_source_not_the_operators_keys(datasets: Datasets,
                                                                        operator: Operator) -> None:
-    if operator.in_cluster:
-        pytest.skip("needs an operator process whose own credentials the test can break")
+    operator.allow_secrets()
     uri = datasets.upload("granted/data.csv", make_csv(rows=ROWS, seed=3))
     datasets.put_secret("source-s3", _grant(datasets.s3))
     operator.env["AWS_SECRET_ACCESS_KEY"] = "not-the-operators-key"
@@ -149,9 +148,7 @@ def test_the_datasets_secret_checks_its_source_not_the_operators_keys(datasets: 
 
 def test_missing_or_refused_credentials_are_reported_and_retried(datasets: Datasets,
                                                                   operator: Operator) -> None:
-    if operator.in_cluster:
-        pytest.skip("the in-cluster operator reads Secrets only where a RoleBinding allows it: "
-                    "test_incluster_operator covers that")
+    operator.allow_secrets()
     uri = datasets.upload("late/data.csv", make_csv(rows=ROWS, seed=4))
     datasets.create("late", uri, secret="late-s3")
 

@@ -64,7 +64,7 @@ def test_first_version_serves_then_a_new_version_is_promoted_step_by_step(
     assert first["n"] > 20, first
 
     # A client runs throughout the rollout of version 2.
-    client = lw.start_client(kube, namespace, service="iris", model="iris", seconds=90, name="client-2")
+    client = lw.start_client(kube, namespace, service="iris", model="iris", seconds=600, name="client-2")
     kube.wait(
         lambda: kube.core.read_namespaced_pod(client, namespace).status.phase == "Running",
         timeout=60,
@@ -126,7 +126,7 @@ def test_first_version_serves_then_a_new_version_is_promoted_step_by_step(
     assert "Stable" in printed
     assert "iris" in printed
 
-    result = lw.client_result(kube, namespace, client, timeout=240)
+    result = lw.stop_client(kube, namespace, client)
     print(f"traffic during the rollout: {result}")
     assert result["failed"] == 0, result
     assert set(result["codes"]) == {"200"}, result

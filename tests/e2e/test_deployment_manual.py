@@ -27,7 +27,7 @@ def test_manual_promote_and_abort_apply_to_their_version_only(
 ) -> None:
     # A step without pause holds until a person promotes the version.
     rollout = {"steps": [{"weight": 50}], "analysis": ANALYSIS}
-    client = lw.serve_under_traffic(kube, s3, namespace, model="fraud", rollout=rollout, seconds=70)
+    client = lw.serve_under_traffic(kube, s3, namespace, model="fraud", rollout=rollout, seconds=600)
     lw.register(kube, s3, namespace, model="fraud", version=2, kind="good")
 
     obj = lw.wait_phase(kube, namespace, "fraud", "Paused", timeout=120)
@@ -69,7 +69,7 @@ def test_manual_promote_and_abort_apply_to_their_version_only(
         timeout=60,
         what="the aborted canary's workload deleted",
     )
-    result = lw.client_result(kube, namespace, client, timeout=240)
+    result = lw.stop_client(kube, namespace, client)
     print(f"traffic during promote and abort: {result}")
     assert result["failed"] == 0, result
     assert set(result["codes"]) == {"200"}, result
@@ -87,7 +87,7 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
         ],
         "analysis": ANALYSIS,
     }
-    client = lw.serve_under_traffic(kube, s3, namespace, model="eta", rollout=rollout, seconds=110)
+    client = lw.serve_under_traffic(kube, s3, namespace, model="eta", rollout=rollout, seconds=600)
     lw.register(kube, s3, namespace, model="eta", version=2, kind="good")
     kube.wait(
         lambda: (_canary(kube, namespace, "eta") or {}).get("step") == 1,
@@ -128,7 +128,7 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
     assert len(steps_before) == 2, steps_before
     assert len(steps) == 3, steps
     assert "step 3/3" in steps[-1]
-    result = lw.client_result(kube, namespace, client, timeout=240)
+    result = lw.stop_client(kube, namespace, client)
     print(f"traffic across the restart: {result}")
     assert result["failed"] == 0, result
     kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "eta")

@@ -40,7 +40,7 @@ def test_a_bad_version_is_rolled_back_with_its_reason(
             "metrics": {"errorRate": {"max": 0.05}, **bound},
         },
     }
-    client = lw.serve_under_traffic(kube, s3, namespace, model="churn", rollout=rollout, seconds=90)
+    client = lw.serve_under_traffic(kube, s3, namespace, model="churn", rollout=rollout, seconds=600)
     lw.register(kube, s3, namespace, model="churn", version=2, kind=kind)
 
     obj = lw.wait_phase(kube, namespace, "churn", "RolledBack", timeout=240)
@@ -89,7 +89,7 @@ def test_a_bad_version_is_rolled_back_with_its_reason(
         "churn",
         {"spec": {"replicas": 1, "rollout": {"paused": False}}},
     )
-    result = lw.client_result(kube, namespace, client, timeout=240)
+    result = lw.stop_client(kube, namespace, client)
     status = lw.get(kube, namespace, "deployments", "churn")["status"]
     assert status.get("canary") is None
     assert status["stable"]["version"] == 1

@@ -1,9 +1,9 @@
-"""DriftPolicy against a real API server and real predictor pods, with the other controllers stood in for.
+"""DriftPolicy against the in-cluster operator and real predictor pods.
 
-The test trains with the real trainer, registers ModelVersions by hand, runs
-predictor pods with the labels the Deployment controller uses and writes the
-Deployment's status.stable itself; the operator process runs only the
-DriftPolicy handlers (drift_support.py). It checks, in order: no traffic is
+The test trains with the real trainer, registers ModelVersions by hand, and lets the operator
+serve version 1 (a pinned Deployment); traffic goes to each predictor pod through a port-forward
+(prediction ids are per pod), the webhook to a receiver pod in the namespace. It checks, in
+order: no traffic is
 InsufficientData; in-distribution traffic is no drift; a predictor pod replaced
 mid-window does not corrupt the counts; shifted traffic is DriftDetected after
 `consecutive` checks, with an Event, one retrain request (trigger Drift) and the
@@ -15,7 +15,7 @@ reference, where the same shifted traffic is no drift.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -24,22 +24,22 @@ from conftest import S3, Crd, Kube
 from e2e.drift_support import (
     GROUP,
     VERSION,
-    DriftOperator,
     Traffic,
     condition,
     csv_bytes,
-    drift_operator,
     event_reasons,
+    forward_pods,
     get,
     host_env,
     model_version,
-    predictor,
-    ready_pod_ips,
+    ready_pods,
+    received,
     retrain_request,
     rows,
+    start_webhook_receiver,
     train,
-    webhook_receiver,
 )
+from operator_fixture import Operator
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -54,17 +54,11 @@ def _status(kube: Kube, namespace: str) -> dict[str, Any]:
     return get(kube, "driftpolicies", namespace, POLICY).get("status") or {}
 
 
-def _set_stable(kube: Kube, namespace: str, version: int) -> None:
-    kube.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "deployments", MLD, {
-        "status": {"phase": "Stable", "stable": {"version": version, "modelVersion": f"{MODEL}-v{version}",
-                                                 "replicas": 2, "readyReplicas": 2, "weight": 100}}})
-
-
-def _pods(kube: Kube, namespace: str, version: int, *, not_ip: str | None = None) -> list[str]:
-    """Wait for 2 ready predictor pods of ``version`` (none at ``not_ip``); their IPs."""
+def _pods(kube: Kube, namespace: str, version: int, *, not_name: str | None = None) -> list[str]:
+    """Wait for 2 ready predictor pods of ``version`` (not ``not_name``); their names."""
     def probe() -> list[str] | None:
-        found = ready_pod_ips(kube, namespace, deployment=MLD, version=version)
-        return found if len(found) == 2 and not_ip not in found else None
+        found = ready_pods(kube, namespace, deployment=MLD, version=version)
+        return found if len(found) == 2 and not_name not in found else None
 
     return kube.wait(probe, timeout=180, what=f"2 ready predictor pods of v{version}")
 
@@ -100,7 +94,7 @@ def _checked_after(kube: Kube, namespace: str, since: str | None, *, checks: int
 
 
 def test_drift_policy_detects_acts_and_resets_on_promotion(
-    kube: Kube, namespace: str, crds: dict[str, Crd], s3: S3, tmp_path: Path,
+    kube: Kube, namespace: str, crds: dict[str, Crd], s3: S3, operator: Operator,
 ) -> None:
     env = host_env(s3)
     prefix = f"s3://{s3.bucket}/e2e/{namespace}"
@@ -117,55 +111,48 @@ def test_drift_policy_detects_acts_and_resets_on_promotion(
         kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions",
                                                     model_version(model=MODEL, version=version,
                                                                   summary=summaries[version]))
-    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "s3"}, "stringData": {
-        "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}})
     kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "hook"}, "data": {
         "token": base64.b64encode(b"hook-token\n").decode()}})
-    in_cluster_s3 = s3.in_cluster
-    kube.apps.create_namespaced_deployment(namespace, predictor(
-        deployment=MLD, model=MODEL, version=1, summary=summaries[1], replicas=2,
-        s3_endpoint=in_cluster_s3, secret="s3"))
+    operator.allow_secrets()  # the webhook's token: the README's per-namespace opt-in
+    hook_url = start_webhook_receiver(kube, namespace)
 
-    # The Deployment (mldeploy) and the pipeline to retrain; no controller of theirs runs here.
+    # The Deployment (mldeploy) pinned to version 1; the pipeline to retrain (its Dataset does not
+    # exist, so a request stays a request: the annotations are what is checked).
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "deployments", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": MLD},
-        "spec": {"model": MODEL, "replicas": 2}})
-    _set_stable(kube, namespace, 1)
+        "spec": {"model": MODEL, "version": 1, "replicas": 2,
+                 "rollout": {"steps": [{"weight": 50, "pause": "1h"}]}}})
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": PIPELINE},
         "spec": {"datasetRef": {"name": "unused"},
                  "model": {"name": MODEL, "estimator": "LogisticRegression"}}})
+    pods = _pods(kube, namespace, 1)
 
-    ips = _pods(kube, namespace, 1)
-    traffic = Traffic(model=MODEL)
-
-    with webhook_receiver() as (hook_url, received), \
-            drift_operator(namespace, env=env, log=tmp_path / "operator.log") as operator:
-        kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "metadata": {"name": POLICY},
-            "spec": {
-                "deploymentRef": {"name": MLD}, "interval": "2s", "window": "10m", "minSamples": 300,
-                "consecutive": 2, "driftShare": 0.5,
-                "performance": {"metric": "accuracy", "maxDrop": 0.15, "minLabels": 100},
-                "actions": {"retrain": {"pipelineRef": {"name": PIPELINE}, "cooldown": "1h"},
-                            "webhook": {"url": hook_url, "secretRef": {"name": "hook", "key": "token"}}},
-            }})
-        try:
-            _scenario(kube, namespace, traffic, ips, received, summaries, in_cluster_s3, operator)
-        finally:
-            # While the operator still runs, so its finalizer goes away with the object.
-            kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", POLICY)
-            kube.wait(lambda: not kube.custom.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, "driftpolicies")["items"], timeout=30, what="DriftPolicy deleted")
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "metadata": {"name": POLICY},
+        "spec": {
+            "deploymentRef": {"name": MLD}, "interval": "2s", "window": "10m", "minSamples": 300,
+            "consecutive": 2, "driftShare": 0.5,
+            "performance": {"metric": "accuracy", "maxDrop": 0.15, "minLabels": 100},
+            "actions": {"retrain": {"pipelineRef": {"name": PIPELINE}, "cooldown": "1h"},
+                        "webhook": {"url": hook_url, "secretRef": {"name": "hook", "key": "token"}}},
+        }})
+    _scenario(kube, namespace, pods, summaries, operator)
 
 
-def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], received: list[dict[str, Any]],
-              summaries: dict[int, dict[str, Any]], in_cluster_s3: str, operator: DriftOperator) -> None:
-    log = operator.log
+def _scenario(kube: Kube, namespace: str, pods: list[str], summaries: dict[int, dict[str, Any]],
+              operator: Operator) -> None:
+    with ExitStack() as forwards:  # every port-forward the checks open ends with them
+        _checks(kube, namespace, Traffic(model=MODEL), forwards, pods, summaries, operator)
+
+
+def _checks(kube: Kube, namespace: str, traffic: Traffic, forwards: ExitStack, pods: list[str],
+            summaries: dict[int, dict[str, Any]], operator: Operator) -> None:
+    endpoints = forward_pods(kube, namespace, pods, forwards)
     # 1. No traffic yet: checks run, but nothing is judged.
     status = _checked_after(kube, namespace, None)
     obj = get(kube, "driftpolicies", namespace, POLICY)
-    assert condition(obj, "Ready") == ("True", "Checked"), log.read_text()[-3000:]
+    assert condition(obj, "Ready") == ("True", "Checked"), operator.log()[-3000:]
     assert condition(obj, "InsufficientData") == ("True", "TooFewSamples")
     assert condition(obj, "DriftDetected") == ("Unknown", "InsufficientData")
     assert status["modelVersion"] == f"{MODEL}-v1"
@@ -175,7 +162,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
 
     # 2. In-distribution traffic with true labels: no drift, performance as at training.
     instances, labels = rows(600, seed=11)
-    traffic.predict(ips, instances, labels)
+    traffic.predict(endpoints, instances, labels)
     assert traffic.feedback() == 600
     # Two checks: one may have been scraping while the traffic was still being sent.
     status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
@@ -198,13 +185,14 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     selector = f"loopwright.dev/deployment={MLD}"
     victim = kube.core.list_namespaced_pod(namespace, label_selector=selector).items[0]
     kube.core.delete_namespaced_pod(victim.metadata.name, namespace, grace_period_seconds=1)
-    ips = _pods(kube, namespace, 1, not_ip=victim.status.pod_ip)
+    successors = _pods(kube, namespace, 1, not_name=victim.metadata.name)
+    endpoints = forward_pods(kube, namespace, successors, forwards)
     status = _checked_after(kube, namespace, status["lastCheckTime"])
     assert status["samples"] == 600, "a vanished pod's contribution must stay in the window"
 
     # 4. Shifted traffic: a and b drift, c does not; confirmed after 2 checks; retrain + event + webhook.
     instances, labels = rows(1500, shift=SHIFT, seed=12)
-    traffic.predict(ips, instances, labels)
+    traffic.predict(endpoints, instances, labels)
     status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
     assert status["samples"] == 2100
     assert status["drifted"] is True
@@ -222,7 +210,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert annotations["loopwright.dev/train-trigger"] == "Drift"
     reasons = _events(kube, namespace, "DriftConfirmed", "RetrainRequested")
     assert reasons.count("RetrainRequested") == 1
-    hooks = kube.wait(lambda: received or None, timeout=30, what="the webhook POST")
+    hooks = kube.wait(lambda: received(kube, namespace) or None, timeout=30, what="the webhook POST")
     assert hooks[0]["auth"] == "Bearer hook-token"
     assert hooks[0]["json"]["event"] == "DriftConfirmed"
     assert hooks[0]["json"]["modelVersion"] == f"{MODEL}-v1"
@@ -242,7 +230,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
 
     # 6. The operator crashes and comes back: the window starts empty (InsufficientData, verdicts
     #    kept), the consecutive count and the cooldown come from the status: no second retrain.
-    operator.stop(kill=True)
+    operator.scale_down(kill=True)
     # As if it had died between recording the retrain in the status and annotating the pipeline.
     unset = {"loopwright.dev/train-request": None, "loopwright.dev/train-trigger": None}
     kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", PIPELINE,
@@ -255,7 +243,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert condition(obj, "InsufficientData") == ("True", "TooFewSamples")
     assert condition(obj, "DriftDetected") == ("True", "DriftConfirmed")
     instances, labels = rows(400, shift=SHIFT, seed=15)
-    traffic.predict(ips, instances, labels)
+    traffic.predict(endpoints, instances, labels)
     assert traffic.feedback() == 400
     status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
     assert status["samples"] == 400
@@ -268,11 +256,11 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
 
     # 7. Promotion to v2 (trained on shifted data): a new window against the new reference, where the
     #    same shifted traffic is no drift.
-    kube.apps.create_namespaced_deployment(namespace, predictor(
-        deployment=MLD, model=MODEL, version=2, summary=summaries[2], replicas=2,
-        s3_endpoint=in_cluster_s3, secret="s3"))
-    ips2 = _pods(kube, namespace, 2)
-    _set_stable(kube, namespace, 2)
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "deployments", MLD, {
+        "spec": {"version": 2, "rollout": {"promote": {"version": 2}}}})
+    kube.wait(lambda: (get(kube, "deployments", namespace, MLD).get("status") or {}).get("stable", {})
+              .get("version") == 2, timeout=180, what="version 2 promoted")
+    pods2 = _pods(kube, namespace, 2)
     obj = _policy_when(kube, namespace, "DriftDetected", ("Unknown", "InsufficientData"))
     assert obj["status"]["modelVersion"] == f"{MODEL}-v2"
     assert obj["status"]["samples"] == 0
@@ -282,7 +270,7 @@ def _scenario(kube: Kube, namespace: str, traffic: Traffic, ips: list[str], rece
     assert condition(obj, "PerformanceDegraded") == ("Unknown", "InsufficientData")
     _events(kube, namespace, "ReferenceChanged")
     instances, labels = rows(800, shift=SHIFT, seed=13)
-    traffic.predict(ips2, instances, labels)
+    traffic.predict(forward_pods(kube, namespace, pods2, forwards), instances, labels)
     assert traffic.feedback() == 800
     status = _checked_after(kube, namespace, _status(kube, namespace)["lastCheckTime"], checks=2)
     assert status["samples"] == 800

@@ -1,18 +1,13 @@
 """The operator as users run it: a pod in loopwright-system under its own ServiceAccount.
 
-The overlay for this cluster is applied (overlays/local on the project's cluster, overlays/kind
-on kind), the operator pod must become Ready, reconcile an object from inside the cluster, and
-be refused everything its ClusterRole does not grant: checked both by impersonation (`kubectl
-auth can-i --as`) and by real requests made with a token of the ServiceAccount.
-
-Applying the overlay leaves the operator running and watching every namespace (which is what
-`LOOPWRIGHT_E2E_OPERATOR=in-cluster` runs of the other e2e tests need). On a cluster shared with
-other test sessions, `-p incluster_scope` narrows it to this session's namespaces instead.
+The kind overlay is applied, the operator pod must become Ready, reconcile an object from inside
+the cluster, and be refused everything its ClusterRole does not grant: checked both by
+impersonation (`kubectl auth can-i --as`) and by real requests made with a token of the
+ServiceAccount. (Every other e2e test uses this same operator, through the `operator` fixture.)
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -44,14 +39,10 @@ def _ready_pod(kube: Kube) -> Any:
 @pytest.fixture(scope="module")
 def deployed(kube: Kube) -> Any:
     """The overlay applied; the operator pod once Ready."""
-    overlay = REPO / "manifests" / "overlays" / ("local" if kube.local else "kind")
+    overlay = REPO / "manifests" / "overlays" / "kind"
     result = kube.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay), check=False)
     assert result.returncode == 0, result.stderr
-    yield kube.wait(lambda: _ready_pod(kube), timeout=180, what="the operator pod to be Ready")
-    if os.environ.get("LOOPWRIGHT_E2E_OPERATOR") != "in-cluster":
-        # It watches every namespace: left running, it would reconcile the later tests' objects
-        # next to their own operator processes.
-        kube.apps.patch_namespaced_deployment_scale(ACCOUNT, SYSTEM, {"spec": {"replicas": 0}})
+    return kube.wait(lambda: _ready_pod(kube), timeout=180, what="the operator pod to be Ready")
 
 
 def test_operator_pod_runs_under_its_own_service_account(kube: Kube, deployed: Any) -> None:
@@ -74,7 +65,8 @@ def test_operator_pod_runs_under_its_own_service_account(kube: Kube, deployed: A
 
 
 @pytest.fixture
-def dataset(kube: Kube, namespace: str, crds: dict[str, Crd]) -> dict[str, Any]:
+def dataset(kube: Kube, namespace: str, crds: dict[str, Crd],
+            operator: Any) -> dict[str, Any]:
     crd = crds["Dataset"]
     body = {"apiVersion": f"{crd.group}/{crd.version}", "kind": "Dataset", "metadata": {"name": "incluster"},
             "spec": {"source": {"uri": "s3://loopwright/e2e/incluster/none/", "format": "csv"},
@@ -236,8 +228,8 @@ def test_secret_access_is_opt_in_per_namespace(kube: Kube, deployed: Any, namesp
         assert caught.value.status == 403
 
 
-def test_a_datasets_secret_is_read_only_where_the_namespace_opts_in(kube: Kube, deployed: Any, namespace: str,
-                                                                    crds: dict[str, Crd]) -> None:
+def test_a_datasets_secret_is_read_only_where_the_namespace_opts_in(
+        kube: Kube, deployed: Any, namespace: str, crds: dict[str, Crd], operator: Any) -> None:
     """spec.source.credentialsSecretRef: refused (and said so) without the RoleBinding; with it,
     the operator checks the source with the Secret's credentials."""
     system = kube.core.read_namespaced_secret("loopwright-s3", SYSTEM)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
-from conftest import S3, Kube
+from conftest import ML_IMAGE, S3, Kube, restricted
+from e2e.deployment_support import start_client, stop_client
 from e2e.drift_support import (
     GROUP,
     SCHEMA,
@@ -32,8 +33,9 @@ from e2e.drift_support import (
     Traffic,
     condition,
     csv_bytes,
+    forward_pods,
     get,
-    ready_pod_ips,
+    ready_pods,
     retrain_request,
     rows,
 )
@@ -47,7 +49,7 @@ T = TypeVar("T")
 NAME = "loop"  # Dataset, pipeline, model and Deployment share it
 POLICY = "loop-watch"
 SHIFT = 3.0
-TRAINER_IMAGE = "loopwright/trainer:0.1.0"
+TRAINER_IMAGE = ML_IMAGE
 
 
 class Milestones:
@@ -128,10 +130,11 @@ def _capture_job(
         {"name": k, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": k}}}
         for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "capture-to-dataset"},
-            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{
-                "name": "capture", "image": TRAINER_IMAGE, "env": env,
-                "command": ["python", "-m", "loopwright.jobs.compactor", "--captures", captures,
-                            "--profile", profile, "--output", output, "--since-ms", str(since_ms)]}]}}}}
+            "spec": {"backoffLimit": 0, "template": {"spec": restricted({
+                "restartPolicy": "Never", "containers": [{
+                    "name": "capture", "image": TRAINER_IMAGE, "env": env,
+                    "command": ["loopwright-compactor", "--captures", captures,
+                                "--profile", profile, "--output", output, "--since-ms", str(since_ms)]}]})}}}
 
 
 def _patch(kube: Kube, namespace: str, plural: str, name: str, body: dict[str, Any]) -> None:
@@ -173,19 +176,20 @@ def test_the_whole_loop(kube: Kube, namespace: str, s3: S3, operator: Operator,
         return status if ok else None
 
     m.wait("Deployment serves v1", lambda: serving(1), timeout=240)
-    ips = m.wait("2 predictor pods of v1 ready", lambda: _two_pods(kube, namespace, 1), timeout=120)
+    pods = m.wait("2 predictor pods of v1 ready", lambda: _two_pods(kube, namespace, 1), timeout=120)
     mv1 = get(kube, "modelversions", namespace, f"{NAME}-v1")
     assert "production" in mv1["status"].get("aliases", [])
 
     # -- no drift on in-distribution traffic ---------------------------------------------------
     create("driftpolicies", _policy())
     try:
-        _drift_and_retrain(kube, namespace, s3, m, ips, mv1)
+        with ExitStack() as stack:
+            _drift_and_retrain(kube, namespace, s3, m, forward_pods(kube, namespace, pods, stack), mv1)
     finally:
         kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "driftpolicies", POLICY)
 
 
-def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, ips: list[str],
+def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, endpoints: list[str],
                        mv1: dict[str, Any]) -> None:
     traffic = Traffic(model=NAME)
     policy = lambda: get(kube, "driftpolicies", namespace, POLICY)  # noqa: E731
@@ -193,7 +197,7 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, ips: l
     # The first check takes the pods' counters as the baseline: traffic before it is not in the window.
     m.wait("first drift check", lambda: (policy().get("status") or {}).get("lastCheckTime"), timeout=60)
     instances, labels = rows(600, seed=11)
-    traffic.predict(ips, instances, labels)
+    traffic.predict(endpoints, instances, labels)
     assert traffic.feedback() == 600
 
     def judged(
@@ -221,7 +225,7 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, ips: l
     _patch(kube, namespace, "trainingpipelines", NAME, {"spec": {"triggers": {"suspend": True}}})
     since_ms = int(time.time() * 1000)
     instances, labels = rows(1500, shift=SHIFT, seed=12)
-    traffic.predict(ips, instances, labels)
+    traffic.predict(endpoints, instances, labels)
     obj = m.wait("drift detected on shifted traffic", judged(("True", "DriftConfirmed")), timeout=60)
     drifted = {f["name"]: f["drifted"] for f in obj["status"]["features"]}
     assert drifted == {"a": True, "b": True, "c": False}
@@ -272,22 +276,18 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, ips: l
 
     m.wait("ModelVersion v2 Validated", validated, timeout=240)
 
-    service = kube.core.read_namespaced_service(NAME, namespace)
-    url = f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}/v1/models/{NAME}:predict"
-    shifted, _ = rows(4000, shift=SHIFT, seed=13)
+    # Shifted traffic through the Service (kube-proxy spreads it over stable and canary pods) from a
+    # pod in the cluster, while the canary is analysed; bounded in time and count.
+    client = start_client(kube, namespace, service=NAME, model=NAME, seconds=300, pause=0.05, shift=SHIFT,
+                          name="canary-client")
 
     def promoted() -> bool:
-        # Traffic through the Service while the canary is analysed (bounded: 4000 rows at most).
-        with httpx.Client(timeout=5) as client:
-            for _ in range(10):
-                chunk, shifted[:] = shifted[:5], shifted[5:]
-                if chunk:
-                    client.post(url, json={"instances": chunk})
         status = get(kube, "deployments", namespace, NAME).get("status") or {}
         stable = status.get("stable") or {}
         return status.get("phase") == "Stable" and stable.get("version") == 2 and not status.get("canary")
 
     m.wait("v2 rolled out by canary and promoted", promoted, timeout=300, interval=0.5)
+    stop_client(kube, namespace, client)
     history = get(kube, "deployments", namespace, NAME)["status"].get("history") or []
     assert any(h["version"] == 2 and h["event"] == "Promoted" for h in history), history
     m.wait("production alias on v2", lambda: "production" in (
@@ -296,18 +296,19 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, ips: l
     # -- drift clears on the new reference ----------------------------------------------------
     m.wait("DriftPolicy follows the promotion", lambda: (policy().get("status") or {})
            .get("modelVersion") == mv2, timeout=60)
-    ips2 = m.wait("predictor pods of v2 ready", lambda: _two_pods(kube, namespace, 2), timeout=120)
+    pods2 = m.wait("predictor pods of v2 ready", lambda: _two_pods(kube, namespace, 2), timeout=120)
     traffic = Traffic(model=NAME)
     instances, labels = rows(800, shift=SHIFT, seed=14)
-    traffic.predict(ips2, instances, labels)
-    assert traffic.feedback() == 800
+    with ExitStack() as stack:
+        traffic.predict(forward_pods(kube, namespace, pods2, stack), instances, labels)
+        assert traffic.feedback() == 800
     obj = m.wait("no drift against v2 on shifted traffic", no_drift(800), timeout=60)
     drifted = {f["name"]: f["drifted"] for f in obj["status"]["features"]}
     assert drifted == {"a": False, "b": False, "c": False}
 
 
 def _two_pods(kube: Kube, namespace: str, version: int) -> list[str] | None:
-    found = ready_pod_ips(kube, namespace, deployment=NAME, version=version)
+    found = ready_pods(kube, namespace, deployment=NAME, version=version)
     return found if len(found) == 2 else None
 
 

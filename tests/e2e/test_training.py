@@ -1,29 +1,22 @@
 """The first half of the loop on a real cluster: Dataset -> TrainingPipeline Job -> ModelVersion.
 
-Each test gets its own namespace, uploads data it generates to S3, and runs the operator as a
-subprocess (`kopf run -m loopwright.operator.main --standalone --namespace <ns>`) so it can be killed
-and restarted. Nothing here assumes the local cluster: with KUBECONFIG and AWS_* pointing at
-kind and an S3 reachable from its pods (LOOPWRIGHT_TEST_S3_IN_CLUSTER), the same tests run.
+Each test gets its own namespace, uploads data it generates to S3, and uses the in-cluster
+operator (the `operator` fixture), which it may take down and bring back. The Jobs run Loopwright's
+ML image under the kubelet: a trainer over its memory limit is killed by the kernel (OOMKilled).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import REPO, S3, Crd, Kube
+from conftest import S3, Crd, Kube
+from operator_fixture import Operator
 
 pytestmark = pytest.mark.cluster
 
@@ -105,71 +98,6 @@ def pipeline(
     }
 
 
-class Operator:
-    """The operator as a subprocess watching one namespace; its output goes to a log file."""
-
-    def __init__(self, *, namespace: str, s3: S3, kubeconfig: str, log: Path) -> None:
-        self.log = log
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "AWS_ENDPOINT_URL": s3.endpoint,
-            "AWS_ACCESS_KEY_ID": s3.access_key,
-            "AWS_SECRET_ACCESS_KEY": s3.secret_key,
-            "AWS_DEFAULT_REGION": s3.region,
-            "LOOPWRIGHT_S3_ENDPOINT": os.environ.get("LOOPWRIGHT_TEST_S3_IN_CLUSTER", s3.in_cluster),
-            "LOOPWRIGHT_S3_SECRET": f"{namespace}/{SECRET}",
-            "LOOPWRIGHT_ARTIFACT_BUCKET": s3.bucket,
-            "LOOPWRIGHT_NAMESPACES": namespace,
-            "LOOPWRIGHT_METRICS_PORT": str(port),
-        }
-        self.argv = [
-            str(Path(sys.executable).parent / "kopf"),
-            "run",
-            "-m",
-            "loopwright.operator.main",
-            "--standalone",
-            "--namespace",
-            namespace,
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, as a crash or an OOM kill of the operator pod would be."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process = None
-
-    def tail(self, lines: int = 60) -> str:
-        return (
-            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
-        )
-
-
 class Loop:
     """What a test does with the cluster: apply objects, read them, wait for them."""
 
@@ -223,7 +151,7 @@ class Loop:
             if time.monotonic() > deadline:
                 pytest.fail(
                     f"timed out after {timeout:.0f}s waiting for {what}\n--- operator log ---\n"
-                    f"{self.operator.tail()}"
+                    f"{self.operator.log()[-6000:]}"
                 )
             time.sleep(0.5)
 
@@ -265,23 +193,8 @@ class Loop:
 
 
 @pytest.fixture
-def loop(kube: Kube, namespace: str, s3: S3, crds: dict[str, Crd], tmp_path: Path) -> Iterator[Loop]:
-    # Jobs run in the resource's namespace and read credentials from a Secret there.
-    kube.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": SECRET},
-            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key},
-        },
-    )
-    operator = Operator(namespace=namespace, s3=s3, kubeconfig=kube.kubeconfig, log=tmp_path / "operator.log")
-    operator.start()
-    try:
-        yield Loop(kube, namespace, s3, operator)
-    finally:
-        operator.stop()
-        # The namespace fixture deletes everything; the registry has no finalizers to wait for.
-        print(f"--- operator log ({namespace}) ---\n{operator.tail(200)}")
+def loop(kube: Kube, namespace: str, s3: S3, crds: dict[str, Crd], operator: Operator) -> Loop:
+    return Loop(kube, namespace, s3, operator)
 
 
 def _unique() -> str:
@@ -551,7 +464,7 @@ def test_operator_restart_during_a_run_duplicates_nothing(loop: Loop) -> None:
     loop.wait_dataset("restart", validated=True)
     loop.create("trainingpipelines", pipeline("restart", "restart", model="restart"))
     loop.wait(lambda: loop.jobs("loopwright.dev/trainingpipeline=restart"), what="the run's Job")
-    loop.operator.kill()
+    loop.operator.scale_down(kill=True)
     job = loop.jobs("loopwright.dev/trainingpipeline=restart")[0]
     loop.wait(
         lambda: any(
@@ -562,8 +475,7 @@ def test_operator_restart_during_a_run_duplicates_nothing(loop: Loop) -> None:
     )
     loop.operator.start()
     loop.wait_model("restart-v1")
-    loop.operator.kill()  # and once more right after registration
-    loop.operator.start()
+    loop.operator.restart(kill=True)  # and once more right after registration
     time.sleep(8)
     jobs = loop.jobs("loopwright.dev/trainingpipeline=restart")
     assert [j.metadata.name for j in jobs] == ["restart-1"]

@@ -146,6 +146,7 @@ def test_kind_registry() -> None:
         "ModelVersion",
         "Deployment",
         "DriftPolicy",
+        "AnalysisTemplate",
     }
     assert DEPLOYMENT.short_names == ("mldeploy", "mld")
     assert kind_of({"apiVersion": "loopwright.dev/v1alpha1", "kind": "Deployment"}) is DEPLOYMENT

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from loopwright.api.kinds import ALL_KINDS
+
 lupa = pytest.importorskip("lupa.luajit21")
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = ("Dataset", "TrainingPipeline", "ModelVersion", "Deployment", "DriftPolicy")
+KINDS = tuple(k.kind for k in ALL_KINDS)
 
 
 def _scripts() -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -222,3 +223,18 @@ def test_child_names_are_deterministic_and_fit_63() -> None:
     assert name_a != name_b
     assert child_name(long_a, "12") == name_a
     assert not child_name("b" * 80 + "-", "profile-0123456789").startswith("-")
+
+
+def test_training_job_carries_the_gates_for_the_report() -> None:
+    assert "--gates-json" not in _container(_training())["command"]
+    gates = {"model": "m", "validation": {"thresholds": []}, "champion": {"name": "m-v1", "version": 1,
+                                                                         "metrics": {"accuracy": 0.9}}}
+    job = training_job(
+        namespace="ns", name="p-3", owner=OWNER,
+        spec=TrainingPipelineSpec.model_validate({"datasetRef": {"name": "d"},
+                                                  "model": {"name": "m", "estimator": "LogisticRegression"}}),
+        dataset_uri="s3://bkt/d.csv", dataset_format="csv", dataset_digest="sha256:" + "a" * 64,
+        schema=DatasetSchema.model_validate(SCHEMA), credentials_secret=None, output_prefix="s3://bkt/out",
+        labels={}, settings=SETTINGS, gates=gates)
+    command = _container(job)["command"]
+    assert json.loads(command[command.index("--gates-json") + 1]) == gates

@@ -21,6 +21,7 @@ from loopwright.api import crdgen
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.deployment import DeploymentSpec
 from loopwright.api.driftpolicy import DriftPolicySpec
+from loopwright.api.kinds import ALL_KINDS
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.operator import config
 
@@ -29,11 +30,12 @@ MANIFESTS = REPO / "manifests"
 CODE = REPO / "operator" / "loopwright"
 GROUP = "loopwright.dev"
 OUR_KINDS = {"DATASET": "datasets", "TRAINING_PIPELINE": "trainingpipelines",
-             "MODEL_VERSION": "modelversions", "DEPLOYMENT": "deployments", "DRIFT_POLICY": "driftpolicies"}
+             "MODEL_VERSION": "modelversions", "DEPLOYMENT": "deployments", "DRIFT_POLICY": "driftpolicies",
+             "ANALYSIS_TEMPLATE": "analysistemplates"}
 # Controllers import their own kind as KIND.
 MODULE_KIND = {"dataset.py": "datasets", "pipeline.py": "trainingpipelines",
                "modelversion.py": "modelversions", "deployment.py": "deployments",
-               "driftpolicy.py": "driftpolicies"}
+               "driftpolicy.py": "driftpolicies", "analysistemplate.py": "analysistemplates"}
 TYPED_APIS = {"core": "", "batch": "batch", "apps": "apps", "PolicyV1Api": "policy"}
 VERBS = {"read": "get", "get": "get", "list": "list", "create": "create", "patch": "patch",
          "delete": "delete", "replace": "update"}
@@ -203,11 +205,10 @@ def test_config_map_is_a_valid_operator_configuration() -> None:
     loaded = config.load(data)
     assert loaded.clusterwide
     assert str(loaded.s3_secret) == "loopwright-system/loopwright-s3"
-    for overlay in ("local", "kind"):
-        patch = _docs(MANIFESTS / "overlays" / overlay / "config.yaml")[0]["data"]
-        merged = config.load({**data, **patch})
-        assert merged.s3_endpoint == "http://s3.loopwright-system.svc:9000"  # what tests/conftest.py expects
-        assert patch["AWS_ENDPOINT_URL"] == merged.s3_endpoint
+    patch = _docs(MANIFESTS / "overlays" / "kind" / "config.yaml")[0]["data"]
+    merged = config.load({**data, **patch})
+    assert merged.s3_endpoint == "http://s3.loopwright-system.svc:9000"  # what tests/conftest.py expects
+    assert patch["AWS_ENDPOINT_URL"] == merged.s3_endpoint
 
 
 def test_crd_copies_are_current() -> None:
@@ -239,7 +240,7 @@ def test_samples_are_a_complete_loop_that_the_models_accept() -> None:
     assert policy["actions"]["retrain"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
 
 
-@pytest.mark.parametrize("target", ["base", "overlays/local", "overlays/kind", "samples"])
+@pytest.mark.parametrize("target", ["base", "overlays/kind", "samples"])
 def test_kustomize_builds(target: str) -> None:
     kubectl = "/usr/bin/kubectl" if Path("/usr/bin/kubectl").exists() else "kubectl"
     try:
@@ -250,4 +251,13 @@ def test_kustomize_builds(target: str) -> None:
     kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
     assert kinds.count("Deployment") >= 1
     if target != "samples":
-        assert kinds.count("CustomResourceDefinition") == 5
+        assert kinds.count("CustomResourceDefinition") == len(ALL_KINDS)
+
+
+def test_kind_overlay_s3_image_is_the_version_images_build() -> None:
+    """make kind-load builds versitygw at images/versions.env's version under the overlay's image name."""
+    versions = dict(line.split("=", 1) for line in (REPO / "images" / "versions.env").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    s3 = next(d for d in _docs(MANIFESTS / "overlays" / "kind" / "s3.yaml") if d["kind"] == "Deployment")
+    (container,) = s3["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"ghcr.io/versity/versitygw:{versions['VERSITYGW_VERSION']}"

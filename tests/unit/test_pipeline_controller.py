@@ -7,8 +7,10 @@ operator process remembers, as a restart would.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
+import json
 from collections.abc import Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -134,6 +136,7 @@ class _Inline:
 
 def fresh_process() -> None:
     pipeline._job_phases.clear()
+    pipeline._champions.clear()
 
 
 def test_a_new_pipeline_gets_its_job_before_the_status_write(api: FakeApi) -> None:
@@ -271,3 +274,21 @@ def test_a_job_create_that_fails_otherwise_is_retried_as_an_error(api: FakeApi) 
     with pytest.raises(kubernetes.client.ApiException):
         pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
     assert "conditions" not in api.status("p")
+
+
+def test_the_run_is_given_its_gates_and_the_champion_for_its_report(api: FakeApi) -> None:
+    spec = {"model": "p", "version": 3, "metrics": {"accuracy": 0.9}}
+    asyncio.run(pipeline.champion_event(type="MODIFIED", namespace=NS, name="p-v3", spec=spec,
+                                        status={"aliases": ["production"]}))
+    asyncio.run(pipeline.champion_event(type="ADDED", namespace=NS, name="p-v4", spec={**spec, "version": 4},
+                                        status={}))
+    body = api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=body)
+    command = api.jobs["p-1"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    gates = json.loads(command[command.index("--gates-json") + 1])
+    assert gates["model"] == "p"
+    assert gates["champion"] == {"name": "p-v3", "version": 3, "metrics": {"accuracy": 0.9}}
+    assert gates["validation"]["champion"]["alias"] == "production"
+    # The alias moves on: the old champion is forgotten, a deleted one too.
+    asyncio.run(pipeline.champion_event(type="MODIFIED", namespace=NS, name="p-v3", spec=spec, status={}))
+    assert (NS, "p", "production") not in pipeline._champions

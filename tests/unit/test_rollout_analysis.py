@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from loopwright.api.deployment import Analysis, AnalysisStatus, Counters, PodWindow, Verdict
+from loopwright.api.analysis import Analysis
+from loopwright.api.deployment import AnalysisStatus, Counters, PodWindow, Verdict
 from loopwright.core.exposition import PodMetrics, PodTarget, parse_prometheus
 from loopwright.core.profile import FeatureProfile, profile_categorical, profile_numeric
 from loopwright.core.rollout import analysis
-from loopwright.core.rollout.analysis import PrometheusValue, Totals
+from loopwright.core.rollout import prometheus as prom
+from loopwright.core.rollout.analysis import Totals
 from loopwright.serving.metrics import Metrics
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -105,15 +107,17 @@ def _evaluate(
     *,
     canary_prediction: FeatureProfile | None = None,
     stable_prediction: FeatureProfile | None = None,
-    prometheus: PrometheusValue | None = None,
+    prometheus: prom.Value | None = None,
 ) -> dict[str, tuple[Verdict, float | None]]:
+    checks, _ = prom.resolve(spec, {})
+    judged = [prom.judge(c, prometheus) for c in checks] if prometheus is not None else []
     results, _ = analysis.evaluate(
         spec=spec,
         canary=canary,
         stable=stable,
         canary_prediction=canary_prediction,
         stable_prediction=stable_prediction,
-        prometheus=prometheus,
+        prometheus=judged,
     )
     return {r.metric: (r.verdict, r.value) for r in results}
 
@@ -187,22 +191,22 @@ def test_numeric_predictions_rebinned_onto_stable_edges() -> None:
 
 
 def test_prometheus_check_and_overall_verdict() -> None:
-    spec = _analysis(prometheus={"address": "http://127.0.0.1:9090", "query": "up", "max": 1.0})
-    ok = _evaluate(spec, _totals(100), _totals(100), prometheus=PrometheusValue(value=0.5))
-    assert ok["prometheus"] == (Verdict.PASS, 0.5)
-    bad = _evaluate(spec, _totals(100), _totals(100), prometheus=PrometheusValue(value=3.0))
-    assert bad["prometheus"] == (Verdict.FAIL, 3.0)
-    missing = _evaluate(
-        spec, _totals(100), _totals(100), prometheus=PrometheusValue(value=None, error="down")
+    spec = _analysis(
+        prometheus=[{"name": "up", "address": "http://127.0.0.1:9090", "query": "up", "max": 1.0}]
     )
-    assert missing["prometheus"] == (Verdict.INCONCLUSIVE, None)
+    ok = _evaluate(spec, _totals(100), _totals(100), prometheus=prom.Value(value=0.5))
+    assert ok["prometheus/up"] == (Verdict.PASS, 0.5)
+    bad = _evaluate(spec, _totals(100), _totals(100), prometheus=prom.Value(value=3.0))
+    assert bad["prometheus/up"] == (Verdict.FAIL, 3.0)
+    missing = _evaluate(spec, _totals(100), _totals(100), prometheus=prom.Value(value=None, error="down"))
+    assert missing["prometheus/up"] == (Verdict.INCONCLUSIVE, None)
     results, verdict = analysis.evaluate(
         spec=spec,
         canary=_totals(100),
         stable=_totals(100),
         canary_prediction=None,
         stable_prediction=None,
-        prometheus=PrometheusValue(value=None),
+        prometheus=[prom.judge(spec.metrics.prometheus[0], prom.Value(value=None))],
     )
     assert verdict == Verdict.INCONCLUSIVE
     assert analysis.overall(results[:1]) == Verdict.PASS

@@ -1,69 +1,14 @@
-"""The Deployment controller's pure-ish helpers: the Prometheus check and the status diff."""
+"""The Deployment controller's pure-ish helpers: the status diff."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from aiohttp import web
-
 from loopwright.api.deployment import DeploymentSpec, DeploymentStatus
 from loopwright.core.rollout import canary
 from loopwright.operator.controllers import deployment
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_prometheus_query_scalar_vector_empty_and_unreachable() -> None:
-    answers = {
-        "scalar": {"status": "success", "data": {"resultType": "scalar", "result": [1.0, "0.25"]}},
-        "vector": {
-            "status": "success",
-            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.0, "3"]}]},
-        },
-        "empty": {"status": "success", "data": {"resultType": "vector", "result": []}},
-        "bad": {"status": "error", "error": "parse error"},
-    }
-
-    async def scenario() -> dict[str, Any]:
-        async def query(request: web.Request) -> web.Response:
-            return web.Response(text=json.dumps(answers[request.query["query"]]))
-
-        app = web.Application()
-        app.router.add_get("/api/v1/query", query)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = _free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        try:
-            out = {
-                q: await deployment._query_prometheus(address=f"http://127.0.0.1:{port}/", query=q, timeout=2)
-                for q in answers
-            }
-            out["down"] = await deployment._query_prometheus(
-                address=f"http://127.0.0.1:{_free_port()}", query="up", timeout=2
-            )
-            return out
-        finally:
-            await runner.cleanup()
-
-    result = asyncio.run(scenario())
-    assert result["scalar"].value == 0.25
-    assert result["vector"].value == 3.0
-    assert result["empty"].value is None
-    assert "no single value" in str(result["empty"].error)
-    assert result["bad"].value is None
-    assert "parse error" in str(result["bad"].error)
-    assert result["down"].value is None
-    assert "failed" in str(result["down"].error)
 
 
 def test_status_diff_ignores_nulls_at_any_depth() -> None:

@@ -72,7 +72,8 @@ def test_binary_classification_writes_verified_outputs(tmp_path, termination_log
     code, out = _train(tmp_path, digest=f"sha256:{digest}")
     assert code == 0
     result = json.loads((out / "result.json").read_text())
-    for name, file in [("model", "model.skops"), ("metrics", "metrics.json"), ("profile", "profile.json")]:
+    for name, file in [("model", "model.skops"), ("metrics", "metrics.json"), ("profile", "profile.json"),
+                       ("report", "report.html"), ("reportData", "report.json")]:
         assert result["artifacts"][name]["sha256"] == hashlib.sha256((out / file).read_bytes()).hexdigest()
     assert result["dataset"]["digest"] == f"sha256:{digest}"
     assert result["rows"] == {"total": 300, "train": 240, "test": 60, "droppedUnlabelled": 0}
@@ -82,7 +83,7 @@ def test_binary_classification_writes_verified_outputs(tmp_path, termination_log
     assert set(result["metrics"]) == set(metrics.CLASSIFICATION)
     assert result["metrics"]["accuracy"] > 0.8
     assert json.loads((out / "metrics.json").read_text()) == result["metrics"]
-    phases = {"read", "split", "fit", "evaluate", "profile", "serialise", "compile", "write"}
+    phases = {"read", "split", "fit", "evaluate", "profile", "report", "serialise", "compile", "write"}
     assert set(result["seconds"]) == {*phases, "total"}
     assert set(result["cpuSeconds"]) == {*phases, "skopsImport", "total"}
     assert result["cpuSeconds"]["total"] >= result["cpuSeconds"]["fit"] > 0
@@ -261,3 +262,46 @@ def test_a_run_on_local_files_never_loads_the_aws_sdk(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert '"phase":"Succeeded"' in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_run_writes_a_report_with_its_gate_decision(tmp_path, termination_log):
+    digest = _write(tmp_path / "d.csv")
+    gates_json = json.dumps({
+        "model": "churn",
+        "validation": {"thresholds": [{"metric": "accuracy", "min": 0.5}], "champion": {"margin": 0.0}},
+        "champion": {"name": "churn-v1", "version": 1, "metrics": {"accuracy": 0.99}},
+    })
+    code, out = _train(tmp_path, digest=f"sha256:{digest}", extra=["--gates-json", gates_json])
+    assert code == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["kind"] == "TrainingReport"
+    assert data["run"] == out.name
+    assert data["confusionMatrix"]["classes"] == ["0", "1"]
+    assert sum(map(sum, data["confusionMatrix"]["matrix"])) == 60  # the hold-out
+    assert [c["name"] for c in data["gate"]["checks"]] == ["min:accuracy", "champion"]
+    assert data["gate"]["decision"] == "Reject"  # the champion's 0.99 is out of reach
+    assert data["gate"]["champion"]["metrics"] == {"accuracy": 0.99}
+    assert {f["name"] for f in data["features"]} == {"a", "b", "c"}
+    page = (out / "report.html").read_text()
+    assert "Rejected by its gates: 1 of 2 checks failed" in page
+    assert "<script" not in page
+    assert _summary(termination_log)["reportUri"].endswith("report.html")
+
+
+def test_a_regressor_reports_its_residuals(tmp_path):
+    _write(tmp_path / "d.csv", regression=True)
+    code, out = _train(tmp_path, schema=REG_SCHEMA, estimator="Ridge")
+    assert code == 0
+    data = json.loads((out / "report.json").read_text())
+    assert data["confusionMatrix"] is None
+    assert data["residuals"]["count"] == 60
+    assert sum(data["residuals"]["counts"]) == 60
+    assert data["gate"]["decision"] is None  # no gates given: the ModelVersion's status decides
+    assert "Residuals (actual minus predicted, hold-out)" in (out / "report.html").read_text()
+
+
+def test_unreadable_gates_are_refused_before_any_fit(tmp_path, termination_log):
+    digest = _write(tmp_path / "d.csv")
+    code, _ = _train(tmp_path, digest=f"sha256:{digest}", extra=["--gates-json", "{not json"])
+    assert code == _job.EXIT_BAD_PARAMETERS
+    assert "--gates-json" in _summary(termination_log)["message"]

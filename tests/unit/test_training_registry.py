@@ -105,3 +105,15 @@ def test_an_incomplete_result_is_refused() -> None:
         registry.spec_from_result(
             model="m", version=1, result={"metrics": {}}, dataset="d", pipeline="p", run="p-1", image="i"
         )
+
+
+def test_spec_points_at_the_runs_report_when_it_wrote_one() -> None:
+    def spec(result: dict[str, Any]) -> dict[str, Any]:
+        return registry.spec_from_result(model="m", version=2, result=result, dataset="d", pipeline="p",
+                                         run="p-2", image="i").to_wire()
+
+    assert "reportUri" not in spec(RESULT)  # a trainer from before the reports
+    with_report = {**RESULT, "artifacts": {**RESULT["artifacts"],
+                                           "report": {"uri": "s3://bkt/models/ns/m/runs/p-2/report.html",
+                                                      "sha256": "d" * 64}}}
+    assert spec(with_report)["reportUri"] == "s3://bkt/models/ns/m/runs/p-2/report.html"

@@ -80,6 +80,12 @@ def test_oom_and_plain_failures() -> None:
     )
     assert oom.reason == "OutOfMemory"
     assert "memory" in (oom.message or "")
+    # cgroup v1: the pod-level cgroup took the kill, so containerd reports the container as "Error".
+    pod_level = runs.job_outcome(
+        _job(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")),
+        [_pod(exit_code=137, reason="Error")],
+    )
+    assert pod_level.reason == "OutOfMemory"
     crashed = runs.job_outcome(
         _job(("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")),
         [

@@ -8,24 +8,22 @@ the good and bad examples both must agree on.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 from pydantic import Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
+from loopwright.api import names
 from loopwright.api._base import ApiModel
 
-GROUP = "loopwright.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
-_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
-_DURATION_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1),
-                   "m": timedelta(minutes=1), "h": timedelta(hours=1)}
+# Spelled in loopwright.api.names, which the kubectl plugin imports without pydantic.
+GROUP = names.GROUP
+VERSION = names.VERSION
+API_VERSION = names.API_VERSION
+DURATION_PATTERN = names.DURATION_PATTERN
+parse_duration = names.parse_duration
 
 # DNS-1123 names: what Kubernetes accepts for the objects these fields point at.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -66,16 +64,6 @@ ParamValue = Annotated[
 _M = TypeVar("_M", bound=ApiModel)
 
 
-def parse_duration(text: str) -> timedelta:
-    """Turn ``1h30m`` into a timedelta; raises ValueError for anything else."""
-    if not re.fullmatch(DURATION_PATTERN, text):
-        raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h30m")
-    return sum(
-        (int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)),
-        timedelta(),
-    )
-
-
 def rules(*pairs: tuple[str, str]) -> JsonDict:
     """``json_schema_extra`` carrying CEL rules as ``(rule, message)`` pairs.
 
@@ -94,6 +82,22 @@ def section(model: type[_M], *, description: str) -> Any:
     return Field(default_factory=model, description=description,
                  json_schema_extra={"default": model().model_dump(mode="json", by_alias=True,
                                                                   exclude_none=True)})
+
+
+def bounds_rules(what: str) -> JsonDict:
+    """The CEL rules of a min/max pair: at least one bound, and min not above max."""
+    return rules(
+        ("has(self.min) || has(self.max)", f"{what} needs min, max or both"),
+        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
+    )
+
+
+def check_bounds(low: float | None, high: float | None, *, what: str) -> None:
+    """Pydantic's twin of :func:`bounds_rules`."""
+    if low is None and high is None:
+        raise ValueError(f"{what} needs min, max or both")
+    if low is not None and high is not None and low > high:
+        raise ValueError("min must not exceed max")
 
 
 def list_map(*keys: str) -> JsonDict:

@@ -22,6 +22,7 @@ import yaml
 
 from loopwright.api.kinds import (
     ALL_KINDS,
+    ANALYSIS_TEMPLATE,
     DATASET,
     DEPLOYMENT,
     DRIFT_POLICY,
@@ -89,6 +90,11 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
          "description": "Traffic percentage on the canary."},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
+        *_ready(),
+        _AGE,
+    ],
+    ANALYSIS_TEMPLATE.kind: [
+        {"name": "Checks", "type": "string", "jsonPath": ".spec.prometheus[*].name"},
         *_ready(),
         _AGE,
     ],

@@ -10,9 +10,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, JsonValue, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from loopwright.api._base import ApiModel
+from loopwright.api.analysis import Analysis
 from loopwright.api.common import (
     LABEL_NAME_PATTERN,
     NAME_PATTERN,
@@ -53,85 +61,6 @@ def _steps_increasing_rule() -> tuple[str, str]:
 
 
 _DEFAULT_STEPS: list[JsonValue] = [{"weight": 10, "pause": "1m"}, {"weight": 50, "pause": "1m"}]
-
-
-class Bound(ApiModel):
-    """An upper bound on a metric."""
-
-    max: float = Field(ge=0.0, description="Largest acceptable value.")
-
-
-class ErrorRateBound(ApiModel):
-    """Fraction of canary requests answered with a 5xx code."""
-
-    max: float = Field(default=0.01, ge=0.0, le=1.0, description="Largest acceptable fraction (0..1).")
-
-
-class LatencyBound(ApiModel):
-    """95th percentile of the canary's prediction latency."""
-
-    model_config = ConfigDict(json_schema_extra=rules(
-        ("has(self.max) || has(self.maxRelativeToStable)",
-         "latencyP95 needs max, maxRelativeToStable or both"),
-    ))
-
-    max: Duration | None = Field(default=None, description="Absolute bound, e.g. 50ms.")
-    max_relative_to_stable: float | None = Field(
-        default=None, ge=1.0, le=100.0,
-        description="Bound relative to the stable version's p95, e.g. 1.5 = at most 50% slower.")
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> LatencyBound:
-        if self.max is None and self.max_relative_to_stable is None:
-            raise ValueError("latencyP95 needs max, maxRelativeToStable or both")
-        return self
-
-
-class PrometheusCheck(ApiModel):
-    """A custom check: a PromQL query whose scalar result must stay within bounds."""
-
-    model_config = ConfigDict(json_schema_extra=rules(
-        ("has(self.min) || has(self.max)", "a Prometheus check needs min, max or both"),
-        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
-    ))
-
-    address: str = Field(max_length=2048, pattern=r"^https?://",
-                         description="Base URL of the Prometheus server.")
-    query: str = Field(min_length=1, max_length=4096,
-                       description="PromQL returning one scalar; {{version}} is replaced by the canary's "
-                                   "version.")
-    min: float | None = Field(default=None, description="Smallest acceptable value.")
-    max: float | None = Field(default=None, description="Largest acceptable value.")
-
-    @model_validator(mode="after")
-    def _check_bounds(self) -> PrometheusCheck:
-        if self.min is None and self.max is None:
-            raise ValueError("a Prometheus check needs min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
-        return self
-
-
-class AnalysisMetrics(ApiModel):
-    """Metrics compared between canary and stable. A metric without data is inconclusive, never a pass."""
-
-    error_rate: ErrorRateBound = section(ErrorRateBound, description="5xx fraction of canary requests.")
-    latency_p95: LatencyBound | None = Field(default=None, description="Canary p95 latency.")
-    prediction_drift: Bound | None = Field(
-        default=None,
-        description="PSI of the canary's prediction distribution against the stable's (e.g. max 0.25).")
-    prometheus: PrometheusCheck | None = Field(default=None, description="Optional custom PromQL check.")
-
-
-class Analysis(ApiModel):
-    """How each canary step is judged."""
-
-    interval: Duration = Field(default="1m", description="Time between two analysis checks.")
-    failure_limit: int = Field(default=2, ge=0, le=100,
-                               description="Failed checks tolerated before rolling back.")
-    min_requests: int = Field(default=50, ge=0,
-                              description="Canary requests needed per check; fewer makes it inconclusive.")
-    metrics: AnalysisMetrics = section(AnalysisMetrics, description="Metrics and their bounds.")
 
 
 class VersionRef(ApiModel):
@@ -345,8 +274,9 @@ class AnalysisStatus(ApiModel):
     failures: int = Field(default=0, ge=0, description="Failed checks at this rollout so far.")
     checks: int = Field(default=0, ge=0, description="Checks run at the current step.")
     verdict: Verdict | None = Field(default=None, description="Overall verdict of the last check.")
-    results: list[AnalysisResult] = Field(default_factory=list, max_length=16,
-                                          description="Results of the last check.")
+    results: list[AnalysisResult] = Field(default_factory=list, max_length=48,
+                                          description="Results of the last check (built-in metrics, then the "
+                                                      "Prometheus checks).")
     window_start: datetime | None = Field(default=None, description="Start of the current window (the "
                                                                     "step's start).")
     latency_bounds: list[float] = Field(default_factory=list, max_length=63,

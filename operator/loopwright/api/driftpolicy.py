@@ -20,6 +20,9 @@ from loopwright.api.common import (
 )
 from loopwright.api.pipeline import RunTrigger
 
+MAX_CHECK_RECORDS = 10
+MAX_DRIFTED_NAMES = 32
+
 
 class DriftMethod(StrEnum):
     PSI = "psi"
@@ -180,6 +183,23 @@ class PerformanceResult(ApiModel):
     consecutive: int = Field(default=0, ge=0, description="Checks in a row that found it degraded.")
 
 
+class CheckRecord(ApiModel):
+    """One recent check, in brief (the per-feature numbers are in its report)."""
+
+    time: datetime = Field(description="When the check ran.")
+    model_version: str = Field(max_length=253, description="ModelVersion whose profile was the reference.")
+    samples: int = Field(default=0, ge=0, description="Predictions in the window.")
+    drifted: bool | None = Field(default=None, description="Verdict; absent when the window had too few "
+                                                            "samples for one.")
+    drift_share: float | None = Field(default=None, ge=0.0, le=1.0,
+                                      description="Fraction of features that drifted.")
+    drifted_features: list[str] = Field(default_factory=list, max_length=MAX_DRIFTED_NAMES,
+                                        description="Features that drifted (the first 32).")
+    prediction_drifted: bool | None = Field(default=None, description="Whether the predictions drifted.")
+    report_uri: str | None = Field(default=None, max_length=1024,
+                                   description="HTML report of this check (a JSON twin sits next to it).")
+
+
 class DriftPolicyStatus(ResourceStatus):
     """The last check, with the raw values behind every verdict."""
 
@@ -202,3 +222,13 @@ class DriftPolicyStatus(ResourceStatus):
                                                      "set in the pipeline's loopwright.dev/train-request).")
     last_retrain_trigger: RunTrigger | None = Field(default=None,
                                                     description="Drift or Performance: why it retrained.")
+    last_retrain_report_uri: str | None = Field(
+        default=None, max_length=1024, description="Report of the check that requested the last retrain.")
+    report_uri: str | None = Field(
+        default=None, max_length=1024,
+        description="Self-contained HTML report of the last check with a verdict (reference against current "
+                    "histogram per feature, statistics, thresholds, prediction drift); its JSON twin has the "
+                    "same name ending in .json. `kubectl loopwright report dp/<name>` opens it.")
+    report_time: datetime | None = Field(default=None, description="When the check of reportUri ran.")
+    checks: list[CheckRecord] = Field(default_factory=list, max_length=MAX_CHECK_RECORDS,
+                                      description="The last checks in brief, newest first.")

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loopwright.api import names
 from loopwright.api._base import ApiModel
+from loopwright.api.analysistemplate import AnalysisTemplateSpec, AnalysisTemplateStatus
 from loopwright.api.common import API_VERSION, GROUP, VERSION, ResourceStatus
 from loopwright.api.dataset import DatasetSpec, DatasetStatus
 from loopwright.api.deployment import DeploymentSpec, DeploymentStatus
@@ -42,33 +44,46 @@ class Kind:
         return f"{self.plural}.{self.group}"
 
 
-DATASET = Kind(
-    kind="Dataset", plural="datasets", short_names=("mldataset", "mlds"),
+def _kind(name: names.KindName, *, spec: type[ApiModel], status: type[ResourceStatus],
+          description: str) -> Kind:
+    return Kind(kind=name.kind, plural=name.plural, short_names=name.short_names, spec=spec, status=status,
+                description=description)
+
+
+DATASET = _kind(
+    names.DATASET,
     spec=DatasetSpec, status=DatasetStatus,
     description="A versioned, validated table in S3 (CSV or Parquet). A profiling Job computes its digest, "
                 "statistics and reference bins; invalid data never trains.")
-TRAINING_PIPELINE = Kind(
-    kind="TrainingPipeline", plural="trainingpipelines", short_names=("mlpipeline", "mlp"),
+TRAINING_PIPELINE = _kind(
+    names.TRAINING_PIPELINE,
     spec=TrainingPipelineSpec, status=TrainingPipelineStatus,
     description="How to turn a Dataset into a model, and when: one training Job per run, gated by "
                 "thresholds and a comparison with the production model.")
-MODEL_VERSION = Kind(
-    kind="ModelVersion", plural="modelversions", short_names=("mlversion", "mv"),
+MODEL_VERSION = _kind(
+    names.MODEL_VERSION,
     spec=ModelVersionSpec, status=ModelVersionStatus,
     description="A registered model: its skops artifact with sha256, metrics and lineage. The spec is "
                 "immutable.")
-DEPLOYMENT = Kind(
-    kind="Deployment", plural="deployments", short_names=("mldeploy", "mld"),
+DEPLOYMENT = _kind(
+    names.DEPLOYMENT,
     spec=DeploymentSpec, status=DeploymentStatus,
     description="A prediction service for one registered model, rolled out by canary with automatic "
                 "analysis and rollback. Not apps/v1 Deployment: use the short names mldeploy / mld.")
-DRIFT_POLICY = Kind(
-    kind="DriftPolicy", plural="driftpolicies", short_names=("mldrift", "dp"),
+DRIFT_POLICY = _kind(
+    names.DRIFT_POLICY,
     spec=DriftPolicySpec, status=DriftPolicyStatus,
     description="Watches a Deployment's live traffic for data drift, prediction drift and loss of "
                 "quality, and retrains when they persist.")
 
-ALL_KINDS: tuple[Kind, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYMENT, DRIFT_POLICY)
+ANALYSIS_TEMPLATE = _kind(
+    names.ANALYSIS_TEMPLATE,
+    spec=AnalysisTemplateSpec, status=AnalysisTemplateStatus,
+    description="Prometheus checks shared by Deployments: each names templates in "
+                "spec.rollout.analysis.templates, and its canary is also judged by their checks.")
+
+ALL_KINDS: tuple[Kind, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYMENT, DRIFT_POLICY,
+                               ANALYSIS_TEMPLATE)
 
 
 def kind_of(obj: Mapping[str, Any]) -> Kind:

@@ -143,6 +143,9 @@ class ModelVersionSpec(ApiModel):
                                                 "training time; drift is measured against it.")
     profile_sha256: str | None = Field(default=None, max_length=64, pattern=SHA256_PATTERN,
                                        description="Hex sha256 of the reference profile.")
+    report_uri: str | None = Field(default=None, max_length=1024,
+                                   description="HTML report of the training run (metrics, confusion matrix "
+                                               "or residuals, features, gate decision, champion comparison).")
 
     @model_validator(mode="after")
     def _check_primary(self) -> ModelVersionSpec:

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
+from loopwright.api import names
 from loopwright.api._base import ApiModel
 from loopwright.api.common import (
     LABEL_NAME_PATTERN,
@@ -16,11 +17,13 @@ from loopwright.api.common import (
     ParamValue,
     ResourceRequirements,
     ResourceStatus,
+    bounds_rules,
+    check_bounds,
     rules,
     section,
 )
 
-TRAIN_REQUEST_ANNOTATION = "loopwright.dev/train-request"
+TRAIN_REQUEST_ANNOTATION = names.TRAIN_REQUEST_ANNOTATION
 """Set (or change) this annotation on a TrainingPipeline to start one run on demand."""
 
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$"
@@ -88,10 +91,7 @@ class Split(ApiModel):
 class Threshold(ApiModel):
     """An absolute gate on one hold-out metric."""
 
-    model_config = ConfigDict(json_schema_extra=rules(
-        ("has(self.min) || has(self.max)", "a threshold needs min, max or both"),
-        ("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max"),
-    ))
+    model_config = ConfigDict(json_schema_extra=bounds_rules("a threshold"))
 
     metric: MetricName = Field(description="Metric the gate applies to.")
     min: float | None = Field(default=None, description="Smallest acceptable value.")
@@ -99,10 +99,7 @@ class Threshold(ApiModel):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Threshold:
-        if self.min is None and self.max is None:
-            raise ValueError("a threshold needs min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
+        check_bounds(self.min, self.max, what="a threshold")
         return self
 
 
@@ -227,6 +224,10 @@ class Run(ApiModel):
     completion_time: datetime | None = Field(default=None, description="When the run finished.")
     reason: str | None = Field(default=None, max_length=128, description="CamelCase reason for the phase.")
     message: str | None = Field(default=None, max_length=4096, description="Details of the outcome.")
+    report_uri: str | None = Field(
+        default=None, max_length=1024,
+        description="Self-contained HTML report of the run (metrics, confusion matrix or residuals, feature "
+                    "summary, gate decision, comparison with the champion); JSON twin next to it.")
 
 
 class TrainingPipelineStatus(ResourceStatus):

@@ -31,7 +31,14 @@ from enum import StrEnum
 from typing import Any
 
 from loopwright.api.common import ConditionStatus, parse_duration
-from loopwright.api.driftpolicy import DriftPolicySpec, PerformanceMetric, PerformanceResult
+from loopwright.api.driftpolicy import (
+    MAX_CHECK_RECORDS,
+    MAX_DRIFTED_NAMES,
+    CheckRecord,
+    DriftPolicySpec,
+    PerformanceMetric,
+    PerformanceResult,
+)
 from loopwright.api.pipeline import RunTrigger
 from loopwright.core.conditions import READY, Verdict, find
 from loopwright.core.drift import stats
@@ -243,12 +250,28 @@ def conditions(
     return out
 
 
+def record(outcome: Outcome, *, reference: str, now: datetime, report_uri: str | None) -> CheckRecord:
+    """This check in brief, for the status' list of recent checks."""
+    r = outcome.report
+    return CheckRecord(
+        time=now.replace(microsecond=0), model_version=reference, samples=outcome.samples,
+        drifted=outcome.drifted, drift_share=r.drift_share,
+        drifted_features=[f.name for f in r.features if f.drifted][:MAX_DRIFTED_NAMES],
+        prediction_drifted=r.prediction.drifted if r.prediction is not None else None, report_uri=report_uri)
+
+
 def status(
     outcome: Outcome, *, reference: str, now: datetime, retrain_token: str | None,
-    retrain_trigger: RunTrigger | None = None,
+    retrain_trigger: RunTrigger | None = None, report_uri: str | None = None,
+    previous_checks: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The status fields of this check, as a merge patch (None clears a field)."""
+    """The status fields of this check, as a merge patch (None clears a field).
+
+    ``report_uri`` is this check's report, if it wrote one; ``previous_checks`` the status'
+    list of recent checks, to which this one is prepended.
+    """
     r = outcome.report
+    brief = record(outcome, reference=reference, now=now, report_uri=report_uri).to_wire()
     patch: dict[str, Any] = {
         "lastCheckTime": _time(now),
         "modelVersion": reference,
@@ -259,11 +282,16 @@ def status(
         "drifted": outcome.drifted,
         "consecutive": outcome.consecutive,
         "performance": outcome.performance.to_wire() if outcome.performance is not None else None,
+        "checks": [brief, *previous_checks][:MAX_CHECK_RECORDS],
     }
+    if report_uri is not None:
+        patch["reportUri"] = report_uri
+        patch["reportTime"] = _time(now)
     if retrain_token is not None:
         patch["lastRetrainTime"] = _time(now)
         patch["lastRetrainRun"] = retrain_token
         patch["lastRetrainTrigger"] = retrain_trigger.value if retrain_trigger is not None else None
+        patch["lastRetrainReportUri"] = report_uri
     return patch
 
 

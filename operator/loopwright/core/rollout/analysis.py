@@ -26,9 +26,9 @@ from datetime import datetime
 
 import numpy as np
 
+from loopwright.api.analysis import Analysis
 from loopwright.api.common import parse_duration
 from loopwright.api.deployment import (
-    Analysis,
     AnalysisResult,
     Counters,
     PodWindow,
@@ -46,16 +46,7 @@ ERROR_RATE = "errorRate"
 LATENCY_P95 = "latencyP95"
 LATENCY_RELATIVE = "latencyP95RelativeToStable"
 PREDICTION_DRIFT = "predictionDrift"
-PROMETHEUS = "prometheus"
 WINDOW_PODS = 200
-
-
-@dataclass(frozen=True, kw_only=True)
-class PrometheusValue:
-    """The outcome of the optional PromQL query: a value, or why there is none."""
-
-    value: float | None
-    error: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,9 +174,12 @@ def evaluate(
     stable: Totals,
     canary_prediction: FeatureProfile | None,
     stable_prediction: FeatureProfile | None,
-    prometheus: PrometheusValue | None,
+    prometheus: Sequence[AnalysisResult] = (),
 ) -> tuple[list[AnalysisResult], Verdict]:
     """Every configured metric's result with its numbers, and the overall verdict.
+
+    ``prometheus`` are the results of the rollout's Prometheus checks
+    (:mod:`loopwright.core.rollout.prometheus`), judged already.
 
     Overall: Fail if any metric fails, else Inconclusive if any lacks data, else Pass.
     """
@@ -206,8 +200,7 @@ def evaluate(
                 stable_profile=stable_prediction,
             )
         )
-    if metrics.prometheus is not None:
-        results.append(_prometheus(prometheus, low=metrics.prometheus.min, high=metrics.prometheus.max))
+    results += prometheus
     return results, overall(results)
 
 
@@ -381,27 +374,4 @@ def _prediction_drift(
         verdict=verdict,
         message=f"PSI of canary predictions against stable's: {value:.4f}, at most {bound:g} allowed "
         f"({n_canary:.0f} canary, {n_stable:.0f} stable predictions)",
-    )
-
-
-def _prometheus(result: PrometheusValue | None, *, low: float | None, high: float | None) -> AnalysisResult:
-    threshold = high if high is not None else low
-    if result is None or result.value is None or not math.isfinite(result.value):
-        why = result.error if result is not None and result.error else "the query returned no value"
-        return AnalysisResult(
-            metric=PROMETHEUS, threshold=threshold, verdict=Verdict.INCONCLUSIVE, message=why[:1024]
-        )
-    value = result.value
-    ok = (low is None or value >= low) and (high is None or value <= high)
-    bounds = " and ".join(
-        part
-        for part in (f">= {low:g}" if low is not None else "", f"<= {high:g}" if high is not None else "")
-        if part
-    )
-    return AnalysisResult(
-        metric=PROMETHEUS,
-        value=value,
-        threshold=threshold,
-        verdict=Verdict.PASS if ok else Verdict.FAIL,
-        message=f"query returned {value:g}, must be {bounds}",
     )

@@ -88,6 +88,7 @@ def spec_from_result(
         ),
         profile_uri=profile.get("uri"),
         profile_sha256=profile.get("sha256"),
+        report_uri=(outputs.get("report") or {}).get("uri"),
     )
 
 

@@ -136,7 +136,10 @@ def _failure(condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) ->
     if job_reason == "DeadlineExceeded":
         return "DeadlineExceeded", job_message or "the run exceeded activeDeadlineSeconds"
     code = terminated.get("exitCode") if terminated else _exit_code(job_message)
-    if terminated.get("reason") == "OOMKilled" or summary.get("error") == "OutOfMemory":
+    # A SIGKILL (137) that the runtime calls "Error" is an OOM kill too: on cgroup v1 the pod-level
+    # cgroup's limit can take the kill, and the runtime then attributes the event to the sandbox.
+    killed = code == _SIGKILL_EXIT and terminated.get("reason") == "Error"
+    if terminated.get("reason") == "OOMKilled" or summary.get("error") == "OutOfMemory" or killed:
         return "OutOfMemory", ("the trainer ran out of memory (OOMKilled): "
                                "raise spec.job.resources.limits.memory")
     if code == _job.EXIT_BAD_PARAMETERS:
@@ -146,6 +149,9 @@ def _failure(condition: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) ->
     if job_reason in ("BackoffLimitExceeded", "PodFailurePolicy"):
         return "BackoffLimitExceeded", f"{job_message}: {detail}" if detail != job_message else detail
     return job_reason, detail
+
+
+_SIGKILL_EXIT = 137
 
 
 def _exit_code(message: str) -> int | None:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
+from loopwright.api import names
 from loopwright.api.common import parse_duration
 from loopwright.api.pipeline import (
     TRAIN_REQUEST_ANNOTATION,
@@ -31,7 +32,7 @@ from loopwright.api.pipeline import (
 )
 from loopwright.core.training.runs import active_run
 
-TRAIN_TRIGGER_ANNOTATION = "loopwright.dev/train-trigger"
+TRAIN_TRIGGER_ANNOTATION = names.TRAIN_TRIGGER_ANNOTATION
 """Optional companion of the request annotation: Manual (default), Drift or Performance."""
 REQUEST_TRIGGERS = frozenset({RunTrigger.MANUAL, RunTrigger.DRIFT, RunTrigger.PERFORMANCE})
 

@@ -44,8 +44,9 @@ from loopwright.core import estimators
 from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 from loopwright.jobs import contract as _job
 from loopwright.jobs import data
-from loopwright.jobs.trainer import scores
+from loopwright.jobs.trainer import report, scores
 from loopwright.jobs.trainer.compiled import compiled_form, holdout_rows
+from loopwright.reports import training as training_report
 
 _MAX_WARNINGS = 10
 
@@ -73,6 +74,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="keep class proportions in the hold-out (classification)")
     p.add_argument("--metrics", default="", help="comma-separated metric names; the first is primary")
     p.add_argument("--output-prefix", required=True, help="where the model, metrics and profile go")
+    p.add_argument("--gates-json", default=None,
+                   help="the pipeline's gates for the report: {model, validation, champion}")
     return p.parse_args(argv)
 
 
@@ -91,6 +94,11 @@ def _check_parameters(args: argparse.Namespace) -> tuple[DatasetSchema, dict[str
     names = [m.strip() for m in args.metrics.split(",") if m.strip()] or list(scores.DEFAULTS[task])
     errors = estimators.validate(args.estimator, params, task=task)
     errors += [f"metric {m!r} does not apply to {task}" for m in scores.unsupported(task, names)]
+    if args.gates_json:
+        try:
+            json.loads(args.gates_json)
+        except json.JSONDecodeError as exc:
+            errors.append(f"--gates-json: {exc}")
     if not 0.0 < args.test_fraction < 1.0:
         errors.append("--test-fraction must be between 0 and 1 (exclusive)")
     if not 0 <= args.seed < 2**32:
@@ -251,26 +259,8 @@ def run(args: argparse.Namespace) -> int:
 
     with clock.phase("profile"):
         profile = _reference_profile(x_train, y_train, y_pred, schema=schema, task=task, classes=classes)
-    with clock.phase("serialise"):
-        skops_import.join()
-        files = {
-            "model": ("model.skops", artifacts.dumps(model)),
-            "metrics": ("metrics.json", _job.dumps(evaluation.values)),
-            "profile": ("profile.json", _job.dumps(profile.to_wire())),
-        }
-    with clock.phase("compile"):
-        compiled, not_compiled = compiled_form(model)
-        if compiled is not None:
-            files["compiled"] = ("model.lwc", compiled)
-            files["holdout"] = ("holdout.lwr", holdout_rows(x_test, schema))
-    with clock.phase("write"):
-        outputs = {name: _put(storage.join_uri(args.output_prefix, file), payload)
-                   for name, (file, payload) in files.items()}
     primary = next((m for m in metric_names if m in evaluation.values), None)
-    result = {
-        "artifacts": outputs,
-        "format": artifacts.FORMAT,
-        "notCompiledReason": not_compiled,
+    facts = {
         "task": str(task),
         "classes": classes or None,
         "estimator": args.estimator,
@@ -285,10 +275,36 @@ def run(args: argparse.Namespace) -> int:
         "dataset": {"uri": args.dataset_uri, "digest": digest, "format": args.format},
         "rows": {"total": len(x) + dropped, "train": len(x_train), "test": len(x_test),
                  "droppedUnlabelled": dropped},
+        "fitSeconds": clock.wall["fit"],
+    }
+    with clock.phase("report"):
+        page_data = report.data(facts, gates_json=args.gates_json, output_prefix=args.output_prefix,
+                                profile=profile, y_test=y_test, y_pred=y_pred, classes=classes)
+    with clock.phase("serialise"):
+        skops_import.join()
+        files = {
+            "model": ("model.skops", artifacts.dumps(model)),
+            "metrics": ("metrics.json", _job.dumps(evaluation.values)),
+            "profile": ("profile.json", _job.dumps(profile.to_wire())),
+            "report": ("report.html", training_report.render(page_data).encode()),
+            "reportData": ("report.json", _job.dumps(page_data)),
+        }
+    with clock.phase("compile"):
+        compiled, not_compiled = compiled_form(model)
+        if compiled is not None:
+            files["compiled"] = ("model.lwc", compiled)
+            files["holdout"] = ("holdout.lwr", holdout_rows(x_test, schema))
+    with clock.phase("write"):
+        outputs = {name: _put(storage.join_uri(args.output_prefix, file), payload)
+                   for name, (file, payload) in files.items()}
+    result = {
+        "artifacts": outputs,
+        "format": artifacts.FORMAT,
+        "notCompiledReason": not_compiled,
+        **facts,
         "seconds": {**clock.wall, "total": round(time.perf_counter() - started, 3)},
         "cpuSeconds": {**clock.cpu, "skopsImport": round(skops_import.cpu_seconds, 3),
                        "total": round(time.process_time() - cpu_started, 3)},
-        "fitSeconds": clock.wall["fit"],
         "versions": _versions(),
         "warnings": [f"{w.category.__name__}: {w.message}" for w in records][:_MAX_WARNINGS],
     }

@@ -140,6 +140,18 @@ def _metric(name: str, *, y_true: Any, y_pred: Any, proba: Any, n_classes: int) 
     raise _SkippedError(f"unknown metric {name!r}")
 
 
+def confusion_matrix(y_true: Any, y_pred: Any, classes: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """Rows are the true class, columns the predicted one; an "(unseen)" class only when it occurs."""
+    codes = _codes(np.asarray(y_true), classes), _codes(np.asarray(y_pred), classes)
+    matrix = _confusion(*codes, len(classes))
+    names = list(classes)
+    if matrix[-1].sum() or matrix[:, -1].sum():
+        names.append("(unseen)")
+    else:
+        matrix = matrix[:-1, :-1]
+    return names, [[int(v) for v in row] for row in matrix]
+
+
 def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts of (true, predicted) codes over the known classes and the unseen code: (n+1) x (n+1)."""
     size = n_classes + 1

@@ -122,6 +122,7 @@ def training_job(
     output_prefix: str,
     labels: Mapping[str, str],
     settings: JobSettings,
+    gates: Mapping[str, Any] | None = None,
 ) -> Manifest:
     """The Job of one training run (``loopwright-trainer``).
 
@@ -143,6 +144,8 @@ def training_job(
     ]
     if spec.metrics:
         args += ["--metrics", ",".join(str(m) for m in spec.metrics)]
+    if gates is not None:  # for the run's report: the thresholds and the champion it is held against
+        args += ["--gates-json", _compact(gates)]
     resources = spec.job.resources.to_wire() if spec.job.resources else None
     return _job_manifest(
         namespace=namespace, name=name, owner=owner, labels=labels,

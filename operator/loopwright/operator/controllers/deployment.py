@@ -30,7 +30,6 @@ from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
-import aiohttp
 import kopf
 import kubernetes
 
@@ -44,12 +43,14 @@ from loopwright.core.conditions import READY, Event, Verdict, find, merge
 from loopwright.core.exposition import PodTarget
 from loopwright.core.profile import FeatureProfile, Profile
 from loopwright.core.rollout import analysis, canary, traffic
+from loopwright.core.rollout import prometheus as prometheus_rules
 from loopwright.core.training import compiled
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import parse_spec, ready_status
+from loopwright.operator.probes import prometheus as prometheus_probe
 from loopwright.operator.probes.scrape import fetch_pod_metrics, pod_target
 
 _log = logging.getLogger(__name__)
@@ -288,32 +289,6 @@ def _prediction_profile(mv: Obj | None) -> FeatureProfile | None:
     return _profiles[key].prediction
 
 
-async def _query_prometheus(*, address: str, query: str, timeout: float) -> analysis.PrometheusValue:
-    """One instant query; a scalar, or a vector with exactly one sample."""
-    url = address.rstrip("/") + "/api/v1/query"
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(url, params={"query": query}) as response,
-        ):
-            doc = await response.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return analysis.PrometheusValue(
-            value=None, error=f"Prometheus query failed: {type(exc).__name__}: {exc}"
-        )
-    data = doc.get("data") or {} if isinstance(doc, dict) else {}
-    if not isinstance(doc, dict) or doc.get("status") != "success":
-        return analysis.PrometheusValue(value=None, error=f"Prometheus answered: {str(doc)[:300]}")
-    result = data.get("result")
-    if data.get("resultType") == "scalar" and isinstance(result, list) and len(result) == 2:
-        return analysis.PrometheusValue(value=float(result[1]))
-    if data.get("resultType") == "vector" and isinstance(result, list) and len(result) == 1:
-        return analysis.PrometheusValue(value=float(result[0]["value"][1]))
-    return analysis.PrometheusValue(
-        value=None, error=f"the query returned no single value ({len(result or [])} series)"
-    )
-
-
 async def _scrape(
     obs: _Observed, *, now: datetime, judge: bool
 ) -> tuple[list[Any], canary.Check | None, list[float]]:
@@ -353,11 +328,10 @@ async def _scrape(
             asyncio.to_thread(_prediction_profile, obs.versions.get(status.canary.version)),
             asyncio.to_thread(_prediction_profile, obs.versions.get(status.stable.version)),
         )
-    prometheus = None
-    check = spec.rollout.analysis.metrics.prometheus
-    if check is not None:
-        query = check.query.replace("{{version}}", str(status.canary.version))
-        prometheus = await _query_prometheus(address=check.address, query=query, timeout=SCRAPE_TIMEOUT)
+    meta = obs.obj["metadata"]
+    target = prometheus_rules.Target(namespace=meta["namespace"], deployment=meta["name"], model=spec.model,
+                                     version=status.canary.version, stable_version=status.stable.version)
+    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT)
     results, verdict = analysis.evaluate(
         spec=spec.rollout.analysis,
         canary=canary_totals,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -52,6 +53,8 @@ from loopwright.operator import kube, metrics
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import INVALID_SPEC, parse_spec, ready_status
 from loopwright.operator.probes import scrape, webhook
+from loopwright.reports import drift as drift_report
+from loopwright.reports import html
 
 DEPLOYMENT_LABEL = f"{DEPLOYMENT.group}/{DEPLOYMENT.singular}"
 VERSION_LABEL = "loopwright.dev/version"
@@ -159,6 +162,7 @@ class _State:
 @dataclass(frozen=True, kw_only=True)
 class _Served:
     deployment: str
+    model: str
     version: int
     model_version: str
     reference_metrics: dict[str, float]
@@ -216,15 +220,27 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
 
     readings, unreachable = await _read_pods(namespace=namespace, served=served)
     window.observe(readings, now=now)
-    outcome = check.evaluate(spec, profile=profile, counts=window.counts(now=now),
+    counts = window.counts(now=now)
+    outcome = check.evaluate(spec, profile=profile, counts=counts,
                              reference_metrics=served.reference_metrics, previous=previous, now=now)
 
     # The retrain is recorded in the status first, then requested: a crash in between leaves an
     # intent that the next check completes (same token, so still one run), never a second request.
     retrain = spec.actions.retrain
     token = f"{name}-{int(now.timestamp())}" if outcome.retrain is not None and retrain is not None else None
+    report_uri = None
+    if outcome.drifted is not None:  # a verdict: its report, written before the status points at it
+        asked = ({"pipeline": retrain.pipeline_ref.name, "token": token, "trigger": str(outcome.retrain)}
+                 if token and retrain is not None else None)
+        data = drift_report.build(spec=spec, outcome=outcome, profile=profile, counts=counts, policy=name,
+                                  namespace=namespace, deployment=served.deployment,
+                                  model_version=served.model_version, time=now, retrain=asked)
+        report_uri = await _write_report(body, data=data, uri=drift_report.report_uri(
+            bucket=_runtime.settings().artifact_bucket, namespace=namespace, model=served.model, policy=name,
+            time=now))
     fields = check.status(outcome, reference=served.model_version, now=now, retrain_token=token,
-                          retrain_trigger=outcome.retrain)
+                          retrain_trigger=outcome.retrain, report_uri=report_uri,
+                          previous_checks=status.get("checks") or ())
     verdicts = check.conditions(spec, outcome, existing=existing)
     if unreachable:
         # Not a failure of the check (reachable pods were counted), but worth seeing.
@@ -295,7 +311,8 @@ def _served(*, namespace: str, deployment: str) -> _Served | str:
     spec = mv.get("spec") or {}
     if not spec.get("profileUri"):
         return f"ModelVersion {mv_name} has no profileUri: there is no reference to compare with"
-    return _Served(deployment=deployment, version=int(version), model_version=mv_name,
+    return _Served(deployment=deployment, model=str(spec.get("model") or ""), version=int(version),
+                   model_version=mv_name,
                    reference_metrics={k: float(v) for k, v in (spec.get("metrics") or {}).items()},
                    profile_uri=spec["profileUri"], profile_sha256=spec.get("profileSha256"))
 
@@ -339,6 +356,21 @@ def _port(pod: Any) -> int:
     ports = [p for c in pod.spec.containers or () for p in c.ports or ()]
     named = [p for p in ports if p.name == "http"]
     return int((named or ports)[0].container_port) if ports else DEFAULT_PORT
+
+
+async def _write_report(body: kopf.Body, *, data: Mapping[str, Any], uri: str) -> str | None:
+    """Write a check's report (HTML and its JSON twin); None, with a Warning Event, if S3 refuses."""
+    def put() -> None:
+        storage.put_bytes(html.json_twin(uri), json.dumps(data, sort_keys=True).encode())
+        storage.put_bytes(uri, drift_report.render(data).encode())
+
+    try:
+        await asyncio.to_thread(put)
+    except storage.StorageError as exc:
+        kopf.event(body, type="Warning", reason="ReportFailed",
+                   message=f"cannot write the drift report {uri}: {exc}"[:1000])
+        return None
+    return uri
 
 
 def _ensure_requested(*, namespace: str, pipeline: str, policy: str, token: str, trigger: RunTrigger) -> None:

@@ -71,6 +71,9 @@ _job_phases: dict[tuple[str, str], str] = {}
 """Last phase seen per Job, so repeated events of an unchanged Job cost no reconcile."""
 _dataset_versions: dict[tuple[str, str], str | None] = {}
 """Last validated version seen per Dataset, so only a new one fans out to its pipelines."""
+_champions: dict[tuple[str, str, str], dict[str, Any]] = {}
+"""(namespace, model, alias) -> the version carrying the alias: the champion a run's report is compared
+with (the ModelVersion controller makes the registry's own comparison when the version registers)."""
 CLOCK = _runtime.Clock(period=CLOCK_PERIOD)
 _log = logging.getLogger(__name__)
 RECONCILE_THREADS = 48
@@ -192,6 +195,20 @@ def dataset_event(type: str, namespace: str | None, name: str, status: kopf.Stat
             except Exception:
                 _log.exception("reconcile of pipeline %s/%s after a new Dataset version", key[0], pipeline)
                 CLOCK.later((key[0], pipeline), delay=RETRY_SECONDS)
+
+
+@kopf.on.event(group=MODEL_VERSION.group, version=MODEL_VERSION.version, plural=MODEL_VERSION.plural,
+               id="pipeline.champions")
+async def champion_event(type: str | None, namespace: str | None, name: str, spec: kopf.Spec,
+                         status: kopf.Status, **_: Any) -> None:
+    model = (str(namespace), str(spec.get("model")))
+    for key in [k for k, v in _champions.items() if k[:2] == model and v["name"] == name]:
+        del _champions[key]
+    if type != "DELETED":
+        metrics = {k: float(v) for k, v in (spec.get("metrics") or {}).items()}
+        for alias in status.get("aliases") or ():
+            _champions[(*model, str(alias))] = {"name": name, "version": int(spec.get("version") or 0),
+                                                "metrics": metrics}
 
 
 @kopf.on.startup(id="pipeline.clock")
@@ -443,7 +460,9 @@ def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record
         dataset_digest=run.dataset_version or "", schema=DatasetSchema.model_validate(dataset["schema"]),
         credentials_secret=dataset.get("credentialsSecret"),
         output_prefix=f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}",
-        labels=labels, settings=_runtime.job_settings(training=True))
+        labels=labels, settings=_runtime.job_settings(training=True),
+        gates={"model": model, "validation": spec.validation.to_wire(),
+               "champion": _champions.get((namespace, model, spec.validation.champion.alias))})
     manifest["metadata"]["annotations"] = {runs.RECORD_ANNOTATION: record.annotation()}
     # Known before the Job's first event arrives, so that event costs no reconcile.
     key = (namespace, run.name)
@@ -487,14 +506,15 @@ def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
     updated = runs.apply_outcome(run, outcome)
     if outcome.phase == RunPhase.SUCCEEDED:
         try:
-            mv_name = _register(state, spec=spec, run=updated)
+            mv_name, report = _register(state, spec=spec, run=updated)
         except (storage.StorageError, KeyError, ValueError, ValidationError) as exc:
             updated = updated.model_copy(update={"phase": RunPhase.FAILED, "reason": "ResultUnreadable",
                                                  "message": f"cannot register the model: {exc}"[:4096]})
             state.event("Warning", "RunFailed", f"run {run.name}: {updated.message}")
         else:
             updated = updated.model_copy(update={"model_version": mv_name, "reason": "Registered",
-                                                 "message": f"registered ModelVersion {mv_name}"})
+                                                 "message": f"registered ModelVersion {mv_name}",
+                                                 "report_uri": report})
             state.event("Normal", "RunSucceeded", f"run {run.name} registered ModelVersion {mv_name}")
     elif outcome.phase == RunPhase.FAILED:
         state.event("Warning", "RunFailed", f"run {run.name} failed ({outcome.reason}): {outcome.message}")
@@ -507,15 +527,16 @@ def _replace(state: _Pass, run: Run) -> None:
     state.status.runs = [run if r.id == run.id else r for r in state.status.runs]
 
 
-def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> str:
-    """Register the run's ModelVersion, or adopt the one it already registered; returns its name."""
+def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> tuple[str, str | None]:
+    """Register the run's ModelVersion, or adopt the one it already registered; returns its name and
+    the run's report."""
     namespace = state.obj["metadata"]["namespace"]
     model = spec.model.name
     selector = f"{registry.MODEL_LABEL}={model}"
     existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
     found = registry.find_by_run(existing, run.name)
     if found is not None:
-        return str(found["metadata"]["name"])
+        return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
     cfg = _runtime.settings()
     prefix = f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}"
     result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
@@ -534,9 +555,9 @@ def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> str:
             existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
             found = registry.find_by_run(existing, run.name)
             if found is not None:
-                return str(found["metadata"]["name"])
+                return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
             continue
-        return model_version_name(model=model, version=version)
+        return model_version_name(model=model, version=version), mv_spec.report_uri
     raise ValueError(f"no free version number for {model} after {_REGISTER_ATTEMPTS} attempts")
 
 
