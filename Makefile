@@ -61,11 +61,11 @@ lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both 
 	$(VENV)/bin/mypy || status=1; \
 	exit $$status
 
-crds: | $(PY) ## Regenerate crds/ from the API models.
+crds: | $(PY) ## Regenerate crds/ (and the Argo CD health checks) from the API models.
 	$(PY) -m loopwright.api.crdgen
 
 apply-crds: ## Install or update the CRDs in the cluster of the current KUBECONFIG.
-	kubectl apply --server-side --force-conflicts -f crds/
+	kubectl apply --server-side --force-conflicts -k crds/
 
 run: | $(PY) ## Run the operator in the foreground against the current KUBECONFIG.
 	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make kind-up, then export KUBECONFIG=$(KIND_KUBECONFIG))" >&2; exit 1; }

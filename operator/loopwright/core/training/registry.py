@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loopwright.api.common import API_VERSION
+from loopwright.api.labels import MANAGED_BY, MODEL_LABEL, PIPELINE_LABEL, RUN_LABEL
 from loopwright.api.modelversion import (
     Artifact,
     CompiledArtifact,
@@ -26,11 +27,6 @@ from loopwright.api.modelversion import (
     encode_params,
     model_version_name,
 )
-from loopwright.operator.kube import MANAGED_BY
-
-MODEL_LABEL = "loopwright.dev/model"
-RUN_LABEL = "loopwright.dev/run"
-PIPELINE_LABEL = "loopwright.dev/trainingpipeline"
 
 
 def next_version(existing: Iterable[Mapping[str, Any]]) -> int:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from loopwright.api.names import child_name
 from loopwright.api.pipeline import MetricName, Run, RunPhase, TrainingPipelineSpec
 from loopwright.core import estimators
 from loopwright.jobs import contract as _job
-from loopwright.operator.builders.jobs import CONTAINER, child_name
 
 ACTIVE_PHASES = frozenset({RunPhase.PENDING, RunPhase.RUNNING})
 RECORD_ANNOTATION = "loopwright.dev/run-record"
@@ -165,7 +165,7 @@ def _last_termination(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     found: list[Mapping[str, Any]] = []
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or ():
-            if cs.get("name") != CONTAINER:
+            if cs.get("name") != _job.CONTAINER:
                 continue
             state = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
             if state:

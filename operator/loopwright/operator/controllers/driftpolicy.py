@@ -42,6 +42,7 @@ from loopwright.api.common import parse_duration
 from loopwright.api.driftpolicy import DriftPolicySpec
 from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION, TRAINING_PIPELINE
 from loopwright.api.kinds import DRIFT_POLICY as KIND
+from loopwright.api.labels import DEPLOYMENT_LABEL, VERSION_LABEL
 from loopwright.api.pipeline import TRAIN_REQUEST_ANNOTATION, RunTrigger
 from loopwright.core.conditions import READY, Verdict, merge
 from loopwright.core.drift import check
@@ -56,8 +57,6 @@ from loopwright.operator.probes import scrape, webhook
 from loopwright.reports import drift as drift_report
 from loopwright.reports import html
 
-DEPLOYMENT_LABEL = f"{DEPLOYMENT.group}/{DEPLOYMENT.singular}"
-VERSION_LABEL = "loopwright.dev/version"
 DEFAULT_PORT = 8080
 SCRAPE_TIMEOUT = 5.0
 RETRY_SECONDS = 30.0

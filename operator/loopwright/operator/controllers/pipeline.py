@@ -46,6 +46,7 @@ from loopwright import storage
 from loopwright.api.common import parse_duration
 from loopwright.api.kinds import DATASET, MODEL_VERSION
 from loopwright.api.kinds import TRAINING_PIPELINE as KIND
+from loopwright.api.labels import MANAGED_BY, MODEL_LABEL, RUN_LABEL, child_labels
 from loopwright.api.modelversion import model_version_name
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, TrainingPipelineStatus
 from loopwright.api.schema import DatasetSchema
@@ -56,7 +57,6 @@ from loopwright.operator.builders.common import Owner
 from loopwright.operator.builders.jobs import training_job
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import INVALID_SPEC, parse_spec
-from loopwright.operator.kube import MANAGED_BY, child_labels
 
 PIPELINE_LABEL = f"{KIND.group}/{KIND.singular}"
 TRAINING = "Training"
@@ -451,7 +451,7 @@ def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record
     meta = state.obj["metadata"]
     model = spec.model.name
     run = record.run
-    labels = {**child_labels(KIND, meta["name"]), registry.MODEL_LABEL: model, registry.RUN_LABEL: run.name}
+    labels = {**child_labels(KIND, meta["name"]), MODEL_LABEL: model, RUN_LABEL: run.name}
     cfg = _runtime.settings()
     manifest = training_job(
         namespace=namespace, name=run.name,
@@ -532,7 +532,7 @@ def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> tuple[st
     the run's report."""
     namespace = state.obj["metadata"]["namespace"]
     model = spec.model.name
-    selector = f"{registry.MODEL_LABEL}={model}"
+    selector = f"{MODEL_LABEL}={model}"
     existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
     found = registry.find_by_run(existing, run.name)
     if found is not None:
