@@ -274,6 +274,14 @@ CASES: list[CelCase] = [
     CelCase(
         "TrainingPipeline", "a model name with capitals", _with(PIPELINE, "spec.model.name", "Churn"), False
     ),
+    CelCase("TrainingPipeline", "a schedule in Europe/Berlin",
+            _with(PIPELINE, "spec.triggers.timeZone", "Europe/Berlin"), True),
+    CelCase("TrainingPipeline", "a time zone with a space",
+            _with(PIPELINE, "spec.triggers.timeZone", "Europe/New York"), False),
+    CelCase("TrainingPipeline", "a time zone without a schedule",
+            _with(_with(PIPELINE, "spec.triggers.schedule", ...), "spec.triggers.timeZone", "UTC"), False),
+    CelCase("TrainingPipeline", "a startingDeadline", _with(PIPELINE, "spec.triggers.startingDeadline", "1h"),
+            True),
     CelCase(
         "TrainingPipeline", "backoffLimit above 10", _with(PIPELINE, "spec.job", {"backoffLimit": 11}), False
     ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -27,6 +28,8 @@ TRAIN_REQUEST_ANNOTATION = names.TRAIN_REQUEST_ANNOTATION
 """Set (or change) this annotation on a TrainingPipeline to start one run on demand."""
 
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$"
+TIME_ZONE_PATTERN = r"^(UTC|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2})$"
+"""The shape of an IANA time zone name; the tz database itself is checked by the operator."""
 
 
 class MetricName(StrEnum):
@@ -149,14 +152,42 @@ class PipelineValidation(ApiModel):
 class Triggers(ApiModel):
     """When runs start, besides the on-demand annotation."""
 
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("has(self.schedule) || !(has(self.timeZone) || has(self.startingDeadline))",
+         "timeZone and startingDeadline apply to a schedule: set triggers.schedule"),
+    ))
+
     schedule: str | None = Field(default=None, max_length=128, pattern=CRON_PATTERN,
-                                 description="Cron expression (5 fields, UTC) for scheduled runs.")
+                                 description="Cron expression (5 fields) for scheduled runs, read in "
+                                             "timeZone. After the operator was down (or a run was "
+                                             "active) across scheduled times, ONE run starts for "
+                                             "them, never one per missed time; see startingDeadline.")
+    time_zone: str | None = Field(
+        default=None, max_length=64, pattern=TIME_ZONE_PATTERN,
+        description="IANA time zone the schedule is read in, e.g. Europe/Berlin (like a CronJob's "
+                    "timeZone); daylight-saving changes follow the zone. Empty: UTC.")
+    starting_deadline: Duration | None = Field(
+        default=None,
+        description="Like a CronJob's startingDeadlineSeconds: a scheduled time missed by more than "
+                    "this (operator down, a run in progress) is skipped instead of run late. Empty: "
+                    "a missed time runs once, as soon as possible.")
     on_new_data: bool = Field(default=True,
                               description="Start a run when the Dataset publishes a new validated version.")
     cooldown: Duration = Field(default="10m",
                                description="Least time between two automatically triggered runs.")
     suspend: bool = Field(default=False,
                           description="Start no new runs (running ones finish); on-demand requests wait.")
+
+    @model_validator(mode="after")
+    def _known_time_zone(self) -> Triggers:
+        if self.schedule is None and (self.time_zone is not None or self.starting_deadline is not None):
+            raise ValueError("timeZone and startingDeadline apply to a schedule: set triggers.schedule")
+        if self.time_zone is not None:
+            try:
+                ZoneInfo(self.time_zone)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"timeZone {self.time_zone!r} is not in the IANA tz database") from exc
+        return self
 
 
 class JobTemplate(ApiModel):
