@@ -21,6 +21,7 @@ from typing import Any
 
 from loopwright.api.pipeline import MetricName, Run, RunPhase, TrainingPipelineSpec
 from loopwright.core import estimators
+from loopwright.core.training import search
 from loopwright.jobs import contract as _job
 from loopwright.operator.builders.jobs import CONTAINER, child_name
 
@@ -87,9 +88,16 @@ def refusal(spec: TrainingPipelineSpec, *, task: str | None) -> list[str]:
     """Every reason the trainer would refuse this spec, checked before any Job exists.
 
     ``task`` is the Dataset label's task when known; metrics of the other task are refused
-    like an estimator of the other task, since the Job could only fail.
+    like an estimator of the other task, since the Job could only fail. A factory's parameters
+    are its own (the trainer reports them); its declared types must not come from modules that
+    run code, and a search must fit its bounds (every trial's parameters, for an estimator).
     """
-    errors = estimators.validate(spec.model.estimator, spec.model.params, task=task)
+    model = spec.model
+    errors = estimators.validate(model.estimator, model.params, task=task) if model.estimator else []
+    errors += [f"trustedTypes: {t} is never trusted (its module can run code or touch the system)"
+               for t in estimators.forbidden_types(model.trusted_types)]
+    if spec.search is not None:
+        errors += search.refusal(spec.search, estimator=model.estimator, params=model.params, task=task)
     if task is not None:
         regression = task == "regression"
         wrong = [str(m) for m in spec.metrics if (m in REGRESSION_METRICS) != regression]

@@ -127,6 +127,7 @@ def _verify(
             namespace=meta["namespace"], name=job_name,
             owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=meta["namespace"]),
             uri=spec.artifact.uri, sha256=spec.artifact.sha256, compiled=spec.compiled,
+            trusted_types=spec.artifact.trusted_types or (), image=spec.image,
             labels={**child_labels(KIND, meta["name"]), "loopwright.dev/model": spec.model},
             settings=_runtime.job_settings())
         job, _ = _runtime.create_job(manifest)
