@@ -79,6 +79,12 @@ def job_record(job: Mapping[str, Any]) -> Record | None:
         return None
 
 
+def job_image(job: Mapping[str, Any]) -> str:
+    """The image a run's Job ran (a factory's pipeline runs its own; the ModelVersion keeps it)."""
+    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or ()
+    return str(next((c.get("image") for c in containers if c.get("name") == CONTAINER), "") or "")
+
+
 def run_name(pipeline: str, run_id: int) -> str:
     """The run's name, which is also its Job's: ``<pipeline>-<id>`` within 63 characters."""
     return child_name(pipeline, str(run_id))

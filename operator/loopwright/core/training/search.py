@@ -19,13 +19,22 @@ failed there is no best and the run fails.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from loopwright.api.pipeline import LOWER_IS_BETTER
-from loopwright.api.search import MAX_TRIALS, Dimension, Search, SearchStrategy, Trial, TrialPhase
+from loopwright.api.search import (
+    MAX_TRIALS,
+    Dimension,
+    Search,
+    SearchResult,
+    SearchStrategy,
+    Trial,
+    TrialPhase,
+)
 from loopwright.core import estimators
 
 DEFAULT_RANDOM_TRIALS = 16
@@ -114,3 +123,58 @@ def trial_from_result(index: int, params: Params, result: Mapping[str, Any] | No
         message = str(result.get("message") or result.get("error") or "failed")
         return Trial(index=index, params=params, phase=TrialPhase.FAILED, message=message[:512])
     return Trial(index=index, params=params, phase=TrialPhase.SUCCEEDED, score=float(score))
+
+
+def primary_metric(metrics: Sequence[str], *, task: str | None) -> str:
+    """The metric the trials are ranked by: the pipeline's first, else the task's default one."""
+    if metrics:
+        return str(metrics[0])
+    return "r2" if task == "regression" else "accuracy"
+
+
+def spec_of(job: Mapping[str, Any]) -> Search | None:
+    """The search a search Job runs (its ``--search-json`` argument): the trials' parameters come
+    from what the Job was given, not from a spec that may have changed since."""
+    for container in ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or ():
+        command = list(container.get("command") or ())
+        if "--search-json" in command[:-1]:
+            return Search.model_validate_json(command[command.index("--search-json") + 1])
+    return None
+
+
+def progress(job: Mapping[str, Any], *, trials: int) -> str:
+    """How far a running search Job is, for the run's message."""
+    status = job.get("status") or {}
+    done = int(status.get("succeeded") or 0)
+    failed = len(_indexes(str(status.get("failedIndexes") or "")))
+    return (f"searching: {done} of {trials} trials done" + (f", {failed} failed" if failed else "")
+            + f", {int(status.get('active') or 0)} running")
+
+
+def _indexes(spec: str) -> set[int]:
+    """The indexes of a Job's ``completedIndexes``/``failedIndexes`` (``"1,3-5"``)."""
+    out: set[int] = set()
+    for part in filter(None, spec.split(",")):
+        first, _, last = part.partition("-")
+        out.update(range(int(first), int(last or first) + 1))
+    return out
+
+
+def outcome(
+    search: Search, *, job: str, metric: str, results: Mapping[int, Mapping[str, Any] | None]
+) -> SearchResult:
+    """The finished search: every trial (its parameters, its score or why it failed) and the best."""
+    trials = [trial_from_result(i, params, results.get(i)) for i, params in enumerate(all_trials(search))]
+    best = select(trials, metric=metric)
+    return SearchResult(job=job, metric=metric, best=best.index if best else None, trials=trials)
+
+
+def describe(result: SearchResult) -> str:
+    """One line for the run's message and its Event."""
+    ok = [t for t in result.trials if t.phase == TrialPhase.SUCCEEDED]
+    if result.best is None:
+        first = next((t.message for t in result.trials if t.message), "no trial left a result")
+        return f"all {len(result.trials)} trials failed (trial 0: {first})"
+    best = next(t for t in result.trials if t.index == result.best)
+    return (f"best of {len(ok)}/{len(result.trials)} trials: #{best.index} {result.metric}="
+            f"{best.score:.4g} {json.dumps(best.params, sort_keys=True)}")

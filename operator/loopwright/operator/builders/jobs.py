@@ -156,6 +156,11 @@ def training_job(
         ttl=None, resources=resources)
 
 
+def search_job_name(run: str) -> str:
+    """The name of a run's search Job: ``<run>-search`` within 63 characters."""
+    return child_name(run, "search")
+
+
 def search_job(
     *,
     namespace: str,
