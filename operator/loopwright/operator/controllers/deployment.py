@@ -508,6 +508,8 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
             profile_uri=mv_spec.get("profileUri", ""),
             profile_sha256=mv_spec.get("profileSha256"),
             compiled=compiled.servable(mv),
+            image=mv_spec.get("image"),
+            trusted_types=tuple(mv_spec["artifact"].get("trustedTypes") or ()),
         )
         _apply(
             build.deployment(owner=owner, spec=spec, served=served, replicas=workload.replicas, settings=pods)
