@@ -6,11 +6,11 @@ from typing import Any
 import pytest
 
 from loopwright.core.conditions import Verdict
-from loopwright.operator.controllers import _runtime, driftpolicy
+from loopwright.operator.controllers import _retrain, _runtime, driftpolicy
 
 
 def test_only_an_earlier_request_of_the_same_policy_is_replaced():
-    older = driftpolicy._older_request
+    older = _retrain.older_request
     assert older("watch-100", policy="watch", than="watch-200")
     assert not older("watch-300", policy="watch", than="watch-200")  # ours is the older one
     assert not older("watch-200", policy="watch", than="watch-200")
@@ -96,3 +96,17 @@ def test_a_check_of_an_old_generation_or_a_deleted_policy_publishes_nothing(
         monkeypatch.setattr(driftpolicy, "_runtime", api)
         assert not driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
         assert api.writes == []
+
+
+def test_what_the_policy_reads_of_the_deployments_rollout() -> None:
+    mld = {"spec": {"model": "m", "version": "latest"},
+           "status": {"stable": {"version": 3}, "canary": {"version": 5}, "queued": {"version": 6},
+                      "rejectedVersions": [4],
+                      "history": [{"version": 4, "event": "RolledBack"}, {"version": 4, "event": "Promoted"},
+                                  {"version": 3, "event": "Promoted"}]}}
+    view = _retrain.rollout(mld)
+    assert (view.stable, view.canary, view.queued, set(view.rejected)) == (3, 5, 6, {4})
+    assert view.history == {4: "RolledBack", 3: "Promoted"}  # the newest event of each version
+    assert view.follows_latest
+    pinned = _retrain.rollout({"spec": {"version": 3}, "status": {}})
+    assert (pinned.stable, pinned.canary, pinned.follows_latest) == (None, None, False)

@@ -50,7 +50,7 @@ from loopwright.api.modelversion import model_version_name
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, TrainingPipelineStatus
 from loopwright.api.schema import DatasetSchema
 from loopwright.core.conditions import READY, Verdict, merge
-from loopwright.core.training import registry, runs, triggers
+from loopwright.core.training import inputs, registry, runs, triggers
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders.common import Owner
 from loopwright.operator.builders.jobs import training_job
@@ -274,6 +274,7 @@ class _Pass:
         patch: dict[str, Any] = {
             "observedGeneration": self.generation,
             "runCount": status.run_count,
+            "lastVersion": status.last_version,
             "runs": [r.to_wire() for r in status.runs],
             "phase": status.runs[0].phase if status.runs else None,
             "lastRun": status.runs[0].name if status.runs else None,
@@ -362,16 +363,24 @@ def _sync_once(
 
     if decision.trigger is not None and not refused and version is not None:
         run_id = state.status.run_count + 1
+        handled = decision.handled_request
+        digest = inputs.digest(dataset_version=version, spec=spec, schema=dataset.get("schema"))
         run = Run(id=run_id, name=runs.run_name(name, run_id), trigger=decision.trigger,
                   dataset_version=version, phase=RunPhase.PENDING, start_time=now, reason="JobCreated",
-                  message=decision.why)
-        record = runs.Record(run=run, handled_request=decision.handled_request)
-        try:
-            _start_run(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
-        except kubernetes.client.ApiException as exc:
-            if exc.status not in _REFUSALS:
-                raise
-            _refused_job(state, run=run, exc=exc)
+                  message=decision.why, inputs_digest=digest,
+                  request=handled if handled != state.status.handled_train_request else None)
+        same = _twin(namespace=namespace, spec=spec, run=run) if inputs.needs_learning(run.trigger) else None
+        if same is not None:
+            ended = inputs.skipped(run, same_as=same, now=now)
+            _record(state, runs.Record(run=ended, handled_request=handled))
+        else:
+            record = runs.Record(run=run, handled_request=handled)
+            try:
+                _start_run(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
+            except kubernetes.client.ApiException as exc:
+                if exc.status not in _REFUSALS:
+                    raise
+                _refused_job(state, run=run, exc=exc)
     _prune(state, history_limit=spec.history_limit)
     active = runs.active_run(state.status.runs)
     state.verdicts.append(
@@ -380,6 +389,13 @@ def _sync_once(
         if active else Verdict(type=TRAINING, status=False, reason="Idle", message=decision.why))
     state.write()
     state.post_events()
+
+
+def _twin(*, namespace: str, spec: TrainingPipelineSpec, run: Run) -> Mapping[str, Any] | None:
+    """An existing version of the model trained on exactly the run's inputs (nothing new to learn)."""
+    selector = f"{registry.MODEL_LABEL}={spec.model.name}"
+    existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
+    return inputs.twin(existing, run.inputs_digest or "")
 
 
 def _dataset(datasets: Mapping[Hashable, Any], *, namespace: str, name: str) -> dict[str, Any]:
@@ -442,7 +458,10 @@ def _record(state: _Pass, record: runs.Record) -> None:
     status.last_trigger_time = run.start_time
     status.trained_dataset_version = run.dataset_version
     status.handled_train_request = record.handled_request
-    state.event("Normal", "RunStarted", f"run {run.name} ({run.trigger}): {run.message}")
+    if run.phase == RunPhase.SKIPPED:
+        state.event("Warning", str(run.reason), f"run {run.name} ({run.trigger}): {run.message}")
+    else:
+        state.event("Normal", "RunStarted", f"run {run.name} ({run.trigger}): {run.message}")
 
 
 def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record,
@@ -536,16 +555,17 @@ def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> tuple[st
     existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
     found = registry.find_by_run(existing, run.name)
     if found is not None:
-        return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+        return _adopted(state, found)
     cfg = _runtime.settings()
     prefix = f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}"
     result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
     labels = registry.labels(model=model, run=run.name, pipeline=state.obj["metadata"]["name"])
     for _attempt in range(_REGISTER_ATTEMPTS):
-        version = registry.next_version(existing)
+        version = registry.next_version(existing, last=state.status.last_version)
         mv_spec = registry.spec_from_result(
             model=model, version=version, result=result, dataset=spec.dataset_ref.name,
-            pipeline=state.obj["metadata"]["name"], run=run.name, image=cfg.trainer_image)
+            pipeline=state.obj["metadata"]["name"], run=run.name, image=cfg.trainer_image,
+            inputs_digest=run.inputs_digest)
         try:
             kube.create_object(MODEL_VERSION, namespace=namespace,
                                body=registry.manifest(namespace=namespace, spec=mv_spec, labels=labels))
@@ -555,10 +575,18 @@ def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> tuple[st
             existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
             found = registry.find_by_run(existing, run.name)
             if found is not None:
-                return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+                return _adopted(state, found)
             continue
+        state.status.last_version = max(state.status.last_version, version)
         return model_version_name(model=model, version=version), mv_spec.report_uri
     raise ValueError(f"no free version number for {model} after {_REGISTER_ATTEMPTS} attempts")
+
+
+def _adopted(state: _Pass, found: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The version a run already registered (an earlier pass whose status write was lost)."""
+    spec = found.get("spec") or {}
+    state.status.last_version = max(state.status.last_version, int(spec.get("version") or 0))
+    return str(found["metadata"]["name"]), spec.get("reportUri")
 
 
 def _prune(state: _Pass, *, history_limit: int) -> None:
