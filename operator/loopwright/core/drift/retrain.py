@@ -65,9 +65,8 @@ class Progress:
 
 def requested(*, token: str, pipeline: str, trigger: RunTrigger, now: datetime) -> RetrainStatus:
     """A retrain just asked for."""
-    return RetrainStatus(token=token, pipeline=pipeline, trigger=trigger,
-                         requested_time=now.replace(microsecond=0), phase=RetrainPhase.AWAITING_RUN,
-                         message=f"waiting for TrainingPipeline {pipeline} to run (request {token})")
+    return RetrainStatus(token=token, pipeline=pipeline, trigger=trigger, requested_time=now,
+                         phase=RetrainPhase.AWAITING_RUN, message=f"waiting for TrainingPipeline {pipeline} to run (request {token})")
 
 
 def answering_run(retrain: RetrainStatus, runs: Sequence[Run]) -> Run | None:
@@ -79,7 +78,7 @@ def answering_run(retrain: RetrainStatus, runs: Sequence[Run]) -> Run | None:
     exact = next((r for r in runs if r.request == retrain.token), None)
     if exact is not None or retrain.run is not None:
         return exact if exact is not None else next((r for r in runs if r.name == retrain.run), None)
-    later = [r for r in runs if r.start_time is not None and r.start_time >= retrain.requested_time]
+    later = [r for r in runs if r.start_time is not None and r.start_time > retrain.requested_time]
     return min(later, key=lambda r: r.id, default=None)
 
 
