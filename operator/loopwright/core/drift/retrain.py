@@ -66,7 +66,8 @@ class Progress:
 def requested(*, token: str, pipeline: str, trigger: RunTrigger, now: datetime) -> RetrainStatus:
     """A retrain just asked for."""
     return RetrainStatus(token=token, pipeline=pipeline, trigger=trigger, requested_time=now,
-                         phase=RetrainPhase.AWAITING_RUN, message=f"waiting for TrainingPipeline {pipeline} to run (request {token})")
+                         phase=RetrainPhase.AWAITING_RUN,
+                         message=f"waiting for TrainingPipeline {pipeline} to run (request {token})")
 
 
 def answering_run(retrain: RetrainStatus, runs: Sequence[Run]) -> Run | None:
