@@ -1,11 +1,15 @@
 """The DriftPolicy controller's small decisions that need no cluster: whose retrain request wins, ports."""
 
+import asyncio
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from loopwright.api.pipeline import RunTrigger
 from loopwright.core.conditions import Verdict
+from loopwright.core.drift import retrain
 from loopwright.operator.controllers import _retrain, _runtime, driftpolicy
 
 
@@ -110,3 +114,44 @@ def test_what_the_policy_reads_of_the_deployments_rollout() -> None:
     assert view.follows_latest
     pinned = _retrain.rollout({"spec": {"version": 3}, "status": {}})
     assert (pinned.stable, pinned.canary, pinned.follows_latest) == (None, None, False)
+
+
+def _asked(**update: Any) -> Any:
+    asked = retrain.requested(token="watch-1", pipeline="train", trigger=RunTrigger.DRIFT,
+                              now=datetime(2026, 1, 1, tzinfo=UTC))
+    return asked.model_copy(update=update)
+
+
+def test_the_request_is_put_on_the_pipeline_until_a_run_answers_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[str] = []
+    events: list[str] = []
+    monkeypatch.setattr(_retrain, "ensure_requested", lambda **kw: writes.append(kw["token"]))
+    monkeypatch.setattr(driftpolicy.kopf, "event", lambda body, **kw: events.append(kw["reason"]))
+    state = driftpolicy._State()
+
+    def request(retrain: Any, *, new: bool) -> str:
+        return asyncio.run(driftpolicy._request({}, state=state, namespace="ns", policy="watch",
+                                                retrain=retrain, new=new, pipeline=None))
+
+    assert request(_asked(), new=True).startswith("requested run watch-1 of TrainingPipeline train")
+    assert (writes, events) == (["watch-1"], ["RetrainRequested"])
+    assert request(_asked(), new=False) == ""  # known to be there: not written at every check
+    state.requested = None  # a restarted operator: written again (idempotent), no second Event
+    assert request(_asked(), new=False) == ""
+    assert (writes, events) == (["watch-1", "watch-1"], ["RetrainRequested"])
+    state.requested = None
+    request(_asked(run="train-4"), new=False)  # a run answers it: nothing to write
+    request(_asked(phase="AwaitingGate"), new=False)
+    assert writes == ["watch-1", "watch-1"]
+
+
+def test_an_event_when_the_retrain_settles(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(driftpolicy.kopf, "event",
+                        lambda body, **kw: events.append((kw["type"], kw["message"])))
+    settled = _asked(phase="Settled", outcome="NoNewData", message="no new data since version 1")
+    driftpolicy._settled_event({}, _asked(), _asked(phase="AwaitingGate"))
+    driftpolicy._settled_event({}, settled, settled)
+    assert events == []
+    driftpolicy._settled_event({}, _asked(), settled)
+    assert events == [("Warning", "Drift retrain watch-1: NoNewData: no new data since version 1")]
