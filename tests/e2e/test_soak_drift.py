@@ -1,6 +1,7 @@
 """Soak: drift held for ten minutes with the shortest intervals and cooldowns; the loop stays bounded.
 
-The whole loop on kind with the in-cluster operator: Dataset v1 -> run -> ModelVersion v1 served
+The setting of issue 19, a regression model with the whole loop configured, on kind with the
+in-cluster operator: Dataset v1 -> run -> ModelVersion v1 served
 (`version: latest`, a canary for every later version), a DriftPolicy checking every second with
 `consecutive: 1` and a retrain cooldown of one second, and a client pod in the cluster sending
 shifted traffic through the Service for the whole soak. What must happen, and nothing more:
@@ -32,11 +33,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
 import pytest
 
 from conftest import S3, Kube
 from e2e.deployment_support import start_client, stop_client
-from e2e.drift_support import GROUP, SCHEMA, VERSION, condition, csv_bytes, event_reasons, get, rows
+from e2e.drift_support import GROUP, VERSION, condition, csv_bytes, event_reasons, get
 from operator_fixture import Operator
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(1800)]
@@ -47,13 +49,25 @@ POLICY = "soak-watch"
 SHIFT = 3.0
 SOAK_SECONDS = 600.0
 MAX_RUNS, MAX_VERSIONS, MAX_ROLLOUTS = 4, 2, 2
+SCHEMA = {"label": {"name": "y", "task": "regression"},
+          "columns": [{"name": n, "type": "numeric"} for n in ("a", "b", "c")]}
+
+
+def _rows(n: int, *, shift: float = 0.0, seed: int) -> tuple[list[dict[str, float]], list[float]]:
+    """Features a, b ~ N(shift, 1) (what the client sends), c ~ N(0, 1); y = a + b - 2 shift + noise."""
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.normal(shift, 1, n), rng.normal(shift, 1, n), rng.normal(0, 1, n)
+    y = a + b - 2 * shift + rng.normal(0, 0.3, n)
+    instances = [{"a": round(float(x), 4), "b": round(float(z), 4), "c": round(float(w), 4)}
+                 for x, z, w in zip(a, b, c, strict=True)]
+    return instances, [round(float(v), 4) for v in y]
 
 
 def _pipeline() -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": NAME},
-            "spec": {"datasetRef": {"name": NAME}, "model": {"name": NAME, "estimator": "LogisticRegression"},
-                     "metrics": ["accuracy"],
-                     "validation": {"thresholds": [{"metric": "accuracy", "min": 0.75}],
+            "spec": {"datasetRef": {"name": NAME}, "model": {"name": NAME, "estimator": "Ridge"},
+                     "metrics": ["r2", "rmse"],
+                     "validation": {"thresholds": [{"metric": "r2", "min": 0.7}],
                                     "champion": {"margin": 0.05}},
                      "triggers": {"onNewData": True, "cooldown": "1s"}}}
 
@@ -138,7 +152,7 @@ def test_drift_held_for_ten_minutes_stays_bounded(
     soak = Soak(kube, namespace, operator)
     key = f"e2e/{namespace}/data/current.csv"
     s3c = s3.client()
-    s3c.put_object(Bucket=s3.bucket, Key=key, Body=csv_bytes(*rows(3000, seed=1)))
+    s3c.put_object(Bucket=s3.bucket, Key=key, Body=csv_bytes(*_rows(3000, seed=1)))
 
     def create(plural: str, body: dict[str, Any]) -> None:
         kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
@@ -176,7 +190,7 @@ def test_drift_held_for_ten_minutes_stays_bounded(
     assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1
 
     # 2. New labelled data: the shifted rows with their labels become Dataset v2.
-    s3c.put_object(Bucket=s3.bucket, Key=key, Body=csv_bytes(*rows(3000, shift=SHIFT, seed=2)))
+    s3c.put_object(Bucket=s3.bucket, Key=key, Body=csv_bytes(*_rows(3000, shift=SHIFT, seed=2)))
     soak.wait("ModelVersion v2 Validated", lambda: _phase(kube, namespace, f"{NAME}-v2") == "Validated",
               timeout=300)
     soak.wait("v2 promoted by canary", lambda: _serving(kube, namespace, 2), timeout=300)
