@@ -155,3 +155,19 @@ def test_an_event_when_the_retrain_settles(monkeypatch: pytest.MonkeyPatch) -> N
     assert events == []
     driftpolicy._settled_event({}, _asked(), settled)
     assert events == [("Warning", "Drift retrain watch-1: NoNewData: no new data since version 1")]
+
+
+def test_the_request_annotation_names_the_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    patches: list[dict[str, Any]] = []
+    api = SimpleNamespace(patch_namespaced_custom_object=lambda *args: patches.append(args[-1]))
+    monkeypatch.setattr(_retrain.kube, "custom_objects", lambda: api)
+    asked = _asked()  # the trigger as the status model keeps it: a plain string
+    pipeline = {"metadata": {"annotations": {}}, "status": {}}
+    _retrain.ensure_requested(namespace="ns", pipeline="train", policy="watch", token=asked.token,
+                              trigger=asked.trigger, obj=pipeline)
+    assert patches == [{"metadata": {"annotations": {"loopwright.dev/train-request": "watch-1",
+                                                     "loopwright.dev/train-trigger": "Drift"}}}]
+    handled = {"metadata": {"annotations": {}}, "status": {"handledTrainRequest": "watch-1"}}
+    _retrain.ensure_requested(namespace="ns", pipeline="train", policy="watch", token="watch-1",
+                              trigger=asked.trigger, obj=handled)
+    assert len(patches) == 1

@@ -84,7 +84,7 @@ def ensure_requested(*, namespace: str, pipeline: str, policy: str, token: str, 
     kube.custom_objects().patch_namespaced_custom_object(
         TRAINING_PIPELINE.group, TRAINING_PIPELINE.version, namespace, TRAINING_PIPELINE.plural, pipeline,
         {"metadata": {"annotations": {TRAIN_REQUEST_ANNOTATION: token,
-                                      TRAIN_TRIGGER_ANNOTATION: trigger.value}}})
+                                      TRAIN_TRIGGER_ANNOTATION: RunTrigger(trigger).value}}})
 
 
 def older_request(current: str, *, policy: str, than: str) -> bool:
