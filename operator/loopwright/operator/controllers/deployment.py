@@ -397,6 +397,8 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
         window=window,
         check=check,
         route_weight=route_weight,
+        servable=frozenset(v for v, mv in obs.versions.items()
+                           if (mv.get("status") or {}).get("phase") == ModelPhase.VALIDATED),
     )
     plan = canary.plan(world)
     plan.status.url = build.url(name=name, namespace=namespace)
