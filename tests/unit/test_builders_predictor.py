@@ -93,7 +93,8 @@ def test_probes_scrape_annotations_resources_and_restricted_security() -> None:
         "prometheus.io/port": "8080",
         "prometheus.io/path": "/metrics",
     }
-    assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}}
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"cpu": "2", "memory": "512Mi"}}
     # The restricted Pod Security Standard, field by field.
     security = container["securityContext"]
     assert security["allowPrivilegeEscalation"] is False

@@ -30,6 +30,7 @@ from loopwright.api.common import (
     rules,
     section,
 )
+from loopwright.api.podtemplate import PodTemplate
 
 LATEST = "latest"
 MAX_STEPS = 10
@@ -171,6 +172,9 @@ class DeploymentSpec(ApiModel):
         description="`latest` follows the newest Validated version; a number pins that version.")
     replicas: int = Field(default=1, ge=0, le=100, description="Predictor pods of the stable version.")
     resources: ResourceRequirements | None = Field(default=None, description="Predictor container resources.")
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Scheduling, identity and resources of the predictor pods, over the operator's defaults.")
     rollout: Rollout = section(Rollout, description="Canary rollout.")
     traffic: Traffic = section(Traffic, description="Traffic splitting.")
     capture: Capture = section(Capture, description="Request capture to S3.")

@@ -22,6 +22,7 @@ from loopwright.api.common import (
     rules,
     section,
 )
+from loopwright.api.podtemplate import PodTemplate
 
 TRAIN_REQUEST_ANNOTATION = names.TRAIN_REQUEST_ANNOTATION
 """Set (or change) this annotation on a TrainingPipeline to start one run on demand."""
@@ -184,6 +185,9 @@ class TrainingPipelineSpec(ApiModel):
                                              description="Gates a new model must pass.")
     triggers: Triggers = section(Triggers, description="When runs start.")
     job: JobTemplate = section(JobTemplate, description="Knobs of the training Job.")
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Scheduling, identity and resources of the trainer pods, over the operator's defaults.")
     history_limit: int = Field(default=10, ge=1, le=50,
                                description="Runs kept in status.runs (their Jobs are deleted beyond it).")
 

@@ -21,15 +21,18 @@ that a retry may cure (a lost node, a storage hiccup).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loopwright.api.common import ResourceRequirements
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.modelversion import CompiledArtifact
 from loopwright.api.pipeline import TrainingPipelineSpec
+from loopwright.api.podtemplate import PodTemplate
 from loopwright.api.schema import DatasetSchema
 from loopwright.jobs import contract as _job
 from loopwright.operator.builders.common import (
@@ -43,6 +46,7 @@ from loopwright.operator.builders.common import (
     scratch_mount,
     scratch_volume,
 )
+from loopwright.operator.builders.pods import Role, apply
 
 NAME_LIMIT = 63
 """Job names become the ``job-name`` label of their pods, so they must fit a label value."""
@@ -65,6 +69,10 @@ class JobSettings:
     """Name of the Secret, in the Job's namespace, holding the S3 credentials; None: no credentials."""
     suspend: bool = False
     """Create Jobs suspended (no pod runs): for scale benchmarks of the control plane only."""
+    pod_defaults: PodTemplate | None = None
+    """The operator-wide pod template overlay."""
+    default_resources: Mapping[Role, ResourceRequirements] = dataclasses.field(default_factory=dict)
+    """Operator-wide requests and limits per role, over the built-in ones."""
 
 
 def child_name(base: str, suffix: str) -> str:
@@ -105,7 +113,7 @@ def profiling_job(
         command=["loopwright-profiler", *args],
         settings=settings, secret=secret or settings.credentials_secret,
         backoff_limit=PROFILE_BACKOFF_LIMIT, deadline=PROFILE_DEADLINE_SECONDS,
-        ttl=FINISHED_TTL_SECONDS, resources=None)
+        ttl=FINISHED_TTL_SECONDS, role=Role.PROFILER, resources=None, overlay=spec.pod_template)
 
 
 def training_job(
@@ -146,13 +154,12 @@ def training_job(
         args += ["--metrics", ",".join(str(m) for m in spec.metrics)]
     if gates is not None:  # for the run's report: the thresholds and the champion it is held against
         args += ["--gates-json", _compact(gates)]
-    resources = spec.job.resources.to_wire() if spec.job.resources else None
     return _job_manifest(
         namespace=namespace, name=name, owner=owner, labels=labels,
         command=["loopwright-trainer", *args],
         settings=settings, secret=credentials_secret or settings.credentials_secret,
         backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
-        ttl=None, resources=resources)
+        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
 
 
 def verification_job(
@@ -181,7 +188,7 @@ def verification_job(
         command=command,
         settings=settings, secret=settings.credentials_secret,
         backoff_limit=VERIFY_BACKOFF_LIMIT, deadline=VERIFY_DEADLINE_SECONDS,
-        ttl=FINISHED_TTL_SECONDS, resources=None)
+        ttl=FINISHED_TTL_SECONDS, role=Role.VERIFIER, resources=None, overlay=None)
 
 
 def _compact(obj: Any) -> str:
@@ -213,7 +220,9 @@ def _job_manifest(
     backoff_limit: int,
     deadline: int,
     ttl: int | None,
-    resources: Manifest | None,
+    role: Role,
+    resources: ResourceRequirements | None,
+    overlay: PodTemplate | None,
 ) -> Manifest:
     container: Manifest = {
         "name": CONTAINER,
@@ -225,8 +234,6 @@ def _job_manifest(
         # The trainer's one-line JSON summary; the log tail if it died before writing it.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if resources:
-        container["resources"] = resources
     spec: Manifest = {
         "backoffLimit": backoff_limit,
         "activeDeadlineSeconds": deadline,
@@ -237,17 +244,18 @@ def _job_manifest(
                 "values": [_job.EXIT_BAD_PARAMETERS, _job.EXIT_BAD_DATA]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]},
-        "template": {
-            "metadata": {"labels": dict(labels)},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "securityContext": restricted_pod_security(),
-                "containers": [container],
-                "volumes": [scratch_volume()],
-            },
-        },
+        "template": apply(
+            {"metadata": {"labels": dict(labels)},
+             "spec": {
+                 "restartPolicy": "Never",
+                 "automountServiceAccountToken": False,
+                 "enableServiceLinks": False,
+                 "securityContext": restricted_pod_security(),
+                 "containers": [container],
+                 "volumes": [scratch_volume()],
+             }},
+            role=role, container=CONTAINER, selector=labels, defaults=settings.pod_defaults,
+            default_resources=settings.default_resources.get(role), resources=resources, overlay=overlay),
     }
     if ttl is not None:
         spec["ttlSecondsAfterFinished"] = ttl

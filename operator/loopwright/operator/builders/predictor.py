@@ -16,7 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loopwright.api.common import ResourceRequirements
 from loopwright.api.deployment import DeploymentSpec
+from loopwright.api.podtemplate import PodTemplate
 from loopwright.core.conditions import Verdict
 from loopwright.operator.builders.common import (
     ACCESS_KEY,
@@ -29,6 +31,7 @@ from loopwright.operator.builders.common import (
     scratch_mount,
     scratch_volume,
 )
+from loopwright.operator.builders.pods import Role, apply
 
 PORT = 8080
 SERVICE_PORT = 80
@@ -69,6 +72,10 @@ class PodSettings:
     credentials_secret: str | None
     """Secret name (in the Deployment's namespace) with the two AWS keys, or None."""
     artifact_bucket: str
+    pod_defaults: PodTemplate | None = None
+    """The operator-wide pod template overlay."""
+    default_resources: ResourceRequirements | None = None
+    """The operator-wide requests and limits of predictors, over the built-in ones."""
 
 
 def workload_name(mld: str, version: int) -> str:
@@ -181,8 +188,6 @@ def deployment(
         "securityContext": restricted_container_security(),
         "volumeMounts": [scratch_mount()],
     }
-    if spec.resources is not None:
-        container["resources"] = spec.resources.to_wire()
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -193,24 +198,26 @@ def deployment(
             # A new pod must be ready before an old one goes: a spec change never drops capacity.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "revisionHistoryLimit": 2,
-            "template": {
-                "metadata": {
+            "template": apply(
+                {"metadata": {
                     "labels": pod_labels,
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(PORT),
                         "prometheus.io/path": "/metrics",
                     },
-                },
-                "spec": {
+                 },
+                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": restricted_pod_security(),
                     "containers": [container],
                     "volumes": [scratch_volume()],
-                },
-            },
+                 }},
+                role=Role.PREDICTOR, container=CONTAINER, selector=selector(owner.name, served.version),
+                defaults=settings.pod_defaults, default_resources=settings.default_resources,
+                resources=spec.resources, overlay=spec.pod_template),
         },
     }
 

@@ -56,7 +56,8 @@ def job_settings(*, training: bool = False) -> JobSettings:
     cfg = settings()
     return JobSettings(image=cfg.trainer_image, s3_endpoint=cfg.s3_endpoint,
                        credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
-                       suspend=training and cfg.suspend_jobs)
+                       suspend=training and cfg.suspend_jobs, pod_defaults=cfg.pod_defaults,
+                       default_resources=cfg.default_resources)
 
 
 @contextlib.contextmanager

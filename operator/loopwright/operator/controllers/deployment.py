@@ -48,6 +48,7 @@ from loopwright.core.training import compiled
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
+from loopwright.operator.builders.pods import Role
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import parse_spec, ready_status
 from loopwright.operator.probes import prometheus as prometheus_probe
@@ -494,6 +495,8 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
         s3_endpoint=cfg.s3_endpoint,
         credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
         artifact_bucket=cfg.artifact_bucket,
+        pod_defaults=cfg.pod_defaults,
+        default_resources=cfg.default_resources.get(Role.PREDICTOR),
     )
     keep: set[str] = set()
     for workload in plan.workloads:
