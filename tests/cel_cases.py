@@ -552,6 +552,22 @@ CASES: list[CelCase] = [
     ),
     # DriftPolicy
     CelCase("DriftPolicy", "the reference policy", DRIFT_POLICY, True),
+    *(CelCase("DriftPolicy", f"a webhook to {url}",
+              _with(DRIFT_POLICY, "spec.actions.webhook", {"url": url}), ok)
+      for url, ok in [
+          ("http://169.254.169.254/latest/meta-data/", False),
+          ("http://[fd00:ec2::254]/", False),
+          ("http://METADATA.google.internal/computeMetadata/v1/", False),
+          ("http://metadata/", False),
+          ("http://user@169.254.170.2/v2/credentials", False),
+          ("http://[fe80::1]:80/", False),
+          ("https://hooks.example.com/loopwright", True),
+          ("http://metadata.example.com/hook", True),
+          ("http://10.0.0.5:8080/hook", True),
+      ]),
+    CelCase("Deployment", "a Prometheus check at the metadata address", _with(
+        DEPLOYMENT, "spec.rollout.analysis", {"metrics": {"prometheus": [
+            {"name": "up", "address": "http://169.254.169.254:9090", "query": "up", "min": 1}]}}), False),
     CelCase(
         "DriftPolicy",
         "a window shorter than the interval",

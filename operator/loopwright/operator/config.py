@@ -20,6 +20,7 @@ import yaml
 
 from loopwright.api.common import ResourceRequirements
 from loopwright.api.podtemplate import PodTemplate
+from loopwright.core.egress import Policy, parse_allow
 from loopwright.operator.builders.pods import Role
 
 PREFIX = "LOOPWRIGHT_"
@@ -68,6 +69,8 @@ class Config:
     """Overlay of every pod the operator creates (LOOPWRIGHT_POD_DEFAULTS, a podTemplate in YAML)."""
     default_resources: Mapping[Role, ResourceRequirements] = dataclasses.field(default_factory=dict)
     """Requests and limits per role (LOOPWRIGHT_DEFAULT_RESOURCES: YAML map predictor/trainer/... →)."""
+    egress: Policy = dataclasses.field(default_factory=Policy)
+    """Where Prometheus checks and webhooks may go (LOOPWRIGHT_EGRESS_ALLOW; never link-local)."""
 
     @property
     def clusterwide(self) -> bool:
@@ -123,12 +126,18 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     pod_defaults = _parse(get("POD_DEFAULTS"), PodTemplate, "POD_DEFAULTS", errors)
     resources = _parse(get("DEFAULT_RESOURCES"), _RoleResources, "DEFAULT_RESOURCES", errors)
 
+    egress = Policy()
+    try:
+        egress = Policy(allow=parse_allow(get("EGRESS_ALLOW")))
+    except ValueError as exc:
+        errors.append(f"{PREFIX}EGRESS_ALLOW: {exc}")
+
     if errors:
         raise ConfigError("invalid operator configuration: " + "; ".join(errors))
     return Config(namespaces=namespaces, s3_endpoint=endpoint, artifact_bucket=bucket, s3_secret=secret,
                   trainer_image=trainer, predictor_image=predictor, metrics_port=port,
                   suspend_jobs=raw_suspend == "true", pod_defaults=pod_defaults,
-                  default_resources=resources.root if resources else {})
+                  default_resources=resources.root if resources else {}, egress=egress)
 
 
 _RoleResources = pydantic.RootModel[dict[Role, ResourceRequirements]]

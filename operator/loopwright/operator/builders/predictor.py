@@ -45,6 +45,8 @@ MODEL_VERSION_LABEL = "loopwright.dev/modelversion"
 DRAIN_SECONDS = 5
 """The predictor keeps serving this long after SIGTERM while endpoints are withdrawn."""
 TERMINATION_GRACE_SECONDS = 30
+FEEDBACK_TOKEN_DIR = "/var/run/secrets/loopwright/feedback"  # noqa: S105 (a mount path)
+"""Where the feedback token's Secret key is mounted (file ``token``)."""
 MODEL_LOADED = "ModelLoaded"
 """Condition: whether the predictor pods could load their model (False names the first refusal)."""
 
@@ -139,6 +141,8 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
             {"name": "LOOPWRIGHT_CAPTURE_URI", "value": prefix},
             {"name": "LOOPWRIGHT_CAPTURE_FRACTION", "value": repr(spec.capture.fraction)},
         ]
+    if spec.feedback.token_secret_ref is not None:
+        env.append({"name": "LOOPWRIGHT_FEEDBACK_TOKEN_FILE", "value": f"{FEEDBACK_TOKEN_DIR}/token"})
     if settings.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": settings.s3_endpoint})
     if settings.credentials_secret:
@@ -188,6 +192,13 @@ def deployment(
         "securityContext": restricted_container_security(),
         "volumeMounts": [scratch_mount()],
     }
+    volumes = [scratch_volume()]
+    if (ref := spec.feedback.token_secret_ref) is not None:
+        # A volume, not an environment variable: kubectl describe and /proc/<pid>/environ never show it.
+        volumes.append({"name": "feedback-token", "secret": {
+            "secretName": ref.name, "items": [{"key": ref.key, "path": "token"}], "defaultMode": 0o440}})
+        container["volumeMounts"].append({"name": "feedback-token", "mountPath": FEEDBACK_TOKEN_DIR,
+                                          "readOnly": True})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -213,7 +224,7 @@ def deployment(
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": restricted_pod_security(),
                     "containers": [container],
-                    "volumes": [scratch_volume()],
+                    "volumes": volumes,
                  }},
                 role=Role.PREDICTOR, container=CONTAINER, selector=selector(owner.name, served.version),
                 defaults=settings.pod_defaults, default_resources=settings.default_resources,

@@ -332,7 +332,8 @@ async def _scrape(
     meta = obs.obj["metadata"]
     target = prometheus_rules.Target(namespace=meta["namespace"], deployment=meta["name"], model=spec.model,
                                      version=status.canary.version, stable_version=status.stable.version)
-    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT)
+    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT,
+                                            policy=_runtime.settings().egress)
     results, verdict = analysis.evaluate(
         spec=spec.rollout.analysis,
         canary=canary_totals,
