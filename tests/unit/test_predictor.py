@@ -396,8 +396,8 @@ async def test_metrics_count_requests_bins_and_predictions(lr: Any) -> None:
     for name in (
         "feedback_total",
         "feedback_correct_total",
-        "feedback_abs_error_sum",
-        "feedback_squared_error_sum",
+        "feedback_abs_error_total",
+        "feedback_squared_error_total",
     ):
         assert f"loopwright_predictor_{name}{{{base}}}" in text
 
@@ -483,8 +483,8 @@ async def test_feedback_regression_errors() -> None:
         labels = [{"id": ids[0], "label": predictions[0] + 2}, {"id": ids[1], "label": predictions[1] - 1}]
         assert (await c.post("/v1/models/credit/feedback", json={"labels": labels})).json()["matched"] == 2
         text = (await c.get("/metrics")).text
-        assert _metric(text, "loopwright_predictor_feedback_abs_error_sum{") == pytest.approx(3)
-        assert _metric(text, "loopwright_predictor_feedback_squared_error_sum{") == pytest.approx(5)
+        assert _metric(text, "loopwright_predictor_feedback_abs_error_total{") == pytest.approx(3)
+        assert _metric(text, "loopwright_predictor_feedback_squared_error_total{") == pytest.approx(5)
         r = await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[0], "label": "high"}]})
         assert r.status_code == 422
 
@@ -672,10 +672,14 @@ async def test_metrics_text_parses_as_prometheus_exposition(lr: Any) -> None:
         "loopwright_predictor_predictions": "counter",
         "loopwright_predictor_feedback": "counter",
         "loopwright_predictor_feedback_correct": "counter",
-        "loopwright_predictor_feedback_abs_error_sum": "counter",
-        "loopwright_predictor_feedback_squared_error_sum": "counter",
+        "loopwright_predictor_feedback_abs_error": "counter",
+        "loopwright_predictor_feedback_squared_error": "counter",
     }
     assert {name: families[name].type for name in expected} == expected
+    # Prometheus' naming convention: every counter sample ends in _total.
+    counters = [s.name for f in families.values() if f.type == "counter" for s in f.samples]
+    assert counters
+    assert all(name.endswith("_total") for name in counters), counters
     for family in families.values():
         for sample in family.samples:
             assert sample.labels["model"] == "credit"

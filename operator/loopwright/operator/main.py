@@ -15,9 +15,9 @@ from typing import Any
 
 import kopf
 
-from loopwright.operator import config, controllers, kube, metrics
+from loopwright.operator import config, controllers, kube, metrics, telemetry
 
-__all__ = ["configure_kopf", "controllers", "main"]
+__all__ = ["configure_kopf", "controllers", "main", "telemetry"]
 
 _PREFIX = "kopf.loopwright.dev"
 _log = logging.getLogger(__name__)
