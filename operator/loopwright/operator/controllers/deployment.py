@@ -49,6 +49,7 @@ from loopwright.core.training import compiled
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
+from loopwright.operator.builders.pods import Role
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import parse_spec, ready_status
 from loopwright.operator.probes import prometheus as prometheus_probe
@@ -333,7 +334,8 @@ async def _scrape(
     meta = obs.obj["metadata"]
     target = prometheus_rules.Target(namespace=meta["namespace"], deployment=meta["name"], model=spec.model,
                                      version=status.canary.version, stable_version=status.stable.version)
-    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT)
+    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT,
+                                            policy=_runtime.settings().egress)
     results, verdict = analysis.evaluate(
         spec=spec.rollout.analysis,
         canary=canary_totals,
@@ -491,6 +493,8 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
         s3_endpoint=cfg.s3_endpoint,
         credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
         artifact_bucket=cfg.artifact_bucket,
+        pod_defaults=cfg.pod_defaults,
+        default_resources=cfg.default_resources.get(Role.PREDICTOR),
     )
     keep: set[str] = set()
     for workload in plan.workloads:
