@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from loopwright.operator import config, controllers, metrics
+from loopwright.operator.builders.predictor import DEPLOYMENT_LABEL as PREDICTOR_LABEL
 
 __all__ = ["configure_kopf", "controllers", "main"]
 
@@ -43,6 +44,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 120
     settings.networking.request_timeout = 60
+    # The predictor workloads and Services are watched for their deletion only: the API server
+    # streams just those (a label selector), not every Deployment and Service in the cluster.
+    for resource in (("apps", "v1", "deployments"), ("", "v1", "services")):
+        settings.watching.label_selectors[resource] = PREDICTOR_LABEL
     # Sync handlers run in this pool; it bounds concurrent API calls of many objects.
     settings.execution.max_workers = 20
 

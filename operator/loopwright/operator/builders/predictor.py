@@ -39,8 +39,10 @@ DEPLOYMENT_LABEL = "loopwright.dev/deployment"
 MODEL_LABEL = "loopwright.dev/model"
 VERSION_LABEL = "loopwright.dev/version"
 MODEL_VERSION_LABEL = "loopwright.dev/modelversion"
-DRAIN_SECONDS = 5
-"""The predictor keeps serving this long after SIGTERM while endpoints are withdrawn."""
+DRAIN_SECONDS = 15
+"""The predictor keeps serving this long after SIGTERM while endpoints are withdrawn. kube-proxy sends
+traffic to terminating pods while no pod is ready, so this is also how long a replacement may take to
+be ready when every pod goes at once (its apps/v1 Deployment deleted: about 9 s on kind, fault suite)."""
 TERMINATION_GRACE_SECONDS = 30
 MODEL_LOADED = "ModelLoaded"
 """Condition: whether the predictor pods could load their model (False names the first refusal)."""
