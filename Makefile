@@ -41,10 +41,11 @@ proto: | $(PY) ## Regenerate the gRPC messages from operator/loopwright/**/*.pro
 $(PY):
 	$(MAKE) install
 
-test: | $(PY) ## Unit tests, then the e2e tests on kind (make kind-up kind-load kind-deploy first, as needed).
+test: | $(PY) ## Unit tests, then the e2e tests and the fault suite's lighter cases on kind (kind-up etc. first).
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) kind-up kind-load kind-deploy
 	$(MAKE) kind-e2e KIND_E2E_ARGS="$(PYTEST_ARGS)"
+	$(MAKE) faults FAULTS_MARK="faults and not heavy" $(if $(PYTEST_ARGS),FAULTS_ARGS="$(PYTEST_ARGS)")
 
 lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both run; either fails it).
 	@status=0; \
@@ -86,7 +87,7 @@ export KIND_CLUSTER KIND_S3_PORT KIND_KUBECONFIG IMAGE_TAG
 # kind-e2e's pytest arguments; the suite's slowest tests are listed at the end (--durations).
 KIND_E2E_ARGS ?= tests/e2e
 
-.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-down
+.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-down faults
 
 images: ## Build loopwright/operator and loopwright/ml from this checkout (images/build.sh).
 	images/build.sh
@@ -111,8 +112,15 @@ kind-deploy: ## Install Loopwright and S3 into kind (manifests/overlays/kind) an
 	images/kind/cluster.sh deploy
 
 kind-e2e: | $(PY) ## The tests marked `cluster`, against the kind cluster and its in-cluster operator.
-	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m cluster --durations=25 $(KIND_E2E_ARGS) \
+	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not faults" --durations=25 $(KIND_E2E_ARGS) \
 		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }  # 5: the arguments selected no cluster test
+
+# The fault suite: FAULTS_ARGS picks files or cases, FAULTS_MARK the marker expression.
+FAULTS_ARGS ?= tests/faults
+FAULTS_MARK ?= faults
+faults: | $(PY) ## The fault suite on the kind cluster (tests/faults): API server, S3, node down; figures in reports/faults.md.
+	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and ($(FAULTS_MARK))" --durations=25 $(FAULTS_ARGS) \
+		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }
 
 kind-down: ## Delete the kind cluster (the last one gone, the host's sysctls are put back).
 	images/kind/cluster.sh down
