@@ -20,7 +20,6 @@ OVERSIZED = {
     "compiled/program.py": 401,
     "core/rollout/canary.py": 639,
     "jobs/trainer/__main__.py": 438,
-    "operator/controllers/deployment.py": 687,
     "operator/controllers/driftpolicy.py": 464,
     "operator/controllers/pipeline.py": 572,
 }
