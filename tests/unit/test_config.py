@@ -8,11 +8,10 @@ from typing import Any
 import kopf
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from kubernetes.client import ApiException
 
 from loopwright.api.kinds import ALL_KINDS, TRAINING_PIPELINE
 from loopwright.api.labels import child_labels
-from loopwright.operator import config, kube, metrics
+from loopwright.operator import config, metrics
 from loopwright.operator.main import configure_kopf  # importing main registers every handler
 
 
@@ -110,24 +109,6 @@ def test_http_endpoints() -> None:
     assert "loopwright_operator_reconciles_total" in body
     assert "process_resident_memory_bytes" in body
 
-
-def test_create_or_adopt_reads_on_conflict_only() -> None:
-    def conflict() -> dict[str, str]:
-        raise ApiException(status=409, reason="AlreadyExists")
-
-    def forbidden() -> dict[str, str]:
-        raise ApiException(status=403, reason="Forbidden")
-
-    assert kube.create_or_adopt(create=lambda: {"made": "now"}, read=lambda: {"made": "before"}) == (
-        {"made": "now"},
-        True,
-    )
-    assert kube.create_or_adopt(create=conflict, read=lambda: {"made": "before"}) == (
-        {"made": "before"},
-        False,
-    )
-    with pytest.raises(ApiException):
-        kube.create_or_adopt(create=forbidden, read=lambda: {"made": "before"})
 
 
 def test_child_labels_name_the_group() -> None:

@@ -1,16 +1,22 @@
-"""The DriftPolicy controller's small decisions that need no cluster: whose retrain request wins, ports."""
+"""The DriftPolicy controller on the shared fake API: whose retrain request wins, ports, a check with
+nothing served, a spec that cannot be judged."""
 
-from types import SimpleNamespace
+from __future__ import annotations
+
 from typing import Any
 
-import pytest
+from fake_api import NS, FakeApi
+from loopwright.api.kinds import DEPLOYMENT, DRIFT_POLICY, TRAINING_PIPELINE
+from loopwright.api.pipeline import RunTrigger
+from loopwright.operator.controllers import driftpolicy
+from loopwright.operator.controllers.driftpolicy import reads
+from loopwright.operator.runtime.client import EVENTS, resource
 
-from loopwright.core.conditions import Verdict
-from loopwright.operator.controllers import _runtime, driftpolicy
+POLICIES, PIPELINES, MLD = resource(DRIFT_POLICY), resource(TRAINING_PIPELINE), resource(DEPLOYMENT)
 
 
-def test_only_an_earlier_request_of_the_same_policy_is_replaced():
-    older = driftpolicy._older_request
+def test_only_an_earlier_request_of_the_same_policy_is_replaced() -> None:
+    older = reads.older_request
     assert older("watch-100", policy="watch", than="watch-200")
     assert not older("watch-300", policy="watch", than="watch-200")  # ours is the older one
     assert not older("watch-200", policy="watch", than="watch-200")
@@ -20,79 +26,59 @@ def test_only_an_earlier_request_of_the_same_policy_is_replaced():
     assert not older("watch-2-100", policy="watch", than="watch-200")
 
 
-def _pod(*ports: tuple[str | None, int]) -> SimpleNamespace:
-    container = SimpleNamespace(ports=[SimpleNamespace(name=n, container_port=p) for n, p in ports])
-    return SimpleNamespace(spec=SimpleNamespace(containers=[container]))
+def _pod(*ports: tuple[str | None, int]) -> dict[str, Any]:
+    declared = [{"containerPort": p, **({"name": n} if n else {})} for n, p in ports]
+    return {"spec": {"containers": [{"ports": declared}]}}
 
 
-def test_predictor_port_from_the_pod_spec():
-    assert driftpolicy._port(_pod(("metrics", 9000), ("http", 8081))) == 8081
-    assert driftpolicy._port(_pod((None, 7000))) == 7000
-    assert driftpolicy._port(_pod()) == driftpolicy.DEFAULT_PORT
+def test_predictor_port_from_the_pod_spec() -> None:
+    assert reads.port(_pod(("metrics", 9000), ("http", 8081))) == 8081
+    assert reads.port(_pod((None, 7000))) == 7000
+    assert reads.port(_pod()) == reads.DEFAULT_PORT
 
 
-class _Policies:
-    """The two status calls the check makes, against versions of one DriftPolicy kept in memory."""
-
-    ConflictError = _runtime.ConflictError
-
-    def __init__(self, *versions: dict[str, Any] | None) -> None:
-        self.versions = list(versions)  # what each re-read returns, in order
-        self.writes: list[tuple[str, dict[str, Any]]] = []
-        self.conflicts = len(versions)  # each write before the last re-read meets a newer version
-
-    def patch_status(self, kind: Any, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        if self.conflicts:
-            self.conflicts -= 1
-            raise _runtime.ConflictError("changed")
-        self.writes.append((obj["metadata"]["resourceVersion"], status))
-        return obj
-
-    def get(self, kind: Any, *, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.versions.pop(0)
-
-
-def _policy(
-    version: str, *, generation: int = 1, conditions: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    meta = {"namespace": "ns", "name": "watch", "resourceVersion": version, "generation": generation}
-    return {"metadata": meta, "status": {"conditions": conditions or []}}
+def test_the_request_is_written_once_and_never_over_someone_elses() -> None:
+    api = FakeApi()
+    api.add(PIPELINES, {"metadata": {"name": "p"}, "spec": {}})
+    ctx = api.context()
+    api.run(reads.ensure_requested(ctx, namespace=NS, pipeline="p", policy="watch", token="watch-200",
+                                   trigger=RunTrigger.DRIFT))
+    annotations = (api.obj(PIPELINES, "p") or {})["metadata"]["annotations"]
+    assert annotations == {"loopwright.dev/train-request": "watch-200",
+                           "loopwright.dev/train-trigger": "Drift"}
+    api.calls.clear()
+    api.run(reads.ensure_requested(ctx, namespace=NS, pipeline="p", policy="watch", token="watch-200",
+                                   trigger=RunTrigger.DRIFT))
+    assert api.calls == ["GET trainingpipelines/p"]
+    jane = {"metadata": {"annotations": {"loopwright.dev/train-request": "jane"}}}
+    api.run(api.patch(PIPELINES, NS, "p", jane))
+    api.run(reads.ensure_requested(ctx, namespace=NS, pipeline="p", policy="watch", token="watch-300",
+                                   trigger=RunTrigger.DRIFT))
+    kept = (api.obj(PIPELINES, "p") or {})["metadata"]["annotations"]
+    assert kept["loopwright.dev/train-request"] == "jane"
 
 
-CHECKED = [Verdict(type="Ready", status=True, reason="Checked"), Verdict(type="DriftDetected", status=False,
-                                                                           reason="NoDrift")]
+def _check(api: FakeApi) -> float | None:
+    return api.run(driftpolicy.DriftPolicies().reconcile(api.context(), (NS, "watch"))).requeue_after
 
 
-def test_a_check_publishes_onto_the_version_it_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    api = _Policies()
-    monkeypatch.setattr(driftpolicy, "_runtime", api)
-    assert driftpolicy._write_status(_policy("1"), fields={"samples": 3}, verdicts=CHECKED)
-    ((version, status),) = api.writes
-    assert version == "1"
-    assert status["samples"] == 3
-    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [("Ready", "Checked"),
-                                                                         ("DriftDetected", "NoDrift")]
+def test_a_policy_of_a_deployment_that_serves_nothing_says_so_once_and_looks_again() -> None:
+    api = FakeApi()
+    api.add(POLICIES, {"metadata": {"name": "watch"}, "spec": {"deploymentRef": {"name": "iris"},
+                                                               "interval": "10s"}})
+    api.add(MLD, {"metadata": {"name": "iris"}, "spec": {"model": "iris"}})
+    assert _check(api) == 10
+    assert _check(api) == 10
+    conditions = (api.obj(POLICIES, "watch") or {})["status"]["conditions"]
+    ready = next(c for c in conditions if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NotServing")
+    assert ready["message"] == "Deployment iris serves no stable version yet"
+    assert not api.all(EVENTS)
 
 
-def test_a_write_in_between_is_merged_into_not_erased(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The reconcile published Pending (and another controller a condition of its own) after the
-    # check read the policy: a merge patch from the stale read would replace that whole list.
-    fresh = _policy("2", conditions=[{"type": "Ready", "status": "False", "reason": "Pending"},
-                                     {"type": "Custom", "status": "True", "reason": "Kept"}])
-    api = _Policies(fresh)
-    monkeypatch.setattr(driftpolicy, "_runtime", api)
-    assert driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
-    ((version, status),) = api.writes
-    assert version == "2"
-    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
-        ("Ready", "Checked"), ("Custom", "Kept"), ("DriftDetected", "NoDrift")]
-
-
-def test_a_check_of_an_old_generation_or_a_deleted_policy_publishes_nothing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for after in (_policy("2", generation=2), None):
-        api = _Policies(after)
-        monkeypatch.setattr(driftpolicy, "_runtime", api)
-        assert not driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
-        assert api.writes == []
+def test_an_invalid_policy_says_so_and_waits_for_a_new_spec() -> None:
+    api = FakeApi()
+    api.add(POLICIES, {"metadata": {"name": "watch"}, "spec": {"interval": "10s"}})
+    assert _check(api) is None
+    ready = (api.obj(POLICIES, "watch") or {})["status"]["conditions"][0]
+    assert (ready["type"], ready["reason"]) == ("Ready", "InvalidSpec")

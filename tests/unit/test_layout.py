@@ -20,8 +20,6 @@ OVERSIZED = {
     "compiled/program.py": 401,
     "core/rollout/canary.py": 639,
     "jobs/trainer/__main__.py": 438,
-    "operator/controllers/driftpolicy.py": 464,
-    "operator/controllers/pipeline.py": 572,
 }
 """Modules over the limit when the limit came (issue 13), at most this long: the list only shrinks."""
 

@@ -35,17 +35,16 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # kopf waits this long for its own PATCH to come back before the next event;
     # the default 5 s dominates the create-to-Job latency.
     settings.persistence.consistency_timeout = 1.0
-    # Events are posted explicitly (kopf.info/warn); warnings from handler loggers too.
-    settings.posting.enabled = True
-    settings.posting.level = logging.WARNING
+    # Events are posted by the runtime's recorder only (aggregated); handlers only enqueue keys.
+    settings.posting.enabled = False
     # Watches are re-established regularly, and a silent stream is restarted (frozen watches).
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 120
     settings.networking.request_timeout = 60
-    # Sync handlers run in this pool; it bounds concurrent API calls of many objects.
-    settings.execution.max_workers = 20
+    # Only the Dataset index is a sync handler: the reconciles run on the runtime's queues.
+    settings.execution.max_workers = 2
 
 
 def _tune_gc() -> None:
