@@ -62,8 +62,9 @@ def _tune_gc() -> None:
 
 
 @kopf.on.login(id="loopwright.login")
-def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
-    """kopf's credentials are the runtime client's too: one login, one identity."""
+async def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """kopf's credentials are the runtime client's too: one login, one identity (async: on the loop
+    that the client waits on)."""
     return MANAGER.credentials.login(settings)
 
 
