@@ -74,6 +74,8 @@ def test_kopf_settings() -> None:
     settings = kopf.OperatorSettings()
     configure_kopf(settings)
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    # No diff base is built: valid while no handler needs one (create/update/field handlers).
+    assert kopf.get_default_registry()._changing.get_all_handlers() == []
     assert settings.persistence.consistency_timeout < 5
     assert settings.watching.server_timeout is not None
     assert settings.watching.client_timeout is not None

@@ -24,13 +24,27 @@ _PREFIX = "kopf.loopwright.dev"
 _log = logging.getLogger(__name__)
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base (the last handled spec) serves create/update/field handlers; the operator has
+    none (its handlers only watch and enqueue), so none is built or kept. Building it deep-copies
+    every object on every watch event: at a thousand new pipelines, seconds of CPU."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """kopf settings that Loopwright relies on (see shared notes on kopf)."""
-    # Handler progress and the last-handled spec live in annotations of our own prefix: the
-    # status schema prunes unknown fields, so kopf's status.kopf would be dropped silently.
+    # Handler progress (none is kept: no create/update handlers) in annotations of our own prefix:
+    # the status schema prunes unknown fields, so kopf's status.kopf would be dropped silently.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=_PREFIX, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = "loopwright.dev/finalizer"
     # kopf waits this long for its own PATCH to come back before the next event;
     # the default 5 s dominates the create-to-Job latency.
