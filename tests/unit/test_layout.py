@@ -19,7 +19,6 @@ MAX_LINES = 400
 OVERSIZED = {
     "compiled/program.py": 401,
     "core/rollout/canary.py": 639,
-    "jobs/trainer/__main__.py": 438,
 }
 """Modules over the limit when the limit came (issue 13), at most this long: the list only shrinks."""
 

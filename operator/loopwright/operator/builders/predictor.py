@@ -56,6 +56,10 @@ class Served:
     profile_sha256: str | None
     compiled: tuple[str, str] | None = None
     """URI and sha256 of the compiled model, once its verification proved it (served instead)."""
+    image: str | None = None
+    """The ModelVersion's own image (a factory's code lives there); None: the operator's ml image."""
+    trusted_types: tuple[str, ...] = ()
+    """Types the ModelVersion declares beyond the built-in list (its artifact's trustedTypes)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +124,8 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
     ]
     if served.profile_sha256:
         env.append({"name": "LOOPWRIGHT_PROFILE_SHA256", "value": served.profile_sha256})
+    if served.trusted_types:
+        env.append({"name": "LOOPWRIGHT_TRUSTED_TYPES", "value": ",".join(served.trusted_types)})
     if served.compiled is not None:
         uri, sha256 = served.compiled
         env += [{"name": "LOOPWRIGHT_COMPILED_URI", "value": uri},
@@ -154,7 +160,7 @@ def deployment(
     probe = {"httpGet": {"port": PORT}, "timeoutSeconds": 5}
     container: Manifest = {
         "name": CONTAINER,
-        "image": settings.image,
+        "image": served.image or settings.image,
         "command": ["loopwright-predictor"],
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},

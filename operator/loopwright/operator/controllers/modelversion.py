@@ -134,6 +134,7 @@ async def _verify(
             namespace=meta["namespace"], name=job_name,
             owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=meta["namespace"]),
             uri=spec.artifact.uri, sha256=spec.artifact.sha256, compiled=spec.compiled,
+            trusted_types=spec.artifact.trusted_types or (), image=spec.image,
             labels={**child_labels(KIND, meta["name"]), MODEL_LABEL: spec.model},
             settings=JobSettings.of(ctx.config))
         job, _ = await ctx.api.create_or_adopt(JOBS, manifest)

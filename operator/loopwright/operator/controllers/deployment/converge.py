@@ -67,7 +67,9 @@ async def converge(ctx: Context, obs: Observed, plan: canary.Plan) -> None:
                               model_version=workload.model_version, artifact_uri=mv_spec["artifact"]["uri"],
                               artifact_sha256=mv_spec["artifact"]["sha256"],
                               profile_uri=mv_spec.get("profileUri", ""),
-                              profile_sha256=mv_spec.get("profileSha256"), compiled=compiled.servable(mv))
+                              profile_sha256=mv_spec.get("profileSha256"), compiled=compiled.servable(mv),
+                              image=mv_spec.get("image"),
+                              trusted_types=tuple(mv_spec["artifact"].get("trustedTypes") or ()))
         await ctx.api.apply(WORKLOADS, build.deployment(owner=owner, spec=spec, served=served,
                                                          replicas=workload.replicas, settings=pods))
     await ctx.api.apply(SERVICES, build.service(owner=owner, model=spec.model))

@@ -38,8 +38,10 @@ from loopwright.api.kinds import DATASET, MODEL_VERSION
 from loopwright.api.kinds import TRAINING_PIPELINE as KIND
 from loopwright.api.labels import MANAGED_BY, PIPELINE_LABEL
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec
+from loopwright.api.search import SearchResult
 from loopwright.core.conditions import READY, Verdict
-from loopwright.core.training import runs, triggers
+from loopwright.core.training import runs, search, triggers
+from loopwright.operator.builders.jobs import search_job_name
 from loopwright.operator.controllers._common import condition_changed, now, parse_spec
 from loopwright.operator.controllers.pipeline.lifecycle import (
     Pass,
@@ -123,9 +125,12 @@ class Pipelines:
         state.verdicts.append(_ready(state, spec, refused=refused, dataset=dataset, version=version))
         if decision.trigger is not None and not refused and version is not None:
             run_id = state.status.run_count + 1
-            run = Run(id=run_id, name=runs.run_name(name, run_id), trigger=decision.trigger,
-                      dataset_version=version, phase=RunPhase.PENDING, start_time=moment, reason="JobCreated",
-                      message=decision.why)
+            run_name = runs.run_name(name, run_id)
+            searching = (SearchResult(job=search_job_name(run_name), metric=search.primary_metric(
+                [str(m) for m in spec.metrics], task=task)) if spec.search is not None else None)
+            run = Run(id=run_id, name=run_name, trigger=decision.trigger, dataset_version=version,
+                      phase=RunPhase.PENDING, start_time=moment, message=decision.why, search=searching,
+                      reason="Searching" if searching else "JobCreated")
             record = runs.Record(run=run, handled_request=decision.handled_request)
             await start_run(state, spec=spec, record=record, dataset=dataset)
         await prune(state, history_limit=spec.history_limit)

@@ -23,10 +23,11 @@ from loopwright.api.labels import MODEL_LABEL, RUN_LABEL, child_labels
 from loopwright.api.modelversion import model_version_name
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, TrainingPipelineStatus
 from loopwright.api.schema import DatasetSchema
+from loopwright.api.search import SearchResult
 from loopwright.core.conditions import READY, Event, Verdict
-from loopwright.core.training import registry, runs
+from loopwright.core.training import registry, runs, search
 from loopwright.operator.builders.common import Owner
-from loopwright.operator.builders.jobs import JobSettings, training_job
+from loopwright.operator.builders.jobs import JobSettings, search_job, training_job
 from loopwright.operator.controllers._common import condition_changed, job_pods, now, stamp
 from loopwright.operator.runtime.cache import BoundedCache
 from loopwright.operator.runtime.client import JOBS, ApiError, Obj, resource
@@ -148,23 +149,31 @@ def _output_prefix(state: Pass, *, model: str, run: str) -> str:
 
 async def _create_job(state: Pass, *, spec: TrainingPipelineSpec, record: runs.Record,
                       dataset: Mapping[str, Any]) -> Obj:
-    """Create the run's Job, or read the one that exists already; returns the Job."""
+    """Create the run's Job, or read the one that exists already; returns the Job.
+
+    While the run's search has no result yet, that is the search Job (the trials); after it, the
+    training Job of the best trial's parameters."""
     meta = state.obj["metadata"]
     namespace, model, run = state.namespace, spec.model.name, record.run
     labels = {**child_labels(KIND, meta["name"]), MODEL_LABEL: model, RUN_LABEL: run.name}
-    manifest = training_job(
-        namespace=namespace, name=run.name,
+    common: dict[str, Any] = dict(
+        namespace=namespace,
         owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=namespace),
         spec=spec, dataset_uri=dataset["uri"], dataset_format=dataset.get("format") or "csv",
         dataset_digest=run.dataset_version or "", schema=DatasetSchema.model_validate(dataset["schema"]),
         credentials_secret=dataset.get("credentialsSecret"),
         output_prefix=_output_prefix(state, model=model, run=run.name),
-        labels=labels, settings=JobSettings.of(state.ctx.config, training=True),
-        gates={"model": model, "validation": spec.validation.to_wire(),
-               "champion": champions.get((namespace, model, spec.validation.champion.alias))})
+        labels=labels, settings=JobSettings.of(state.ctx.config, training=True))
+    if run.search is not None and not run.search.trials:
+        manifest = search_job(name=run.search.job, **common)
+    else:
+        manifest = training_job(
+            name=run.name, search=run.search, **common,
+            gates={"model": model, "validation": spec.validation.to_wire(),
+                   "champion": champions.get((namespace, model, spec.validation.champion.alias))})
     manifest["metadata"]["annotations"] = {runs.RECORD_ANNOTATION: record.annotation()}
     # Known before the Job's first event arrives, so that event costs no reconcile.
-    key = (namespace, run.name)
+    key = (namespace, manifest["metadata"]["name"])
     if key not in job_phases:
         job_phases.put(key, str(RunPhase.PENDING))
     try:
@@ -179,7 +188,10 @@ async def _create_job(state: Pass, *, spec: TrainingPipelineSpec, record: runs.R
 
 
 async def follow(state: Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: Mapping[str, Any]) -> None:
-    """Advance the active run from its Job."""
+    """Advance the active run from its Job (its search Job first, when it searches)."""
+    if run.search is not None and not run.search.trials:
+        await _follow_search(state, spec=spec, run=run, searching=run.search, dataset=dataset)
+        return
     if job_phases.get((state.namespace, run.name)) == run.phase:
         return  # the Job's watch events say nothing changed: no need to read it
     job = await state.ctx.api.get(JOBS, state.namespace, run.name)
@@ -192,11 +204,7 @@ async def follow(state: Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: 
                 await _create_job(state, spec=spec, record=record, dataset=dataset)
                 _replace(state, run.model_copy(update={"reason": "JobCreated"}))
             return
-        failed = run.model_copy(update={"phase": RunPhase.FAILED, "reason": "JobDeleted",
-                                        "message": f"Job {run.name} disappeared before the run finished",
-                                        "completion_time": now()})
-        _replace(state, failed)
-        state.event("Warning", reasons.RUN_FAILED, f"run {run.name}: {failed.message}")
+        _fail(state, run, reason="JobDeleted", message=f"Job {run.name} disappeared before the run finished")
         return
     outcome = runs.job_outcome(job)
     if outcome.phase == RunPhase.FAILED:
@@ -204,7 +212,7 @@ async def follow(state: Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: 
     updated = runs.apply_outcome(run, outcome)
     if outcome.phase == RunPhase.SUCCEEDED:
         try:
-            mv_name, report = await _register(state, spec=spec, run=updated)
+            mv_name, report = await _register(state, spec=spec, run=updated, image=runs.job_image(job))
         except (storage.StorageError, KeyError, ValueError, ValidationError) as exc:
             updated = updated.model_copy(update={"phase": RunPhase.FAILED, "reason": "ResultUnreadable",
                                                  "message": f"cannot register the model: {exc}"[:4096]})
@@ -222,11 +230,67 @@ async def follow(state: Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: 
     _replace(state, updated)
 
 
+async def _follow_search(state: Pass, *, spec: TrainingPipelineSpec, run: Run, searching: SearchResult,
+                         dataset: Mapping[str, Any]) -> None:
+    """Advance a searching run from its search Job; once it ended, rank the trials and start
+    training the best (or fail the run when every trial failed)."""
+    if job_phases.get((state.namespace, searching.job)) == run.phase:
+        return
+    job = await state.ctx.api.get(JOBS, state.namespace, searching.job)
+    searched = search.spec_of(job) if job is not None else None
+    if job is None or searched is None:
+        _fail(state, run, reason="JobDeleted", message=f"search Job {searching.job} disappeared")
+        return
+    outcome = runs.job_outcome(job)
+    if outcome.phase in runs.ACTIVE_PHASES:
+        message = search.progress(job, trials=search.trial_count(searched))
+        if (outcome.phase, message) != (run.phase, run.message):
+            _replace(state, run.model_copy(update={"phase": outcome.phase, "reason": "Searching",
+                                                   "message": message}))
+        return
+    prefix = _output_prefix(state, model=spec.model.name, run=run.name)
+    trials = await asyncio.to_thread(_trial_results, prefix, search.trial_count(searched))
+    result = search.outcome(searched, job=searching.job, metric=searching.metric, results=trials)
+    if result.best is None:
+        _fail(state, run.model_copy(update={"search": result}), reason="AllTrialsFailed",
+              message=search.describe(result))
+        return
+    training = run.model_copy(update={"phase": RunPhase.RUNNING, "reason": "Training", "search": result,
+                                      "message": search.describe(result)[:4096]})
+    if not dataset:
+        raise RuntimeError(f"Dataset {spec.dataset_ref.name} is gone: the run cannot train its best trial")
+    record = runs.Record(run=training, handled_request=state.status.handled_train_request)
+    await _create_job(state, spec=spec, record=record, dataset=dataset)
+    _replace(state, training)
+    state.event("Normal", "SearchFinished", f"run {run.name}: {training.message}")
+
+
+def _trial_results(prefix: str, trials: int) -> dict[int, dict[str, Any] | None]:
+    """Each trial's ``trials/<index>.json`` (None where the pod left none)."""
+    out: dict[int, dict[str, Any] | None] = {}
+    for index in range(trials):
+        try:
+            uri = storage.join_uri(prefix, f"{search.RESULTS_DIR}/{index}.json")
+            out[index] = json.loads(storage.get_bytes(uri))
+        except (storage.ObjectNotFoundError, ValueError):
+            out[index] = None
+    return out
+
+
+def _fail(state: Pass, run: Run, *, reason: str, message: str) -> None:
+    """End the run as Failed for ``reason`` (with an Event)."""
+    failed = run.model_copy(update={"phase": RunPhase.FAILED, "reason": reason, "message": message[:4096],
+                                    "completion_time": now()})
+    _replace(state, failed)
+    state.event("Warning", reasons.RUN_FAILED, f"run {run.name}: {failed.message}")
+
+
 def _replace(state: Pass, run: Run) -> None:
     state.status.runs = [run if r.id == run.id else r for r in state.status.runs]
 
 
-async def _register(state: Pass, *, spec: TrainingPipelineSpec, run: Run) -> tuple[str, str | None]:
+async def _register(state: Pass, *, spec: TrainingPipelineSpec, run: Run,
+                    image: str) -> tuple[str, str | None]:
     """Register the run's ModelVersion, or adopt the one it already registered; returns its name and
     the run's report."""
     api, namespace, model = state.ctx.api, state.namespace, spec.model.name
@@ -242,7 +306,8 @@ async def _register(state: Pass, *, spec: TrainingPipelineSpec, run: Run) -> tup
         version = registry.next_version(existing)
         mv_spec = registry.spec_from_result(
             model=model, version=version, result=result, dataset=spec.dataset_ref.name,
-            pipeline=state.obj["metadata"]["name"], run=run.name, image=state.ctx.config.trainer_image)
+            pipeline=state.obj["metadata"]["name"], run=run.name,
+            image=image or state.ctx.config.trainer_image)
         try:
             await api.create(MODEL_VERSIONS, namespace, registry.manifest(namespace=namespace, spec=mv_spec,
                                                                           labels=labels))
@@ -262,5 +327,7 @@ async def prune(state: Pass, *, history_limit: int) -> None:
     kept, dropped = runs.prune(state.status.runs, history_limit=history_limit)
     for run in dropped:
         await state.ctx.api.delete(JOBS, state.namespace, run.name)
+        if run.search is not None:
+            await state.ctx.api.delete(JOBS, state.namespace, run.search.job)
     if dropped:
         state.status.runs = kept
