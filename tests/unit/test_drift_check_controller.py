@@ -3,11 +3,13 @@ nothing served, a spec that cannot be judged."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fake_api import NS, FakeApi
 from loopwright.api.kinds import DEPLOYMENT, DRIFT_POLICY, TRAINING_PIPELINE
 from loopwright.api.pipeline import RunTrigger
+from loopwright.core.drift import retrain
 from loopwright.operator.controllers import driftpolicy
 from loopwright.operator.controllers.driftpolicy import reads
 from loopwright.operator.runtime.client import EVENTS, resource
@@ -82,3 +84,87 @@ def test_an_invalid_policy_says_so_and_waits_for_a_new_spec() -> None:
     assert _check(api) is None
     ready = (api.obj(POLICIES, "watch") or {})["status"]["conditions"][0]
     assert (ready["type"], ready["reason"]) == ("Ready", "InvalidSpec")
+
+
+def test_what_the_policy_reads_of_the_deployments_rollout() -> None:
+    mld = {"spec": {"model": "m", "version": "latest"},
+           "status": {"stable": {"version": 3}, "canary": {"version": 5}, "queued": {"version": 6},
+                      "rejectedVersions": [4],
+                      "history": [{"version": 4, "event": "RolledBack"}, {"version": 4, "event": "Promoted"},
+                                  {"version": 3, "event": "Promoted"}]}}
+    view = reads.rollout(mld)
+    assert (view.stable, view.canary, view.queued, set(view.rejected)) == (3, 5, 6, {4})
+    assert view.history == {4: "RolledBack", 3: "Promoted"}  # the newest event of each version
+    assert view.follows_latest
+    pinned = reads.rollout({"spec": {"version": 3}, "status": {}})
+    assert (pinned.stable, pinned.canary, pinned.follows_latest) == (None, None, False)
+
+
+def _asked(**update: Any) -> Any:
+    asked = retrain.requested(token="watch-1", pipeline="train", trigger=RunTrigger.DRIFT,
+                              now=datetime(2026, 1, 1, tzinfo=UTC))
+    return asked.model_copy(update=update)
+
+
+def _policy(api: FakeApi) -> dict[str, Any]:
+    api.add(PIPELINES, {"metadata": {"name": "train"}, "spec": {}})
+    return api.add(POLICIES, {"metadata": {"name": "watch"}, "spec": {}})
+
+
+def _reasons(api: FakeApi) -> list[str]:
+    return [e["reason"] for e in api.all(EVENTS).values()]
+
+
+def test_the_request_is_put_on_the_pipeline_until_a_run_answers_it() -> None:
+    api = FakeApi()
+    policy = _policy(api)
+    state = reads.State()
+
+    def request(asked: Any, *, new: bool) -> str:
+        return str(api.run(driftpolicy._request(api.context(), policy, state=state, retrain=asked, new=new,
+                                                pipeline=None)))
+
+    def writes() -> int:
+        return api.calls.count("PATCH trainingpipelines/train")
+
+    assert request(_asked(), new=True).startswith("requested run watch-1 of TrainingPipeline train")
+    assert (writes(), _reasons(api)) == (1, ["RetrainRequested"])
+    assert request(_asked(), new=False) == ""  # known to be there: not written at every check
+    state.requested = None  # a restarted operator: read again, found there, no second Event
+    assert request(_asked(), new=False) == ""
+    assert (writes(), _reasons(api)) == (1, ["RetrainRequested"])
+    state.requested = None
+    api.calls.clear()
+    request(_asked(run="train-4"), new=False)  # a run answers it: nothing to read or write
+    request(_asked(phase="AwaitingGate"), new=False)
+    assert api.calls == []
+
+
+def test_an_event_when_the_retrain_settles() -> None:
+    api = FakeApi()
+    policy = _policy(api)
+    settled = _asked(phase="Settled", outcome="NoNewData", message="no new data since version 1")
+    api.run(driftpolicy._settled_event(api.context(), policy, _asked(), _asked(phase="AwaitingGate")))
+    api.run(driftpolicy._settled_event(api.context(), policy, settled, settled))
+    assert not api.all(EVENTS)
+    api.run(driftpolicy._settled_event(api.context(), policy, _asked(), settled))
+    (event,) = api.all(EVENTS).values()
+    assert (event["type"], event["message"]) == (
+        "Warning", "Drift retrain watch-1: NoNewData: no new data since version 1")
+
+
+def test_the_request_annotation_names_the_trigger() -> None:
+    api = FakeApi()
+    _policy(api)
+    asked = _asked()  # the trigger as the status model keeps it: a plain string
+    pipeline = {"metadata": {"annotations": {}}, "status": {}}
+    api.run(reads.ensure_requested(api.context(), namespace=NS, pipeline="train", policy="watch",
+                                   token=asked.token, trigger=asked.trigger, obj=pipeline))
+    annotations = (api.obj(PIPELINES, "train") or {})["metadata"]["annotations"]
+    assert annotations == {"loopwright.dev/train-request": "watch-1",
+                           "loopwright.dev/train-trigger": "Drift"}
+    handled = {"metadata": {"annotations": {}}, "status": {"handledTrainRequest": "watch-1"}}
+    api.calls.clear()
+    api.run(reads.ensure_requested(api.context(), namespace=NS, pipeline="train", policy="watch",
+                                   token="watch-1", trigger=asked.trigger, obj=handled))
+    assert api.calls == []

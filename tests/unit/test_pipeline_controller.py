@@ -14,7 +14,7 @@ import pytest
 
 from fake_api import NS, FakeApi
 from loopwright import storage
-from loopwright.api.kinds import TRAINING_PIPELINE
+from loopwright.api.kinds import MODEL_VERSION, TRAINING_PIPELINE
 from loopwright.core.training import runs
 from loopwright.operator.controllers import pipeline
 from loopwright.operator.controllers.pipeline import lifecycle as pipeline_runs
@@ -22,6 +22,7 @@ from loopwright.operator.runtime.client import EVENTS, JOBS, ApiError, resource
 from loopwright.operator.runtime.queue import Result
 
 PIPELINES = resource(TRAINING_PIPELINE)
+MODEL_VERSIONS = resource(MODEL_VERSION)
 DATASETS = {
     (NS, "data"): [
         {
@@ -353,3 +354,68 @@ def test_a_restart_after_the_search_adopts_the_training_job(
     run = _status(api)["runs"][0]
     assert (run["reason"], run["search"]["best"]) == ("Training", 2)
     assert sorted(api.all(JOBS)) == ["p-1", "p-1-search"]
+
+
+def _identical_version(api: FakeApi, *, digest: str) -> None:
+    api.add(MODEL_VERSIONS, {"metadata": {"name": "p-v2", "labels": {"loopwright.dev/model": "p"}},
+                             "spec": {"model": "p", "version": 2, "lineage": {"inputsDigest": digest}}})
+
+
+def test_a_drift_run_on_the_inputs_of_an_existing_version_ends_without_a_job(api: FakeApi) -> None:
+    _add(api)
+    _reconcile(api)
+    first = _status(api)["runs"][0]
+    assert first["inputsDigest"].startswith("sha256:")
+    failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+    _job(api, "p-1")["status"] = {"conditions": [failed]}
+    pipeline_runs.job_phases.pop((NS, "p-1"))  # as the Job's watch event does
+    _reconcile(api, job=api.all(JOBS)["p-1"])
+    _identical_version(api, digest=first["inputsDigest"])
+    _stored(api)["metadata"]["annotations"] = {"loopwright.dev/train-request": "watch-1",
+                                               "loopwright.dev/train-trigger": "Drift"}
+    _reconcile(api)
+    status = _status(api)
+    run = status["runs"][0]
+    assert (run["name"], run["phase"], run["reason"], run.get("request")) == ("p-2", "Skipped", "NoNewData",
+                                                                           "watch-1")
+    assert run["message"].startswith("no new data since version 2 (p-v2 was trained on the same dataset")
+    assert "new labelled data" in run["message"]
+    assert "p-2" not in api.all(JOBS)  # nothing trained, nothing registered
+    assert status["handledTrainRequest"] == "watch-1"
+    assert "NoNewData" in _events(api)
+    training = next(c for c in status["conditions"] if c["type"] == "Training")
+    assert training["status"] == "False"
+    # A person asking for the same run still gets it: only Drift and Performance need something new.
+    _stored(api)["metadata"]["annotations"] = {"loopwright.dev/train-request": "manual-1"}
+    _reconcile(api)
+    assert "p-3" in api.all(JOBS)
+    assert _status(api)["runs"][0]["request"] == "manual-1"
+
+
+def test_a_drift_run_on_new_inputs_trains(api: FakeApi) -> None:
+    _identical_version(api, digest="sha256:" + "0" * 64)
+    _add(api)
+    _stored(api)["metadata"]["annotations"] = {"loopwright.dev/train-request": "watch-1",
+                                               "loopwright.dev/train-trigger": "Drift"}
+    _reconcile(api)
+    assert list(api.all(JOBS)) == ["p-1"]
+    assert _status(api)["runs"][0]["trigger"] == "Drift"
+
+
+def test_registration_never_reuses_a_version_number(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    api.add(MODEL_VERSIONS, {"metadata": {"name": "p-v1", "labels": {"loopwright.dev/model": "p"}},
+                             "spec": {"model": "p", "version": 1}})
+    monkeypatch.setattr(storage, "get_bytes", lambda uri: json.dumps({
+        "artifacts": {"model": {"uri": "s3://bucket/m.skops", "sha256": "a" * 64}},
+        "dataset": {"digest": "sha256:" + "c" * 64}, "metrics": {"accuracy": 0.9}}).encode())
+    _add(api)
+    _reconcile(api)
+    _stored(api)["status"]["lastVersion"] = 4  # versions 2 to 4 were deleted since
+    _job(api, "p-1")["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    pipeline_runs.job_phases.pop((NS, "p-1"))
+    _reconcile(api, job=api.all(JOBS)["p-1"])
+    assert sorted(api.all(MODEL_VERSIONS)) == ["p-v1", "p-v5"]
+    created = api.all(MODEL_VERSIONS)["p-v5"]
+    assert created["spec"]["lineage"]["inputsDigest"] == _status(api)["runs"][0]["inputsDigest"]
+    assert _status(api)["lastVersion"] == 5
+    assert _status(api)["runs"][0]["modelVersion"] == "p-v5"

@@ -34,6 +34,13 @@ def test_next_version_is_one_above_the_highest() -> None:
     assert registry.next_version([_mv(1), _mv(4), _mv(2)]) == 5
 
 
+def test_a_version_number_is_never_reused_even_after_the_newest_was_deleted() -> None:
+    # The pipeline registered up to 5; version 5 (and 4) were deleted since.
+    assert registry.next_version([_mv(1), _mv(3)], last=5) == 6
+    assert registry.next_version([_mv(1), _mv(7)], last=5) == 8  # a version made by hand counts too
+    assert registry.next_version([], last=2) == 3
+
+
 def test_a_run_registered_before_is_found() -> None:
     existing = [_mv(1, "p-1"), _mv(2, "p-2")]
     assert registry.find_by_run(existing, "p-2")["metadata"]["name"] == "m-v2"

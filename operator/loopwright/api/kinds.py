@@ -109,6 +109,7 @@ DEPLOYMENT = _kind(
         {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
         {"name": "Stable", "type": "integer", "jsonPath": ".status.stable.version"},
         {"name": "Canary", "type": "integer", "jsonPath": ".status.canary.version"},
+        {"name": "Queued", "type": "integer", "jsonPath": ".status.queued.version", "priority": 1},
         {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight",
          "description": "Traffic percentage on the canary."},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -124,6 +125,8 @@ DRIFT_POLICY = _kind(
         {"name": "Drift Share", "type": "number", "jsonPath": ".status.driftShare"},
         {"name": "Drifted", "type": "boolean", "jsonPath": ".status.drifted"},
         {"name": "Consecutive", "type": "integer", "jsonPath": ".status.consecutive", "priority": 1},
+        {"name": "Retrain", "type": "string",
+         "jsonPath": '.status.conditions[?(@.type=="Retraining")].reason'},
         {"name": "Last Check", "type": "date", "jsonPath": ".status.lastCheckTime"},
     ])
 

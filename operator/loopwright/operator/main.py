@@ -15,10 +15,11 @@ from typing import Any
 
 import kopf
 
-from loopwright.operator import config, controllers, metrics
+from loopwright.api.labels import MANAGED_BY
+from loopwright.operator import config, controllers, metrics, telemetry
 from loopwright.operator.runtime.controller import MANAGER
 
-__all__ = ["configure_kopf", "controllers", "main"]
+__all__ = ["configure_kopf", "controllers", "main", "telemetry"]
 
 _PREFIX = "kopf.loopwright.dev"
 _log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 120
     settings.networking.request_timeout = 60
+    # Jobs are watched only where they carry our label, filtered by the API server (a labelSelector
+    # on the list and watch requests): the handlers' labels= filters are applied after a
+    # cluster-wide stream of every Job has reached the operator.
+    managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    settings.watching.label_selectors["batch", "jobs"] = managed
     # Only the Dataset index is a sync handler: the reconciles run on the runtime's queues.
     settings.execution.max_workers = 2
 

@@ -25,6 +25,7 @@ from loopwright.api.common import Condition
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus, TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
 from loopwright.api.kinds import MODEL_VERSION
+from loopwright.api.modelversion import ModelPhase
 from loopwright.core.conditions import READY, Event, Verdict, find, merge
 from loopwright.core.rollout import canary, traffic
 from loopwright.operator.builders import predictor as build
@@ -99,7 +100,9 @@ async def _plan(ctx: Context, obs: Observed, *, generation: int) -> canary.Plan:
         traffic_problem=None if obs.gateway_installed or not gateway_wanted else _TRAFFIC_PROBLEM,
         now=moment, generation=generation, spec=spec, status=status,
         target=target(obs, generation=generation), ready=obs.ready, window=window, check=check,
-        route_weight=route_weight)
+        route_weight=route_weight,
+        servable=frozenset(v for v, mv in obs.versions.items()
+                           if (mv.get("status") or {}).get("phase") == ModelPhase.VALIDATED))
     plan = canary.plan(world)
     plan.status.url = build.url(name=meta["name"], namespace=meta["namespace"])
     model_loaded(plan, obs, generation=generation, now=moment)

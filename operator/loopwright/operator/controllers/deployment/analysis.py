@@ -83,7 +83,7 @@ async def scrape(ctx: Context, obs: Observed, *, now: datetime,
     target = prometheus_rules.Target(namespace=meta["namespace"], deployment=meta["name"], model=spec.model,
                                      version=status.canary.version, stable_version=status.stable.version)
     prometheus = await prometheus_probe.run(ctx.api, spec.rollout.analysis, target=target,
-                                            timeout=SCRAPE_TIMEOUT)
+                                            timeout=SCRAPE_TIMEOUT, policy=ctx.config.egress)
     results, verdict = analysis.evaluate(spec=spec.rollout.analysis, canary=canary_totals,
                                          stable=stable_totals,
                                          canary_prediction=canary_profile, stable_prediction=stable_profile,

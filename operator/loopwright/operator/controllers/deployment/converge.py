@@ -21,6 +21,7 @@ from loopwright.core.rollout import canary, traffic
 from loopwright.core.training import compiled
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
+from loopwright.operator.builders.pods import Role
 from loopwright.operator.controllers._common import now, stamp
 from loopwright.operator.controllers.deployment.observe import MODEL_VERSIONS, Observed
 from loopwright.operator.runtime.client import (
@@ -49,7 +50,8 @@ async def converge(ctx: Context, obs: Observed, plan: canary.Plan) -> None:
     cfg = ctx.config
     pods = build.PodSettings(image=cfg.predictor_image, s3_endpoint=cfg.s3_endpoint,
                              credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
-                             artifact_bucket=cfg.artifact_bucket)
+                             artifact_bucket=cfg.artifact_bucket, pod_defaults=cfg.pod_defaults,
+                             default_resources=cfg.default_resources.get(Role.PREDICTOR))
     keep: set[str] = set()
     for workload in plan.workloads:
         mv = obs.versions.get(workload.version)

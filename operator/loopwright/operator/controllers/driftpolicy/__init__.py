@@ -9,10 +9,12 @@ policy or its namespace never waits for the operator). A check:
    and a new consecutive count);
 2. scrapes the reference-bin counters of the ready predictor pods of that version
    (:mod:`loopwright.operator.probes.scrape`) into the window (:mod:`loopwright.core.drift.window`);
-3. judges the window (:mod:`loopwright.core.drift.check`, pure), writes the status with the raw
+3. follows the retrain it requested before, if one is in flight (the run, the version's gate, its
+   rollout: :mod:`loopwright.core.drift.retrain`, pure; the reads in :mod:`.retrain`);
+4. judges the window (:mod:`loopwright.core.drift.check`, pure), writes the status with the raw
    values, and acts: an Event on every confirmed change, a retrain of the referenced
-   TrainingPipeline (its train-request and train-trigger annotations) outside the cooldown, and
-   the optional webhook.
+   TrainingPipeline (its train-request and train-trigger annotations) unless one is in flight,
+   found no new data, or its cooldown runs, and the optional webhook.
 
 The window lives in the operator's memory, one per policy (forgotten when the policy goes).
 """
@@ -28,14 +30,14 @@ import kopf
 from loopwright import storage
 from loopwright.api import reasons
 from loopwright.api.common import parse_duration
-from loopwright.api.driftpolicy import DriftPolicySpec
+from loopwright.api.driftpolicy import DriftPolicySpec, RetrainOutcome, RetrainPhase, RetrainStatus
 from loopwright.api.kinds import DRIFT_POLICY as KIND
-from loopwright.api.pipeline import RunTrigger
 from loopwright.core.conditions import READY, Verdict
 from loopwright.core.drift import check
+from loopwright.core.drift import retrain as retrains
 from loopwright.core.drift.window import Window
 from loopwright.operator.controllers._common import parse_spec
-from loopwright.operator.controllers.driftpolicy import reads
+from loopwright.operator.controllers.driftpolicy import reads, retrain
 from loopwright.operator.runtime.client import ApiError, Obj, resource
 from loopwright.operator.runtime.controller import MANAGER, Context, Key
 from loopwright.operator.runtime.queue import Result
@@ -114,10 +116,23 @@ async def _check(ctx: Context, obj: Obj, spec: DriftPolicySpec, state: reads.Sta
                 f"{served.deployment} now serves {served.model_version} (was {status['modelVersion']}): "
                 "new reference profile, the window starts empty"))
     performance = status.get("performance") or {}
+    asked = spec.actions.retrain
+    before = _retrain_status(status)
+    advanced, pipeline = before, None
+    if before is not None and before.phase != RetrainPhase.SETTLED:
+        progress, pipeline = await retrain.observe(ctx, namespace=namespace, retrain=before,
+                                                   rollout=served.rollout)
+        advanced = retrains.advance(before, progress, now=now)
+    current = advanced
+    dataset_version = None
+    if current is not None and current.outcome == RetrainOutcome.NO_NEW_DATA and asked is not None:
+        dataset_version = await retrain.dataset_version(ctx, namespace=namespace,
+                                                        pipeline=asked.pipeline_ref.name)
     previous = check.Previous(
         consecutive=int(status.get("consecutive") or 0) if same_reference else 0,
         performance_consecutive=int(performance.get("consecutive") or 0) if same_reference else 0,
-        last_retrain=_parse_time(status.get("lastRetrainTime")),
+        last_retrain=_parse_time(status.get("lastRetrainTime")), retrain=current,
+        dataset_version=dataset_version,
     )
 
     readings, unreachable = await reads.read_pods(ctx, namespace=namespace, served=served)
@@ -128,22 +143,25 @@ async def _check(ctx: Context, obj: Obj, spec: DriftPolicySpec, state: reads.Sta
 
     # The retrain is recorded in the status first, then requested: a crash in between leaves an
     # intent that the next check completes (same token, so still one run), never a second request.
-    retrain = spec.actions.retrain
-    token = f"{name}-{int(now.timestamp())}" if outcome.retrain is not None and retrain is not None else None
+    token = f"{name}-{int(now.timestamp())}" if outcome.retrain is not None and asked is not None else None
+    if token is not None and asked is not None and outcome.retrain is not None:
+        current = retrains.requested(token=token, pipeline=asked.pipeline_ref.name, trigger=outcome.retrain,
+                                     now=now)
     report_uri = None
     if outcome.drifted is not None:  # a verdict: its report, written before the status points at it
-        asked = ({"pipeline": retrain.pipeline_ref.name, "token": token, "trigger": str(outcome.retrain)}
-                 if token and retrain is not None else None)
+        request = ({"pipeline": asked.pipeline_ref.name, "token": token, "trigger": str(outcome.retrain)}
+                   if token and asked is not None else None)
         data = drift_report.build(spec=spec, outcome=outcome, profile=profile, counts=counts, policy=name,
                                   namespace=namespace, deployment=served.deployment,
-                                  model_version=served.model_version, time=now, retrain=asked)
+                                  model_version=served.model_version, time=now, retrain=request)
         report_uri = await reads.write_report(ctx, obj, data=data, uri=drift_report.report_uri(
             bucket=ctx.config.artifact_bucket, namespace=namespace, model=served.model, policy=name,
             time=now))
     fields = check.status(outcome, reference=served.model_version, now=now, retrain_token=token,
                           retrain_trigger=outcome.retrain, report_uri=report_uri,
-                          previous_checks=status.get("checks") or ())
-    verdicts = check.conditions(spec, outcome, existing=existing)
+                          previous_checks=status.get("checks") or (), retrain=current)
+    verdicts = [*check.conditions(spec, outcome, existing=existing),
+                retrains.verdict(current, wanted=outcome.wanted is not None, held=outcome.held)]
     if unreachable:
         # Not a failure of the check (reachable pods were counted), but worth seeing.
         verdicts[0] = Verdict(type=READY, status=True, reason="Checked",
@@ -153,32 +171,11 @@ async def _check(ctx: Context, obj: Obj, spec: DriftPolicySpec, state: reads.Sta
         # (a retrain requested without its token in the status could be requested twice).
         return RECHECK_SECONDS
 
-    retrain_note = ""
-    # A recorded request is completed only while it is live (within the cooldown): an old token
-    # on a pipeline that was since recreated must not start a run out of the blue.
-    until = check.next_retrain(spec, last_retrain=previous.last_retrain)
-    live = until is not None and now < until
-    intent = ((token, outcome.retrain) if token
-              else (status.get("lastRetrainRun"), status.get("lastRetrainTrigger")) if live else (None, None))
-    if retrain is not None and intent[0] and intent[0] != state.requested:
-        pipeline = retrain.pipeline_ref.name
-        trigger = RunTrigger(intent[1] or RunTrigger.DRIFT)
-        try:
-            await reads.ensure_requested(ctx, namespace=namespace, pipeline=pipeline, policy=name,
-                                         token=intent[0], trigger=trigger)
-        except ApiError as exc:
-            if token:
-                await ctx.events.record(obj, type_="Warning", reason=reasons.RETRAIN_FAILED, message=(
-                    f"could not request a run of TrainingPipeline {pipeline}: {exc.status} {exc.reason}; "
-                    "retrying at the next check"))
-        else:
-            state.requested = intent[0]
-            if token:
-                retrain_note = f"requested run {token} of TrainingPipeline {pipeline} (trigger {trigger})"
-                await ctx.events.record(obj, type_="Normal", reason=reasons.RETRAIN_REQUESTED,
-                                        message=retrain_note)
-    if not retrain_note and outcome.cooldown_until is not None:
-        retrain_note = f"retrain held back by the cooldown until {outcome.cooldown_until.isoformat()}"
+    await _settled_event(ctx, obj, before, advanced)
+    retrain_note = await _request(ctx, obj, state=state, retrain=current, new=token is not None,
+                                  pipeline=None if token else pipeline)
+    if not retrain_note and outcome.held is not None:
+        retrain_note = f"retrain held back: {outcome.held.message}"
 
     line = check.summary(spec, outcome)
     for change in outcome.changes:
@@ -191,6 +188,51 @@ async def _check(ctx: Context, obj: Obj, spec: DriftPolicySpec, state: reads.Sta
         await reads.notify(ctx, obj, spec=spec, served=served, event=event,
                            message=f"{line}; {retrain_note}".rstrip("; "), fields=fields)
     return interval
+
+
+def _retrain_status(status: Mapping[str, Any]) -> RetrainStatus | None:
+    try:
+        return RetrainStatus.model_validate(status["retrain"]) if status.get("retrain") else None
+    except ValueError:
+        return None
+
+
+async def _settled_event(ctx: Context, obj: Obj, before: RetrainStatus | None,
+                         after: RetrainStatus | None) -> None:
+    """An Event when the retrain in flight settles (how, and what it means for the next one)."""
+    if before is None or after is None or before.phase == RetrainPhase.SETTLED:
+        return
+    if after.phase != RetrainPhase.SETTLED:
+        return
+    good = after.outcome in (RetrainOutcome.PROMOTED, RetrainOutcome.SUPERSEDED)
+    message = f"{after.trigger} retrain {after.token}: {after.outcome}: {after.message}"[:1000]
+    await ctx.events.record(obj, type_="Normal" if good else "Warning", reason="RetrainSettled",
+                            message=message)
+
+
+async def _request(ctx: Context, obj: Obj, *, state: reads.State, retrain: RetrainStatus | None, new: bool,
+                   pipeline: Mapping[str, Any] | None) -> str:
+    """Put the retrain's request on its pipeline while no run answers it yet; a note for the Events."""
+    if (retrain is None or retrain.phase != RetrainPhase.AWAITING_RUN or retrain.run is not None
+            or retrain.token == state.requested):
+        return ""
+    meta = obj["metadata"]
+    try:
+        await reads.ensure_requested(ctx, namespace=meta["namespace"], pipeline=retrain.pipeline,
+                                     policy=meta["name"], token=retrain.token, trigger=retrain.trigger,
+                                     obj=pipeline)
+    except ApiError as exc:
+        if new:
+            await ctx.events.record(obj, type_="Warning", reason=reasons.RETRAIN_FAILED, message=(
+                f"could not request a run of TrainingPipeline {retrain.pipeline}: {exc.status} {exc.reason}; "
+                "retrying at the next check"))
+        return ""
+    state.requested = retrain.token
+    if not new:
+        return ""
+    note = f"requested run {retrain.token} of TrainingPipeline {retrain.pipeline} (trigger {retrain.trigger})"
+    await ctx.events.record(obj, type_="Normal", reason=reasons.RETRAIN_REQUESTED, message=note)
+    return note
 
 
 def _parse_time(value: Any) -> datetime | None:

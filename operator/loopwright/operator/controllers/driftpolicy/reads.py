@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from loopwright import storage
+from loopwright.api.deployment import LATEST
 from loopwright.api.driftpolicy import DriftPolicySpec
 from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION, TRAINING_PIPELINE
 from loopwright.api.labels import DEPLOYMENT_LABEL, VERSION_LABEL
 from loopwright.api.pipeline import TRAIN_REQUEST_ANNOTATION, RunTrigger
+from loopwright.core.drift.retrain import Rollout
 from loopwright.core.drift.window import PodReading, Window, counters
 from loopwright.core.exposition import PodTarget
 from loopwright.core.profile import Profile
@@ -54,6 +56,23 @@ class Served:
     reference_metrics: dict[str, float]
     profile_uri: str
     profile_sha256: str | None
+    rollout: Rollout
+
+
+def rollout(deployment: Mapping[str, Any]) -> Rollout:
+    """What a loopwright Deployment says about its versions."""
+    status = deployment.get("status") or {}
+    history: dict[int, str] = {}
+    for entry in status.get("history") or ():  # newest first: the first entry of a version is its latest
+        history.setdefault(int(entry.get("version") or 0), str(entry.get("event") or ""))
+
+    def version(key: str) -> int | None:
+        value = (status.get(key) or {}).get("version")
+        return int(value) if value else None
+
+    return Rollout(stable=version("stable"), canary=version("canary"), queued=version("queued"),
+                   rejected=frozenset(int(v) for v in status.get("rejectedVersions") or ()), history=history,
+                   follows_latest=str((deployment.get("spec") or {}).get("version", LATEST)) == LATEST)
 
 
 async def served(ctx: Context, *, namespace: str, deployment: str) -> Served | str:
@@ -74,7 +93,8 @@ async def served(ctx: Context, *, namespace: str, deployment: str) -> Served | s
     return Served(deployment=deployment, model=str(spec.get("model") or ""), version=int(version),
                   model_version=mv_name,
                   reference_metrics={k: float(v) for k, v in (spec.get("metrics") or {}).items()},
-                  profile_uri=spec["profileUri"], profile_sha256=spec.get("profileSha256"))
+                  profile_uri=spec["profileUri"], profile_sha256=spec.get("profileSha256"),
+                  rollout=rollout(mld))
 
 
 async def profile(state: State, served: Served) -> Profile:
@@ -137,14 +157,15 @@ async def write_report(ctx: Context, obj: Obj, *, data: Mapping[str, Any], uri: 
 
 
 async def ensure_requested(ctx: Context, *, namespace: str, pipeline: str, policy: str, token: str,
-                           trigger: RunTrigger) -> None:
+                           trigger: RunTrigger, obj: Mapping[str, Any] | None = None) -> None:
     """Make the pipeline carry this request (CONTRACTS: a new token is one run); idempotent.
 
     Nothing is written when the pipeline already has the token (set or handled), or carries
     a request this policy did not make or made later: that request is as good as ours, and
-    overwriting it would cancel someone else's run.
+    overwriting it would cancel someone else's run (the run answering it answers ours too). ``obj``:
+    the pipeline as just read, if it was.
     """
-    obj = await ctx.api.get(PIPELINES, namespace, pipeline)
+    obj = obj if obj is not None else await ctx.api.get(PIPELINES, namespace, pipeline)
     if obj is None:
         raise ApiError(404, "Not Found", f"TrainingPipeline {pipeline} not found")
     current = (obj["metadata"].get("annotations") or {}).get(TRAIN_REQUEST_ANNOTATION)
@@ -152,7 +173,7 @@ async def ensure_requested(ctx: Context, *, namespace: str, pipeline: str, polic
     if token in (current, handled) or (current and not older_request(current, policy=policy, than=token)):
         return
     await ctx.api.patch(PIPELINES, namespace, pipeline, {"metadata": {"annotations": {
-        TRAIN_REQUEST_ANNOTATION: token, TRAIN_TRIGGER_ANNOTATION: trigger.value}}})
+        TRAIN_REQUEST_ANNOTATION: token, TRAIN_TRIGGER_ANNOTATION: RunTrigger(trigger).value}}})
 
 
 def older_request(current: str, *, policy: str, than: str) -> bool:
@@ -182,7 +203,8 @@ async def notify(ctx: Context, obj: Obj, *, spec: DriftPolicySpec, served: Serve
     payload = webhook.payload(namespace=meta["namespace"], policy=meta["name"], deployment=served.deployment,
                               model_version=served.model_version, event=event, message=message, status=fields)
     start = time.monotonic()
-    delivery = await webhook.post(url=target.url, payload=payload, token=token)
+    delivery = await webhook.post(url=target.url, payload=payload, token=token, format=target.format,
+                                  policy=ctx.config.egress)
     if not delivery.ok:
         await ctx.events.record(obj, type_="Warning", reason="WebhookFailed",
                                 message=f"POST {target.url} {delivery.describe()} after "

@@ -40,7 +40,7 @@ from loopwright.api.labels import MANAGED_BY, PIPELINE_LABEL
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec
 from loopwright.api.search import SearchResult
 from loopwright.core.conditions import READY, Verdict
-from loopwright.core.training import runs, search, triggers
+from loopwright.core.training import inputs, runs, search, triggers
 from loopwright.operator.builders.jobs import search_job_name
 from loopwright.operator.controllers._common import condition_changed, now, parse_spec
 from loopwright.operator.controllers.pipeline.lifecycle import (
@@ -50,7 +50,9 @@ from loopwright.operator.controllers.pipeline.lifecycle import (
     follow,
     job_phases,
     prune,
+    record_skipped,
     start_run,
+    twin,
 )
 from loopwright.operator.runtime.cache import BoundedCache
 from loopwright.operator.runtime.client import Obj, resource
@@ -128,11 +130,19 @@ class Pipelines:
             run_name = runs.run_name(name, run_id)
             searching = (SearchResult(job=search_job_name(run_name), metric=search.primary_metric(
                 [str(m) for m in spec.metrics], task=task)) if spec.search is not None else None)
+            handled = decision.handled_request
+            digest = inputs.digest(dataset_version=version, spec=spec, schema=dataset.get("schema"))
             run = Run(id=run_id, name=run_name, trigger=decision.trigger, dataset_version=version,
                       phase=RunPhase.PENDING, start_time=moment, message=decision.why, search=searching,
-                      reason="Searching" if searching else "JobCreated")
-            record = runs.Record(run=run, handled_request=decision.handled_request)
-            await start_run(state, spec=spec, record=record, dataset=dataset)
+                      reason="Searching" if searching else "JobCreated", inputs_digest=digest,
+                      request=handled if handled != state.status.handled_train_request else None)
+            same = await twin(state, spec=spec, run=run) if inputs.needs_learning(run.trigger) else None
+            if same is not None:
+                skipped = inputs.skipped(run, same_as=same, now=moment)
+                record_skipped(state, runs.Record(run=skipped, handled_request=handled))
+            else:
+                await start_run(state, spec=spec, record=runs.Record(run=run, handled_request=handled),
+                                dataset=dataset)
         await prune(state, history_limit=spec.history_limit)
         active = runs.active_run(state.status.runs)
         state.verdicts.append(

@@ -25,7 +25,7 @@ from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, Trainin
 from loopwright.api.schema import DatasetSchema
 from loopwright.api.search import SearchResult
 from loopwright.core.conditions import READY, Event, Verdict
-from loopwright.core.training import registry, runs, search
+from loopwright.core.training import inputs, registry, runs, search
 from loopwright.operator.builders.common import Owner
 from loopwright.operator.builders.jobs import JobSettings, search_job, training_job
 from loopwright.operator.controllers._common import condition_changed, job_pods, now, stamp
@@ -73,6 +73,7 @@ class Pass:
         status = self.status
         return Decision(verdicts=self.verdicts, fields={
             "runCount": status.run_count,
+            "lastVersion": status.last_version,
             "runs": [r.to_wire() for r in status.runs],
             "phase": status.runs[0].phase if status.runs else None,
             "lastRun": status.runs[0].name if status.runs else None,
@@ -140,7 +141,22 @@ def _record(state: Pass, record: runs.Record) -> None:
     status.last_trigger_time = run.start_time
     status.trained_dataset_version = run.dataset_version
     status.handled_train_request = record.handled_request
-    state.event("Normal", reasons.RUN_STARTED, f"run {run.name} ({run.trigger}): {run.message}")
+    if run.phase == RunPhase.SKIPPED:
+        state.event("Warning", str(run.reason), f"run {run.name} ({run.trigger}): {run.message}")
+    else:
+        state.event("Normal", reasons.RUN_STARTED, f"run {run.name} ({run.trigger}): {run.message}")
+
+
+def record_skipped(state: Pass, skipped: runs.Record) -> None:
+    """Record a run that ends before it starts (skipped: nothing new to learn)."""
+    _record(state, skipped)
+
+
+async def twin(state: Pass, *, spec: TrainingPipelineSpec, run: Run) -> Mapping[str, Any] | None:
+    """An existing version of the model trained on exactly the run's inputs (nothing new to learn)."""
+    selector = f"{MODEL_LABEL}={spec.model.name}"
+    existing = await state.ctx.api.list(MODEL_VERSIONS, state.namespace, selector=selector)
+    return inputs.twin(existing, run.inputs_digest or "")
 
 
 def _output_prefix(state: Pass, *, model: str, run: str) -> str:
@@ -298,16 +314,16 @@ async def _register(state: Pass, *, spec: TrainingPipelineSpec, run: Run,
     existing = await api.list(MODEL_VERSIONS, namespace, selector=selector)
     found = registry.find_by_run(existing, run.name)
     if found is not None:
-        return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+        return _adopted(state, found)
     uri = storage.join_uri(_output_prefix(state, model=model, run=run.name), "result.json")
     result = json.loads(await asyncio.to_thread(storage.get_bytes, uri))
     labels = registry.labels(model=model, run=run.name, pipeline=state.obj["metadata"]["name"])
     for _attempt in range(REGISTER_ATTEMPTS):
-        version = registry.next_version(existing)
+        version = registry.next_version(existing, last=state.status.last_version)
         mv_spec = registry.spec_from_result(
             model=model, version=version, result=result, dataset=spec.dataset_ref.name,
             pipeline=state.obj["metadata"]["name"], run=run.name,
-            image=image or state.ctx.config.trainer_image)
+            image=image or state.ctx.config.trainer_image, inputs_digest=run.inputs_digest)
         try:
             await api.create(MODEL_VERSIONS, namespace, registry.manifest(namespace=namespace, spec=mv_spec,
                                                                           labels=labels))
@@ -317,10 +333,18 @@ async def _register(state: Pass, *, spec: TrainingPipelineSpec, run: Run,
             existing = await api.list(MODEL_VERSIONS, namespace, selector=selector)
             found = registry.find_by_run(existing, run.name)
             if found is not None:
-                return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+                return _adopted(state, found)
             continue
+        state.status.last_version = max(state.status.last_version, version)
         return model_version_name(model=model, version=version), mv_spec.report_uri
     raise ValueError(f"no free version number for {model} after {REGISTER_ATTEMPTS} attempts")
+
+
+def _adopted(state: Pass, found: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The version a run already registered (an earlier pass whose status write was lost)."""
+    spec = found.get("spec") or {}
+    state.status.last_version = max(state.status.last_version, int(spec.get("version") or 0))
+    return str(found["metadata"]["name"]), spec.get("reportUri")
 
 
 async def prune(state: Pass, *, history_limit: int) -> None:
