@@ -419,3 +419,27 @@ def test_registration_never_reuses_a_version_number(api: FakeApi, monkeypatch: p
     assert created["spec"]["lineage"]["inputsDigest"] == _status(api)["runs"][0]["inputsDigest"]
     assert _status(api)["lastVersion"] == 5
     assert _status(api)["runs"][0]["modelVersion"] == "p-v5"
+
+
+def test_a_finished_run_waits_for_s3_to_come_back_and_fails_only_on_a_missing_result(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _reconcile(api, body=_add(api))
+    _job(api, "p-1")["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    pipeline_runs.job_phases.put((NS, "p-1"), "Succeeded")  # what its watch event records
+
+    def unreachable(uri: str, **_: Any) -> bytes:
+        raise storage.StorageError(f"cannot read {uri}: Could not connect to the endpoint URL")
+
+    monkeypatch.setattr(storage, "get_bytes", unreachable)
+    with pytest.raises(storage.StorageError):  # the queue retries it, with backoff
+        _reconcile(api)
+    assert _status(api)["runs"][0]["phase"] != "Failed"
+
+    def missing(uri: str, **_: Any) -> bytes:
+        raise storage.ObjectNotFoundError(f"{uri}: no such object")
+
+    monkeypatch.setattr(storage, "get_bytes", missing)
+    _reconcile(api)
+    run = _status(api)["runs"][0]
+    assert (run["phase"], run["reason"]) == ("Failed", "ResultUnreadable")

@@ -7,8 +7,11 @@ model that cannot load shown once.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from fake_api import NS, FakeApi
 from loopwright.api.deployment import DeploymentSpec, DeploymentStatus, StableStatus
@@ -136,3 +139,17 @@ def test_a_model_that_cannot_load_shows_in_the_status_with_one_event() -> None:
     deployment.model_loaded(fixed, obs, generation=4, now=now)
     assert next(c for c in fixed.status.conditions if c.type == "ModelLoaded").status == "True"
     assert fixed.events == []
+
+
+
+def test_a_deleted_workload_or_service_wakes_its_deployment_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    woken: list[tuple[str, str]] = []
+    monkeypatch.setattr(deployment.MANAGER, "enqueue", lambda kind, key, **_: woken.append(key))
+    monkeypatch.setitem(deployment.CONTROLLER.models, ("ns", "iris"), "iris")
+    labels = {"loopwright.dev/deployment": "iris"}
+    asyncio.run(deployment.child_event(type="MODIFIED", namespace="ns", labels=labels))
+    assert woken == []  # only a deletion matters
+    asyncio.run(deployment.child_event(type="DELETED", namespace="ns", labels=labels))
+    asyncio.run(deployment.child_event(type="DELETED", namespace="ns",
+                                       labels={"loopwright.dev/deployment": "unknown"}))
+    assert woken == [("ns", "iris")]

@@ -4,13 +4,15 @@ Selectors name group, version and plural explicitly: "deployments" alone would b
 apps/v1 Deployment, which kopf refuses to serve.
 
 watch → observe → plan → apply. Events of a Deployment (a new spec) and of the ModelVersions of
-its model (``latest`` may now mean another one) enqueue it; each reconcile reads the object, its
-ModelVersions and its pods (:mod:`.observe`), scrapes the predictors when the analysis needs it
-(:mod:`.analysis`), asks :func:`loopwright.core.rollout.canary.plan` what to do, then writes the
-status *first* and converges the children after (:mod:`.converge`): if the operator dies in
-between, the status (the only memory) already holds the decision and the next reconcile finishes
-it. The plan says when to look again (an analysis check, the end of a pause, pods to wait for).
-No finalizer: deleting a Deployment (or its namespace) never waits for the operator.
+its model (``latest`` may now mean another one) enqueue it, and so does the deletion of one of its
+workloads or Services (from a watch that streams only those: a server-side label selector). Each
+reconcile reads the object, its ModelVersions and its pods (:mod:`.observe`), scrapes the
+predictors when the analysis needs it (:mod:`.analysis`), asks
+:func:`loopwright.core.rollout.canary.plan` what to do, then writes the status *first* and
+converges the children after (:mod:`.converge`): if the operator dies in between, the status (the
+only memory) already holds the decision and the next reconcile finishes it. The plan says when to
+look again (an analysis check, the end of a pause, pods to wait for). No finalizer: deleting a
+Deployment (or its namespace) never waits for the operator.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from loopwright.api.common import Condition
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus, TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
 from loopwright.api.kinds import MODEL_VERSION
+from loopwright.api.labels import DEPLOYMENT_LABEL
 from loopwright.api.modelversion import ModelPhase
 from loopwright.core.conditions import READY, Event, Verdict, find, merge
 from loopwright.core.rollout import canary, traffic
@@ -138,6 +141,18 @@ async def watch(type: str | None, body: kopf.Body, namespace: str | None, name: 
         return
     CONTROLLER.models[key] = str(body.get("spec", {}).get("model", ""))
     if _changes.worth(type, body):
+        MANAGER.enqueue(KIND.kind, key)
+
+
+@kopf.on.event("apps", "v1", "deployments", id="deployment.workload-deleted",
+               labels={DEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "services", id="deployment.service-deleted", labels={DEPLOYMENT_LABEL: kopf.PRESENT})
+async def child_event(type: str | None, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    """A predictor workload or Service was deleted (by a user, say): converge its owner now rather
+    than at its next idle round (up to 30 s without a Service, or without pods). The watch carries a
+    server-side label selector (main.configure_kopf): it streams only these children."""
+    key = (str(namespace), str(labels[DEPLOYMENT_LABEL]))
+    if type == "DELETED" and key in CONTROLLER.models:
         MANAGER.enqueue(KIND.kind, key)
 
 

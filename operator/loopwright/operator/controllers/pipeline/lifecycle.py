@@ -37,6 +37,8 @@ from loopwright.operator.runtime.status import Decision
 MODEL_VERSIONS = resource(MODEL_VERSION)
 PIPELINES = resource(KIND)
 REGISTER_ATTEMPTS = 8
+UNREADABLE = (storage.ObjectNotFoundError, storage.AccessDeniedError, storage.IntegrityError)
+"""Storage errors that fail a finished run's registration; any other (S3 down) is retried."""
 RETRY_SECONDS = 10.0
 
 job_phases: BoundedCache[tuple[str, str], str] = BoundedCache(100_000)
@@ -230,6 +232,8 @@ async def follow(state: Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: 
         try:
             mv_name, report = await _register(state, spec=spec, run=updated, image=runs.job_image(job))
         except (storage.StorageError, KeyError, ValueError, ValidationError) as exc:
+            if isinstance(exc, storage.StorageError) and not isinstance(exc, UNREADABLE):
+                raise  # S3 unreachable: the run stays active and the queue retries the reconcile
             updated = updated.model_copy(update={"phase": RunPhase.FAILED, "reason": "ResultUnreadable",
                                                  "message": f"cannot register the model: {exc}"[:4096]})
             state.event("Warning", reasons.RUN_FAILED, f"run {run.name}: {updated.message}")
