@@ -69,7 +69,7 @@ apply-crds: ## Install or update the CRDs in the cluster of the current KUBECONF
 	kubectl apply --server-side --force-conflicts -k crds/
 
 run: | $(PY) ## Run the operator in the foreground against the current KUBECONFIG.
-	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make kind-up, then export KUBECONFIG=$(KIND_KUBECONFIG))" >&2; exit 1; }
+	@$(PY) -c 'import kopf; assert kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make kind-up, then export KUBECONFIG=$(KIND_KUBECONFIG))" >&2; exit 1; }
 	$(VENV)/bin/kopf run -m loopwright.operator.main --standalone $(KOPF_NAMESPACES)
 
 demo: | $(PY) ## The whole loop on kind: data, training, canary, drift, retraining.

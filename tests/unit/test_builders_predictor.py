@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from loopwright.api.deployment import DeploymentSpec
@@ -168,20 +167,19 @@ def test_the_compiled_model_is_passed_only_when_given() -> None:
     assert got["LOOPWRIGHT_MODEL_URI"] == "s3://loopwright/m.skops"  # the skops file stays the record
 
 
-def _pod(name: str, version: str, *, terminated: dict[str, Any] | None, last: bool = True) -> Any:
-    ended = SimpleNamespace(terminated=SimpleNamespace(**terminated) if terminated else None)
-    running = SimpleNamespace(terminated=None)
-    status = SimpleNamespace(name="predictor", state=running if last else ended,
-                             last_state=ended if last else None)
-    return SimpleNamespace(metadata=SimpleNamespace(name=name, labels={"loopwright.dev/version": version}),
-                           status=SimpleNamespace(container_statuses=[status]))
+def _pod(name: str, version: str, *, terminated: dict[str, Any] | None, last: bool = True) -> dict[str, Any]:
+    ended = {"terminated": terminated} if terminated else {}
+    running = {"running": {}}
+    status = {"name": "predictor", "state": running if last else ended, "lastState": ended if last else {}}
+    return {"metadata": {"name": name, "labels": {"loopwright.dev/version": version}},
+            "status": {"containerStatuses": [status]}}
 
 
 def test_a_predictor_that_cannot_load_its_model_is_named_in_the_condition() -> None:
     healthy = _pod("iris-v3-a", "3", terminated=None)
     reason = "cannot serve the model: compiled model s3://b/m.lwc: sha256 is 00, expected c0"
-    failing = _pod("iris-v4-b", "4", terminated={"exit_code": 1, "message": f"starting\n{reason}\n"})
-    drained = _pod("iris-v3-c", "3", terminated={"exit_code": 0, "message": "drained"}, last=False)
+    failing = _pod("iris-v4-b", "4", terminated={"exitCode": 1, "message": f"starting\n{reason}\n"})
+    drained = _pod("iris-v3-c", "3", terminated={"exitCode": 0, "message": "drained"}, last=False)
     verdict = build.model_loaded([healthy, drained, failing])
     assert (verdict.type, verdict.status, verdict.reason) == ("ModelLoaded", False, "ModelLoadFailed")
     assert verdict.message == f"version 4 (pod iris-v4-b): {reason}"

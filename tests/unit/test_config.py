@@ -9,11 +9,10 @@ import kopf
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from kopf._cogs.structs.references import Resource
-from kubernetes.client import ApiException
 
 from loopwright.api.kinds import ALL_KINDS, TRAINING_PIPELINE
 from loopwright.api.labels import child_labels
-from loopwright.operator import config, kube, metrics
+from loopwright.operator import config, metrics
 from loopwright.operator.main import configure_kopf  # importing main registers every handler
 
 
@@ -76,6 +75,8 @@ def test_kopf_settings() -> None:
     settings = kopf.OperatorSettings()
     configure_kopf(settings)
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    # No diff base is built: valid while no handler needs one (create/update/field handlers).
+    assert kopf.get_default_registry()._changing.get_all_handlers() == []
     assert settings.persistence.consistency_timeout < 5
     assert settings.watching.server_timeout is not None
     assert settings.watching.client_timeout is not None
@@ -142,24 +143,6 @@ def test_http_endpoints() -> None:
     assert "loopwright_operator_reconciles_total" in body
     assert "process_resident_memory_bytes" in body
 
-
-def test_create_or_adopt_reads_on_conflict_only() -> None:
-    def conflict() -> dict[str, str]:
-        raise ApiException(status=409, reason="AlreadyExists")
-
-    def forbidden() -> dict[str, str]:
-        raise ApiException(status=403, reason="Forbidden")
-
-    assert kube.create_or_adopt(create=lambda: {"made": "now"}, read=lambda: {"made": "before"}) == (
-        {"made": "now"},
-        True,
-    )
-    assert kube.create_or_adopt(create=conflict, read=lambda: {"made": "before"}) == (
-        {"made": "before"},
-        False,
-    )
-    with pytest.raises(ApiException):
-        kube.create_or_adopt(create=forbidden, read=lambda: {"made": "before"})
 
 
 def test_child_labels_name_the_group() -> None:

@@ -32,10 +32,7 @@ GROUP = "loopwright.dev"
 OUR_KINDS = {"DATASET": "datasets", "TRAINING_PIPELINE": "trainingpipelines",
              "MODEL_VERSION": "modelversions", "DEPLOYMENT": "deployments", "DRIFT_POLICY": "driftpolicies",
              "ANALYSIS_TEMPLATE": "analysistemplates"}
-# Controllers import their own kind as KIND.
-MODULE_KIND = {"dataset.py": "datasets", "pipeline.py": "trainingpipelines",
-               "modelversion.py": "modelversions", "deployment.py": "deployments",
-               "driftpolicy.py": "driftpolicies", "analysistemplate.py": "analysistemplates"}
+# Controllers import their own kind as KIND (`from loopwright.api.kinds import DATASET as KIND`).
 TYPED_APIS = {"core": "", "batch": "batch", "apps": "apps", "PolicyV1Api": "policy"}
 # The runtime client's resources (loopwright.operator.runtime.client) and what its verbs ask of RBAC.
 RESOURCES = {"JOBS": ("batch", "jobs"), "PODS": ("", "pods"), "SECRETS": ("", "secrets"),
@@ -44,7 +41,8 @@ RESOURCES = {"JOBS": ("batch", "jobs"), "PODS": ("", "pods"), "SECRETS": ("", "s
              "HTTPROUTES": ("gateway.networking.k8s.io", "httproutes")}
 CLIENT_VERBS = {"get": ("get",), "list": ("list",), "create": ("create",),
                 "create_or_adopt": ("create", "get"),
-                "patch": ("patch",), "patch_status": ("patch",), "apply": ("patch",), "delete": ("delete",)}
+                "patch": ("patch",), "patch_status": ("patch",), "apply": ("patch",), "delete": ("delete",),
+                "scale": ("patch",)}
 VERBS = {"read": "get", "get": "get", "list": "list", "create": "create", "patch": "patch",
          "delete": "delete", "replace": "update"}
 # Needed, but not visible as a call in our code.
@@ -103,12 +101,17 @@ def _calls() -> dict[Rule, list[str]]:
     helper = re.compile(r"kube\.(get_object|list_objects|create_object)\((\w+)")
     custom = re.compile(r"custom_objects\(\)\.(get|list|create|patch|delete|replace)_namespaced_custom_object"
                         r"(_status)?\(\s*([\w.]+)")
+    # Resources of our kinds named once (`PIPELINES = resource(TRAINING_PIPELINE)`) and imported elsewhere.
+    resources = re.compile(r"^([A-Z_]+) = resource\(([A-Z_]+)\)", re.M)
+    named = {alias: kind for _, text in _sources() for alias, kind in resources.findall(text)
+             if kind in OUR_KINDS}
     client = re.compile(r"\b(?:api|client)\.(" + "|".join(CLIENT_VERBS) + r")\(\s*(\w+)")
     aliases = re.compile(r"^(\w+) = resource\((\w+)\)", re.M)
     kopf_on = re.compile(r"@?kopf\.(?:on\.\w+|daemon|timer|index)\(([^)]*)\)", re.S)
     for path, text in _sources():
         where = str(path.relative_to(REPO))
-        own = MODULE_KIND.get(path.name) if path.parent.name == "controllers" else None
+        own_kind = re.search(r"import (\w+) as KIND\b", text)
+        own = OUR_KINDS[own_kind.group(1)] if own_kind else None
         for api, policy, verb, method_resource in typed.findall(text):
             group = TYPED_APIS[api or policy]
             resource, sub = method_resource, ""
@@ -135,12 +138,11 @@ def _calls() -> dict[Rule, list[str]]:
             assert plurals, f"{where}: cannot tell which kind `{first}` is; teach this test"
             for plural in plurals:
                 add((GROUP, plural + sub, VERBS[verb]), where)
-        own_kind = re.search(r"import (\w+) as KIND\b", text)
-        ours = {"KIND": own_kind.group(1)} if own_kind else {}
+        ours = {**named, **({"KIND": own_kind.group(1)} if own_kind else {})}
         ours.update((alias, ours.get(kind, kind)) for alias, kind in aliases.findall(text))
         # The runtime client is the operator's (the kubectl plugin has its own, with the user's rights).
         for method, res in client.findall(text) if path.is_relative_to(CODE / "operator") else ():
-            sub = "/status" if method == "patch_status" else ""
+            sub = {"patch_status": "/status", "scale": "/scale"}.get(method, "")
             if res in RESOURCES:
                 targets = [RESOURCES[res]]
             elif res == "res":  # a parameter: any of our kinds

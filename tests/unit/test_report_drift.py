@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from html.parser import HTMLParser
 
+from fake_api import NS, FakeApi
 from loopwright.api.driftpolicy import DriftPolicyStatus
 from loopwright.core.drift import check
-from loopwright.operator.controllers import driftpolicy
+from loopwright.operator.controllers.driftpolicy import reads
+from loopwright.operator.runtime.client import EVENTS
 from loopwright.reports import drift as report
 from loopwright.reports import html
 from unit.test_drift_check import NOW, PROFILE, SAME, SHIFTED, _counts, _evaluate, _spec
@@ -148,17 +149,18 @@ def test_status_records_the_report_and_keeps_the_last_checks_in_brief():
 
 
 def test_the_controller_writes_the_page_and_its_twin(tmp_path, monkeypatch):
-    events = []
-    monkeypatch.setattr(driftpolicy.kopf, "event", lambda *a, **k: events.append(k))
+    api = FakeApi()
+    policy = {"apiVersion": "loopwright.dev/v1alpha1", "kind": "DriftPolicy",
+              "metadata": {"name": "iris", "namespace": NS, "uid": "u"}}
     uri = str(tmp_path / "r.html")
-    assert asyncio.run(driftpolicy._write_report({}, data=_data(), uri=uri)) == uri
+    assert api.run(reads.write_report(api.context(), policy, data=_data(), uri=uri)) == uri
     assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
     assert json.loads((tmp_path / "r.json").read_text())["policy"] == "iris"
     # A refused write is a Warning Event and no URI in the status, never a failed check.
     monkeypatch.setattr(
-        driftpolicy.storage,
+        reads.storage,
         "put_bytes",
-        lambda *_a, **_k: (_ for _ in ()).throw(driftpolicy.storage.AccessDeniedError("no")),
+        lambda *_a, **_k: (_ for _ in ()).throw(reads.storage.AccessDeniedError("no")),
     )
-    assert asyncio.run(driftpolicy._write_report({}, data=_data(), uri=uri)) is None
-    assert events[0]["reason"] == "ReportFailed"
+    assert api.run(reads.write_report(api.context(), policy, data=_data(), uri=uri)) is None
+    assert [e["reason"] for e in api.all(EVENTS).values()] == ["ReportFailed"]

@@ -6,19 +6,19 @@ import asyncio
 import base64
 import json
 import socket
-from types import SimpleNamespace
 from typing import Any
 
-import kubernetes
 import pytest
 from aiohttp import web
 
+from fake_api import FakeApi
 from loopwright.api.analysis import Analysis
 from loopwright.api.analysistemplate import AnalysisTemplateSpec
 from loopwright.api.deployment import Verdict
 from loopwright.core.rollout import prometheus
 from loopwright.operator.controllers import analysistemplate
 from loopwright.operator.probes import prometheus as probe
+from loopwright.operator.runtime.client import SECRETS, ApiError
 
 TARGET = prometheus.Target(namespace="ml", deployment="churn", model="churn", version=4, stable_version=3)
 
@@ -196,22 +196,19 @@ def test_the_probe_sends_headers_and_never_keeps_the_body(monkeypatch):
             templates=("missing",),
         )
         try:
-            return await probe.run(analysis, target=TARGET, timeout=2)
+            return await probe.run(FakeApi(), analysis, target=TARGET, timeout=2)
         finally:
             await runner.cleanup()
 
-    monkeypatch.setattr(
-        probe, "read_templates", lambda ns, names: {n: f"AnalysisTemplate {n} not found" for n in names}
-    )
-    monkeypatch.setattr(
-        probe,
-        "read_secrets",
-        lambda ns, names: {
-            "prom": {"token": "t0k"},
-            "locked": "cannot read Secret locked: the operator needs the loopwright-operator-secrets "
-            "RoleBinding in namespace ml",
-        },
-    )
+    async def read_templates(api: Any, ns: str, names: Any) -> dict[str, Any]:
+        return {n: f"AnalysisTemplate {n} not found" for n in names}
+
+    async def read_secrets(api: Any, ns: str, names: Any) -> dict[str, Any]:
+        return {"prom": {"token": "t0k"}, "locked": "cannot read Secret locked: the operator needs the "
+                "loopwright-operator-secrets RoleBinding in namespace ml"}
+
+    monkeypatch.setattr(probe, "read_templates", read_templates)
+    monkeypatch.setattr(probe, "read_secrets", read_secrets)
     results = {r.metric: r for r in asyncio.run(scenario())}
     assert results["prometheus/errors"].verdict == Verdict.PASS
     assert results["prometheus/errors"].value == 0.002
@@ -223,25 +220,20 @@ def test_the_probe_sends_headers_and_never_keeps_the_body(monkeypatch):
     assert not any("t0k" in r.message for r in results.values())
 
 
-def test_secrets_and_templates_are_read_by_name(monkeypatch):
-    def read_secret(name: str, namespace: str) -> Any:
-        if name == "locked":
-            raise kubernetes.client.ApiException(status=403, reason="Forbidden")
-        return SimpleNamespace(data={"token": base64.b64encode(b"abc").decode()})
-
-    def get_object(kind: Any, *, namespace: str, name: str) -> dict[str, Any]:
-        if name == "gone":
-            raise kubernetes.client.ApiException(status=404, reason="Not Found")
-        return {"spec": {"prometheus": [_check("x")] if name == "ok" else []}}
-
-    monkeypatch.setattr(probe.kube, "core", lambda: SimpleNamespace(read_namespaced_secret=read_secret))
-    monkeypatch.setattr(probe.kube, "get_object", get_object)
-    assert probe.read_secrets("ml", ["prom", "locked"]) == {
+def test_secrets_and_templates_are_read_by_name():
+    api = FakeApi()
+    api.add(SECRETS, {"metadata": {"name": "prom", "namespace": "ml"},
+                      "data": {"token": base64.b64encode(b"abc").decode()}})
+    for name in ("ok", "bad"):
+        api.add(probe.TEMPLATES, {"metadata": {"name": name, "namespace": "ml"},
+                                  "spec": {"prometheus": [_check("x")] if name == "ok" else []}})
+    api.refuse("GET", "secrets", ApiError(403, "Forbidden", "no"), times=1)
+    assert api.run(probe.read_secrets(api, "ml", ["locked", "prom"])) == {
         "prom": {"token": "abc"},
         "locked": "cannot read Secret locked: the operator needs the loopwright-operator-secrets RoleBinding "
         "in namespace ml",
     }
-    templates = probe.read_templates("ml", ["ok", "gone", "bad"])
+    templates = api.run(probe.read_templates(api, "ml", ["ok", "gone", "bad"]))
     assert isinstance(templates["ok"], AnalysisTemplateSpec)
     assert templates["gone"] == "AnalysisTemplate gone not found"
     assert str(templates["bad"]).startswith("AnalysisTemplate bad is invalid")

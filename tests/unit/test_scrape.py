@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -121,12 +120,11 @@ def test_histogram_buckets_sums_over_other_labels() -> None:
     assert histogram_buckets(samples, "h") == [(0.1, 3.0), (math.inf, 7.0)]
 
 
-def _pod(*, ready: bool = True, ip: str | None = "10.244.0.7", deleting: bool = False) -> Any:
-    return SimpleNamespace(
-        metadata=SimpleNamespace(name="p", uid="u1", labels={"loopwright.dev/version": "4"},
-                                 deletion_timestamp="now" if deleting else None),
-        status=SimpleNamespace(pod_ip=ip, conditions=[SimpleNamespace(type="Ready",
-                                                                      status="True" if ready else "False")]))
+def _pod(*, ready: bool = True, ip: str | None = "10.244.0.7", deleting: bool = False) -> dict[str, Any]:
+    meta = {"name": "p", "uid": "u1", "labels": {"loopwright.dev/version": "4"},
+            **({"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {})}
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    return {"metadata": meta, "status": {**({"podIP": ip} if ip else {}), "conditions": conditions}}
 
 
 def test_pod_target_only_for_ready_pods_with_an_ip() -> None:

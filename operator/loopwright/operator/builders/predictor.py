@@ -20,6 +20,7 @@ from loopwright.api.common import ResourceRequirements
 from loopwright.api.deployment import DeploymentSpec
 from loopwright.api.labels import DEPLOYMENT_LABEL, MODEL_LABEL, MODEL_VERSION_LABEL, VERSION_LABEL
 from loopwright.api.podtemplate import PodTemplate
+from loopwright.api.reasons import MODEL_LOAD_FAILED
 from loopwright.core.conditions import Verdict
 from loopwright.operator.builders.common import (
     ACCESS_KEY,
@@ -271,8 +272,8 @@ def disruption_budget(*, owner: Owner, model: str) -> Manifest:
     }
 
 
-def model_loaded(pods: Iterable[Any]) -> Verdict:
-    """The ``ModelLoaded`` condition from a Deployment's predictor pods (kubernetes client objects).
+def model_loaded(pods: Iterable[Mapping[str, Any]]) -> Verdict:
+    """The ``ModelLoaded`` condition from a Deployment's predictor pods (as the API returns them).
 
     A predictor that cannot load its model (a corrupt or mismatching compiled artifact, a wrong
     sha256, a missing object) exits 1 with the reason as its termination message, which the
@@ -280,16 +281,17 @@ def model_loaded(pods: Iterable[Any]) -> Verdict:
     this condition shows, with the version and the pod.
     """
     for pod in pods:
-        labels = pod.metadata.labels or {}
-        for status in (pod.status.container_statuses or []) if pod.status else []:
-            if status.name != CONTAINER:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            if status.get("name") != CONTAINER:
                 continue
-            for state in (status.state, status.last_state):
-                terminated = state.terminated if state is not None else None
-                if terminated is not None and terminated.exit_code == 1 and terminated.message:
-                    message = terminated.message.strip().splitlines()[-1][:900]
-                    return Verdict(type=MODEL_LOADED, status=False, reason="ModelLoadFailed",
+            for state in (status.get("state"), status.get("lastState")):
+                terminated = (state or {}).get("terminated")
+                if terminated and terminated.get("exitCode") == 1 and terminated.get("message"):
+                    message = terminated["message"].strip().splitlines()[-1][:900]
+                    return Verdict(type=MODEL_LOADED, status=False, reason=MODEL_LOAD_FAILED,
                                    message=f"version {labels.get(VERSION_LABEL, '?')} (pod "
-                                           f"{pod.metadata.name}): {message}")
+                                           f"{meta['name']}): {message}")
     return Verdict(type=MODEL_LOADED, status=True, reason="Loaded",
                    message="no predictor pod has failed to load its model")

@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from http import HTTPStatus
 
 import aiohttp
-import kubernetes
 from pydantic import ValidationError
 
 from loopwright.api.analysis import Analysis, PrometheusCheck
@@ -24,40 +23,45 @@ from loopwright.api.deployment import AnalysisResult
 from loopwright.api.kinds import ANALYSIS_TEMPLATE
 from loopwright.core.egress import Policy
 from loopwright.core.rollout import prometheus
-from loopwright.operator import kube
 from loopwright.operator.probes import egress
+from loopwright.operator.runtime.client import SECRETS, ApiError, Client, resource
 
 USER_AGENT = "loopwright-operator"
+TEMPLATES = resource(ANALYSIS_TEMPLATE)
 
 
-def read_templates(namespace: str, names: Iterable[str]) -> dict[str, AnalysisTemplateSpec | str]:
+async def read_templates(api: Client, namespace: str,
+                         names: Iterable[str]) -> dict[str, AnalysisTemplateSpec | str]:
     """Each named AnalysisTemplate's spec, or why it cannot be used."""
     out: dict[str, AnalysisTemplateSpec | str] = {}
     for name in names:
         try:
-            obj = kube.get_object(ANALYSIS_TEMPLATE, namespace=namespace, name=name)
-            out[name] = AnalysisTemplateSpec.model_validate(obj.get("spec") or {})
-        except kubernetes.client.ApiException as exc:
-            out[name] = (f"AnalysisTemplate {name} not found" if exc.status == HTTPStatus.NOT_FOUND
-                         else f"cannot read AnalysisTemplate {name}: {exc.status} {exc.reason}")
+            obj = await api.get(TEMPLATES, namespace, name)
+            out[name] = (AnalysisTemplateSpec.model_validate(obj.get("spec") or {}) if obj is not None
+                         else f"AnalysisTemplate {name} not found")
+        except ApiError as exc:
+            out[name] = f"cannot read AnalysisTemplate {name}: {exc.status} {exc.reason}"
         except ValidationError as exc:
             out[name] = f"AnalysisTemplate {name} is invalid: {exc.errors()[0]['msg']}"
     return out
 
 
-def read_secrets(namespace: str, names: Iterable[str]) -> dict[str, dict[str, str] | str]:
+async def read_secrets(api: Client, namespace: str, names: Iterable[str]) -> dict[str, dict[str, str] | str]:
     """Each named Secret's decoded data, or why it cannot be used."""
     out: dict[str, dict[str, str] | str] = {}
     for name in names:
         try:
-            secret = kube.core().read_namespaced_secret(name, namespace)
-        except kubernetes.client.ApiException as exc:
-            out[name] = (f"Secret {name} not found" if exc.status == HTTPStatus.NOT_FOUND else
-                         f"cannot read Secret {name}: the operator needs the loopwright-operator-secrets "
+            secret = await api.get(SECRETS, namespace, name)
+        except ApiError as exc:
+            out[name] = (f"cannot read Secret {name}: the operator needs the loopwright-operator-secrets "
                          f"RoleBinding in namespace {namespace}" if exc.status == HTTPStatus.FORBIDDEN else
                          f"cannot read Secret {name}: {exc.status} {exc.reason}")
             continue
-        out[name] = {k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()}
+        if secret is None:
+            out[name] = f"Secret {name} not found"
+            continue
+        data = secret.get("data") or {}
+        out[name] = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
     return out
 
 
@@ -82,16 +86,16 @@ async def query(request: prometheus.Request, *, timeout: float, policy: Policy) 
         return prometheus.Value(value=None, error=f"Prometheus query failed: {type(exc).__name__}")
 
 
-async def run(analysis: Analysis, *, target: prometheus.Target, timeout: float,
+async def run(api: Client, analysis: Analysis, *, target: prometheus.Target, timeout: float,
               policy: Policy | None = None) -> list[AnalysisResult]:
     """The results of every Prometheus check of a rollout (its own and its templates')."""
     if not analysis.metrics.prometheus and not analysis.templates:
         return []
     names = [t.name for t in analysis.templates]
-    templates = await asyncio.to_thread(read_templates, target.namespace, names)
+    templates = await read_templates(api, target.namespace, names)
     checks, results = prometheus.resolve(analysis, templates)
-    secrets = await asyncio.to_thread(read_secrets, target.namespace,
-                                      sorted({c.secret_ref.name for c in checks if c.secret_ref is not None}))
+    secrets = await read_secrets(api, target.namespace,
+                                 sorted({c.secret_ref.name for c in checks if c.secret_ref is not None}))
 
     async def one(check: PrometheusCheck) -> AnalysisResult:
         secret = secrets.get(check.secret_ref.name) if check.secret_ref is not None else None

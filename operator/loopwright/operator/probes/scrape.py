@@ -19,16 +19,17 @@ from loopwright.core.exposition import PodMetrics, PodTarget, parse_prometheus
 _MAX_BODY = 16 * 1024 * 1024
 
 
-def pod_target(pod: Any, *, version_label: str) -> PodTarget | None:
-    """A scrape target for a pod (a kubernetes client V1Pod) that is Ready and has an IP, else None."""
-    status = pod.status
-    if status is None or not status.pod_ip or pod.metadata.deletion_timestamp is not None:
+def pod_target(pod: Mapping[str, Any], *, version_label: str) -> PodTarget | None:
+    """A scrape target for a pod (as the API returns it) that is Ready and has an IP, else None."""
+    status, meta = pod.get("status") or {}, pod["metadata"]
+    if not status.get("podIP") or meta.get("deletionTimestamp") is not None:
         return None
-    ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or ())
+    conditions = status.get("conditions") or ()
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     if not ready:
         return None
-    labels: Mapping[str, str] = pod.metadata.labels or {}
-    return PodTarget(name=pod.metadata.name, uid=pod.metadata.uid, ip=status.pod_ip,
+    labels: Mapping[str, str] = meta.get("labels") or {}
+    return PodTarget(name=meta["name"], uid=meta["uid"], ip=status["podIP"],
                      version=labels.get(version_label, ""))
 
 

@@ -219,6 +219,10 @@ class Client:
             "PATCH", res.path(meta["namespace"], meta["name"]), body=dict(manifest), content_type=APPLY_PATCH,
             params={"fieldManager": FIELD_MANAGER, "force": "true"})
 
+    async def scale(self, res: Resource, namespace: str, name: str, replicas: int) -> Obj:
+        """Set the replicas of a workload through its scale subresource."""
+        return await self.patch(res, namespace, name, {"spec": {"replicas": replicas}}, subresource="scale")
+
     async def delete(self, res: Resource, namespace: str, name: str) -> bool:
         """Delete with its dependents in the background; False when it was gone already."""
         try:

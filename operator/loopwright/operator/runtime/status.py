@@ -12,7 +12,7 @@ changes nothing costs no request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
@@ -39,6 +39,12 @@ class Decision:
     not decided are deleted."""
     initial_ready: Verdict | None = None
     """Published as Ready when the object has no Ready condition yet (and no verdict is about Ready)."""
+    transaction: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    """Fields computed from the status they apply to (the freshest one on a retry), e.g. an entry
+    added to a list that others add to as well."""
+    observed: bool = True
+    """This controller owns the object: publish observedGeneration (and the conditions). False for a
+    field this controller keeps in another kind's status (a ModelVersion's aliases)."""
 
 
 def patch_of(current: Mapping[str, Any], decision: Decision, *, generation: int | None,
@@ -48,12 +54,15 @@ def patch_of(current: Mapping[str, Any], decision: Decision, *, generation: int 
     if decision.initial_ready is not None and not any(v.type == READY for v in verdicts) \
             and not any(c.get("type") == READY for c in current.get("conditions") or ()):
         verdicts.append(decision.initial_ready)
-    wanted: dict[str, Any] = dict(decision.fields)
+    computed = decision.transaction(current) if decision.transaction else {}
+    wanted: dict[str, Any] = {**decision.fields, **computed}
     if decision.replace:
         kept = {"conditions", "observedGeneration"}
         wanted = {**{k: None for k in current if k not in wanted and k not in kept}, **wanted}
-    wanted["observedGeneration"] = generation
-    wanted["conditions"] = merge(current.get("conditions"), verdicts, generation=generation, now=now)
+    if decision.observed:
+        wanted["observedGeneration"] = generation
+        conditions = wanted.get("conditions", current.get("conditions"))
+        wanted["conditions"] = merge(conditions, verdicts, generation=generation, now=now)
     return {k: v for k, v in wanted.items() if without_nulls(current.get(k)) != without_nulls(v)}
 
 
