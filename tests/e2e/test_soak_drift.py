@@ -22,7 +22,7 @@ ModelVersions, at most 2 rollouts in the Deployment's history (v1 deployed, v2 p
 issue 19 the same setting registered a new identical version at every check after the cooldown and
 no canary finished. The figures are printed at the end (run with -s to see them).
 
-Marked `soak` besides `cluster`: about 15 minutes, so `make kind-e2e` leaves it out; `make
+Marked `soak` besides `cluster`: about 11 minutes, so `make kind-e2e` leaves it out; `make
 kind-soak` runs it (CI: on pushes to main, after the e2e suite).
 """
 
