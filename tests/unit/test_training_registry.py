@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from loopwright.api.labels import MODEL_LABEL, RUN_LABEL
 from loopwright.core.training import registry
 
 RESULT = {
@@ -24,7 +25,7 @@ RESULT = {
 
 
 def _mv(version: int, run: str | None = None) -> dict[str, Any]:
-    labels = {registry.RUN_LABEL: run} if run else {}
+    labels = {RUN_LABEL: run} if run else {}
     return {"metadata": {"name": f"m-v{version}", "labels": labels}, "spec": {"version": version}}
 
 
@@ -102,8 +103,8 @@ def test_manifest_is_not_owned_and_is_labelled() -> None:
     manifest = registry.manifest(namespace="ns", spec=spec, labels=labels)
     assert manifest["metadata"]["name"] == "m-v2"
     assert "ownerReferences" not in manifest["metadata"]
-    assert manifest["metadata"]["labels"][registry.MODEL_LABEL] == "m"
-    assert manifest["metadata"]["labels"][registry.RUN_LABEL] == "p-2"
+    assert manifest["metadata"]["labels"][MODEL_LABEL] == "m"
+    assert manifest["metadata"]["labels"][RUN_LABEL] == "p-2"
     assert manifest["kind"] == "ModelVersion"
 
 

@@ -1,14 +1,13 @@
 """Nothing to learn, nothing to register: the inputs digest of a run, and the run that ends without a Job.
 
 A model is decided by its data and how it is fitted: the Dataset version (a content digest), the
-estimator and its parameters, the split and its seed, and the schema the preprocessing is derived
-from. Their digest is recorded on every run and on the ModelVersion it registers. A run started by
-drift or by a drop in performance whose digest equals an existing version's would train that same
-model again: it ends at once, phase Skipped, reason NoNewData, and registers nothing. What is
-missing then is new labelled data (captured traffic with feedback labels, or a new Dataset
-version), and the run's message says so. Runs asked for by a person or a schedule still train: they
-are asked for explicitly.
-"""
+estimator (or a factory in its image) and its parameters, any search over them, the split and its
+seed, and the schema the preprocessing is derived from. Their digest is recorded on every run and on
+the ModelVersion it registers. A run started by drift or by a drop in performance whose digest
+equals an existing version's would train that same model again: it ends at once, phase Skipped,
+reason NoNewData, and registers nothing. What is missing then is new labelled data (captured traffic
+with feedback labels, or a new Dataset version), and the run's message says so. Runs asked for by a
+person or a schedule still train: they are asked for explicitly. """
 
 from __future__ import annotations
 

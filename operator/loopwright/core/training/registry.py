@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loopwright.api.common import API_VERSION
+from loopwright.api.labels import MANAGED_BY, MODEL_LABEL, PIPELINE_LABEL, RUN_LABEL
 from loopwright.api.modelversion import (
     Artifact,
     CompiledArtifact,
@@ -28,11 +29,6 @@ from loopwright.api.modelversion import (
     encode_params,
     model_version_name,
 )
-from loopwright.operator.kube import MANAGED_BY
-
-MODEL_LABEL = "loopwright.dev/model"
-RUN_LABEL = "loopwright.dev/run"
-PIPELINE_LABEL = "loopwright.dev/trainingpipeline"
 
 
 def next_version(existing: Iterable[Mapping[str, Any]], *, last: int = 0) -> int:
@@ -63,8 +59,12 @@ def spec_from_result(
 ) -> ModelVersionSpec:
     """The registry entry of a successful run, from the trainer's ``result.json``.
 
+    ``image`` is the image the run's Job ran. A factory's model (``factory`` in the result) keeps
+    it as ``spec.image``, with the types it declared as ``spec.artifact.trustedTypes``: its
+    verification Job and its predictors run that image and trust those types, nothing more.
     Raises ``KeyError``/``ValueError`` when the result lacks what a ModelVersion needs.
     """
+    factory = result.get("factory")
     outputs = result["artifacts"]
     metrics = {str(k): float(v) for k, v in (result.get("metrics") or {}).items()}
     primary = result.get("primaryMetric")
@@ -74,7 +74,9 @@ def spec_from_result(
     return ModelVersionSpec(
         model=model,
         version=version,
-        artifact=Artifact(uri=outputs["model"]["uri"], sha256=outputs["model"]["sha256"]),
+        artifact=Artifact(uri=outputs["model"]["uri"], sha256=outputs["model"]["sha256"],
+                          trusted_types=list(result.get("trustedTypes") or []) or None if factory else None),
+        image=image if factory else None,
         compiled=CompiledArtifact(uri=compiled["uri"], sha256=compiled["sha256"], holdout_uri=holdout["uri"],
                                   holdout_sha256=holdout["sha256"]) if compiled and holdout else None,
         framework=Framework(version=versions["sklearn"]) if "sklearn" in versions else None,
@@ -86,6 +88,7 @@ def spec_from_result(
             pipeline=PipelineLineage(name=pipeline, run=run),
             image=image,
             estimator=result.get("estimator"),
+            factory=factory,
             params=encode_params(result.get("params") or {}),
             seed=result.get("seed"),
             inputs_digest=inputs_digest,

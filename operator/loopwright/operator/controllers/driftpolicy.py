@@ -45,6 +45,7 @@ from loopwright.api.common import parse_duration
 from loopwright.api.driftpolicy import DriftPolicySpec, RetrainOutcome, RetrainPhase, RetrainStatus
 from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION
 from loopwright.api.kinds import DRIFT_POLICY as KIND
+from loopwright.api.labels import DEPLOYMENT_LABEL, VERSION_LABEL
 from loopwright.core.conditions import READY, Verdict, merge
 from loopwright.core.drift import check
 from loopwright.core.drift import retrain as retrains
@@ -58,8 +59,6 @@ from loopwright.operator.probes import scrape, webhook
 from loopwright.reports import drift as drift_report
 from loopwright.reports import html
 
-DEPLOYMENT_LABEL = f"{DEPLOYMENT.group}/{DEPLOYMENT.singular}"
-VERSION_LABEL = "loopwright.dev/version"
 DEFAULT_PORT = 8080
 SCRAPE_TIMEOUT = 5.0
 RETRY_SECONDS = 30.0
