@@ -124,7 +124,7 @@ kind-e2e: | $(PY) ## The tests marked `cluster` (not the soak, not the faults), 
 	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not soak and not faults" --durations=25 $(KIND_E2E_ARGS) \
 		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }  # 5: the arguments selected no cluster test
 
-kind-soak: | $(PY) ## The soak tests (drift held ten minutes, ~15 min) against the kind cluster; figures printed.
+kind-soak: | $(PY) ## The soak tests (drift held ten minutes, ~11 min) against the kind cluster; figures printed.
 	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m soak -s tests/e2e/test_soak_drift.py
 
 # The fault suite: FAULTS_ARGS picks files or cases, FAULTS_MARK the marker expression.

@@ -132,3 +132,38 @@ def test_operator_restart_mid_canary_resumes_at_the_same_step(
     print(f"traffic across the restart: {result}")
     assert result["failed"] == 0, result
     kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "eta")
+
+
+def test_a_new_version_during_a_canary_waits_for_it_to_finish(
+    kube: Any, crds: Any, s3: Any, namespace: str, operator: Any
+) -> None:
+    # spec.rollout.onNewVersion Queue (the default): version 3 arriving while version 2 is the canary
+    # waits behind it (status.queued) and becomes the next canary once version 2 is promoted.
+    rollout = {"steps": [{"weight": 50}], "analysis": ANALYSIS}
+    client = lw.serve_under_traffic(kube, s3, namespace, model="queue", rollout=rollout, seconds=600)
+    lw.register(kube, s3, namespace, model="queue", version=2, kind="good")
+    obj = lw.wait_phase(kube, namespace, "queue", "Paused", timeout=120)
+    assert obj["status"]["canary"]["version"] == 2
+    lw.register(kube, s3, namespace, model="queue", version=3, kind="good")
+
+    def queued() -> dict[str, Any] | None:
+        status = lw.get(kube, namespace, "deployments", "queue").get("status") or {}
+        return status if (status.get("queued") or {}).get("version") == 3 else None
+
+    status = kube.wait(queued, timeout=60, what="version 3 queued", interval=1)
+    assert status["canary"]["version"] == 2  # not superseded
+    lw.events_once(kube, namespace, "queue", reason="VersionQueued")
+    lw.patch_rollout(kube, namespace, "queue", {"promote": {"version": 2}})
+
+    def next_canary() -> dict[str, Any] | None:
+        status = lw.get(kube, namespace, "deployments", "queue").get("status") or {}
+        stable, canary = status.get("stable") or {}, status.get("canary") or {}
+        return status if (stable.get("version"), canary.get("version")) == (2, 3) else None
+
+    status = kube.wait(next_canary, timeout=120, what="version 2 promoted, version 3 the canary", interval=1)
+    assert not status.get("queued")
+    assert [(h["version"], h["event"]) for h in status["history"]] == [(2, "Promoted"), (1, "Deployed")]
+    assert "CanarySuperseded" not in {e.reason for e in lw.events(kube, namespace, "queue")}
+    result = lw.stop_client(kube, namespace, client)
+    assert result["failed"] == 0, result
+    kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", "queue")

@@ -22,7 +22,7 @@ ModelVersions, at most 2 rollouts in the Deployment's history (v1 deployed, v2 p
 issue 19 the same setting registered a new identical version at every check after the cooldown and
 no canary finished. The figures are printed at the end (run with -s to see them).
 
-Marked `soak` besides `cluster`: about 15 minutes, so `make kind-e2e` leaves it out; `make
+Marked `soak` besides `cluster`: about 11 minutes, so `make kind-e2e` leaves it out; `make
 kind-soak` runs it (CI: on pushes to main, after the e2e suite).
 """
 
@@ -31,10 +31,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import numpy as np
 import pytest
+from kubernetes.client import ApiException
 
 from conftest import S3, Kube
 from e2e.deployment_support import start_client, stop_client
@@ -102,9 +104,9 @@ class Soak:
         self.reached: list[str] = []
 
     def figures(self) -> dict[str, Any]:
-        pipeline = get(self.kube, "trainingpipelines", self.ns, NAME).get("status") or {}
+        pipeline = self._status("trainingpipelines", NAME)
         versions = self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, self.ns, "modelversions")
-        mld = get(self.kube, "deployments", self.ns, NAME).get("status") or {}
+        mld = self._status("deployments", NAME)
         rollouts = len(mld.get("history") or ()) + (1 if mld.get("canary") else 0)
         now = {"runs": int(pipeline.get("runCount") or 0), "versions": len(versions["items"]),
                "rollouts": rollouts}
@@ -114,6 +116,15 @@ class Soak:
                                      for r in pipeline.get("runs") or ()],
                 "history": [(h.get("version"), h.get("event")) for h in mld.get("history") or ()],
                 "seconds": round(time.monotonic() - self.start)}
+
+    def _status(self, plural: str, name: str) -> dict[str, Any]:
+        """An object's status; empty while the object does not exist yet."""
+        try:
+            return get(self.kube, plural, self.ns, name).get("status") or {}
+        except ApiException as exc:
+            if exc.status != HTTPStatus.NOT_FOUND:
+                raise
+            return {}
 
     def bounded(self) -> dict[str, Any]:
         figures = self.figures()
@@ -136,7 +147,7 @@ class Soak:
             time.sleep(2)
 
     def _state(self, figures: dict[str, Any]) -> str:
-        policy = get(self.kube, "driftpolicies", self.ns, POLICY).get("status") or {}
+        policy = self._status("driftpolicies", POLICY)
         brief = {k: policy.get(k) for k in ("modelVersion", "samples", "drifted", "consecutive", "retrain")}
         return (f"reached: {' -> '.join(self.reached)}\nfigures: {json.dumps(figures)}\npolicy: "
                 f"{json.dumps(brief, default=str)}\noperator log:\n{self.operator.log()[-3000:]}")
