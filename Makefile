@@ -22,7 +22,7 @@ DEMO_SCRIPT := tests/demo/demo.py
 comma := ,
 KOPF_NAMESPACES = $(if $(strip $(LOOPWRIGHT_NAMESPACES)),$(foreach ns,$(subst $(comma), ,$(LOOPWRIGHT_NAMESPACES)),--namespace=$(ns)),--all-namespaces)
 
-.PHONY: help install proto test lint crds apply-crds run demo bench
+.PHONY: help install proto test browser lint crds apply-crds run demo bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,10 +41,19 @@ proto: | $(PY) ## Regenerate the gRPC messages from operator/loopwright/**/*.pro
 $(PY):
 	$(MAKE) install
 
-test: | $(PY) ## Unit tests, then the e2e tests on kind (make kind-up kind-load kind-deploy first, as needed).
+test: browser | $(PY) ## Unit tests, then the e2e tests on kind (make kind-up kind-load kind-deploy first, as needed).
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) kind-up kind-load kind-deploy
 	$(MAKE) kind-e2e KIND_E2E_ARGS="$(PYTEST_ARGS)"
+
+# The report tests render pages in a real headless browser: Debian's chromium, installed when missing
+# and allowed (root on Debian); elsewhere those tests skip and say why.
+browser: ## Install Debian's chromium for the browser tests, when missing (root on Debian only).
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+			&& { echo "make browser: apt-get install chromium (the report tests render in it)"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; } \
+		|| echo "make browser: chromium is missing and could not be installed here: the browser tests will skip"
 
 lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both run; either fails it).
 	@status=0; \
