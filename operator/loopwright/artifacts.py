@@ -8,7 +8,7 @@ estimators (see :mod:`loopwright.core.estimators`) need beyond skops' defaults; 
 unit tests check that against every estimator. A pipeline that brings its own
 factory declares the extra types its model needs (``spec.model.trustedTypes``); they
 are added to the list for that model only, and types from modules that run code or
-touch the system are never accepted (:data:`loopwright.core.estimators.FORBIDDEN_MODULES`). The sha256 is
+touch the system are never accepted (:data:`FORBIDDEN_MODULES`). The sha256 is
 verified before every load so that a swapped or corrupted object never reaches the
 parser.
 
@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from loopwright import storage
-from loopwright.core import estimators
 
 TRUSTED_TYPES: tuple[str, ...] = (
     "numpy.dtype",
@@ -47,6 +46,22 @@ class UntrustedTypesError(ArtifactError):
         super().__init__(f"untrusted types in the artifact: {', '.join(sorted(types))}")
         self.types = sorted(types)
 
+
+
+FORBIDDEN_MODULES = frozenset({
+    "builtins", "__builtin__", "os", "posix", "nt", "sys", "subprocess", "shutil", "importlib", "runpy",
+    "pickle", "_pickle", "copyreg", "marshal", "shelve", "dill", "cloudpickle", "joblib", "ctypes", "code",
+    "codeop", "pty", "socket", "signal", "webbrowser", "pdb", "operator", "functools", "types", "io",
+    "tempfile", "pathlib", "multiprocessing", "threading", "asyncio", "urllib", "http", "requests",
+    "skops", "loopwright",
+})
+"""Top-level modules whose types a spec may never declare trusted (code execution, the system)."""
+
+
+def forbidden_types(types: Sequence[str]) -> list[str]:
+    """Declared types that are never trusted, whatever a spec says: anything from a module that
+    runs code, touches the system or deserialises (``builtins``, ``os``, ``subprocess``, ``pickle``...)."""
+    return [t for t in types if t.split(".", 1)[0] in FORBIDDEN_MODULES]
 
 def dumps(model: Any) -> bytes:
     """Serialise a fitted model to skops bytes."""
@@ -81,7 +96,7 @@ def loads(data: bytes, *, sha256: str, extra: Sequence[str] = ()) -> Any:
     actual = storage.sha256_hex(data)
     if actual != sha256.lower():
         raise storage.IntegrityError(f"artifact sha256 is {actual}, expected {sha256}")
-    refused = estimators.forbidden_types(extra)
+    refused = forbidden_types(extra)
     if refused:
         raise UntrustedTypesError(refused)
     check_types(data, extra=extra)

@@ -398,3 +398,74 @@ def test_a_restart_after_the_search_adopts_the_training_job(
     run = api.status("p")["runs"][0]
     assert (run["reason"], run["search"]["best"]) == ("Training", 2)
     assert sorted(api.jobs) == ["p-1", "p-1-search"]
+def _identical_version(api: FakeApi, monkeypatch: pytest.MonkeyPatch, *, digest: str) -> None:
+    version = {"metadata": {"name": "p-v2", "labels": {"loopwright.dev/model": "p"}},
+               "spec": {"model": "p", "version": 2, "lineage": {"inputsDigest": digest}}}
+    monkeypatch.setattr(pipeline.kube, "list_objects", lambda *_, **__: [version])
+
+
+def test_a_drift_run_on_the_inputs_of_an_existing_version_ends_without_a_job(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    first = api.status("p")["runs"][0]
+    assert first["inputsDigest"].startswith("sha256:")
+    failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+    api.jobs["p-1"]["status"] = {"conditions": [failed]}
+    pipeline._job_phases.pop((NS, "p-1"))  # as the Job's watch event does
+    monkeypatch.setattr(_runtime, "job_pods", lambda job: [])
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
+    _identical_version(api, monkeypatch, digest=first["inputsDigest"])
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "watch-1",
+                                                     "loopwright.dev/train-trigger": "Drift"}
+    api.calls.clear()
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    status = api.status("p")
+    run = status["runs"][0]
+    assert (run["name"], run["phase"], run["reason"], run.get("request")) == ("p-2", "Skipped", "NoNewData",
+                                                                           "watch-1")
+    assert run["message"].startswith("no new data since version 2 (p-v2 was trained on the same dataset")
+    assert "new labelled data" in run["message"]
+    assert "p-2" not in api.jobs  # nothing trained, nothing registered
+    assert status["handledTrainRequest"] == "watch-1"
+    assert "EVENT NoNewData" in api.calls
+    training = next(c for c in status["conditions"] if c["type"] == "Training")
+    assert training["status"] == "False"
+    # A person asking for the same run still gets it: only Drift and Performance need something new.
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "manual-1"}
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert "p-3" in api.jobs
+    assert api.status("p")["runs"][0]["request"] == "manual-1"
+
+
+def test_a_drift_run_on_new_inputs_trains(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    _identical_version(api, monkeypatch, digest="sha256:" + "0" * 64)
+    api.add_pipeline("p")
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "watch-1",
+                                                     "loopwright.dev/train-trigger": "Drift"}
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert list(api.jobs) == ["p-1"]
+    assert api.status("p")["runs"][0]["trigger"] == "Drift"
+
+
+def test_registration_never_reuses_a_version_number(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[dict[str, Any]] = []
+    monkeypatch.setattr(pipeline.kube, "list_objects", lambda *_, **__: [
+        {"metadata": {"name": "p-v1", "labels": {}}, "spec": {"version": 1}}])
+    monkeypatch.setattr(pipeline.kube, "create_object", lambda kind, *, namespace, body: created.append(body))
+    monkeypatch.setattr(pipeline.storage, "get_bytes", lambda uri: json.dumps({
+        "artifacts": {"model": {"uri": "s3://bucket/m.skops", "sha256": "a" * 64}},
+        "dataset": {"digest": "sha256:" + "c" * 64}, "metrics": {"accuracy": 0.9}}).encode())
+    monkeypatch.setattr(_runtime, "settings", lambda: SimpleNamespace(artifact_bucket="bucket",
+                                                                      trainer_image="trainer:test"))
+    api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    api.pipelines["p"]["status"]["lastVersion"] = 4  # versions 2 to 4 were deleted since
+    api.jobs["p-1"]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    pipeline._job_phases.pop((NS, "p-1"))
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
+    assert [c["metadata"]["name"] for c in created] == ["p-v5"]
+    assert created[0]["spec"]["lineage"]["inputsDigest"] == api.status("p")["runs"][0]["inputsDigest"]
+    assert api.status("p")["lastVersion"] == 5
+    assert api.status("p")["runs"][0]["modelVersion"] == "p-v5"

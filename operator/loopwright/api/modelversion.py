@@ -121,6 +121,10 @@ class Lineage(ApiModel):
         description="Estimator parameters used, each value as JSON text (e.g. \"0.5\", \"null\"); strings "
                     "keep the immutability rule cheap for the API server's CEL cost estimate.")
     seed: int | None = Field(default=None, ge=0, description="Random seed used.")
+    inputs_digest: str | None = Field(
+        default=None, max_length=71,
+        description="The producing run's inputs digest (dataset version, estimator, parameters, split and "
+                    "seed, schema): a Drift or Performance run with the same digest registers nothing.")
 
 
 class ModelVersionSpec(ApiModel):

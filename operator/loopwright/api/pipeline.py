@@ -281,6 +281,8 @@ class RunPhase(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    SKIPPED = "Skipped"
+    """Ended without a Job: nothing new to learn (reason NoNewData)."""
 
 
 class Run(ApiModel):
@@ -291,7 +293,9 @@ class Run(ApiModel):
     trigger: RunTrigger = Field(description="What started the run.")
     dataset_version: str | None = Field(default=None, max_length=71,
                                         description="Digest of the Dataset version trained on.")
-    phase: RunPhase = Field(description="Pending, Running, Succeeded or Failed.")
+    phase: RunPhase = Field(description="Pending, Running, Succeeded, Failed or Skipped (a Drift or "
+                                        "Performance run with the inputs of an existing version: reason "
+                                        "NoNewData).")
     model_version: str | None = Field(default=None, max_length=253,
                                       description="ModelVersion registered by this run.")
     start_time: datetime | None = Field(default=None, description="When the Job was created.")
@@ -300,6 +304,12 @@ class Run(ApiModel):
     message: str | None = Field(default=None, max_length=4096, description="Details of the outcome.")
     search: SearchResult | None = Field(default=None, description="The run's hyperparameter search: "
                                                                   "every trial's parameters and score.")
+    request: str | None = Field(default=None, max_length=253,
+                                description=f"The {TRAIN_REQUEST_ANNOTATION} token this run answered.")
+    inputs_digest: str | None = Field(
+        default=None, max_length=71,
+        description="sha256 over what decides the model: dataset version, estimator, parameters, split and "
+                    "seed, schema (preprocessing). Equal digests train identical models.")
     report_uri: str | None = Field(
         default=None, max_length=1024,
         description="Self-contained HTML report of the run (metrics, confusion matrix or residuals, feature "
@@ -312,6 +322,10 @@ class TrainingPipelineStatus(ResourceStatus):
     phase: RunPhase | None = Field(default=None, description="Phase of the latest run.")
     last_run: str | None = Field(default=None, max_length=63, description="Name of the latest run.")
     run_count: int = Field(default=0, ge=0, description="Runs started so far; the next run is run_count+1.")
+    last_version: int = Field(
+        default=0, ge=0,
+        description="Highest model version this pipeline registered. The next version is above it and above "
+                    "every existing version, so a number is never reused, even after a version is deleted.")
     runs: list[Run] = Field(default_factory=list, max_length=50, description="Recent runs, newest first.",
                             json_schema_extra={"x-kubernetes-list-type": "map",
                                                "x-kubernetes-list-map-keys": ["id"]})

@@ -12,14 +12,14 @@ settable: ``random_state`` comes from ``split.seed``, and parallelism
 the installed scikit-learn.
 
 A pipeline with its own factory (``spec.model.factory``) bypasses the allow-list
-and declares the extra types its saved model needs; :data:`FORBIDDEN_MODULES`
+and declares the extra types its saved model needs; :data:`loopwright.artifacts.FORBIDDEN_MODULES`
 says which modules' types no declaration can ever make trusted.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from loopwright.api.schema import TaskType
@@ -300,19 +300,3 @@ def validate(estimator: str, params: Mapping[str, object], *, task: str | None =
         elif not param.admits(value):
             errors.append(f"{estimator}: parameter {name!r} must be {param.describe()}, got {value!r}")
     return errors
-
-
-FORBIDDEN_MODULES = frozenset({
-    "builtins", "__builtin__", "os", "posix", "nt", "sys", "subprocess", "shutil", "importlib", "runpy",
-    "pickle", "_pickle", "copyreg", "marshal", "shelve", "dill", "cloudpickle", "joblib", "ctypes", "code",
-    "codeop", "pty", "socket", "signal", "webbrowser", "pdb", "operator", "functools", "types", "io",
-    "tempfile", "pathlib", "multiprocessing", "threading", "asyncio", "urllib", "http", "requests",
-    "skops", "loopwright",
-})
-"""Top-level modules whose types a spec may never declare trusted (code execution, the system)."""
-
-
-def forbidden_types(types: Sequence[str]) -> list[str]:
-    """Declared types that are never trusted, whatever a spec says: anything from a module that
-    runs code, touches the system or deserialises (``builtins``, ``os``, ``subprocess``, ``pickle``...)."""
-    return [t for t in types if t.split(".", 1)[0] in FORBIDDEN_MODULES]

@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from loopwright.operator import config, controllers, metrics
+from loopwright.operator.runtime.controller import MANAGER
 
 __all__ = ["configure_kopf", "controllers", "main"]
 
@@ -61,6 +62,12 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
+@kopf.on.login(id="loopwright.login")
+def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """kopf's credentials are the runtime client's too: one login, one identity."""
+    return MANAGER.credentials.login(settings)
+
+
 @kopf.on.startup(id="loopwright.startup")
 async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     try:
@@ -72,6 +79,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
     _tune_gc()
     memo.config = cfg
     memo.http = await metrics.serve(port=cfg.metrics_port)
+    await MANAGER.start(cfg)
     logger.info("loopwright operator: %s; /metrics and /healthz on port %d",
                 "all namespaces" if cfg.clusterwide else "namespaces " + ",".join(cfg.namespaces),
                 cfg.metrics_port)
@@ -79,6 +87,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
 
 @kopf.on.cleanup(id="loopwright.cleanup")
 async def cleanup(*, memo: Any, **_: Any) -> None:
+    await MANAGER.stop()
     http = getattr(memo, "http", None)
     if http is not None:
         await http.cleanup()

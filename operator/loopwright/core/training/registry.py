@@ -1,8 +1,10 @@
 """The model registry: version numbers, restart-safe registration, the ModelVersion of a run.
 
-Version allocation (see CONTRACTS): version = 1 + the highest version of the model among the
-ModelVersions labelled ``loopwright.dev/model=<model>``; the name ``<model>-v<version>`` makes a
-concurrent allocation of the same number fail with 409, after which the caller lists again.
+Version allocation (see CONTRACTS): version = 1 + the highest of the model's versions among the
+ModelVersions labelled ``loopwright.dev/model=<model>`` and of the pipeline's ``status.lastVersion``
+(so a number is never reused, even after the newest version was deleted); the name
+``<model>-v<version>`` makes a concurrent allocation of the same number fail with 409, after which
+the caller lists again.
 Before allocating, the caller looks for a ModelVersion already labelled with the run
 (``loopwright.dev/run``) and adopts it, so a restart between "created" and "recorded in the
 pipeline's status" never registers the same run twice.
@@ -14,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from loopwright.api.common import API_VERSION
+from loopwright.api.labels import MANAGED_BY, MODEL_LABEL, PIPELINE_LABEL, RUN_LABEL
 from loopwright.api.modelversion import (
     Artifact,
     CompiledArtifact,
@@ -26,16 +29,11 @@ from loopwright.api.modelversion import (
     encode_params,
     model_version_name,
 )
-from loopwright.operator.kube import MANAGED_BY
-
-MODEL_LABEL = "loopwright.dev/model"
-RUN_LABEL = "loopwright.dev/run"
-PIPELINE_LABEL = "loopwright.dev/trainingpipeline"
 
 
-def next_version(existing: Iterable[Mapping[str, Any]]) -> int:
-    """1 + the highest ``spec.version`` among ``existing`` (1 for a new model)."""
-    return 1 + max((int((mv.get("spec") or {}).get("version") or 0) for mv in existing), default=0)
+def next_version(existing: Iterable[Mapping[str, Any]], *, last: int = 0) -> int:
+    """1 + the highest ``spec.version`` among ``existing`` and ``last`` (the highest ever registered)."""
+    return 1 + max([last, *(int((mv.get("spec") or {}).get("version") or 0) for mv in existing)])
 
 
 def find_by_run(existing: Iterable[Mapping[str, Any]], run: str) -> Mapping[str, Any] | None:
@@ -57,6 +55,7 @@ def spec_from_result(
     pipeline: str,
     run: str,
     image: str,
+    inputs_digest: str | None = None,
 ) -> ModelVersionSpec:
     """The registry entry of a successful run, from the trainer's ``result.json``.
 
@@ -92,6 +91,7 @@ def spec_from_result(
             factory=factory,
             params=encode_params(result.get("params") or {}),
             seed=result.get("seed"),
+            inputs_digest=inputs_digest,
         ),
         profile_uri=profile.get("uri"),
         profile_sha256=profile.get("sha256"),

@@ -21,7 +21,6 @@ that a retry may cure (a lost node, a storage hiccup).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from typing import Any
 
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.modelversion import CompiledArtifact
+from loopwright.api.names import child_name
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
 from loopwright.api.search import SearchResult
@@ -45,10 +45,7 @@ from loopwright.operator.builders.common import (
     scratch_mount,
     scratch_volume,
 )
-
-NAME_LIMIT = 63
-"""Job names become the ``job-name`` label of their pods, so they must fit a label value."""
-CONTAINER = "main"
+from loopwright.operator.config import Config
 
 PROFILE_BACKOFF_LIMIT = 2
 PROFILE_DEADLINE_SECONDS = 1800
@@ -68,19 +65,12 @@ class JobSettings:
     suspend: bool = False
     """Create Jobs suspended (no pod runs): for scale benchmarks of the control plane only."""
 
-
-def child_name(base: str, suffix: str) -> str:
-    """``<base>-<suffix>``, shortened deterministically to 63 characters.
-
-    A long base keeps its head and gains a hash of the whole, so two long names that share
-    a prefix still map to different children, and the same input always gives the same name.
-    """
-    name = f"{base}-{suffix}"
-    if len(name) <= NAME_LIMIT:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    head = base[: NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-")
-    return f"{head}-{digest}-{suffix}"
+    @classmethod
+    def of(cls, cfg: Config, *, training: bool = False) -> JobSettings:
+        """From the operator's configuration; only training Jobs honour LOOPWRIGHT_SUSPEND_JOBS."""
+        return cls(image=cfg.trainer_image, s3_endpoint=cfg.s3_endpoint,
+                   credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
+                   suspend=training and cfg.suspend_jobs)
 
 
 def profiling_job(
@@ -305,7 +295,7 @@ def _job_manifest(
     resources: Manifest | None,
 ) -> Manifest:
     container: Manifest = {
-        "name": CONTAINER,
+        "name": _job.CONTAINER,
         "image": settings.image,
         "command": command,
         "env": _env(settings=settings, secret=secret),
@@ -322,7 +312,7 @@ def _job_manifest(
         "suspend": settings.suspend,
         "podFailurePolicy": {"rules": [
             {"action": "FailJob", "onExitCodes": {
-                "containerName": CONTAINER, "operator": "In",
+                "containerName": _job.CONTAINER, "operator": "In",
                 "values": [_job.EXIT_BAD_PARAMETERS, _job.EXIT_BAD_DATA]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]},

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopwright.api.deployment import DeploymentSpec
+from loopwright.api.labels import DEPLOYMENT_LABEL, MODEL_LABEL, MODEL_VERSION_LABEL, VERSION_LABEL
 from loopwright.core.conditions import Verdict
 from loopwright.operator.builders.common import (
     ACCESS_KEY,
@@ -35,10 +36,6 @@ SERVICE_PORT = 80
 GRPC_PORT = 8081
 """The v2 gRPC port, on the pod and on the Services (KServe's and MLServer's convention)."""
 CONTAINER = "predictor"
-DEPLOYMENT_LABEL = "loopwright.dev/deployment"
-MODEL_LABEL = "loopwright.dev/model"
-VERSION_LABEL = "loopwright.dev/version"
-MODEL_VERSION_LABEL = "loopwright.dev/modelversion"
 DRAIN_SECONDS = 5
 """The predictor keeps serving this long after SIGTERM while endpoints are withdrawn."""
 TERMINATION_GRACE_SECONDS = 30

@@ -46,18 +46,18 @@ from loopwright import storage
 from loopwright.api.common import parse_duration
 from loopwright.api.kinds import DATASET, MODEL_VERSION
 from loopwright.api.kinds import TRAINING_PIPELINE as KIND
+from loopwright.api.labels import MANAGED_BY, MODEL_LABEL, RUN_LABEL, child_labels
 from loopwright.api.modelversion import model_version_name
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, TrainingPipelineStatus
 from loopwright.api.schema import DatasetSchema
 from loopwright.api.search import SearchResult
 from loopwright.core.conditions import READY, Verdict, merge
-from loopwright.core.training import registry, runs, search, triggers
+from loopwright.core.training import inputs, registry, runs, search, triggers
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders.common import Owner
 from loopwright.operator.builders.jobs import search_job, search_job_name, training_job
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import INVALID_SPEC, parse_spec
-from loopwright.operator.kube import MANAGED_BY, child_labels
 
 PIPELINE_LABEL = f"{KIND.group}/{KIND.singular}"
 TRAINING = "Training"
@@ -275,6 +275,7 @@ class _Pass:
         patch: dict[str, Any] = {
             "observedGeneration": self.generation,
             "runCount": status.run_count,
+            "lastVersion": status.last_version,
             "runs": [r.to_wire() for r in status.runs],
             "phase": status.runs[0].phase if status.runs else None,
             "lastRun": status.runs[0].name if status.runs else None,
@@ -363,19 +364,27 @@ def _sync_once(
 
     if decision.trigger is not None and not refused and version is not None:
         run_id = state.status.run_count + 1
+        handled = decision.handled_request
         run_name = runs.run_name(name, run_id)
         searching = (SearchResult(job=search_job_name(run_name), metric=search.primary_metric(
             [str(m) for m in spec.metrics], task=task)) if spec.search is not None else None)
+        digest = inputs.digest(dataset_version=version, spec=spec, schema=dataset.get("schema"))
         run = Run(id=run_id, name=run_name, trigger=decision.trigger, dataset_version=version,
                   phase=RunPhase.PENDING, start_time=now, reason="Searching" if searching else "JobCreated",
-                  message=decision.why, search=searching)
-        record = runs.Record(run=run, handled_request=decision.handled_request)
-        try:
-            _start_run(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
-        except kubernetes.client.ApiException as exc:
-            if exc.status not in _REFUSALS:
-                raise
-            _refused_job(state, run=run, exc=exc)
+                  message=decision.why, search=searching, inputs_digest=digest,
+                  request=handled if handled != state.status.handled_train_request else None)
+        same = _twin(namespace=namespace, spec=spec, run=run) if inputs.needs_learning(run.trigger) else None
+        if same is not None:
+            ended = inputs.skipped(run, same_as=same, now=now)
+            _record(state, runs.Record(run=ended, handled_request=handled))
+        else:
+            record = runs.Record(run=run, handled_request=handled)
+            try:
+                _start_run(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
+            except kubernetes.client.ApiException as exc:
+                if exc.status not in _REFUSALS:
+                    raise
+                _refused_job(state, run=run, exc=exc)
     _prune(state, history_limit=spec.history_limit)
     active = runs.active_run(state.status.runs)
     state.verdicts.append(
@@ -384,6 +393,13 @@ def _sync_once(
         if active else Verdict(type=TRAINING, status=False, reason="Idle", message=decision.why))
     state.write()
     state.post_events()
+
+
+def _twin(*, namespace: str, spec: TrainingPipelineSpec, run: Run) -> Mapping[str, Any] | None:
+    """An existing version of the model trained on exactly the run's inputs (nothing new to learn)."""
+    selector = f"{MODEL_LABEL}={spec.model.name}"
+    existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
+    return inputs.twin(existing, run.inputs_digest or "")
 
 
 def _dataset(datasets: Mapping[Hashable, Any], *, namespace: str, name: str) -> dict[str, Any]:
@@ -446,7 +462,10 @@ def _record(state: _Pass, record: runs.Record) -> None:
     status.last_trigger_time = run.start_time
     status.trained_dataset_version = run.dataset_version
     status.handled_train_request = record.handled_request
-    state.event("Normal", "RunStarted", f"run {run.name} ({run.trigger}): {run.message}")
+    if run.phase == RunPhase.SKIPPED:
+        state.event("Warning", str(run.reason), f"run {run.name} ({run.trigger}): {run.message}")
+    else:
+        state.event("Normal", "RunStarted", f"run {run.name} ({run.trigger}): {run.message}")
 
 
 def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record,
@@ -458,7 +477,7 @@ def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record
     meta = state.obj["metadata"]
     model = spec.model.name
     run = record.run
-    labels = {**child_labels(KIND, meta["name"]), registry.MODEL_LABEL: model, registry.RUN_LABEL: run.name}
+    labels = {**child_labels(KIND, meta["name"]), MODEL_LABEL: model, RUN_LABEL: run.name}
     cfg = _runtime.settings()
     common: dict[str, Any] = dict(
         namespace=namespace,
@@ -602,20 +621,21 @@ def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, image: str)
     the run's report."""
     namespace = state.obj["metadata"]["namespace"]
     model = spec.model.name
-    selector = f"{registry.MODEL_LABEL}={model}"
+    selector = f"{MODEL_LABEL}={model}"
     existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
     found = registry.find_by_run(existing, run.name)
     if found is not None:
-        return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+        return _adopted(state, found)
     cfg = _runtime.settings()
     prefix = f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}"
     result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
     labels = registry.labels(model=model, run=run.name, pipeline=state.obj["metadata"]["name"])
     for _attempt in range(_REGISTER_ATTEMPTS):
-        version = registry.next_version(existing)
+        version = registry.next_version(existing, last=state.status.last_version)
         mv_spec = registry.spec_from_result(
             model=model, version=version, result=result, dataset=spec.dataset_ref.name,
-            pipeline=state.obj["metadata"]["name"], run=run.name, image=image or cfg.trainer_image)
+            pipeline=state.obj["metadata"]["name"], run=run.name, image=image or cfg.trainer_image,
+            inputs_digest=run.inputs_digest)
         try:
             kube.create_object(MODEL_VERSION, namespace=namespace,
                                body=registry.manifest(namespace=namespace, spec=mv_spec, labels=labels))
@@ -625,10 +645,18 @@ def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, image: str)
             existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
             found = registry.find_by_run(existing, run.name)
             if found is not None:
-                return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+                return _adopted(state, found)
             continue
+        state.status.last_version = max(state.status.last_version, version)
         return model_version_name(model=model, version=version), mv_spec.report_uri
     raise ValueError(f"no free version number for {model} after {_REGISTER_ATTEMPTS} attempts")
+
+
+def _adopted(state: _Pass, found: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The version a run already registered (an earlier pass whose status write was lost)."""
+    spec = found.get("spec") or {}
+    state.status.last_version = max(state.status.last_version, int(spec.get("version") or 0))
+    return str(found["metadata"]["name"]), spec.get("reportUri")
 
 
 def _prune(state: _Pass, *, history_limit: int) -> None:
