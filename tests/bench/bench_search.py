@@ -2,8 +2,8 @@
 same trials in one process.
 
 Not a test. Generates churn-like data (tests/demo/churn.py, ``--rows`` rows), then runs the same
-random search (``--trials`` trials, default 16, of a random forest over n_estimators, max_depth
-and min_samples_leaf) two ways, ``--repeats`` times, alternating:
+random search (``--trials`` trials, default 16, of a random forest over n_estimators around
+``--trees``, max_depth and min_samples_leaf) two ways, ``--repeats`` times, alternating:
 
 * pods: ``loopwright-trial --index i`` for every trial, ``--parallelism`` (default 4) processes at
   a time: what the search's Indexed Job runs, each pod a fresh process that imports, reads the
@@ -17,7 +17,7 @@ found the same best trial with the same score. One thread per process (OMP_NUM_T
 the parallelism is the processes'; on a machine with fewer cores than ``--parallelism`` the pods
 queue for CPU, as pods queue on a small node.
 
-    .venv/bin/python tests/bench/bench_search.py [--rows 20000] [--trials 16] [--parallelism 4]
+    .venv/bin/python tests/bench/bench_search.py [--rows 20000] [--trials 16] [--parallelism 4] [--trees 40]
 
 Writes reports/bench-search.md and prints it.
 """
@@ -51,8 +51,14 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
 SCHEMA = {"label": {"name": "churned", "task": "classification"}, "columns": [
     {"name": "tenure_months", "type": "numeric"}, {"name": "monthly_charges", "type": "numeric"},
     {"name": "support_calls", "type": "numeric"}, {"name": "plan", "type": "categorical"}]}
-SPACE = {"n_estimators": {"values": [20, 40, 60]}, "max_depth": {"min": 3, "max": 14, "integer": True},
-         "min_samples_leaf": {"min": 1, "max": 20, "integer": True}}
+
+
+def space(trees: int) -> dict[str, Any]:
+    """A random forest's space: around ``trees`` trees (the knob for the cost of one fit)."""
+    return {"n_estimators": {"values": [trees // 2, trees, trees * 3 // 2]},
+            "max_depth": {"min": 3, "max": 14, "integer": True},
+            "min_samples_leaf": {"min": 1, "max": 20, "integer": True}}
+
 
 ONE_PROCESS = """
 import json, sys
@@ -112,12 +118,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--parallelism", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--trees", type=int, default=40, help="the middle n_estimators value (fit cost)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         path = Path(tmp) / "churn.csv"
         path.write_bytes(churn.csv_bytes(*churn.rows(args.rows, seed=1)))
         search = {"strategy": "random", "trials": args.trials, "parallelism": args.parallelism, "seed": 5,
-                  "space": SPACE}
+                  "space": space(args.trees)}
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         common = ["--dataset-uri", str(path), "--dataset-digest", digest, "--schema-json", json.dumps(SCHEMA),
                   "--estimator", "RandomForestClassifier", "--seed", "7", "--search-json", json.dumps(search)]
@@ -145,10 +152,11 @@ def _report(runs: dict[str, list[Timing]], *, args: argparse.Namespace, load: tu
         "# bench-search: trials as pods against one process",
         "",
         f"Command: `.venv/bin/python tests/bench/bench_search.py --rows {args.rows} --trials {args.trials} "
-        f"--parallelism {args.parallelism} --repeats {args.repeats}`",
+        f"--parallelism {args.parallelism} --repeats {args.repeats} --trees {args.trees}`",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}; "
         f"load average before {load[0][0]:.1f}, after {load[1][0]:.1f}.",
-        f"Search: random, {args.trials} trials of RandomForestClassifier over {json.dumps(SPACE)}, "
+        f"Search: random, {args.trials} trials of RandomForestClassifier over "
+        f"{json.dumps(space(args.trees))}, "
         f"{args.rows} rows (hold-out 0.2, validation 0.2 of the rest), one thread per process.",
         "",
         "| Way | Wall time (median) | Total CPU (median) | Best trial | Best accuracy |",

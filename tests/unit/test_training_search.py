@@ -98,3 +98,26 @@ def test_a_dimension_with_values_and_a_range_is_refused_by_the_model() -> None:
         Dimension.model_validate({"values": [1.0], "min": 0.1, "max": 1.0})
     with pytest.raises(ValidationError, match="either values or a min/max range"):
         Dimension.model_validate({})
+
+
+def test_progress_counts_done_failed_and_running_trials() -> None:
+    job = {"status": {"succeeded": 3, "failedIndexes": "1,4-5", "active": 2}}
+    assert search.progress(job, trials=8) == "searching: 3 of 8 trials done, 3 failed, 2 running"
+    assert search.progress({}, trials=2) == "searching: 0 of 2 trials done, 0 running"
+
+
+def test_the_search_a_job_runs_is_read_from_its_command() -> None:
+    job = {"spec": {"template": {"spec": {"containers": [
+        {"command": ["loopwright-trial", "--search-json", GRID.model_dump_json(by_alias=True)]}]}}}}
+    assert search.spec_of(job) == GRID
+    assert search.spec_of({"spec": {}}) is None
+
+
+def test_describe_names_the_best_trial_or_why_all_failed() -> None:
+    result = search.outcome(GRID, job="p-1-search", metric="accuracy", results={
+        0: {"phase": "Succeeded", "score": 0.5}, 3: {"phase": "Succeeded", "score": 0.75}})
+    assert result.best == 3
+    assert search.describe(result).startswith('best of 2/6 trials: #3 accuracy=0.75 {"C": 1.0')
+    none = search.outcome(GRID, job="p-1-search", metric="accuracy", results={})
+    assert none.best is None
+    assert search.describe(none).startswith("all 6 trials failed (trial 0: no result")

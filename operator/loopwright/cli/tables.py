@@ -111,7 +111,7 @@ def lineage(version: Obj, loop: Loop, now: datetime) -> list[Node]:
         node = Node(str(pipeline_name), "TrainingPipeline", *(views.ready(pipeline) if pipeline else
                                                                (Health.UNKNOWN, "deleted")),
                     views.created(pipeline, now) if pipeline else "",
-                    fmt.joined([dig(spec, "lineage", "estimator"),
+                    fmt.joined([dig(spec, "lineage", "estimator") or dig(spec, "lineage", "factory"),
                                 " ".join(f"{k}={v}" for k, v in sorted(params.items())) or None,
                                 f"seed {seed}" if seed is not None else None]))
         node.children, chain = [chain], node

@@ -114,7 +114,7 @@ def pipeline_node(pipeline: Obj, loop: Loop, datasets: Mapping[str, Obj], now: d
         health, word = Health.PROGRESS, "Training"
     triggers = spec.get("triggers") or {}
     info = fmt.joined([
-        dig(spec, "model", "estimator"), f"{status.get('runCount', 0)} runs",
+        dig(spec, "model", "estimator") or dig(spec, "model", "factory"), f"{status.get('runCount', 0)} runs",
         "suspended" if triggers.get("suspend") else None,
         f"schedule {triggers['schedule']}" if triggers.get("schedule") else None,
         f"next {fmt.age(now.isoformat(), fmt.parse_time(status['nextScheduledTime']) or now)}"

@@ -4,17 +4,20 @@ Reads exactly the dataset version it was given (the content digest must match
 ``--dataset-digest``), builds the preprocessing from the schema (numeric:
 median imputation and scaling; categorical: most-frequent imputation and
 one-hot encoding that ignores unseen values), fits the allow-listed estimator
-with the given params and seed, evaluates it on the hold-out, and writes under
+with the given params and seed (or, with ``--factory``, the team's own model:
+:mod:`loopwright.jobs.trainer.model`; its saved form must need no type beyond the
+built-in list and ``--trusted-type``), evaluates it on the hold-out, and writes under
 ``--output-prefix``: ``model.skops``, ``metrics.json``, ``profile.json`` (the
 training features and the hold-out predictions in frozen bins), for the estimators
 :mod:`loopwright.compiled` covers ``model.lwc`` (the compiled form the predictor serves
 without scikit-learn) and ``holdout.lwr`` (the hold-out rows, up to 50,000, that the
 verification Job checks it on), and ``result.json`` (sha256 of each file, metrics,
-library versions, params, seed, dataset digest, timings, row counts).
+library versions, params, seed, dataset digest, timings, row counts; after a search,
+``--search-json``: its trials, for the report).
 
 Exit codes (also in the one-line JSON summary and the termination message):
 0 success; 1 infrastructure or unexpected failure (retrying may help);
-2 bad parameters (estimator, params, metrics, schema); 3 bad data (digest
+2 bad parameters (estimator, factory, params, metrics, schema, undeclared types); 3 bad data (digest
 mismatch, unreadable, missing columns, nothing to train on).
 """
 
