@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from loopwright.api import names
 from loopwright.api._base import ApiModel
@@ -152,6 +152,23 @@ class Triggers(ApiModel):
 
     schedule: str | None = Field(default=None, max_length=128, pattern=CRON_PATTERN,
                                  description="Cron expression (5 fields, UTC) for scheduled runs.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str | None) -> str | None:
+        """The pattern only counts fields; croniter, which computes the slots, must understand them."""
+        if schedule is None:
+            return None
+        from croniter import croniter  # noqa: PLC0415 (the operator's dependency, not the plugin's)
+
+        try:
+            ok = (schedule.startswith("@") or len(schedule.split()) == 5) and croniter.is_valid(schedule)
+            croniter(schedule).get_next(float)
+        except Exception:
+            ok = False
+        if not ok:
+            raise ValueError(f"{schedule!r} is not a cron expression of 5 fields such as '0 3 * * *'")
+        return schedule
     on_new_data: bool = Field(default=True,
                               description="Start a run when the Dataset publishes a new validated version.")
     cooldown: Duration = Field(default="10m",

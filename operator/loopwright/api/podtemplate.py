@@ -9,6 +9,7 @@ Security Standard of every Loopwright pod is not something an overlay can weaken
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -129,6 +130,15 @@ class PodTemplate(ApiModel):
     def _affinity_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None and not set(value) <= {"nodeAffinity", "podAffinity", "podAntiAffinity"}:
             raise ValueError("affinity takes nodeAffinity, podAffinity and podAntiAffinity only")
+        return value
+
+    @field_validator("labels", "annotations", "node_selector")
+    @classmethod
+    def _keys(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        """Keys the API server accepts on a pod (the CRD cannot check map keys), none of the operator's."""
+        for key in value or {}:
+            if len(key) > 316 or re.match(_QUALIFIED_KEY, key) is None:
+                raise ValueError(f"{key!r} is not a label or annotation key such as example.com/team")
         return value
 
     @field_validator("labels", "annotations")
