@@ -49,3 +49,37 @@ def test_a_model_that_cannot_load_shows_in_the_status_with_one_event() -> None:
     deployment._model_loaded(fixed, obs, generation=4, now=now)
     assert next(c for c in fixed.status.conditions if c.type == "ModelLoaded").status == "True"
     assert fixed.events == []
+
+
+def test_a_child_the_api_server_refuses_makes_the_spec_invalid_once(monkeypatch: Any) -> None:
+    """A podTemplate value the CRD passes through (inside affinity) but the API server refuses on the
+    apps/v1 Deployment: InvalidSpec with the server's words (so Stalled), and no next round."""
+    import asyncio  # noqa: PLC0415
+
+    import kubernetes  # noqa: PLC0415
+
+    obj = {"apiVersion": "loopwright.dev/v1alpha1", "kind": "Deployment",
+           "metadata": {"name": "iris", "namespace": "ml", "uid": "u", "generation": 2,
+                        "resourceVersion": "7"},
+           "spec": {"model": "iris"}, "status": {}}
+    writes: list[dict[str, Any]] = []
+    refusal = kubernetes.client.ApiException(status=422, reason="Unprocessable Entity")
+    refusal.body = ('{"message": "Deployment.apps \\"iris-v1\\" is invalid: spec.template.spec.affinity.'
+                    'nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: '
+                    'Required value"}')
+
+    def converge(*_: Any) -> None:
+        raise refusal
+
+    spec = DeploymentSpec.model_validate(obj["spec"])
+    monkeypatch.setattr(deployment, "_read", lambda namespace, name: obj)
+    monkeypatch.setattr(deployment, "_observe", lambda o, s, st: deployment._Observed(
+        obj=o, spec=spec, status=st, versions={}, ready={}, targets=[], created={}, pods=[]))
+    monkeypatch.setattr(deployment, "_write_status", lambda o, status: writes.append(dict(status)))
+    monkeypatch.setattr(deployment, "_post_events", lambda o, events: None)
+    monkeypatch.setattr(deployment, "_converge", converge)
+    assert asyncio.run(deployment._reconcile(namespace="ml", name="iris")) is None
+    conditions = {c["type"]: c for c in writes[-1]["conditions"]}
+    assert (conditions["Ready"]["reason"], conditions["Stalled"]["status"]) == ("InvalidSpec", "True")
+    assert "nodeSelectorTerms: Required value" in conditions["Stalled"]["message"]
+    assert writes[-1]["phase"] == "Failed"

@@ -415,7 +415,18 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
             return CONFLICT_RETRY
     # Events belong to the decision just recorded, so they go out before the cluster converges.
     await asyncio.to_thread(_post_events, obj, plan.events)
-    await asyncio.to_thread(_converge, obs, plan)
+    try:
+        await asyncio.to_thread(_converge, obs, plan)
+    except kubernetes.client.ApiException as exc:
+        if exc.status != HTTPStatus.UNPROCESSABLE_ENTITY:
+            raise
+        # The API server refused a child built from this spec (a podTemplate value the CRD cannot
+        # check, inside affinity say): unusable until the spec changes, which brings a new round.
+        fresh = await asyncio.to_thread(_read, namespace, name)
+        if fresh is not None:
+            message = f"spec: the API server refused a child built from it: {kube.api_message(exc)}"
+            await asyncio.to_thread(_publish_invalid, fresh, message[:4096])
+        return None
     return plan.wake_in
 
 
