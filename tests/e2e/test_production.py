@@ -129,6 +129,22 @@ def test_every_pod_is_sized_placed_and_restricted_under_a_compute_quota(
     kstatus_seen = kstatus.compute(lw.get(kube, namespace, "deployments", "quota"))
     assert kstatus_seen.status == kstatus.CURRENT, kstatus_seen
 
+    # An affinity the CRD admits (it is passed through) but the API server refuses on the child:
+    # InvalidSpec naming what the API server said, Stalled, and no retry until the spec changes.
+    _create(kube, namespace, "deployments", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": "misplaced"},
+        "spec": {"model": "quota", "version": 1, "podTemplate": {"affinity": {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}}}})
+    def stalled() -> dict[str, Any] | None:
+        found = lw.condition(lw.get(kube, namespace, "deployments", "misplaced"), "Stalled")
+        return found if found and found["status"] == "True" else None
+
+    refused = kube.wait(stalled, timeout=60, what="the refused child reported")
+    print(f"refused child: {refused}")
+    assert refused["reason"] == "InvalidSpec"
+    assert "nodeSelectorTerms" in refused["message"]
+    assert kstatus.compute(lw.get(kube, namespace, "deployments", "misplaced")).status == kstatus.FAILED
+
 
 def _state(kube: Kube, namespace: str, name: str) -> tuple[str, str, dict[str, str]]:
     obj = lw.get(kube, namespace, "deployments", name)

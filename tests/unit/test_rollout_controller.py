@@ -20,7 +20,7 @@ from loopwright.core.rollout import canary
 from loopwright.operator.controllers import deployment
 from loopwright.operator.controllers.deployment import converge
 from loopwright.operator.controllers.deployment.observe import Observed
-from loopwright.operator.runtime.client import EVENTS, SERVICES, WORKLOADS, resource
+from loopwright.operator.runtime.client import EVENTS, SERVICES, WORKLOADS, ApiError, resource
 
 MLD, MV = resource(DEPLOYMENT), resource(MODEL_VERSION)
 SHA = "a" * 64
@@ -153,3 +153,20 @@ def test_a_deleted_workload_or_service_wakes_its_deployment_at_once(monkeypatch:
     asyncio.run(deployment.child_event(type="DELETED", namespace="ns",
                                        labels={"loopwright.dev/deployment": "unknown"}))
     assert woken == [("ns", "iris")]
+
+
+def test_a_child_the_api_server_refuses_makes_the_spec_invalid_once() -> None:
+    """A podTemplate value the CRD passes through (inside affinity) but the API server refuses on the
+    apps/v1 Deployment: InvalidSpec with the server's words (so Stalled), and no next round."""
+    api = FakeApi()
+    _version(api, 1)
+    api.add(MLD, {"metadata": {"name": "iris"}, "spec": {"model": "iris", "version": "latest"}})
+    api.refuse("APPLY", "deployments", ApiError(422, "Invalid", 'Deployment.apps "iris-v1" is invalid: '
+                                                "spec.template.spec.affinity.nodeAffinity."
+                                                "requiredDuringSchedulingIgnoredDuringExecution."
+                                                "nodeSelectorTerms: Required value"))
+    result = api.run(deployment.Deployments().reconcile(api.context(), (NS, "iris")))
+    assert result.requeue_after is None
+    conditions = {c["type"]: c for c in (api.obj(MLD, "iris") or {})["status"]["conditions"]}
+    assert (conditions["Ready"]["reason"], conditions["Stalled"]["status"]) == ("InvalidSpec", "True")
+    assert "nodeSelectorTerms: Required value" in conditions["Stalled"]["message"]

@@ -37,6 +37,12 @@ _QUANTITY_PATTERN = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 
+def _duration(text: str) -> str:
+    """The pattern admits ``99999999999h``, which no clock can add: the operator needs a usable span."""
+    parse_duration(text)
+    return text
+
+
 Duration = Annotated[
     str,
     Field(
@@ -44,12 +50,15 @@ Duration = Annotated[
         max_length=32,
         examples=["30s", "5m", "1h30m"],
     ),
+    AfterValidator(_duration),
 ]
-"""A Go-style duration such as ``90s`` or ``1h30m`` (units ms, s, m, h)."""
+"""A Go-style duration such as ``90s`` or ``1h30m`` (units ms, s, m, h), at most 366 days."""
 
 def _quantity(value: int | str) -> int | str:
     if isinstance(value, str) and re.match(_QUANTITY_PATTERN, value) is None:
         raise ValueError(f"{value!r} is not a resource quantity such as 500m, 2 or 1Gi")
+    if str(value).startswith("-"):
+        raise ValueError(f"{value!r}: a resource quantity cannot be negative")
     return value
 
 

@@ -77,11 +77,18 @@ LOOP: tuple[KindName, ...] = (DATASET, TRAINING_PIPELINE, MODEL_VERSION, DEPLOYM
 ALL: tuple[KindName, ...] = (*LOOP, ANALYSIS_TEMPLATE)
 
 
+MAX_DURATION = timedelta(days=366)
+"""The longest duration any field takes: the pattern alone admits spans no clock can add."""
+
+
 def parse_duration(text: str) -> timedelta:
-    """Turn ``1h30m`` into a timedelta; raises ValueError for anything else."""
+    """Turn ``1h30m`` into a timedelta; raises ValueError for anything else, or above 366 days."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"invalid duration {text!r}: expected e.g. 30s, 5m, 1h30m")
-    return sum(
-        (int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)),
-        timedelta(),
-    )
+    try:
+        span = sum((int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)), timedelta())
+    except OverflowError:
+        span = timedelta.max
+    if span > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is longer than 366 days (8784h)")
+    return span

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from loopwright.api import names
 from loopwright.api._base import ApiModel
@@ -210,6 +210,23 @@ class Triggers(ApiModel):
         description="Like a CronJob's startingDeadlineSeconds: a scheduled time missed by more than "
                     "this (operator down, a run in progress) is skipped instead of run late. Empty: "
                     "a missed time runs once, as soon as possible.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str | None) -> str | None:
+        """The pattern only counts fields; croniter, which computes the slots, must understand them."""
+        if schedule is None:
+            return None
+        from croniter import croniter  # noqa: PLC0415 (the operator's dependency, not the plugin's)
+
+        try:
+            ok = (schedule.startswith("@") or len(schedule.split()) == 5) and croniter.is_valid(schedule)
+            croniter(schedule).get_next(float)
+        except Exception:
+            ok = False
+        if not ok:
+            raise ValueError(f"{schedule!r} is not a cron expression of 5 fields such as '0 3 * * *'")
+        return schedule
     on_new_data: bool = Field(default=True,
                               description="Start a run when the Dataset publishes a new validated version.")
     cooldown: Duration = Field(default="10m",

@@ -9,6 +9,7 @@ Security Standard of every Loopwright pod is not something an overlay can weaken
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -130,6 +131,15 @@ class PodTemplate(ApiModel):
         default=None, max_length=MAX_ENTRIES, description="Extra pod annotations (not under loopwright.dev/ "
                                                           "or app.kubernetes.io/).",
         json_schema_extra=rules(_RESERVED_RULE))
+
+    @field_validator("labels", "annotations", "node_selector")
+    @classmethod
+    def _keys(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        """Keys the API server accepts on a pod (the CRD cannot check map keys), none of the operator's."""
+        for key in value or {}:
+            if len(key) > 316 or re.match(_QUALIFIED_KEY, key) is None:
+                raise ValueError(f"{key!r} is not a label or annotation key such as example.com/team")
+        return value
 
     @field_validator("labels", "annotations")
     @classmethod

@@ -18,6 +18,7 @@ Deployment (or its namespace) never waits for the operator.
 from __future__ import annotations
 
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 import kopf
@@ -35,7 +36,7 @@ from loopwright.operator.builders import predictor as build
 from loopwright.operator.controllers._common import now, parse_spec
 from loopwright.operator.controllers.deployment import analysis, converge
 from loopwright.operator.controllers.deployment.observe import Observed, observe, target
-from loopwright.operator.runtime.client import resource
+from loopwright.operator.runtime.client import ApiError, resource
 from loopwright.operator.runtime.controller import MANAGER, Context, Key
 from loopwright.operator.runtime.queue import Result
 from loopwright.operator.runtime.status import Conflict, Decision
@@ -78,7 +79,19 @@ class Deployments:
         # Events belong to the decision just recorded, so they go out before the cluster converges.
         for event in plan.events:
             await ctx.events.record(obj, type_=event.type, reason=event.reason, message=event.message)
-        await converge.converge(ctx, obs, plan)
+        try:
+            await converge.converge(ctx, obs, plan)
+        except ApiError as exc:
+            if not exc.is_(HTTPStatus.UNPROCESSABLE_ENTITY):
+                raise
+            # The API server refused a child built from this spec (a podTemplate value the CRD cannot
+            # check, inside affinity say): unusable until the spec changes, which brings a new round.
+            message = f"spec: the API server refused a child built from it: {exc.message}"
+            fresh = await ctx.api.get(RES, *key)
+            if fresh is not None:
+                await ctx.status.write(RES, fresh, Decision(verdicts=[Verdict(
+                    type=READY, status=False, reason=reasons.INVALID_SPEC, message=message[:4096])]))
+            return Result()
         return Result(requeue_after=plan.wake_in)
 
 
