@@ -322,7 +322,7 @@ def test_the_tree_tells_what_the_retrain_waits_for_and_what_is_queued() -> None:
                            "settledTime": "2025-03-04T11:59:00Z"}}
     assert views.retrain_info(settled, NOW) == "retrain Drift NoNewData 60s ago"
     assert views.retrain_info({"lastRetrainTrigger": "Drift", "lastRetrainTime": "2025-03-04T11:00:00Z"},
-                              NOW) == "retrain Drift 1h ago"
+                              NOW) == "retrain Drift 60m ago"
     assert views.retrain_info({}, NOW) is None
     deployment = {"metadata": {"name": "churn"}, "spec": {"rollout": {"steps": [{"weight": 50}]}},
                   "status": {"phase": "Progressing", "stable": {"version": 1},
