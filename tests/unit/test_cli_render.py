@@ -312,3 +312,19 @@ def test_retrain_picks_the_pipeline_of_the_production_version():
     assert "churn-v3 in production" in why
     with pytest.raises(CliError, match="no TrainingPipeline trains model 'x'"):
         actions.retrain_target([], None, model="x")
+
+
+def test_the_tree_tells_what_the_retrain_waits_for_and_what_is_queued() -> None:
+    flying = {"retrain": {"trigger": "Drift", "phase": "AwaitingRollout",
+                          "requestedTime": "2025-03-04T11:58:00Z"}}
+    assert views.retrain_info(flying, NOW) == "retrain Drift AwaitingRollout 2m ago"
+    settled = {"retrain": {"trigger": "Drift", "phase": "Settled", "outcome": "NoNewData",
+                           "settledTime": "2025-03-04T11:59:00Z"}}
+    assert views.retrain_info(settled, NOW) == "retrain Drift NoNewData 60s ago"
+    assert views.retrain_info({"lastRetrainTrigger": "Drift", "lastRetrainTime": "2025-03-04T11:00:00Z"},
+                              NOW) == "retrain Drift 60m ago"
+    assert views.retrain_info({}, NOW) is None
+    deployment = {"metadata": {"name": "churn"}, "spec": {"rollout": {"steps": [{"weight": 50}]}},
+                  "status": {"phase": "Progressing", "stable": {"version": 1},
+                             "canary": {"version": 2, "step": 0, "weight": 50}, "queued": {"version": 3}}}
+    assert "v3 queued" in views.deployment_node(deployment, [], NOW).info

@@ -18,7 +18,6 @@ MAX_LINES = 400
 
 OVERSIZED = {
     "compiled/program.py": 401,
-    "core/rollout/canary.py": 655,
 }
 """Modules over the limit when the limit came (issue 13), at most this long: the list only shrinks."""
 

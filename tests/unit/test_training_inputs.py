@@ -86,3 +86,18 @@ def test_only_drift_and_performance_runs_need_something_new() -> None:
     assert (ended.phase, ended.reason, ended.completion_time) == (RunPhase.SKIPPED, "NoNewData", now)
     assert ended.message is not None
     assert ended.message.startswith("no new data since version 2 (m-v2 ")
+
+
+def test_the_factory_image_and_search_count_but_not_the_trials_at_once() -> None:
+    def digest(**extra: Any) -> str:
+        return inputs.digest(dataset_version=DATA, spec=_spec(**extra), schema=SCHEMA)
+
+    search = {"strategy": "random", "trials": 8, "space": {"C": {"min": 0.01, "max": 10.0, "log": True}}}
+    base = digest(search=search)
+    assert digest(search={**search, "parallelism": 1}) == base
+    assert digest(search={**search, "trials": 16}) != base
+    assert digest(search={**search, "seed": 3}) != base
+    assert digest() != base
+    image = {"name": "m", "factory": "mylib.models:make", "image": "registry.example/train:1", "params": {}}
+    assert inputs.digest(dataset_version=DATA, spec=_spec(model=image), schema=SCHEMA) != inputs.digest(
+        dataset_version=DATA, spec=_spec(model={**image, "image": "registry.example/train:2"}), schema=SCHEMA)

@@ -188,6 +188,7 @@ def deployment_node(deployment: Obj, policies: list[Obj], now: datetime) -> Node
         f"canary v{canary['version']} step {canary.get('step', 0) + 1}/{len(steps)} weight "
         f"{canary.get('weight', 0)}%" if canary.get("version") else None,
         "paused" if dig(spec, "rollout", "paused") else None,
+        f"v{dig(status, 'queued', 'version')} queued" if dig(status, "queued", "version") else None,
         f"last v{history[0].get('version')} {history[0].get('event')} {fmt.ago(history[0].get('time'), now)}"
         if history and not canary else None,
         None if phase != "Failed" else str((fmt.condition(deployment, "Ready") or {}).get("message") or ""),
@@ -289,8 +290,7 @@ def policy_node(policy: Obj, now: datetime, *, limit: int | None = FEATURE_ROWS)
         f"{status.get('consecutive', 0)}/{spec.get('consecutive', 2)} checks",
         f"{fmt.number(status.get('samples'))} samples" if status.get("samples") is not None else None,
         f"checked {fmt.ago(status.get('lastCheckTime'), now)}",
-        f"retrain {status['lastRetrainTrigger']} {fmt.ago(status.get('lastRetrainTime'), now)}"
-        if status.get("lastRetrainTrigger") else None,
+        retrain_info(status, now),
         None if health != Health.BAD or word not in ("", "InvalidSpec", "NotServing") else
         str((fmt.condition(policy, "Ready") or {}).get("message") or ""),
     ])
@@ -313,6 +313,19 @@ def policy_node(policy: Obj, now: datetime, *, limit: int | None = FEATURE_ROWS)
     if performance:
         node.children.append(performance_node(performance, spec))
     return node
+
+
+def retrain_info(status: Mapping[str, Any], now: datetime) -> str | None:
+    """The policy's retrain: what it waits for, or how the last one ended."""
+    retrain = status.get("retrain") or {}
+    trigger = retrain.get("trigger")
+    if retrain.get("phase") and retrain.get("phase") != "Settled":
+        return f"retrain {trigger} {retrain['phase']} {fmt.ago(retrain.get('requestedTime'), now)}"
+    if retrain.get("outcome"):
+        return f"retrain {trigger} {retrain['outcome']} {fmt.ago(retrain.get('settledTime'), now)}"
+    if status.get("lastRetrainTrigger"):
+        return f"retrain {status['lastRetrainTrigger']} {fmt.ago(status.get('lastRetrainTime'), now)}"
+    return None
 
 
 def performance_node(perf: Mapping[str, Any], spec: Mapping[str, Any]) -> Node:

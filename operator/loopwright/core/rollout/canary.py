@@ -11,212 +11,39 @@ Promoting (the canary is scaled to full size before the switch), RolledBack (the
 canary was rejected; stable serves), Failed (nothing can be served).
 
 A step advances when its weight is reached, its pause has elapsed and a check run
-after the pause passed; only failed checks count towards ``failureLimit``.
+after the pause passed; only failed checks count towards ``failureLimit``. A newer
+version arriving during a canary is queued behind it (:mod:`.queue`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
-
-from loopwright.api.common import Condition, ConditionStatus, parse_duration
+from loopwright.api.common import parse_duration
 from loopwright.api.deployment import (
-    LATEST,
-    AnalysisResult,
     AnalysisStatus,
     CanaryStatus,
     DeploymentPhase,
-    DeploymentSpec,
-    DeploymentStatus,
-    PodWindow,
     QueuedStatus,
     RolloutEvent,
     StableStatus,
     Verdict,
 )
-from loopwright.api.modelversion import ModelPhase
-from loopwright.core import conditions
 from loopwright.core.conditions import Event
 from loopwright.core.rollout import queue, traffic
+from loopwright.core.rollout.readout import merge, unservable, verdicts
+from loopwright.core.rollout.target import Target, VersionInfo, resolve
+from loopwright.core.rollout.timing import IDLE_SECONDS, check_due, needs_scrape, wake_in
+from loopwright.core.rollout.world import Check, Outcome, Plan, Workload, World
 
-PROGRESSING = "Progressing"
-DEGRADED = "Degraded"
+__all__ = ["Check", "Outcome", "Plan", "Target", "VersionInfo", "Workload", "World", "check_due",
+           "needs_scrape", "plan", "resolve"]
+"""The planner, and what the controller uses with it from .world, .target and .timing."""
+
 HISTORY_LIMIT = 20
-IDLE_SECONDS = 30.0
-BUSY_SECONDS = 2.0
-
-
-class Outcome(StrEnum):
-    """What a finished rollout is recorded as in ``status.history``."""
-
-    DEPLOYED = "Deployed"
-    PROMOTED = "Promoted"
-    ROLLED_BACK = "RolledBack"
-    ABORTED = "Aborted"
-    SUPERSEDED = "Superseded"
-
-
-@dataclass(frozen=True, kw_only=True)
-class VersionInfo:
-    """One ModelVersion of the model, as far as the rollout cares."""
-
-    version: int
-    name: str
-    phase: ModelPhase | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """The version the spec asks to serve, or why there is none (``version`` None)."""
-
-    version: int | None
-    name: str = ""
-    problem: str = ""
-    permanent: bool = False
-    """Waiting cannot help (e.g. the pinned version was rejected by validation)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Check:
-    """An analysis check the controller ran because :func:`check_due` said so."""
-
-    results: list[AnalysisResult]
-    verdict: Verdict
-
-
-@dataclass(frozen=True, kw_only=True)
-class World:
-    """Everything :func:`plan` needs, observed by the controller."""
-
-    now: datetime
-    generation: int
-    spec: DeploymentSpec
-    status: DeploymentStatus
-    target: Target
-    ready: Mapping[int, int]
-    """Ready predictor pods per version."""
-    window: Sequence[PodWindow] | None = None
-    """The analysis window after this round's scrape (None: nothing scraped)."""
-    check: Check | None = None
-    route_weight: int | None = None
-    """gatewayAPI mode: the canary percentage of an accepted HTTPRoute (None: not accepted)."""
-    gateway: bool = False
-    """Weights are HTTPRoute weights (gatewayAPI mode and the cluster serves HTTPRoutes)."""
-    traffic_problem: str | None = None
-    """Why the traffic mode asked for cannot be honoured (published as Degraded)."""
-    servable: frozenset[int] | None = None
-    """The model's Validated versions (None: not observed)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Workload:
-    """One apps/v1 Deployment to keep, with its replicas (versions not listed are deleted)."""
-
-    version: int
-    model_version: str
-    replicas: int
-
-
-@dataclass(kw_only=True)
-class Plan:
-    """What the controller must make true."""
-
-    status: DeploymentStatus
-    workloads: list[Workload] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    alias: tuple[str | None, str] | None = None
-    """Move the production alias: (previous ModelVersion or None, new ModelVersion)."""
-    registry: list[tuple[str, str, str]] = field(default_factory=list)
-    """(ModelVersion, Canary|Promoted|RolledBack|Retired, message) for its deployment history."""
-    route: list[tuple[int, int]] | None = None
-    """gatewayAPI mode: (version, weight) backends of the HTTPRoute."""
-    wake_in: float = IDLE_SECONDS
-    """Seconds until something is due (a check, a pause's end) or worth re-observing."""
-
-
-def resolve(
-    *, spec: DeploymentSpec, status: DeploymentStatus, generation: int, versions: Sequence[VersionInfo]
-) -> Target:
-    """Which version the spec asks for: the pinned one, or the newest Validated one not rejected here.
-
-    ``spec.rollout.abort`` excludes its version. A pinned version rejected here is
-    retried only once the spec changed after the rejection.
-    """
-    aborted = spec.rollout.abort.version if spec.rollout.abort else None
-    rejected = set(status.rejected_versions)
-    if spec.version == LATEST:
-        candidates = [
-            v
-            for v in versions
-            if v.phase == ModelPhase.VALIDATED and v.version not in rejected and v.version != aborted
-        ]
-        if not candidates:
-            skipped = sorted(v.version for v in versions if v.phase == ModelPhase.VALIDATED)
-            why = f" (validated but rejected or aborted here: {skipped})" if skipped else ""
-            return Target(
-                version=None, problem=f"no Validated ModelVersion of model {spec.model!r} to serve{why}"
-            )
-        best = max(candidates, key=lambda v: v.version)
-        return Target(version=best.version, name=best.name)
-    pinned = int(spec.version)
-    found = next((v for v in versions if v.version == pinned), None)
-    if found is None:
-        return Target(
-            version=None, problem=f"ModelVersion {spec.model} version {pinned} does not exist (yet)"
-        )
-    if found.phase in (ModelPhase.REJECTED, ModelPhase.FAILED):
-        return Target(
-            version=None,
-            permanent=True,
-            problem=f"ModelVersion {found.name} is {found.phase}: it cannot be served",
-        )
-    if found.phase != ModelPhase.VALIDATED:
-        return Target(version=None, problem=f"ModelVersion {found.name} is not Validated yet")
-    if pinned == aborted:
-        return Target(version=None, problem=f"version {pinned} is aborted by spec.rollout.abort")
-    if pinned in rejected and generation <= (status.rejected_generation or 0):
-        return Target(
-            version=None, problem=f"version {pinned} was rolled back here; change the spec to retry it"
-        )
-    return Target(version=pinned, name=found.name)
-
-
-def check_due(*, spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
-    """Whether an analysis check should run now (a canary is being judged and an interval passed)."""
-    canary, analysis = status.canary, status.analysis
-    if canary is None or status.phase == DeploymentPhase.PROMOTING or analysis is None:
-        return False
-    start = analysis.window_start or canary.step_start_time
-    if start is None:
-        return False
-    last = analysis.last_time if analysis.last_time is not None and analysis.last_time >= start else start
-    return now >= last + _interval(spec)
-
-
-def needs_scrape(*, spec: DeploymentSpec, status: DeploymentStatus, now: datetime) -> bool:
-    """A check is due, or the window has no baseline yet (a step just began)."""
-    canary, analysis = status.canary, status.analysis
-    if canary is None or status.phase == DeploymentPhase.PROMOTING or analysis is None:
-        return False
-    return not analysis.pods or check_due(spec=spec, status=status, now=now)
 
 
 def plan(world: World) -> Plan:
     """The next status, the workloads to converge to, the events to post."""
     return _Planner(world).run()
-
-
-def _interval(spec: DeploymentSpec) -> timedelta:
-    return parse_duration(spec.rollout.analysis.interval)
-
-
-def _merge(
-    current: Sequence[Condition], verdicts: Sequence[conditions.Verdict], *, generation: int, now: datetime
-) -> list[Condition]:
-    wire = conditions.merge([c.to_wire() for c in current], verdicts, generation=generation, now=now)
-    return [Condition.model_validate(c) for c in wire]
 
 
 class _Planner:
@@ -274,28 +101,9 @@ class _Planner:
     def nothing_to_serve(self) -> Plan:
         target = self.w.target
         self.status.phase = DeploymentPhase.FAILED if target.permanent else DeploymentPhase.PENDING
-        self.status.conditions = _merge(
-            self.status.conditions,
-            [
-                conditions.Verdict(
-                    type=conditions.READY,
-                    status=False,
-                    reason="NotServable" if target.permanent else "NoVersion",
-                    message=target.problem,
-                ),
-                conditions.Verdict(
-                    type=PROGRESSING, status=False, reason="NoVersion", message=target.problem
-                ),
-                conditions.Verdict(
-                    type=DEGRADED,
-                    status=target.permanent,
-                    reason="NotServable" if target.permanent else "NoVersion",
-                    message=target.problem,
-                ),
-            ],
-            generation=self.w.generation,
-            now=self.w.now,
-        )
+        self.status.conditions = merge(self.status.conditions,
+                                       unservable(target.problem, permanent=target.permanent),
+                                       generation=self.w.generation, now=self.w.now)
         self.status.observed_generation = self.w.generation
         self.plan.wake_in = IDLE_SECONDS
         return self.plan
@@ -559,97 +367,8 @@ class _Planner:
                 ),
             ]
         stable.ready_replicas = stable_ready
-        status.conditions = _merge(
-            status.conditions, self.verdicts(), generation=self.w.generation, now=self.w.now
-        )
+        published = verdicts(spec=self.spec, status=status, target_problem=self.w.target.problem,
+                             traffic_problem=self.w.traffic_problem)
+        status.conditions = merge(status.conditions, published, generation=self.w.generation, now=self.w.now)
         status.observed_generation = self.w.generation
-        self.plan.wake_in = self.wake_in()
-
-    def verdicts(self) -> list[conditions.Verdict]:
-        status, stable, canary = self.status, self.status.stable, self.status.canary
-        assert stable is not None
-        ready = stable.ready_replicas
-        wanted = stable.replicas
-        serving = ready > 0 or wanted == 0
-        out = [
-            conditions.Verdict(
-                type=conditions.READY,
-                status=serving,
-                reason="Serving" if serving else "Unavailable",
-                message=f"version {stable.version}: {ready}/{wanted} pods ready",
-            )
-        ]
-        if canary is not None:
-            analysis = status.analysis
-            detail = ""
-            if analysis is not None and analysis.verdict is not None:
-                detail = f"; last check {analysis.verdict}: " + "; ".join(
-                    f"{r.metric} {r.verdict}" for r in analysis.results
-                )
-            reasons = {DeploymentPhase.PROMOTING: "Promoting", DeploymentPhase.PAUSED: self.paused_reason()}
-            reason = reasons.get(status.phase or DeploymentPhase.PROGRESSING, "CanaryStep")
-            steps = len(self.spec.rollout.steps)
-            out.append(
-                conditions.Verdict(
-                    type=PROGRESSING,
-                    status=True,
-                    reason=reason,
-                    message=f"version {canary.version} at step {canary.step + 1}/{steps}"
-                    f", weight {canary.weight}% (desired {canary.desired_weight}%){detail}",
-                )
-            )
-        else:
-            reason = "Paused" if status.phase == DeploymentPhase.PAUSED else "NoCanary"
-            message = self.w.target.problem or f"version {stable.version} is the newest to serve"
-            out.append(conditions.Verdict(type=PROGRESSING, status=False, reason=reason, message=message))
-        if status.phase == DeploymentPhase.ROLLED_BACK and status.history:
-            last = status.history[0]
-            out.append(
-                conditions.Verdict(
-                    type=DEGRADED,
-                    status=True,
-                    reason=str(last.event),
-                    message=f"version {last.version}: {last.message}",
-                )
-            )
-        elif ready < wanted:
-            out.append(
-                conditions.Verdict(
-                    type=DEGRADED,
-                    status=True,
-                    reason="Unavailable",
-                    message=f"stable version {stable.version}: {ready}/{wanted} pods ready",
-                )
-            )
-        elif self.w.traffic_problem:
-            out.append(
-                conditions.Verdict(
-                    type=DEGRADED, status=True, reason="GatewayAPIUnavailable", message=self.w.traffic_problem
-                )
-            )
-        else:
-            out.append(conditions.Verdict(type=DEGRADED, status=ConditionStatus.FALSE, reason="AsExpected"))
-        return out
-
-    def paused_reason(self) -> str:
-        # Paused without spec.rollout.paused: a step without pause, or the last step passed
-        # with autoPromote off; either way spec.rollout.promote moves it on.
-        return "PausedBySpec" if self.spec.rollout.paused else "WaitingForPromotion"
-
-    def wake_in(self) -> float:
-        status, canary = self.status, self.status.canary
-        stable = status.stable
-        assert stable is not None
-        if canary is None:
-            return BUSY_SECONDS if stable.ready_replicas < stable.replicas else IDLE_SECONDS
-        if status.phase == DeploymentPhase.PROMOTING or canary.ready_replicas < canary.replicas:
-            return min(BUSY_SECONDS, _interval(self.spec).total_seconds())
-        analysis = status.analysis
-        start = analysis.window_start if analysis is not None and analysis.window_start else self.w.now
-        last = start
-        if analysis is not None and analysis.last_time is not None and analysis.last_time >= start:
-            last = analysis.last_time
-        due = (last + _interval(self.spec) - self.w.now).total_seconds()
-        if analysis is not None and not analysis.pods:
-            due = 0.0
-        return max(0.2, min(due, IDLE_SECONDS))
+        self.plan.wake_in = wake_in(spec=self.spec, status=self.status, now=self.w.now)

@@ -7,7 +7,8 @@ the ModelVersion it registers. A run started by drift or by a drop in performanc
 equals an existing version's would train that same model again: it ends at once, phase Skipped,
 reason NoNewData, and registers nothing. What is missing then is new labelled data (captured traffic
 with feedback labels, or a new Dataset version), and the run's message says so. Runs asked for by a
-person or a schedule still train: they are asked for explicitly. """
+person or a schedule still train: they are asked for explicitly.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ NEEDS_DATA = ("retraining needs new labelled data: captured requests with feedba
 
 def digest(*, dataset_version: str, spec: TrainingPipelineSpec, schema: Mapping[str, Any] | None) -> str:
     """``sha256:<hex>`` over the canonical JSON of everything that decides the trained model."""
+    model = {k: v for k, v in spec.model.to_wire().items() if k != "name"}  # the registry name fits nothing
     payload = {
         "dataset": dataset_version,
-        "estimator": spec.model.estimator,
-        "params": spec.model.params,
+        "model": model,
+        "search": ({k: v for k, v in spec.search.to_wire().items() if k != "parallelism"}
+                   if spec.search is not None else None),  # how many trials at once fits nothing either
         "split": spec.split.to_wire(),
         "schema": schema or {},
     }
