@@ -315,8 +315,6 @@ CASES: list[CelCase] = [
             False),
     CelCase("TrainingPipeline", "a space key that is no parameter name",
             _with(SEARCH_PIPELINE, "spec.search.space", {"C-1": {"values": [1]}}), False),
-    CelCase("TrainingPipeline", "a dimension with values and a range",
-            _with(SEARCH_PIPELINE, "spec.search.space.C.values", [1.0]), False),
     CelCase("TrainingPipeline", "a range without max",
             _with(SEARCH_PIPELINE, "spec.search.space.C", {"min": 0.1}), False),
     CelCase("TrainingPipeline", "an integer range",
@@ -379,6 +377,22 @@ CASES: list[CelCase] = [
     # Deployment
     CelCase("Deployment", "the reference deployment", DEPLOYMENT, True),
     CelCase("Deployment", "defaults only", _manifest("Deployment", "d", {"model": "churn"}), True),
+    CelCase("Deployment", "a pod template overlay", _with(DEPLOYMENT, "spec.podTemplate", {
+        "nodeSelector": {"pool": "inference"}, "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone"}],
+        "serviceAccountName": "predictor", "imagePullSecrets": [{"name": "registry"}],
+        "priorityClassName": "high", "resources": {"requests": {"cpu": "1"}},
+        "labels": {"team": "fraud"}, "annotations": {"example.com/owner": "ml"}}), True),
+    CelCase("Deployment", "a pod template label under loopwright.dev/",
+            _with(DEPLOYMENT, "spec.podTemplate", {"labels": {"loopwright.dev/deployment": "other"}}), False),
+    CelCase("Deployment", "a pod template annotation under app.kubernetes.io/",
+            _with(DEPLOYMENT, "spec.podTemplate", {"annotations": {"app.kubernetes.io/name": "x"}}), False),
+    CelCase("Deployment", "a pod template affinity with a securityContext smuggled in",
+            _with(DEPLOYMENT, "spec.podTemplate", {"affinity": {"securityContext": {"privileged": True}}}),
+            False),
+    CelCase("Deployment", "a pod template with a securityContext",
+            _with(DEPLOYMENT, "spec.podTemplate", {"securityContext": {"runAsUser": 0}}), False),
     CelCase("Deployment", "a pinned integer version", _with(DEPLOYMENT, "spec.version", 3), True),
     CelCase("Deployment", "a pinned version as a string", _with(DEPLOYMENT, "spec.version", "12"), True),
     CelCase("Deployment", "version 0", _with(DEPLOYMENT, "spec.version", 0), False),
@@ -595,6 +609,22 @@ CASES: list[CelCase] = [
     ),
     # DriftPolicy
     CelCase("DriftPolicy", "the reference policy", DRIFT_POLICY, True),
+    *(CelCase("DriftPolicy", f"a webhook to {url}",
+              _with(DRIFT_POLICY, "spec.actions.webhook", {"url": url}), ok)
+      for url, ok in [
+          ("http://169.254.169.254/latest/meta-data/", False),
+          ("http://[fd00:ec2::254]/", False),
+          ("http://METADATA.google.internal/computeMetadata/v1/", False),
+          ("http://metadata/", False),
+          ("http://user@169.254.170.2/v2/credentials", False),
+          ("http://[fe80::1]:80/", False),
+          ("https://hooks.example.com/loopwright", True),
+          ("http://metadata.example.com/hook", True),
+          ("http://10.0.0.5:8080/hook", True),
+      ]),
+    CelCase("Deployment", "a Prometheus check at the metadata address", _with(
+        DEPLOYMENT, "spec.rollout.analysis", {"metrics": {"prometheus": [
+            {"name": "up", "address": "http://169.254.169.254:9090", "query": "up", "min": 1}]}}), False),
     CelCase(
         "DriftPolicy",
         "a window shorter than the interval",

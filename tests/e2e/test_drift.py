@@ -22,12 +22,14 @@ import pytest
 
 from conftest import S3, Crd, Kube
 from e2e.drift_support import (
+    FEEDBACK,
     GROUP,
     VERSION,
     Traffic,
     condition,
     csv_bytes,
     event_reasons,
+    feedback_secret,
     forward_pods,
     get,
     host_env,
@@ -115,12 +117,13 @@ def test_drift_policy_detects_acts_and_resets_on_promotion(
         "token": base64.b64encode(b"hook-token\n").decode()}})
     operator.allow_secrets()  # the webhook's token: the README's per-namespace opt-in
     hook_url = start_webhook_receiver(kube, namespace)
+    feedback_secret(kube, namespace)
 
     # The Deployment (mldeploy) pinned to version 1; the pipeline to retrain (its Dataset does not
     # exist, so a request stays a request: the annotations are what is checked).
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "deployments", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": MLD},
-        "spec": {"model": MODEL, "version": 1, "replicas": 2,
+        "spec": {"model": MODEL, "version": 1, "replicas": 2, "feedback": FEEDBACK,
                  "rollout": {"steps": [{"weight": 50, "pause": "1h"}]}}})
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": PIPELINE},

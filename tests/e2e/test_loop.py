@@ -27,12 +27,14 @@ import pytest
 from conftest import ML_IMAGE, S3, Kube, restricted
 from e2e.deployment_support import start_client, stop_client
 from e2e.drift_support import (
+    FEEDBACK,
     GROUP,
     SCHEMA,
     VERSION,
     Traffic,
     condition,
     csv_bytes,
+    feedback_secret,
     forward_pods,
     get,
     ready_pods,
@@ -110,6 +112,7 @@ def _pipeline() -> dict[str, Any]:
 def _deployment() -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": NAME},
             "spec": {"model": NAME, "version": "latest", "replicas": 2, "capture": {"fraction": 1.0},
+                     "feedback": FEEDBACK,
                      "rollout": {"steps": [{"weight": 50, "pause": "6s"}],
                                  "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 3}}}}
 
@@ -167,6 +170,7 @@ def test_the_whole_loop(kube: Kube, namespace: str, s3: S3, operator: Operator,
         return (found.get("status") or {}).get("phase") if found else None
 
     m.wait("ModelVersion v1 Validated", lambda: mv_phase(f"{NAME}-v1") == "Validated", timeout=300)
+    feedback_secret(kube, namespace)
     create("deployments", _deployment())
 
     def serving(version: int) -> dict[str, Any] | None:

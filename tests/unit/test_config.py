@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from kopf._cogs.structs.references import Resource
 from kubernetes.client import ApiException
 
 from loopwright.api.kinds import ALL_KINDS, TRAINING_PIPELINE
@@ -79,6 +80,37 @@ def test_kopf_settings() -> None:
     assert settings.watching.server_timeout is not None
     assert settings.watching.client_timeout is not None
     assert settings.watching.client_timeout > settings.watching.server_timeout
+    # The predictor children are watched (for their deletion) through a server-side selector only.
+    resources = [kopf_resource("apps", "deployments"), kopf_resource("", "services")]
+    assert [settings.watching.label_selectors.collect(r) for r in resources] == [
+        ["loopwright.dev/deployment"], ["loopwright.dev/deployment"]]
+
+
+def kopf_resource(group: str, plural: str) -> Any:
+    from kopf._cogs.structs.references import Resource  # noqa: PLC0415 (kopf's own type, for a lookup)
+
+    return Resource(group=group, version="v1", plural=plural, namespaced=True, verbs=["list", "watch"])
+
+
+def test_jobs_are_filtered_by_the_api_server() -> None:
+    """kopf sends this as labelSelector on the list and watch of Jobs (kopf/_cogs/clients/watching.py);
+    the handlers' labels= filters alone would stream every Job of the cluster to the operator."""
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings)
+    jobs = Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
+    selectors = list(settings.watching.label_selectors.collect(jobs))
+    assert selectors == ["app.kubernetes.io/managed-by=loopwright"]
+    pipelines = Resource(TRAINING_PIPELINE.group, TRAINING_PIPELINE.version, TRAINING_PIPELINE.plural)
+    assert list(settings.watching.label_selectors.collect(pipelines)) == []
+
+
+def test_egress_allow_list() -> None:
+    allow = "prometheus.monitoring.svc, .svc.cluster.local, 10.0.0.0/8"
+    cfg = config.load({"LOOPWRIGHT_EGRESS_ALLOW": allow})
+    assert cfg.egress.allow == ("prometheus.monitoring.svc", ".svc.cluster.local", "10.0.0.0/8")
+    assert config.load({}).egress.allow == ()
+    with pytest.raises(config.ConfigError, match="LOOPWRIGHT_EGRESS_ALLOW"):
+        config.load({"LOOPWRIGHT_EGRESS_ALLOW": "10.0.0.0/33"})
 
 
 def _value(name: str, **labels: str) -> float:

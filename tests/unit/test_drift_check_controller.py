@@ -74,8 +74,9 @@ def test_a_check_publishes_onto_the_version_it_read(monkeypatch: pytest.MonkeyPa
     ((version, status),) = api.writes
     assert version == "1"
     assert status["samples"] == 3
-    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [("Ready", "Checked"),
-                                                                         ("DriftDetected", "NoDrift")]
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
+        ("Ready", "Checked"), ("DriftDetected", "NoDrift"), ("Stalled", "NotStalled"),
+        ("Reconciling", "Converged")]
 
 
 def test_a_write_in_between_is_merged_into_not_erased(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +90,8 @@ def test_a_write_in_between_is_merged_into_not_erased(monkeypatch: pytest.Monkey
     ((version, status),) = api.writes
     assert version == "2"
     assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
-        ("Ready", "Checked"), ("Custom", "Kept"), ("DriftDetected", "NoDrift")]
+        ("Ready", "Checked"), ("Custom", "Kept"), ("DriftDetected", "NoDrift"), ("Stalled", "NotStalled"),
+        ("Reconciling", "Converged")]
 
 
 def test_a_check_of_an_old_generation_or_a_deleted_policy_publishes_nothing(

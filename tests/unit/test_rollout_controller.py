@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -49,3 +50,19 @@ def test_a_model_that_cannot_load_shows_in_the_status_with_one_event() -> None:
     deployment._model_loaded(fixed, obs, generation=4, now=now)
     assert next(c for c in fixed.status.conditions if c.type == "ModelLoaded").status == "True"
     assert fixed.events == []
+
+
+def test_a_deleted_workload_or_service_wakes_its_deployment_at_once(monkeypatch: Any) -> None:
+    async def scenario() -> list[tuple[str, str]]:
+        scheduler = deployment._Scheduler()
+        monkeypatch.setattr(deployment, "_scheduler", scheduler)
+        scheduler.models[("ns", "iris")] = "iris"
+        labels = {"loopwright.dev/deployment": "iris"}
+        await deployment._on_child(event={"type": "MODIFIED"}, namespace="ns", labels=labels)
+        assert scheduler.due == {}  # only a deletion matters
+        await deployment._on_child(event={"type": "DELETED"}, namespace="ns", labels=labels)
+        await deployment._on_child(event={"type": "DELETED"}, namespace="ns",
+                                   labels={"loopwright.dev/deployment": "unknown"})
+        return list(scheduler.due)
+
+    assert asyncio.run(scenario()) == [("ns", "iris")]

@@ -173,8 +173,9 @@ def test_on_conflict_the_decision_is_merged_into_the_fresh_status() -> None:
     decision = Decision(fields={"samples": 3}, verdicts=CHECKED)
     written = api.run(StatusWriter(api).write(POLICY, stale, decision))
     assert written is not None
-    assert [(c["type"], c["reason"]) for c in written["status"]["conditions"]] == [
-        ("Custom", "Kept"), ("Ready", "Checked"), ("DriftDetected", "NoDrift")]
+    conditions = [(c["type"], c["reason"]) for c in written["status"]["conditions"]]
+    assert conditions[:3] == [("Custom", "Kept"), ("Ready", "Checked"), ("DriftDetected", "NoDrift")]
+    assert {t for t, _ in conditions[3:]} == {"Stalled", "Reconciling"}  # kstatus, derived by merge
     assert api.calls == ["PATCH driftpolicies/watch/status"] * 2 + ["GET driftpolicies/watch",
                                                                      "PATCH driftpolicies/watch/status"]
 
@@ -206,11 +207,15 @@ def test_replace_deletes_what_was_not_decided_and_initial_ready_fills_a_gap() ->
                                                                      initial_ready=initial)))
     assert written is not None
     assert "old" not in written["status"]
-    assert [(c["type"], c["reason"]) for c in written["status"]["conditions"]] == [("Ready", "Checking")]
+    ready, *derived = [(c["type"], c["reason"]) for c in written["status"]["conditions"]]
+    assert ready == ("Ready", "Checking")
+    assert {t for t, _ in derived} == {"Stalled", "Reconciling"}
     decision = Decision(verdicts=CHECKED[1:], initial_ready=initial)
     later = api.run(StatusWriter(api).write(POLICY, written, decision))
     assert later is not None
-    assert [c["reason"] for c in later["status"]["conditions"]] == ["Checking", "NoDrift"]
+    decided = [(c["type"], c["reason"]) for c in later["status"]["conditions"]
+               if c["type"] not in ("Stalled", "Reconciling")]
+    assert decided == [("Ready", "Checking"), ("DriftDetected", "NoDrift")]
 
 
 # -- the event recorder ------------------------------------------------------------------------------

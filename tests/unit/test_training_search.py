@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from loopwright.api.search import Search, Trial
+from loopwright.api.search import Dimension, Search, Trial
 from loopwright.core.training import search
 
 GRID = Search.model_validate({"strategy": "grid", "space": {"C": {"values": [0.1, 1.0, 10.0]},
@@ -111,3 +112,12 @@ def test_describe_names_the_best_trial_or_why_all_failed() -> None:
     none = search.outcome(GRID, job="p-1-search", metric="accuracy", results={})
     assert none.best is None
     assert search.describe(none).startswith("all 6 trials failed (trial 0: no result")
+
+
+def test_a_dimension_with_values_and_a_range_is_refused_by_the_model() -> None:
+    """The schema cannot state it (CEL does not see a list of untyped values): the model does, and
+    the operator reports InvalidSpec naming the field."""
+    with pytest.raises(ValidationError, match="either values or a min/max range"):
+        Dimension.model_validate({"values": [1.0], "min": 0.1, "max": 1.0})
+    with pytest.raises(ValidationError, match="either values or a min/max range"):
+        Dimension.model_validate({})

@@ -27,9 +27,11 @@ from loopwright.api.common import (
     Duration,
     ResourceRequirements,
     ResourceStatus,
+    SecretKeyReference,
     rules,
     section,
 )
+from loopwright.api.podtemplate import PodTemplate
 
 LATEST = "latest"
 MAX_STEPS = 10
@@ -173,6 +175,19 @@ class Capture(ApiModel):
     fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of requests captured (0..1).")
 
 
+class Feedback(ApiModel):
+    """Who may send labels for earlier predictions (``POST /v1/models/<model>/feedback``).
+
+    Labels move the live performance figures, can trigger retraining and join captured data: they
+    are accepted only with the bearer token of this Secret. Without one, feedback is refused.
+    """
+
+    token_secret_ref: SecretKeyReference | None = Field(
+        default=None,
+        description="Secret key holding the token a client sends as `Authorization: Bearer <token>`; "
+                    "mounted into the predictor pods. Omitted: /feedback answers 403.")
+
+
 class DeploymentSpec(ApiModel):
     """Which model version to serve and how to roll out a new one."""
 
@@ -183,9 +198,13 @@ class DeploymentSpec(ApiModel):
         description="`latest` follows the newest Validated version; a number pins that version.")
     replicas: int = Field(default=1, ge=0, le=100, description="Predictor pods of the stable version.")
     resources: ResourceRequirements | None = Field(default=None, description="Predictor container resources.")
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Scheduling, identity and resources of the predictor pods, over the operator's defaults.")
     rollout: Rollout = section(Rollout, description="Canary rollout.")
     traffic: Traffic = section(Traffic, description="Traffic splitting.")
     capture: Capture = section(Capture, description="Request capture to S3.")
+    feedback: Feedback = section(Feedback, description="Who may send labels for earlier predictions.")
 
     @field_validator("version")
     @classmethod

@@ -19,6 +19,7 @@ from loopwright.api.common import (
     section,
 )
 from loopwright.api.pipeline import RunTrigger
+from loopwright.api.urls import FetchURL
 
 MAX_CHECK_RECORDS = 10
 MAX_DRIFTED_NAMES = 32
@@ -111,12 +112,21 @@ class Retrain(ApiModel):
                                                          "without one) and the next request.")
 
 
-class Webhook(ApiModel):
-    """POST a JSON summary of each detection to a URL."""
+class WebhookFormat(StrEnum):
+    JSON = "json"
+    CLOUD_EVENTS = "cloudEvents"
 
-    url: str = Field(max_length=2048, pattern=r"^https?://", description="Endpoint to POST to.")
+
+class Webhook(ApiModel):
+    """POST a JSON summary of each detection to a URL (retried with backoff on 5xx, 429 and no answer)."""
+
+    url: FetchURL = Field(description="Endpoint to POST to (never a link-local or metadata address).")
     secret_ref: SecretKeyReference | None = Field(
         default=None, description="Secret key whose value is sent as a Bearer token.")
+    format: WebhookFormat = Field(
+        default=WebhookFormat.JSON,
+        description="json: the summary as the body. cloudEvents: a CloudEvents 1.0 event in structured "
+                    "mode (application/cloudevents+json) with the summary as its data.")
 
 
 class Actions(ApiModel):

@@ -24,6 +24,7 @@ from loopwright.api.common import (
     section,
 )
 from loopwright.api.modelversion import IMAGE_PATTERN, TypeName
+from loopwright.api.podtemplate import PodTemplate
 from loopwright.api.search import Search, SearchResult
 
 TRAIN_REQUEST_ANNOTATION = names.TRAIN_REQUEST_ANNOTATION
@@ -258,6 +259,10 @@ class TrainingPipelineSpec(ApiModel):
                     "training part, as one Indexed Job; the best parameters are then trained on the whole "
                     "training part and gated on the hold-out as usual.")
     job: JobTemplate = section(JobTemplate, description="Knobs of the training Job (and of each trial pod).")
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Scheduling, identity and resources of the trainer (and trial) pods, over the operator's "
+                    "defaults.")
     history_limit: int = Field(default=10, ge=1, le=50,
                                description="Runs kept in status.runs (their Jobs are deleted beyond it).")
 

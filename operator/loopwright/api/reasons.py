@@ -1,5 +1,5 @@
 """Reasons of conditions and Events, defined once: controllers, tests and the Argo CD health check
-(generated from :data:`TERMINAL` and the phases below, :mod:`loopwright.api.argocd`) share them.
+(which reads the Stalled condition derived from :data:`STALLED`, :mod:`loopwright.api.argocd`) share them.
 
 A reason is a CamelCase word for machines (``kubectl wait``, Argo CD, alerts); the message beside
 it is for people. Argo Rollouts keeps its reasons the same way (``utils/conditions``).
@@ -58,10 +58,17 @@ RETRAIN_FAILED = "RetrainFailed"
 REPORT_FAILED = "ReportFailed"
 WEBHOOK_FAILED = "WebhookFailed"
 
-TERMINAL = (
-    INVALID_SPEC, INVALID_DATA, PROFILING_FAILED, SOURCE_NOT_FOUND, DATASET_NOT_FOUND, VERIFICATION_FAILED,
-    REFUSED, CREDENTIALS_NOT_FOUND, CREDENTIALS_INVALID, CREDENTIALS_FORBIDDEN, ACCESS_DENIED,
-)
-"""Ready=False for one of these is a failure that waiting cannot cure: Argo CD shows Degraded."""
-DEGRADED_PHASES = ("Rejected", "Failed", "RolledBack")
-SUSPENDED_PHASES = ("Paused",)
+STALLED = frozenset({
+    # the spec: refused at reconcile (the schema admitted it) or naming what cannot be served
+    INVALID_SPEC, REFUSED, "NotServable",
+    # the data or the artifact: another version, not waiting, cures it
+    "InvalidData", "ProfilingFailed", "SourceNotFound", "VerificationFailed", "ValidationFailed",
+    "ChecksFailed", "ArtifactRejected",
+    # credentials a human must create or fix
+    "CredentialsNotFound", "CredentialsInvalid", "CredentialsForbidden", "AccessDenied",
+    # a rollout that ended without the version it was asked for
+    "RolledBack", "Aborted", "GatewayAPIUnavailable",
+})
+"""Reasons of a Ready=False or Degraded=True condition that waiting cannot cure (kstatus Stalled,
+Argo CD Degraded; :func:`loopwright.core.conditions.health`). Any other Ready=False reason is work
+in progress (Reconciling)."""

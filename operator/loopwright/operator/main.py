@@ -15,10 +15,11 @@ from typing import Any
 
 import kopf
 
-from loopwright.operator import config, controllers, metrics
+from loopwright.api.labels import DEPLOYMENT_LABEL, MANAGED_BY
+from loopwright.operator import config, controllers, metrics, telemetry
 from loopwright.operator.runtime.controller import MANAGER
 
-__all__ = ["configure_kopf", "controllers", "main"]
+__all__ = ["configure_kopf", "controllers", "main", "telemetry"]
 
 _PREFIX = "kopf.loopwright.dev"
 _log = logging.getLogger(__name__)
@@ -44,6 +45,15 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 120
     settings.networking.request_timeout = 60
+    # Jobs are watched only where they carry our label, filtered by the API server (a labelSelector
+    # on the list and watch requests): the handlers' labels= filters are applied after a
+    # cluster-wide stream of every Job has reached the operator.
+    managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    settings.watching.label_selectors["batch", "jobs"] = managed
+    # The predictor workloads and Services likewise: the API server streams just those (a label
+    # selector), not every Deployment and Service in the cluster.
+    for resource in (("apps", "v1", "deployments"), ("", "v1", "services")):
+        settings.watching.label_selectors[resource] = DEPLOYMENT_LABEL
     # Sync handlers run in this pool; it bounds concurrent API calls of many objects.
     settings.execution.max_workers = 20
 

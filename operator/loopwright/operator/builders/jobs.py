@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from loopwright.api.common import ResourceRequirements
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.modelversion import CompiledArtifact
 from loopwright.api.names import child_name
 from loopwright.api.pipeline import TrainingPipelineSpec
+from loopwright.api.podtemplate import PodTemplate
 from loopwright.api.schema import DatasetSchema
 from loopwright.api.search import SearchResult
 from loopwright.core.training import search as search_plan
@@ -45,6 +47,7 @@ from loopwright.operator.builders.common import (
     scratch_mount,
     scratch_volume,
 )
+from loopwright.operator.builders.pods import Role, apply
 from loopwright.operator.config import Config
 
 PROFILE_BACKOFF_LIMIT = 2
@@ -64,13 +67,18 @@ class JobSettings:
     """Name of the Secret, in the Job's namespace, holding the S3 credentials; None: no credentials."""
     suspend: bool = False
     """Create Jobs suspended (no pod runs): for scale benchmarks of the control plane only."""
+    pod_defaults: PodTemplate | None = None
+    """The operator-wide pod template overlay."""
+    default_resources: Mapping[Role, ResourceRequirements] = field(default_factory=dict)
+    """Operator-wide requests and limits per role, over the built-in ones."""
 
     @classmethod
     def of(cls, cfg: Config, *, training: bool = False) -> JobSettings:
         """From the operator's configuration; only training Jobs honour LOOPWRIGHT_SUSPEND_JOBS."""
         return cls(image=cfg.trainer_image, s3_endpoint=cfg.s3_endpoint,
                    credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
-                   suspend=training and cfg.suspend_jobs)
+                   suspend=training and cfg.suspend_jobs, pod_defaults=cfg.pod_defaults,
+                   default_resources=cfg.default_resources)
 
 
 def profiling_job(
@@ -97,7 +105,7 @@ def profiling_job(
         command=["loopwright-profiler", *args],
         settings=settings, secret=secret or settings.credentials_secret,
         backoff_limit=PROFILE_BACKOFF_LIMIT, deadline=PROFILE_DEADLINE_SECONDS,
-        ttl=FINISHED_TTL_SECONDS, resources=None)
+        ttl=FINISHED_TTL_SECONDS, role=Role.PROFILER, resources=None, overlay=spec.pod_template)
 
 
 def training_job(
@@ -136,14 +144,13 @@ def training_job(
         args += ["--gates-json", _compact(gates)]
     if search is not None:
         args += ["--search-json", _compact(search.to_wire())]
-    resources = spec.job.resources.to_wire() if spec.job.resources else None
     return _job_manifest(
         namespace=namespace, name=name, owner=owner, labels=labels,
         command=["loopwright-trainer", *args],
         settings=replace(settings, image=spec.model.image) if spec.model.image else settings,
         secret=credentials_secret or settings.credentials_secret,
         backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
-        ttl=None, resources=resources)
+        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
 
 
 def search_job_name(run: str) -> str:
@@ -181,14 +188,13 @@ def search_job(
     args = [*_model_args(spec, params=dict(spec.model.params), dataset_uri=dataset_uri,
                          dataset_format=dataset_format, dataset_digest=dataset_digest, schema=schema),
             "--search-json", _compact(search.to_wire()), "--output-prefix", output_prefix]
-    resources = spec.job.resources.to_wire() if spec.job.resources else None
     manifest = _job_manifest(
         namespace=namespace, name=name, owner=owner, labels=labels,
         command=["loopwright-trial", *args],
         settings=replace(settings, image=spec.model.image) if spec.model.image else settings,
         secret=credentials_secret or settings.credentials_secret,
         backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
-        ttl=None, resources=resources)
+        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
     job = manifest["spec"]
     del job["backoffLimit"]  # the per-index limit bounds retries; the Job-wide one would cut it short
     job.update({"completionMode": "Indexed", "completions": trials,
@@ -260,7 +266,7 @@ def verification_job(
         command=command,
         settings=replace(settings, image=image) if image else settings, secret=settings.credentials_secret,
         backoff_limit=VERIFY_BACKOFF_LIMIT, deadline=VERIFY_DEADLINE_SECONDS,
-        ttl=FINISHED_TTL_SECONDS, resources=None)
+        ttl=FINISHED_TTL_SECONDS, role=Role.VERIFIER, resources=None, overlay=None)
 
 
 def _compact(obj: Any) -> str:
@@ -292,7 +298,9 @@ def _job_manifest(
     backoff_limit: int,
     deadline: int,
     ttl: int | None,
-    resources: Manifest | None,
+    role: Role,
+    resources: ResourceRequirements | None,
+    overlay: PodTemplate | None,
 ) -> Manifest:
     container: Manifest = {
         "name": _job.CONTAINER,
@@ -304,8 +312,6 @@ def _job_manifest(
         # The trainer's one-line JSON summary; the log tail if it died before writing it.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if resources:
-        container["resources"] = resources
     spec: Manifest = {
         "backoffLimit": backoff_limit,
         "activeDeadlineSeconds": deadline,
@@ -316,17 +322,18 @@ def _job_manifest(
                 "values": [_job.EXIT_BAD_PARAMETERS, _job.EXIT_BAD_DATA]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]},
-        "template": {
-            "metadata": {"labels": dict(labels)},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "securityContext": restricted_pod_security(),
-                "containers": [container],
-                "volumes": [scratch_volume()],
-            },
-        },
+        "template": apply(
+            {"metadata": {"labels": dict(labels)},
+             "spec": {
+                 "restartPolicy": "Never",
+                 "automountServiceAccountToken": False,
+                 "enableServiceLinks": False,
+                 "securityContext": restricted_pod_security(),
+                 "containers": [container],
+                 "volumes": [scratch_volume()],
+             }},
+            role=role, container=_job.CONTAINER, selector=labels, defaults=settings.pod_defaults,
+            default_resources=settings.default_resources.get(role), resources=resources, overlay=overlay),
     }
     if ttl is not None:
         spec["ttlSecondsAfterFinished"] = ttl

@@ -7,9 +7,9 @@ One scheduler task reconciles every Deployment when something is due (an analysi
 check, the end of a pause, pods to wait for) or when an event arrives (a spec change,
 a ModelVersion of its model changing). Handlers only wake it. No kopf timer or daemon:
 those add finalizers, which would block deleting a Deployment (or its namespace)
-while the operator is down. Children (apps/v1 Deployments, pods) are read on demand
-rather than watched, so the operator never streams every apps/v1 Deployment of the
-cluster.
+while the operator is down. Children (apps/v1 Deployments, pods) are read on demand;
+only the deletion of a workload or Service wakes the owner, from a watch that streams
+nothing but them (a server-side label selector).
 
 A reconcile reads the object, its ModelVersions and its pods, scrapes the predictors
 when the analysis needs it, asks :func:`loopwright.core.rollout.canary.plan` what to do, then
@@ -49,6 +49,7 @@ from loopwright.core.training import compiled
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
+from loopwright.operator.builders.pods import Role
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import parse_spec, ready_status
 from loopwright.operator.probes import prometheus as prometheus_probe
@@ -178,6 +179,21 @@ async def _on_model_version(body: kopf.Body, **_: Any) -> None:
     for key, served in list(_scheduler.models.items()):
         if key[0] == namespace and served == model:
             _scheduler.schedule(key)
+
+
+@kopf.on.event("apps", "v1", "deployments", id="deployment.workload-deleted",
+               labels={DEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "services", id="deployment.service-deleted",
+               labels={DEPLOYMENT_LABEL: kopf.PRESENT})
+async def _on_child(event: Mapping[str, Any], namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    """A predictor workload or Service was deleted (by a user, say): converge its owner now rather
+    than at its next idle round (up to 30 s without a Service, or without pods). The watch carries a
+    server-side label selector (main.configure_kopf): it streams only these children."""
+    if _scheduler is None or event.get("type") != "DELETED":
+        return
+    key = (str(namespace), str(labels[DEPLOYMENT_LABEL]))
+    if key in _scheduler.models:
+        _scheduler.schedule(key)
 
 
 # -- observing --------------------------------------------------------------------------------------
@@ -333,7 +349,8 @@ async def _scrape(
     meta = obs.obj["metadata"]
     target = prometheus_rules.Target(namespace=meta["namespace"], deployment=meta["name"], model=spec.model,
                                      version=status.canary.version, stable_version=status.stable.version)
-    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT)
+    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT,
+                                            policy=_runtime.settings().egress)
     results, verdict = analysis.evaluate(
         spec=spec.rollout.analysis,
         canary=canary_totals,
@@ -491,6 +508,8 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
         s3_endpoint=cfg.s3_endpoint,
         credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
         artifact_bucket=cfg.artifact_bucket,
+        pod_defaults=cfg.pod_defaults,
+        default_resources=cfg.default_resources.get(Role.PREDICTOR),
     )
     keep: set[str] = set()
     for workload in plan.workloads:

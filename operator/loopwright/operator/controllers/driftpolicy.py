@@ -464,7 +464,8 @@ async def _notify(
     payload = webhook.payload(namespace=namespace, policy=name, deployment=served.deployment,
                              model_version=served.model_version, event=event, message=message, status=fields)
     start = time.monotonic()
-    delivery = await webhook.post(url=target.url, payload=payload, token=token)
+    delivery = await webhook.post(url=target.url, payload=payload, token=token, format=target.format,
+                                  policy=_runtime.settings().egress)
     if not delivery.ok:
         kopf.event(body, type="Warning", reason="WebhookFailed",
                    message=f"POST {target.url} {delivery.describe()} after {time.monotonic() - start:.1f}s")
