@@ -49,7 +49,7 @@ def rows(n: int, *, shift: float = 0.0, seed: int = 0) -> tuple[list[dict[str, f
     return instances, y.tolist()
 
 
-def csv_bytes(instances: list[dict[str, float]], labels: list[int]) -> bytes:
+def csv_bytes(instances: list[dict[str, float]], labels: list[int] | list[float]) -> bytes:
     lines = ["a,b,c,y"] + [f"{r['a']},{r['b']},{r['c']},{y}" for r, y in zip(instances, labels, strict=True)]
     return ("\n".join(lines) + "\n").encode()
 

@@ -300,6 +300,10 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, endpoi
     # -- drift clears on the new reference ----------------------------------------------------
     m.wait("DriftPolicy follows the promotion", lambda: (policy().get("status") or {})
            .get("modelVersion") == mv2, timeout=60)
+    # The retrain it requested settles with the promotion of the version it produced.
+    settled = m.wait("the retrain settles as Promoted", lambda: (policy().get("status") or {}).get("retrain")
+                     if condition(policy(), "Retraining") == ("False", "Promoted") else None, timeout=60)
+    assert (settled["token"], settled["modelVersion"], settled["version"]) == (token, mv2, 2)
     pods2 = m.wait("predictor pods of v2 ready", lambda: _two_pods(kube, namespace, 2), timeout=120)
     traffic = Traffic(model=NAME)
     instances, labels = rows(800, shift=SHIFT, seed=14)

@@ -9,12 +9,12 @@ import pytest
 
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.modelversion import CompiledArtifact
+from loopwright.api.names import child_name
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
 from loopwright.operator.builders.common import Owner
 from loopwright.operator.builders.jobs import (
     JobSettings,
-    child_name,
     profiling_job,
     training_job,
     verification_job,

@@ -12,6 +12,7 @@ from kopf._cogs.structs.references import Resource
 from kubernetes.client import ApiException
 
 from loopwright.api.kinds import ALL_KINDS, TRAINING_PIPELINE
+from loopwright.api.labels import child_labels
 from loopwright.operator import config, kube, metrics
 from loopwright.operator.main import configure_kopf  # importing main registers every handler
 
@@ -152,7 +153,7 @@ def test_create_or_adopt_reads_on_conflict_only() -> None:
 
 
 def test_child_labels_name_the_group() -> None:
-    assert kube.child_labels(TRAINING_PIPELINE, "churn") == {
+    assert child_labels(TRAINING_PIPELINE, "churn") == {
         "app.kubernetes.io/managed-by": "loopwright",
         "loopwright.dev/trainingpipeline": "churn",
     }

@@ -71,6 +71,13 @@ class VersionRef(ApiModel):
     version: int = Field(ge=1, description="Version number.")
 
 
+class NewVersionPolicy(StrEnum):
+    """What a newer version arriving during a canary does."""
+
+    QUEUE = "Queue"
+    SUPERSEDE = "Supersede"
+
+
 class Rollout(ApiModel):
     """How a new version replaces the stable one."""
 
@@ -90,6 +97,11 @@ class Rollout(ApiModel):
                                                          "hold until spec.rollout.promote names the version.")
     paused: bool = Field(default=False, description="Freeze the rollout at its current step (the analysis "
                                                     "keeps running and can still roll back).")
+    on_new_version: NewVersionPolicy = Field(
+        default=NewVersionPolicy.QUEUE,
+        description="With version latest, a newer Validated version arriving during a canary: Queue (the "
+                    "default) lets the canary finish, then rolls out the newest queued version; Supersede "
+                    "drops the canary and starts one of the newer version at once.")
     progress_deadline: Duration = Field(
         default="10m",
         description="How long a step may wait for its canary pods to become ready before the version is "
@@ -241,6 +253,14 @@ class CanaryStatus(ApiModel):
         default=None, description="When the step's canary pods were all ready; its pause counts from here.")
 
 
+class QueuedStatus(ApiModel):
+    """The newest version waiting for the canary in progress to finish."""
+
+    version: int = Field(ge=1, description="Model version.")
+    model_version: str = Field(max_length=253, description="ModelVersion name.")
+    since: datetime | None = Field(default=None, description="When it was first queued.")
+
+
 class Verdict(StrEnum):
     PASS = "Pass"  # noqa: S105 (a verdict, not a password)
     FAIL = "Fail"
@@ -320,6 +340,9 @@ class DeploymentStatus(ResourceStatus):
                                                                     "Promoting, RolledBack or Failed.")
     stable: StableStatus | None = Field(default=None, description="The version serving most traffic.")
     canary: CanaryStatus | None = Field(default=None, description="The version being rolled out.")
+    queued: QueuedStatus | None = Field(default=None, description="The version that rolls out next, once the "
+                                                                  "canary ends (spec.rollout.onNewVersion "
+                                                                  "Queue).")
     analysis: AnalysisStatus | None = Field(default=None, description="Latest canary analysis.")
     rejected_versions: list[int] = Field(default_factory=list, max_length=100,
                                          description="Versions rolled back or aborted here; never retried "

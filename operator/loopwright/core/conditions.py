@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopwright.api.common import Condition, ConditionStatus
+from loopwright.api.reasons import STALLED as STALLED_REASONS
 
 READY = "Ready"
 RECONCILING = "Reconciling"
@@ -20,20 +21,6 @@ STALLED = "Stalled"
 """The two kstatus conditions (sigs.k8s.io/cli-utils/pkg/kstatus), derived from the others by
 :func:`merge` so every kind publishes them the same way: Flux, kpt and ``kubectl wait`` read
 Reconciling=True as InProgress and Stalled=True as Failed."""
-
-STALLED_REASONS = frozenset({
-    # the spec: refused at reconcile (the schema admitted it) or naming what cannot be served
-    "InvalidSpec", "Refused", "NotServable",
-    # the data or the artifact: another version, not waiting, cures it
-    "InvalidData", "ProfilingFailed", "SourceNotFound", "VerificationFailed", "ValidationFailed",
-    "ChecksFailed", "ArtifactRejected",
-    # credentials a human must create or fix
-    "CredentialsNotFound", "CredentialsInvalid", "CredentialsForbidden", "AccessDenied",
-    # a rollout that ended without the version it was asked for
-    "RolledBack", "Aborted", "GatewayAPIUnavailable",
-})
-"""Reasons of a Ready=False or Degraded=True condition that waiting cannot cure (kstatus Stalled,
-Argo CD Degraded). Any other Ready=False reason is work in progress (Reconciling)."""
 
 IN_PROGRESS = frozenset({("Progressing", "True"), ("Training", "True"), ("Validated", "Unknown"),
                          ("ArtifactVerified", "Unknown"), ("CompiledVerified", "Unknown")})

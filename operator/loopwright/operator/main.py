@@ -15,7 +15,9 @@ from typing import Any
 
 import kopf
 
-from loopwright.operator import config, controllers, kube, metrics, telemetry
+from loopwright.api.labels import MANAGED_BY
+from loopwright.operator import config, controllers, metrics, telemetry
+from loopwright.operator.runtime.controller import MANAGER
 
 __all__ = ["configure_kopf", "controllers", "main", "telemetry"]
 
@@ -46,7 +48,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Jobs are watched only where they carry our label, filtered by the API server (a labelSelector
     # on the list and watch requests): the handlers' labels= filters are applied after a
     # cluster-wide stream of every Job has reached the operator.
-    managed = ",".join(f"{k}={v}" for k, v in kube.MANAGED_BY.items())
+    managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
     settings.watching.label_selectors["batch", "jobs"] = managed
     # Sync handlers run in this pool; it bounds concurrent API calls of many objects.
     settings.execution.max_workers = 20
@@ -66,6 +68,12 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
+@kopf.on.login(id="loopwright.login")
+def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """kopf's credentials are the runtime client's too: one login, one identity."""
+    return MANAGER.credentials.login(settings)
+
+
 @kopf.on.startup(id="loopwright.startup")
 async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     try:
@@ -77,6 +85,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
     _tune_gc()
     memo.config = cfg
     memo.http = await metrics.serve(port=cfg.metrics_port)
+    await MANAGER.start(cfg)
     logger.info("loopwright operator: %s; /metrics and /healthz on port %d",
                 "all namespaces" if cfg.clusterwide else "namespaces " + ",".join(cfg.namespaces),
                 cfg.metrics_port)
@@ -84,6 +93,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
 
 @kopf.on.cleanup(id="loopwright.cleanup")
 async def cleanup(*, memo: Any, **_: Any) -> None:
+    await MANAGER.stop()
     http = getattr(memo, "http", None)
     if http is not None:
         await http.cleanup()

@@ -31,6 +31,7 @@ class Settings:
     profile_sha256: str | None = None
     compiled_uri: str | None = None
     compiled_sha256: str | None = None
+    trusted_types: tuple[str, ...] = ()
     host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on the pod's address
     port: int = 8080
     grpc_port: int = 8081
@@ -68,6 +69,7 @@ class Settings:
                 profile_sha256=env.get("LOOPWRIGHT_PROFILE_SHA256") or None,
                 compiled_uri=env.get("LOOPWRIGHT_COMPILED_URI") or None,
                 compiled_sha256=env.get("LOOPWRIGHT_COMPILED_SHA256") or None,
+                trusted_types=tuple(t for t in env.get("LOOPWRIGHT_TRUSTED_TYPES", "").split(",") if t),
                 host=env.get("HOST", "0.0.0.0"),  # noqa: S104
                 port=int(env.get("PORT", "8080")),
                 grpc_port=int(env.get("GRPC_PORT", "8081")),

@@ -18,6 +18,7 @@ from typing import Any
 
 from loopwright.api.common import ResourceRequirements
 from loopwright.api.deployment import DeploymentSpec
+from loopwright.api.labels import DEPLOYMENT_LABEL, MODEL_LABEL, MODEL_VERSION_LABEL, VERSION_LABEL
 from loopwright.api.podtemplate import PodTemplate
 from loopwright.core.conditions import Verdict
 from loopwright.operator.builders.common import (
@@ -38,10 +39,6 @@ SERVICE_PORT = 80
 GRPC_PORT = 8081
 """The v2 gRPC port, on the pod and on the Services (KServe's and MLServer's convention)."""
 CONTAINER = "predictor"
-DEPLOYMENT_LABEL = "loopwright.dev/deployment"
-MODEL_LABEL = "loopwright.dev/model"
-VERSION_LABEL = "loopwright.dev/version"
-MODEL_VERSION_LABEL = "loopwright.dev/modelversion"
 DRAIN_SECONDS = 5
 """The predictor keeps serving this long after SIGTERM while endpoints are withdrawn."""
 TERMINATION_GRACE_SECONDS = 30
@@ -63,6 +60,10 @@ class Served:
     profile_sha256: str | None
     compiled: tuple[str, str] | None = None
     """URI and sha256 of the compiled model, once its verification proved it (served instead)."""
+    image: str | None = None
+    """The ModelVersion's own image (a factory's code lives there); None: the operator's ml image."""
+    trusted_types: tuple[str, ...] = ()
+    """Types the ModelVersion declares beyond the built-in list (its artifact's trustedTypes)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +132,8 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
     ]
     if served.profile_sha256:
         env.append({"name": "LOOPWRIGHT_PROFILE_SHA256", "value": served.profile_sha256})
+    if served.trusted_types:
+        env.append({"name": "LOOPWRIGHT_TRUSTED_TYPES", "value": ",".join(served.trusted_types)})
     if served.compiled is not None:
         uri, sha256 = served.compiled
         env += [{"name": "LOOPWRIGHT_COMPILED_URI", "value": uri},
@@ -167,7 +170,7 @@ def deployment(
     probe = {"httpGet": {"port": PORT}, "timeoutSeconds": 5}
     container: Manifest = {
         "name": CONTAINER,
-        "image": settings.image,
+        "image": served.image or settings.image,
         "command": ["loopwright-predictor"],
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},

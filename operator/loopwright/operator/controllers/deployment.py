@@ -38,6 +38,7 @@ from loopwright.api.common import Condition
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus, TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
 from loopwright.api.kinds import MODEL_VERSION
+from loopwright.api.labels import DEPLOYMENT_LABEL, VERSION_LABEL
 from loopwright.api.modelversion import ModelPhase
 from loopwright.core.conditions import READY, Event, Verdict, find, merge
 from loopwright.core.exposition import PodTarget
@@ -53,6 +54,7 @@ from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import parse_spec, ready_status
 from loopwright.operator.probes import prometheus as prometheus_probe
 from loopwright.operator.probes.scrape import fetch_pod_metrics, pod_target
+from loopwright.operator.runtime.status import without_nulls
 
 _log = logging.getLogger(__name__)
 
@@ -214,13 +216,13 @@ def _observe(obj: Obj, spec: DeploymentSpec, status: DeploymentStatus) -> _Obser
         mv_spec = mv.get("spec", {})
         if mv_spec.get("model") == spec.model and isinstance(mv_spec.get("version"), int):
             versions[mv_spec["version"]] = mv
-    selector = f"{build.DEPLOYMENT_LABEL}={name}"
+    selector = f"{DEPLOYMENT_LABEL}={name}"
     pods = kube.core().list_namespaced_pod(namespace, label_selector=selector).items
     ready: dict[int, int] = {}
     targets: list[PodTarget] = []
     created: dict[str, datetime | None] = {}
     for pod in pods:
-        target = pod_target(pod, version_label=build.VERSION_LABEL)
+        target = pod_target(pod, version_label=VERSION_LABEL)
         if target is None or not target.version.isdigit():
             continue
         ready[int(target.version)] = ready.get(int(target.version), 0) + 1
@@ -397,6 +399,8 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
         window=window,
         check=check,
         route_weight=route_weight,
+        servable=frozenset(v for v, mv in obs.versions.items()
+                           if (mv.get("status") or {}).get("phase") == ModelPhase.VALIDATED),
     )
     plan = canary.plan(world)
     plan.status.url = build.url(name=name, namespace=namespace)
@@ -456,15 +460,8 @@ def _target(obs: _Observed, *, generation: int) -> canary.Target:
 
 
 def _differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return bool(_without_nulls(old) != _without_nulls(new))
+    return bool(without_nulls(old) != without_nulls(new))
 
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
 
 
 def _write_status(obj: Obj, status: Mapping[str, Any]) -> None:
@@ -528,6 +525,8 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
             profile_uri=mv_spec.get("profileUri", ""),
             profile_sha256=mv_spec.get("profileSha256"),
             compiled=compiled.servable(mv),
+            image=mv_spec.get("image"),
+            trusted_types=tuple(mv_spec["artifact"].get("trustedTypes") or ()),
         )
         _apply(
             build.deployment(owner=owner, spec=spec, served=served, replicas=workload.replicas, settings=pods)
@@ -589,7 +588,7 @@ def _scale_only(*, namespace: str, name: str, replicas: int) -> None:
 
 
 def _delete_others(*, owner: Owner, keep: set[str], gateway: bool) -> None:
-    selector = f"{build.DEPLOYMENT_LABEL}={owner.name}"
+    selector = f"{DEPLOYMENT_LABEL}={owner.name}"
     for workload in kube.apps().list_namespaced_deployment(owner.namespace, label_selector=selector).items:
         if workload.metadata.name not in keep and workload.metadata.deletion_timestamp is None:
             _log.info("deleting workload %s/%s", owner.namespace, workload.metadata.name)
