@@ -41,10 +41,11 @@ proto: | $(PY) ## Regenerate the gRPC messages from operator/loopwright/**/*.pro
 $(PY):
 	$(MAKE) install
 
-test: browser | $(PY) ## Unit tests, then the e2e tests on kind (make kind-up kind-load kind-deploy first, as needed).
+test: browser | $(PY) ## Unit tests, then the e2e tests and the fault suite's lighter cases on kind (kind-up etc. first).
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) kind-up kind-load kind-deploy
 	$(MAKE) kind-e2e KIND_E2E_ARGS="$(PYTEST_ARGS)"
+	$(MAKE) faults FAULTS_MARK="faults and not heavy" $(if $(PYTEST_ARGS),FAULTS_ARGS="$(PYTEST_ARGS)")
 
 # The report tests render pages in a real headless browser: Debian's chromium, installed when missing
 # and allowed (root on Debian); elsewhere those tests skip and say why.
@@ -95,7 +96,7 @@ export KIND_CLUSTER KIND_S3_PORT KIND_KUBECONFIG IMAGE_TAG
 # kind-e2e's pytest arguments; the suite's slowest tests are listed at the end (--durations).
 KIND_E2E_ARGS ?= tests/e2e
 
-.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-soak kind-down
+.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-soak kind-down faults
 
 images: ## Build loopwright/operator and loopwright/ml from this checkout (images/build.sh).
 	images/build.sh
@@ -119,12 +120,19 @@ kind-load: images ## Build the images and load them into the kind cluster.
 kind-deploy: ## Install Loopwright and S3 into kind (manifests/overlays/kind) and wait until ready.
 	images/kind/cluster.sh deploy
 
-kind-e2e: | $(PY) ## The tests marked `cluster` (not the soak), against the kind cluster and its in-cluster operator.
-	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not soak" --durations=25 $(KIND_E2E_ARGS) \
+kind-e2e: | $(PY) ## The tests marked `cluster` (not the soak, not the faults), against the kind cluster and its in-cluster operator.
+	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not soak and not faults" --durations=25 $(KIND_E2E_ARGS) \
 		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }  # 5: the arguments selected no cluster test
 
 kind-soak: | $(PY) ## The soak tests (drift held ten minutes, ~15 min) against the kind cluster; figures printed.
 	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m soak -s tests/e2e/test_soak_drift.py
+
+# The fault suite: FAULTS_ARGS picks files or cases, FAULTS_MARK the marker expression.
+FAULTS_ARGS ?= tests/faults
+FAULTS_MARK ?= faults
+faults: | $(PY) ## The fault suite on the kind cluster (tests/faults): API server, S3, node down; figures in reports/faults.md.
+	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and ($(FAULTS_MARK))" --durations=25 $(FAULTS_ARGS) \
+		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }
 
 kind-down: ## Delete the kind cluster (the last one gone, the host's sysctls are put back).
 	images/kind/cluster.sh down

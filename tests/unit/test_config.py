@@ -80,6 +80,16 @@ def test_kopf_settings() -> None:
     assert settings.watching.server_timeout is not None
     assert settings.watching.client_timeout is not None
     assert settings.watching.client_timeout > settings.watching.server_timeout
+    # The predictor children are watched (for their deletion) through a server-side selector only.
+    resources = [kopf_resource("apps", "deployments"), kopf_resource("", "services")]
+    assert [settings.watching.label_selectors.collect(r) for r in resources] == [
+        ["loopwright.dev/deployment"], ["loopwright.dev/deployment"]]
+
+
+def kopf_resource(group: str, plural: str) -> Any:
+    from kopf._cogs.structs.references import Resource  # noqa: PLC0415 (kopf's own type, for a lookup)
+
+    return Resource(group=group, version="v1", plural=plural, namespaced=True, verbs=["list", "watch"])
 
 
 def test_jobs_are_filtered_by_the_api_server() -> None:

@@ -152,9 +152,13 @@ def _calls() -> dict[Rule, list[str]]:
                 for verb in CLIENT_VERBS[method]:
                     add((group, plural + sub, verb), where)
         for args in kopf_on.findall(text):
+            builtin = re.match(r'\s*"([\w.]*)", "v1", "(\w+)"', args)  # ("apps", "v1", "deployments")
             if '"batch"' in args and '"jobs"' in args:
                 add(("batch", "jobs", "list"), where)
                 add(("batch", "jobs", "watch"), where)
+            elif builtin:
+                add((builtin[1], builtin[2], "list"), where)
+                add((builtin[1], builtin[2], "watch"), where)
             elif "KIND." in args or "DATASET." in args or "MODEL_VERSION." in args or "plural=" in args:
                 name = next((n for n in OUR_KINDS if f"{n}." in args), None)
                 plural = OUR_KINDS[name] if name else own

@@ -469,3 +469,31 @@ def test_registration_never_reuses_a_version_number(api: FakeApi, monkeypatch: p
     assert created[0]["spec"]["lineage"]["inputsDigest"] == api.status("p")["runs"][0]["inputsDigest"]
     assert api.status("p")["lastVersion"] == 5
     assert api.status("p")["runs"][0]["modelVersion"] == "p-v5"
+def _finish_job(api: FakeApi, name: str) -> None:
+    api.jobs[name]["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    pipeline._job_phases[(NS, name)] = "Succeeded"  # what its watch event records
+
+
+def test_a_finished_run_waits_for_s3_to_come_back_and_fails_only_on_a_missing_result(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline.kube, "list_objects", lambda *a, **k: [])
+    body = api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, body=body)
+    _finish_job(api, "p-1")
+
+    def unreachable(uri: str, **_: Any) -> bytes:
+        raise pipeline.storage.StorageError(f"cannot read {uri}: Could not connect to the endpoint URL")
+
+    monkeypatch.setattr(pipeline.storage, "get_bytes", unreachable)
+    with pytest.raises(pipeline.storage.StorageError):  # the caller retries it (CLOCK.later)
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert api.status("p")["runs"][0]["phase"] != "Failed"
+
+    def missing(uri: str, **_: Any) -> bytes:
+        raise pipeline.storage.ObjectNotFoundError(f"{uri}: no such object")
+
+    monkeypatch.setattr(pipeline.storage, "get_bytes", missing)
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    run = api.status("p")["runs"][0]
+    assert (run["phase"], run["reason"]) == ("Failed", "ResultUnreadable")

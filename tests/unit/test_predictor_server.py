@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from sklearn.linear_model import LogisticRegression
 
 from loopwright import artifacts, storage
+from loopwright.serving import model
 from loopwright.serving.app import PredictorApp
 from loopwright.serving.settings import Settings, SettingsError
 from unit.test_predictor import NAMES, ROWS, _data, _profile, _schema, _served, _v2_named
@@ -102,12 +104,18 @@ def test_serves_then_drains_on_sigterm_and_exits_zero(
         assert client.post("/v2/models/credit/infer", json=_v2_named(ROWS)).status_code == 200
 
     proc.send_signal(signal.SIGTERM)
-    _wait(f"{base}/v2/health/ready", proc, log, status=503, timeout=2)
     # During the drain new requests are still answered (endpoints are removed asynchronously),
     # each on a connection closed after the answer so that clients move to a ready replica.
-    during = httpx.post(f"{base}/v2/models/credit/infer", json=_v2_named(ROWS))
-    assert during.status_code == 200
-    assert during.headers["connection"] == "close"
+    def closing() -> bool:
+        during = httpx.post(f"{base}/v2/models/credit/infer", json=_v2_named(ROWS))
+        assert during.status_code == 200
+        return during.headers.get("connection") == "close"
+
+    deadline = time.monotonic() + 2
+    while not closing():
+        assert time.monotonic() < deadline, "no drain after SIGTERM"
+        time.sleep(0.05)
+    assert httpx.get(f"{base}/v2/health/ready").status_code == 200  # still ready: see __main__
     assert proc.wait(timeout=20) == 0, log.read_text()
 
 
@@ -201,6 +209,32 @@ async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
     assert all(isinstance(row["ts"], int) for row in rows)
 
 
+@pytest.mark.anyio
+async def test_capture_rows_lost_to_a_failed_write_are_counted_on_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(model_name="credit", model_uri="unused", model_sha256="unused", profile_uri="unused",
+                        capture_uri=str(tmp_path / "captures"), capture_fraction=1.0, pod_name="pod-a")
+    app = PredictorApp(settings=settings)
+    app.plane.install(_served(LogisticRegression()))
+
+    def s3_down(uri: str, data: bytes, **_: Any) -> str:
+        raise storage.StorageError(f"cannot write {uri}: Could not connect to the endpoint URL")
+
+    monkeypatch.setattr(storage, "put_bytes", s3_down)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as c:
+        instances = [dict(zip(NAMES, r, strict=True)) for r in ROWS]
+        r = await c.post("/v1/models/credit:predict", json={"instances": instances})
+        assert r.status_code == 200  # serving is not capture's hostage
+        assert app.plane.served is not None
+        assert app.plane.served.capture is not None
+        await app.plane.served.capture.flush()
+        metrics = (await c.get("/metrics")).text
+    await app.plane.shutdown()
+    assert f'reason="writeFailed"}} {len(ROWS)}' in metrics
+    assert 'reason="bufferFull"} 0' in metrics
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -258,3 +292,19 @@ def test_loads_from_s3_and_flushes_captures_on_shutdown(
     lines = [orjson.loads(line) for line in storage.get_bytes(objects[0].uri).splitlines()]
     assert [line["id"] for line in lines] == ids
     assert lines[0]["features"] == dict(zip(NAMES, ROWS[0], strict=True))
+
+
+
+def test_a_profile_with_a_nan_edge_is_refused_in_one_line(artifacts_dir: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    feature = next(f for f in profile["features"].values() if f["kind"] == "numeric")
+    feature["edges"][0] = math.nan
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(profile))
+    with pytest.raises(model.ModelLoadError) as refused:
+        model.load(model_uri=artifacts_dir["LOOPWRIGHT_MODEL_URI"],
+                   model_sha256=artifacts_dir["LOOPWRIGHT_MODEL_SHA256"], profile_uri=str(hostile),
+                   profile_sha256=None)
+    assert "\n" not in str(refused.value)  # the termination message's last line is the reason
+    assert "edges must be finite numbers" in str(refused.value)

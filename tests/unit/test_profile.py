@@ -146,6 +146,10 @@ def test_profile_categorical_with_fixed_classes_keeps_unpredicted_class():
         {"kind": "categorical", "categories": ["b", "a"], "counts": [0, 0, 0]},
         {"kind": "categorical", "categories": ["a"], "counts": [1, -1]},
         {"kind": "categorical", "edges": [1.0], "categories": ["a"], "counts": [0, 0]},
+        # A hostile profile (fault suite, case 6): NaN compares false, so it passed "increasing".
+        {"kind": "numeric", "edges": [0.0, float("nan"), 1.0], "counts": [0, 0, 0, 0]},
+        {"kind": "numeric", "edges": [float("-inf"), 1.0], "counts": [0, 0, 0]},
+        {"kind": "numeric", "edges": [float(e) for e in range(1000)], "counts": [0] * 1001},
     ],
 )
 def test_feature_profile_rejects_inconsistent_bins(kwargs):

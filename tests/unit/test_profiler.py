@@ -77,6 +77,21 @@ def test_unreadable_and_missing_sources_are_data_problems(tmp_path, termination_
     assert result["profileUri"] is None
 
 
+def test_a_version_over_max_bytes_is_a_too_large_anomaly_and_is_not_read(tmp_path, termination_log,
+                                                                        monkeypatch):
+    read = []
+    monkeypatch.setattr("loopwright.storage.get_bytes", lambda uri, **_: read.append(uri))
+    code, out = _run(tmp_path, b"a,c,y\n1,x,0\n2,y,1\n", "--max-bytes", "10")
+    assert code == 0
+    assert read == []
+    result = json.loads((out / "result.json").read_text())
+    assert result["valid"] is False
+    ((anomaly),) = result["anomalies"]
+    assert anomaly["kind"] == "TooLarge"
+    assert "18 bytes in 1 object(s), more than the 10" in anomaly["message"]
+    assert result["digest"] is None
+
+
 def test_bad_schema_is_bad_parameters(tmp_path, termination_log):
     code = main(["--source-uri", "x", "--schema-json", "{}", "--output-prefix", str(tmp_path)])
     assert code == _job.EXIT_BAD_PARAMETERS

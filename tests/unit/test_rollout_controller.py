@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -83,3 +84,19 @@ def test_a_child_the_api_server_refuses_makes_the_spec_invalid_once(monkeypatch:
     assert (conditions["Ready"]["reason"], conditions["Stalled"]["status"]) == ("InvalidSpec", "True")
     assert "nodeSelectorTerms: Required value" in conditions["Stalled"]["message"]
     assert writes[-1]["phase"] == "Failed"
+
+
+def test_a_deleted_workload_or_service_wakes_its_deployment_at_once(monkeypatch: Any) -> None:
+    async def scenario() -> list[tuple[str, str]]:
+        scheduler = deployment._Scheduler()
+        monkeypatch.setattr(deployment, "_scheduler", scheduler)
+        scheduler.models[("ns", "iris")] = "iris"
+        labels = {"loopwright.dev/deployment": "iris"}
+        await deployment._on_child(event={"type": "MODIFIED"}, namespace="ns", labels=labels)
+        assert scheduler.due == {}  # only a deletion matters
+        await deployment._on_child(event={"type": "DELETED"}, namespace="ns", labels=labels)
+        await deployment._on_child(event={"type": "DELETED"}, namespace="ns",
+                                   labels={"loopwright.dev/deployment": "unknown"})
+        return list(scheduler.due)
+
+    assert asyncio.run(scenario()) == [("ns", "iris")]

@@ -34,7 +34,8 @@ from loopwright.operator.controllers._common import parse_spec
 
 CAP = 3
 """Lists and maps are generated with at most this many entries (the rules are per entry)."""
-_SCALARS = st.one_of(st.text(max_size=12), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)  # what JSON numbers decode to in the API server
+_SCALARS = st.one_of(st.text(max_size=12), _INT64, st.floats(allow_nan=False, allow_infinity=False),
                      st.booleans(), st.none())
 
 
@@ -135,7 +136,7 @@ FUZZED = [k for k in ALL_KINDS if k is not MODEL_VERSION]  # immutable, written 
 def test_admitted_specs_parse_and_work_or_name_the_field(kind: Kind) -> None:
     admitted: list[int] = []
 
-    @settings(max_examples=150, deadline=None, derandomize=True,
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow,
                                      HealthCheck.data_too_large])
     @given(_spec_strategy(kind))
@@ -178,12 +179,10 @@ def test_what_the_schema_admits_but_the_operator_cannot_use_is_named(path: str, 
     assert parsed.startswith(field), parsed
 
 
-def test_the_wake_indexes_survive_an_unusable_duration() -> None:
+def test_the_wake_index_survives_an_unusable_duration() -> None:
     """kopf indexes read the raw spec: an admitted but unusable duration must not raise in them."""
-    from loopwright.operator.controllers import dataset, pipeline  # noqa: PLC0415
+    from loopwright.operator.controllers import pipeline  # noqa: PLC0415
 
-    assert dataset.dataset_wake(namespace="ns", name="d", spec={"refreshInterval": "99999999999h"},
-                                status={"lastCheckedTime": "2026-12-02T10:00:00Z"}) == {("ns", "d"): None}
     woken = asyncio.run(pipeline.pipeline_wake(namespace="ns", name="p", spec={"triggers": {
         "cooldown": "99999999999h"}}, status={"lastTriggerTime": "2026-12-02T10:00:00Z"}))
     assert woken == {("ns", "p"): ()}

@@ -37,6 +37,10 @@ from loopwright.api.schema import DatasetSchema, TaskType
 
 MAX_BINS = 10
 MAX_CATEGORIES = 50
+PROFILE_MAX_BINS = 1000
+"""The most bins a feature profile may have (profiling makes at most MAX_CATEGORIES + 1): a profile
+is read from a URI anyone who can create a ModelVersion or DriftPolicy names, and its bins size the
+predictor's counters and every /metrics answer."""
 
 # Quantiles whose values become the inner edges: deciles give at most 10 bins.
 _QUANTILES = np.linspace(0.0, 1.0, MAX_BINS + 1)[1:-1]
@@ -74,9 +78,13 @@ class FeatureProfile(ApiModel):
 
     @model_validator(mode="after")
     def _check_bins(self) -> FeatureProfile:
+        if len(self.counts) > PROFILE_MAX_BINS:
+            raise ValueError(f"{len(self.counts)} bins, at most {PROFILE_MAX_BINS} allowed")
         if self.kind == FeatureKind.NUMERIC:
             if self.edges is None or self.categories is not None:
                 raise ValueError("a numeric feature has edges and no categories")
+            if not all(math.isfinite(e) for e in self.edges):
+                raise ValueError("edges must be finite numbers (no NaN or infinity)")
             if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
                 raise ValueError("edges must be strictly increasing")
             expected = len(self.edges) + 1

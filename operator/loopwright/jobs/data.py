@@ -33,6 +33,9 @@ from loopwright.core.profile import FeatureProfile, categorical_from_counts, pro
 
 _EXAMPLES = 5
 _MESSAGE_LIMIT = 1000
+MAX_BYTES = 2 * 1024**3
+"""The most bytes a version may have for the profiler to read it (all of it is held in memory):
+a larger one is a TooLarge anomaly, found from the listing before a byte is read."""
 
 TEXT = pd.StringDtype("python", na_value=np.nan)
 """The dtype of categorical columns: strings held as Python objects, NaN for missing.
@@ -57,6 +60,7 @@ class AnomalyKind(StrEnum):
     TOO_MANY_MISSING = "TooManyMissing"
     TOO_FEW_ROWS = "TooFewRows"
     TOO_FEW_CLASSES = "TooFewClasses"
+    TOO_LARGE = "TooLarge"
 
 
 class DataError(Exception):
@@ -137,12 +141,19 @@ def normalise_digest(digest: str) -> str:
     return digest if digest.startswith("sha256:") else f"sha256:{digest}"
 
 
-def fetch(uri: str) -> RawVersion:
+def fetch(uri: str, *, max_bytes: int | None = None) -> RawVersion:
     """Download every object the URI denotes (the object, else the prefix) in key order.
 
-    Storage failures raise :class:`storage.StorageError`: infrastructure, not data.
+    Storage failures raise :class:`storage.StorageError`: infrastructure, not data. More than
+    ``max_bytes`` in all raises :class:`DataError` (TooLarge) before anything is downloaded.
     """
     objects = storage.resolve(uri)
+    size = sum(o.size for o in objects)
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(_anomaly(
+            AnomalyKind.TOO_LARGE, None, None,
+            f"{uri}: {size} bytes in {len(objects)} object(s), more than the {max_bytes} a version may "
+            "have; it was not read (split or sample it)"))
     return RawVersion(sources=[o.uri for o in objects], parts=[storage.get_bytes(o.uri) for o in objects])
 
 

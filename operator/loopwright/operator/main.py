@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from loopwright.api.labels import MANAGED_BY
+from loopwright.api.labels import DEPLOYMENT_LABEL, MANAGED_BY
 from loopwright.operator import config, controllers, metrics, telemetry
 from loopwright.operator.runtime.controller import MANAGER
 
@@ -50,6 +50,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # cluster-wide stream of every Job has reached the operator.
     managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
     settings.watching.label_selectors["batch", "jobs"] = managed
+    # The predictor workloads and Services likewise: the API server streams just those (a label
+    # selector), not every Deployment and Service in the cluster.
+    for resource in (("apps", "v1", "deployments"), ("", "v1", "services")):
+        settings.watching.label_selectors[resource] = DEPLOYMENT_LABEL
     # Sync handlers run in this pool; it bounds concurrent API calls of many objects.
     settings.execution.max_workers = 20
 

@@ -2,8 +2,9 @@
 
 Shutdown order matters behind a Kubernetes Service: endpoints are removed
 asynchronously after the pod is marked terminating, so for a short while new
-requests still arrive. On the first SIGTERM (or SIGINT) the predictor therefore
-fails readiness but keeps accepting and serving for ``LOOPWRIGHT_DRAIN_SECONDS``;
+requests still arrive, and kube-proxy keeps sending requests to terminating pods that
+are still ready while no other pod is. On the first SIGTERM (or SIGINT) the predictor
+therefore keeps accepting and serving (and ready) for ``LOOPWRIGHT_DRAIN_SECONDS``;
 only then does uvicorn stop listening and wait for in-flight requests. A second
 signal skips the drain. Exit status: 0 after a drain, 1 if the model could not
 be loaded (the reason is also the container's termination message, which the operator shows

@@ -103,7 +103,11 @@ class PredictorApp:
             await _respond(send, 200, b'{"live":true}')
         elif path == "/metrics":
             served = plane.served
-            await _respond(send, 200, served.metrics.render() if served else b"", _TEXT)
+            text = b""
+            if served is not None:
+                dropped = served.capture.dropped if served.capture is not None else None
+                text = served.metrics.render(capture_dropped=dropped)
+            await _respond(send, 200, text, _TEXT)
         elif path == "/v2":
             body = {"name": SERVER_NAME, "version": version(), "extensions": list(EXTENSIONS)}
             await _respond(send, 200, orjson.dumps(body))

@@ -4,8 +4,10 @@ A sampled request (probability ``fraction``, decided per request so one
 decision covers its whole batch) appends one JSON object per row to a bounded
 buffer; a background task writes the buffer as a JSONL object every
 ``flush_seconds`` or once ``flush_rows`` rows wait, off the event loop. When the
-buffer is full new rows are dropped and counted rather than let memory grow:
-capture is best effort, serving is not. Objects, under ``{prefix}/{pod}/``:
+buffer is full new rows are dropped and counted rather than let memory grow, and the rows of a
+write that fails (S3 down) are counted too (``dropped``, by reason, exported on /metrics as
+``loopwright_predictor_capture_dropped_rows_total``): capture is best effort, serving is not.
+Objects, under ``{prefix}/{pod}/``:
 
 * ``{unix_ms}.jsonl``: ``{"id", "ts", "features": {name: value}, "prediction"}``
   per row (``ts`` in unix milliseconds; missing values are null);
@@ -46,7 +48,7 @@ class Capture:
     ) -> None:
         self.prefix = prefix
         self.fraction = fraction
-        self.dropped = 0
+        self.dropped = {"bufferFull": 0, "writeFailed": 0}
         self._numeric_names = numeric_names
         self._max_rows = max_rows
         self._flush_rows = flush_rows
@@ -61,7 +63,7 @@ class Capture:
     def add_predictions(self, batch: Batch, labels: list[Any], ids: list[str]) -> None:
         room = self._max_rows - len(self._rows)
         if room < batch.rows:
-            self.dropped += batch.rows - max(room, 0)
+            self.dropped["bufferFull"] += batch.rows - max(room, 0)
         if room <= 0:
             return
         ts = int(time.time() * 1000)
@@ -78,7 +80,7 @@ class Capture:
     def add_labels(self, matched: list[tuple[str, Any]]) -> None:
         ts = int(time.time() * 1000)
         room = self._max_rows - len(self._labels)
-        self.dropped += max(len(matched) - room, 0)
+        self.dropped["bufferFull"] += max(len(matched) - room, 0)
         self._labels.extend(orjson.dumps({"id": i, "ts": ts, "label": label}) for i, label in matched[:room])
         if len(self._labels) >= self._flush_rows:
             self._wake.set()
@@ -102,6 +104,7 @@ class Capture:
             try:
                 await asyncio.to_thread(storage.put_bytes, uri, b"\n".join(lines) + b"\n")
             except storage.StorageError:
+                self.dropped["writeFailed"] += len(lines)
                 logger.exception("capture: could not write %d lines to %s; they are lost", len(lines), uri)
             else:
                 logger.info("capture: wrote %d lines to %s", len(lines), uri)

@@ -84,7 +84,10 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
-        return self.served is not None and not self.draining
+        """Loaded. A drain does not change it: a terminating pod's endpoint is not ready to kube-proxy
+        anyway, and while it is still `serving` kube-proxy falls back to it when no other pod is ready
+        (every pod replaced at once: without that, requests are refused until a new one is ready)."""
+        return self.served is not None
 
     def install(self, model: ServedModel) -> None:
         """Serve ``model`` (called by the loader task, or directly by tests)."""
@@ -107,9 +110,9 @@ class DataPlane:
         )
 
     def begin_drain(self) -> None:
-        """Fail readiness from now on; requests keep being served until the process stops."""
+        """Close each connection after its answer from now on; requests are served until the process stops."""
         if not self.draining:
-            logger.info("draining: readiness now fails, in-flight and new requests are still served")
+            logger.info("draining: requests are still served, each connection closed after its answer")
         self.draining = True
 
     async def startup(self) -> None:

@@ -14,7 +14,7 @@ single-threaded (one event loop), so no locks are needed.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -126,8 +126,8 @@ class Metrics:
         start, size = int(self._starts[j]), self._feature_sizes[j]
         return self._counts[start : start + size].tolist(), int(self._counts[start + size])
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition (format 0.0.4)."""
+    def render(self, *, capture_dropped: Mapping[str, int] | None = None) -> bytes:
+        """The Prometheus text exposition (format 0.0.4); with the capture's lost rows by reason."""
         self._flush()
         b = self._base
         out: list[str] = []
@@ -184,6 +184,10 @@ class Metrics:
         ):  # fmt: skip
             m = family(name, "counter", doc)
             out.append(f"{m}{{{b}}} {value!r}\n")
+        if capture_dropped is not None:
+            m = family("capture_dropped_rows_total", "counter",
+                       "Captured rows and labels lost: the buffer was full, or their write to S3 failed.")
+            out.extend(f'{m}{{{b},reason="{reason}"}} {n}\n' for reason, n in sorted(capture_dropped.items()))
         return "".join(out).encode()
 
 

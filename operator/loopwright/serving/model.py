@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 
 from loopwright import artifacts, storage
+from loopwright.api._base import one_line
 from loopwright.api.schema import TaskType
 from loopwright.compiled import compiler, container
 from loopwright.compiled.agreement import compare, estimator_input
@@ -229,6 +231,8 @@ def load(
     """
     try:
         profile = Profile.model_validate_json(storage.get_bytes(profile_uri, sha256=profile_sha256))
+    except ValidationError as exc:
+        raise ModelLoadError(f"profile {profile_uri}: {one_line(exc, root='profile')}") from exc
     except (storage.StorageError, ValueError) as exc:
         raise ModelLoadError(f"profile {profile_uri}: {exc}") from exc
     if compiled_uri:

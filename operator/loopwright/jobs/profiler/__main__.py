@@ -40,6 +40,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--schema-json", required=True, help="the Dataset's spec.schema (wire form)")
     parser.add_argument("--validation-json", default="{}", help="the Dataset's spec.validation")
     parser.add_argument("--output-prefix", required=True, help="where profile.json and result.json go")
+    parser.add_argument("--max-bytes", type=int, default=data.MAX_BYTES,
+                        help="a larger version is a TooLarge anomaly, and is not read")
     return parser.parse_args(argv)
 
 
@@ -55,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
     }
     anomalies: list[Anomaly] = []
     try:
-        raw = data.fetch(args.source_uri)
+        raw = data.fetch(args.source_uri, max_bytes=args.max_bytes)
     except storage.ObjectNotFoundError as exc:
         raw = None
         anomalies.append(Anomaly(kind=data.AnomalyKind.UNREADABLE, message=str(exc)))
+    except data.DataError as exc:
+        raw = None
+        anomalies.append(exc.anomaly)
     if raw is not None:
         result.update(digest=raw.digest, objects=len(raw.parts), bytes=raw.size)
         try:

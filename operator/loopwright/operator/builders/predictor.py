@@ -39,8 +39,10 @@ SERVICE_PORT = 80
 GRPC_PORT = 8081
 """The v2 gRPC port, on the pod and on the Services (KServe's and MLServer's convention)."""
 CONTAINER = "predictor"
-DRAIN_SECONDS = 5
-"""The predictor keeps serving this long after SIGTERM while endpoints are withdrawn."""
+DRAIN_SECONDS = 15
+"""The predictor keeps serving this long after SIGTERM while endpoints are withdrawn. kube-proxy sends
+traffic to terminating pods while no pod is ready, so this is also how long a replacement may take to
+be ready when every pod goes at once (its apps/v1 Deployment deleted: about 9 s on kind, fault suite)."""
 TERMINATION_GRACE_SECONDS = 30
 FEEDBACK_TOKEN_DIR = "/var/run/secrets/loopwright/feedback"  # noqa: S105 (a mount path)
 """Where the feedback token's Secret key is mounted (file ``token``)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from loopwright.api._base import ApiModel
+from loopwright.api._base import ApiModel, one_line
 from loopwright.api.kinds import Kind
 from loopwright.api.reasons import INVALID_SPEC, NOT_IMPLEMENTED
 from loopwright.core.conditions import READY, Event, Verdict, merge
@@ -33,10 +33,7 @@ def parse_spec(kind: Kind, spec: Mapping[str, Any]) -> ApiModel | str:
     try:
         return kind.spec.model_validate(dict(spec))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return f"spec.{where}: {first['msg']}{more}"
+        return one_line(exc, root="spec")
 
 
 def ready_status(

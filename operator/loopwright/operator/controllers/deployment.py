@@ -7,9 +7,9 @@ One scheduler task reconciles every Deployment when something is due (an analysi
 check, the end of a pause, pods to wait for) or when an event arrives (a spec change,
 a ModelVersion of its model changing). Handlers only wake it. No kopf timer or daemon:
 those add finalizers, which would block deleting a Deployment (or its namespace)
-while the operator is down. Children (apps/v1 Deployments, pods) are read on demand
-rather than watched, so the operator never streams every apps/v1 Deployment of the
-cluster.
+while the operator is down. Children (apps/v1 Deployments, pods) are read on demand;
+only the deletion of a workload or Service wakes the owner, from a watch that streams
+nothing but them (a server-side label selector).
 
 A reconcile reads the object, its ModelVersions and its pods, scrapes the predictors
 when the analysis needs it, asks :func:`loopwright.core.rollout.canary.plan` what to do, then
@@ -179,6 +179,21 @@ async def _on_model_version(body: kopf.Body, **_: Any) -> None:
     for key, served in list(_scheduler.models.items()):
         if key[0] == namespace and served == model:
             _scheduler.schedule(key)
+
+
+@kopf.on.event("apps", "v1", "deployments", id="deployment.workload-deleted",
+               labels={DEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "services", id="deployment.service-deleted",
+               labels={DEPLOYMENT_LABEL: kopf.PRESENT})
+async def _on_child(event: Mapping[str, Any], namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    """A predictor workload or Service was deleted (by a user, say): converge its owner now rather
+    than at its next idle round (up to 30 s without a Service, or without pods). The watch carries a
+    server-side label selector (main.configure_kopf): it streams only these children."""
+    if _scheduler is None or event.get("type") != "DELETED":
+        return
+    key = (str(namespace), str(labels[DEPLOYMENT_LABEL]))
+    if key in _scheduler.models:
+        _scheduler.schedule(key)
 
 
 # -- observing --------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ SAFETY_POLL_SECONDS = 60
 _REGISTER_ATTEMPTS = 8
 _REFUSALS = frozenset({HTTPStatus.BAD_REQUEST, HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY})
 """Answers to a Job create that retrying at once will not change (quota, admission, validation)."""
+_UNREADABLE = (storage.ObjectNotFoundError, storage.AccessDeniedError, storage.IntegrityError)
+"""Storage errors that fail a finished run's registration; any other (S3 down) is retried."""
 
 _job_phases: dict[tuple[str, str], str] = {}
 """Last phase seen per Job, so repeated events of an unchanged Job cost no reconcile."""
@@ -538,6 +540,8 @@ def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: Mapp
         try:
             mv_name, report = _register(state, spec=spec, run=updated, image=runs.job_image(job))
         except (storage.StorageError, KeyError, ValueError, ValidationError) as exc:
+            if isinstance(exc, storage.StorageError) and not isinstance(exc, _UNREADABLE):
+                raise  # S3 unreachable: the run stays active and the reconcile is retried (CLOCK)
             updated = updated.model_copy(update={"phase": RunPhase.FAILED, "reason": "ResultUnreadable",
                                                  "message": f"cannot register the model: {exc}"[:4096]})
             state.event("Warning", "RunFailed", f"run {run.name}: {updated.message}")

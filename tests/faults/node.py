@@ -1,0 +1,105 @@
+"""The kind node as a thing to break: its API server stopped, its S3 cut off, the node restarted.
+
+The node is the Docker container `<KIND_CLUSTER>-control-plane`, reached through the engine that
+images/docker.sh answers for (the one `make kind-up` used).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+PARKED = "/etc/kubernetes/kube-apiserver.yaml.parked"
+S3_NAMESPACE = "loopwright-system"
+
+
+@cache
+def _docker_host() -> str:
+    return subprocess.run([str(REPO / "images" / "docker.sh")], check=True, capture_output=True,
+                          text=True, timeout=120).stdout.strip()
+
+
+def docker(*args: str, timeout: float = 120) -> str:
+    result = subprocess.run(["docker", *args], env={**os.environ, "DOCKER_HOST": _docker_host()},
+                            check=True, capture_output=True, text=True, timeout=timeout)
+    return result.stdout
+
+
+def api_answers(kube: Any) -> bool:
+    try:
+        client.VersionApi(kube.api).get_code(_request_timeout=2)
+    except Exception:  # refused, reset, timed out: not answering
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Outage:
+    """When the API server stopped answering and when it answered again (time.monotonic()), and the
+    wall-clock time it came back (to compare with times the operator writes)."""
+
+    down: float
+    back: float
+    back_at: datetime
+
+    @property
+    def seconds(self) -> float:
+        return self.back - self.down
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+
+    @classmethod
+    def of_cluster(cls) -> Node:
+        return cls(f"{os.environ.get('KIND_CLUSTER', 'loopwright')}-control-plane")
+
+    def exec(self, *command: str) -> str:
+        return docker("exec", self.name, *command)
+
+    def stop_api_server(self, kube: Any, *, seconds: float = 60) -> Outage:
+        """No API server for `seconds`: its static pod's manifest is moved away (the kubelet stops it)
+        and back (the kubelet starts it again). Returns when the API answers again."""
+        self.exec("mv", MANIFEST, PARKED)
+        try:
+            kube.wait(lambda: not api_answers(kube), timeout=90, what="the API server to stop", interval=0.2)
+            down = time.monotonic()
+            time.sleep(seconds)
+        finally:
+            self.exec("mv", PARKED, MANIFEST)
+        kube.wait(lambda: api_answers(kube), timeout=180, what="the API server to answer again", interval=0.5)
+        return Outage(down=down, back=time.monotonic(), back_at=datetime.now(UTC))
+
+
+def s3_pod(kube: Any) -> Any:
+    """The kind overlay's S3 server pod (versitygw over an emptyDir)."""
+    (pod,) = kube.core.list_namespaced_pod(S3_NAMESPACE, label_selector="app.kubernetes.io/name=s3").items
+    return pod
+
+
+@contextmanager
+def s3_unreachable(kube: Any, node: Node) -> Iterator[None]:
+    """Every TCP packet to the S3 server's pod answered with a reset (the established connections of
+    clients' pools too), by a rule in the node's FORWARD chain; the server and its data stay as they
+    are. `scale deployment/s3 --replicas=0` would do the same to clients, but S3's volume is an
+    emptyDir: every object would be gone with the pod."""
+    address = s3_pod(kube).status.pod_ip
+    rule = ["-d", f"{address}/32", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    node.exec("iptables", "-I", "FORWARD", "1", *rule)
+    try:
+        yield
+    finally:
+        node.exec("iptables", "-D", "FORWARD", *rule)
