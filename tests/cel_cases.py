@@ -315,8 +315,6 @@ CASES: list[CelCase] = [
             False),
     CelCase("TrainingPipeline", "a space key that is no parameter name",
             _with(SEARCH_PIPELINE, "spec.search.space", {"C-1": {"values": [1]}}), False),
-    CelCase("TrainingPipeline", "a dimension with values and a range",
-            _with(SEARCH_PIPELINE, "spec.search.space.C.values", [1.0]), False),
     CelCase("TrainingPipeline", "a range without max",
             _with(SEARCH_PIPELINE, "spec.search.space.C", {"min": 0.1}), False),
     CelCase("TrainingPipeline", "an integer range",

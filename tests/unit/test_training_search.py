@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from loopwright.api.search import Search, Trial
+from loopwright.api.search import Dimension, Search, Trial
 from loopwright.core.training import search
 
 GRID = Search.model_validate({"strategy": "grid", "space": {"C": {"values": [0.1, 1.0, 10.0]},
@@ -88,3 +89,12 @@ def test_trial_from_result(result: dict[str, Any] | None, phase: str, score: flo
     assert (trial.index, trial.phase, trial.score) == (2, phase, score)
     if phase == "Failed":
         assert trial.message
+
+
+def test_a_dimension_with_values_and_a_range_is_refused_by_the_model() -> None:
+    """The schema cannot state it (CEL does not see a list of untyped values): the model does, and
+    the operator reports InvalidSpec naming the field."""
+    with pytest.raises(ValidationError, match="either values or a min/max range"):
+        Dimension.model_validate({"values": [1.0], "min": 0.1, "max": 1.0})
+    with pytest.raises(ValidationError, match="either values or a min/max range"):
+        Dimension.model_validate({})

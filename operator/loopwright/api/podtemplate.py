@@ -82,6 +82,16 @@ class TopologySpreadConstraint(ApiModel):
     min_domains: int | None = Field(default=None, ge=1, description="Least number of eligible domains.")
 
 
+class Affinity(ApiModel):
+    """core/v1 Affinity. Its three parts are declared, so an unknown key is refused at admission (a
+    CEL rule cannot range over an object whose fields are kept as written); each part is passed
+    through as written, and the API server validates it on the pod."""
+
+    node_affinity: FreeObject | None = Field(default=None, description="core/v1 NodeAffinity.")
+    pod_affinity: FreeObject | None = Field(default=None, description="core/v1 PodAffinity.")
+    pod_anti_affinity: FreeObject | None = Field(default=None, description="core/v1 PodAntiAffinity.")
+
+
 class LocalObjectReference(ApiModel):
     """A Secret of the same namespace, by name."""
 
@@ -99,11 +109,8 @@ class PodTemplate(ApiModel):
         default=None, max_length=MAX_ENTRIES, description="Node labels the pod requires.")
     tolerations: list[Toleration] | None = Field(default=None, max_length=MAX_ENTRIES,
                                                  description="Taints the pod tolerates.")
-    affinity: FreeObject | None = Field(
-        default=None, description="core/v1 Affinity (nodeAffinity, podAffinity, podAntiAffinity).",
-        json_schema_extra=rules(
-            ("self.all(k, k in ['nodeAffinity', 'podAffinity', 'podAntiAffinity'])",
-             "affinity takes nodeAffinity, podAffinity and podAntiAffinity only")))
+    affinity: Affinity | None = Field(
+        default=None, description="core/v1 Affinity (nodeAffinity, podAffinity, podAntiAffinity).")
     topology_spread_constraints: list[TopologySpreadConstraint] | None = Field(
         default=None, max_length=8, description="How pods spread across zones or nodes.")
     service_account_name: str | None = Field(
@@ -124,13 +131,6 @@ class PodTemplate(ApiModel):
         default=None, max_length=MAX_ENTRIES, description="Extra pod annotations (not under loopwright.dev/ "
                                                           "or app.kubernetes.io/).",
         json_schema_extra=rules(_RESERVED_RULE))
-
-    @field_validator("affinity")
-    @classmethod
-    def _affinity_keys(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and not set(value) <= {"nodeAffinity", "podAffinity", "podAntiAffinity"}:
-            raise ValueError("affinity takes nodeAffinity, podAffinity and podAntiAffinity only")
-        return value
 
     @field_validator("labels", "annotations", "node_selector")
     @classmethod

@@ -29,11 +29,13 @@ class SearchStrategy(StrEnum):
 
 
 class Dimension(ApiModel):
-    """The values one parameter takes: a list (grid or random), or a numeric range (random only)."""
+    """The values one parameter takes: a list (grid or random), or a numeric range (random only).
+
+    CEL cannot see ``values`` (a list of values of any JSON type has no CEL type), so "values or a
+    range, not both, not neither" is checked by the model, at reconcile (InvalidSpec naming the field);
+    the rules on the range are the schema's."""
 
     model_config = ConfigDict(json_schema_extra=rules(
-        ("has(self.values) != (has(self.min) || has(self.max))",
-         "a dimension is either values or a min/max range"),
         ("has(self.min) == has(self.max)", "a range needs both min and max"),
         ("!has(self.min) || self.min < self.max", "min must be below max"),
         ("!has(self.min) || !self.log || self.min > 0.0", "a log range needs min > 0"),
@@ -65,7 +67,7 @@ class Search(ApiModel):
     """Try several parameter sets, keep the best (on a validation split of the training part)."""
 
     model_config = ConfigDict(json_schema_extra=rules(
-        ("self.strategy == 'random' || self.space.all(k, has(self.space[k].values))",
+        ("self.strategy == 'random' || self.space.all(k, !has(self.space[k].min) && !has(self.space[k].max))",
          "grid search takes lists of values only (ranges are for random search)"),
         ("self.strategy == 'random' || !has(self.trials)",
          "trials is for random search: a grid runs each of its points once"),

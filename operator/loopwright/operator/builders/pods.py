@@ -128,7 +128,7 @@ def apply(
         if layer.tolerations is not None:
             spec["tolerations"] = [t.to_wire() for t in layer.tolerations]
         if layer.affinity is not None:
-            spec["affinity"] = copy.deepcopy(layer.affinity)
+            spec["affinity"] = layer.affinity.to_wire()
         if layer.topology_spread_constraints is not None:
             spec["topologySpreadConstraints"] = [
                 {"labelSelector": {"matchLabels": dict(selector)}, **c.to_wire()}
