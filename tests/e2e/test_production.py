@@ -192,3 +192,16 @@ def test_the_api_server_refuses_a_webhook_to_the_metadata_address(kube: Kube, na
         _create(kube, namespace, "driftpolicies", policy)
     assert refused.value.status == 422
     assert "link-local and cloud metadata addresses are refused" in str(refused.value.body)
+
+
+def test_a_pod_template_cannot_carry_privileges(kube: Kube, namespace: str, crds: Any) -> None:
+    """The overlay has no security fields: the API server prunes what a manifest smuggles in (kubectl's
+    strict field validation refuses it), so it never reaches the operator, whose builders write the
+    restricted settings last anyway (tests/unit/test_builders_pods.py)."""
+    _create(kube, namespace, "deployments", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": "sneaky"},
+        "spec": {"model": "m", "podTemplate": {"securityContext": {"runAsUser": 0}, "hostNetwork": True,
+                                               "affinity": {"securityContext": {"privileged": True}}}}})
+    stored = lw.get(kube, namespace, "deployments", "sneaky")["spec"]["podTemplate"]
+    print(f"stored podTemplate: {stored}")
+    assert stored == {"affinity": {}}

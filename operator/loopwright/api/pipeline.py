@@ -210,6 +210,12 @@ class Triggers(ApiModel):
         description="Like a CronJob's startingDeadlineSeconds: a scheduled time missed by more than "
                     "this (operator down, a run in progress) is skipped instead of run late. Empty: "
                     "a missed time runs once, as soon as possible.")
+    on_new_data: bool = Field(default=True,
+                              description="Start a run when the Dataset publishes a new validated version.")
+    cooldown: Duration = Field(default="10m",
+                               description="Least time between two automatically triggered runs.")
+    suspend: bool = Field(default=False,
+                          description="Start no new runs (running ones finish); on-demand requests wait.")
 
     @field_validator("schedule")
     @classmethod
@@ -227,12 +233,6 @@ class Triggers(ApiModel):
         if not ok:
             raise ValueError(f"{schedule!r} is not a cron expression of 5 fields such as '0 3 * * *'")
         return schedule
-    on_new_data: bool = Field(default=True,
-                              description="Start a run when the Dataset publishes a new validated version.")
-    cooldown: Duration = Field(default="10m",
-                               description="Least time between two automatically triggered runs.")
-    suspend: bool = Field(default=False,
-                          description="Start no new runs (running ones finish); on-demand requests wait.")
 
     @model_validator(mode="after")
     def _known_time_zone(self) -> Triggers:
