@@ -92,12 +92,14 @@ def s3_pod(kube: Any) -> Any:
 
 @contextmanager
 def s3_unreachable(kube: Any, node: Node) -> Iterator[None]:
-    """Every TCP packet to the S3 server's pod answered with a reset (the established connections of
-    clients' pools too), by a rule in the node's FORWARD chain; the server and its data stay as they
-    are. `scale deployment/s3 --replicas=0` would do the same to clients, but S3's volume is an
-    emptyDir: every object would be gone with the pod."""
+    """S3 as when its server is gone: a rule in the node's FORWARD chain rejects every TCP packet to
+    the server's pod with an ICMP port-unreachable, so a new connection is refused (what kube-proxy
+    does for a Service without endpoints) and a pooled one stalls until its client's timeout; the
+    server and its data stay as they are (`scale deployment/s3 --replicas=0` would wipe its emptyDir).
+    A tcp-reset REJECT would not do: after the Service's DNAT its reset never reaches the client,
+    whose connect then hangs."""
     address = s3_pod(kube).status.pod_ip
-    rule = ["-d", f"{address}/32", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    rule = ["-d", f"{address}/32", "-p", "tcp", "-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
     node.exec("iptables", "-I", "FORWARD", "1", *rule)
     try:
         yield
