@@ -129,3 +129,51 @@ def test_s3_down_during_a_predictor_start_and_capture(
     final = traffic.stop().minus(before)
     figures.record("S3 down and back: failed requests in all", final.describe())
     assert final.failed == 0, final
+
+
+def test_s3_down_during_a_drift_check_gives_no_verdict(
+        kube: Any, crds: Any, s3: Any, namespace: str, operator: Any, figures: Any) -> None:
+    model = "drifty"
+    node = Node.of_cluster()
+    lw.register(kube, s3, namespace, model=model, version=1, kind="good")
+    body = lw.deployment(model, model=model, version=1, rollout={"steps": [{"weight": 50, "pause": "5s"}]})
+    kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", body)
+    lw.wait_serving(kube, namespace, model, timeout=180)
+    traffic = Client.start(kube, namespace, service=model, model=model)
+    policy = {"apiVersion": f"{lw.GROUP}/{lw.VERSION}", "kind": "DriftPolicy", "metadata": {"name": model},
+              "spec": {"deploymentRef": {"name": model}, "interval": "2s", "window": "10m",
+                       "minSamples": 100}}
+
+    def status() -> dict[str, Any]:
+        return lw.get(kube, namespace, "driftpolicies", model)
+
+    def unavailable() -> bool:
+        return (lw.condition(status(), "Ready") or {}).get("reason") == "ProfileUnavailable"
+
+    with s3_unreachable(kube, node):
+        start = time.monotonic()
+        kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "driftpolicies", policy)
+        kube.wait(unavailable, timeout=60, what="ProfileUnavailable", interval=0.5)
+        reported = time.monotonic() - start
+        time.sleep(OUTAGE)
+        obj = status()
+        drift = lw.condition(obj, "DriftDetected")
+        # No verdict without the reference profile: never a NoDrift from missing data.
+        assert drift is None or drift["status"] == "Unknown", obj["status"]
+        assert "drifted" not in (obj.get("status") or {}), obj["status"]
+    figures.record("S3 down, a new DriftPolicy: seconds until Ready=False ProfileUnavailable",
+                   f"{reported:.1f}")
+    figures.record(f"S3 down {OUTAGE} s: drift verdicts meanwhile",
+                   f"none (DriftDetected {drift and drift['status']})")
+    back = time.monotonic()
+
+    def verdict() -> dict[str, Any] | None:
+        found = lw.condition(status(), "DriftDetected") or {}
+        return found if found.get("status") in ("True", "False") else None
+
+    found = kube.wait(verdict, timeout=120, what="a drift verdict once S3 is back", interval=0.5)
+    figures.record("S3 back: seconds until the first verdict",
+                   f"{time.monotonic() - back:.1f} ({found['reason']})")
+    assert found["reason"] == "NoDrift", found  # in-distribution traffic
+    result = traffic.stop()
+    assert result.failed == 0, result
