@@ -22,7 +22,7 @@ DEMO_SCRIPT := tests/demo/demo.py
 comma := ,
 KOPF_NAMESPACES = $(if $(strip $(LOOPWRIGHT_NAMESPACES)),$(foreach ns,$(subst $(comma), ,$(LOOPWRIGHT_NAMESPACES)),--namespace=$(ns)),--all-namespaces)
 
-.PHONY: help install proto test lint crds apply-crds run demo bench
+.PHONY: help install proto test browser lint crds apply-crds run demo bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -41,11 +41,20 @@ proto: | $(PY) ## Regenerate the gRPC messages from operator/loopwright/**/*.pro
 $(PY):
 	$(MAKE) install
 
-test: | $(PY) ## Unit tests, then the e2e tests and the fault suite's lighter cases on kind (kind-up etc. first).
+test: browser | $(PY) ## Unit tests, then the e2e tests and the fault suite's lighter cases on kind (kind-up etc. first).
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) kind-up kind-load kind-deploy
 	$(MAKE) kind-e2e KIND_E2E_ARGS="$(PYTEST_ARGS)"
 	$(MAKE) faults FAULTS_MARK="faults and not heavy" $(if $(PYTEST_ARGS),FAULTS_ARGS="$(PYTEST_ARGS)")
+
+# The report tests render pages in a real headless browser: Debian's chromium, installed when missing
+# and allowed (root on Debian); elsewhere those tests skip and say why.
+browser: ## Install Debian's chromium for the browser tests, when missing (root on Debian only).
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+			&& { echo "make browser: apt-get install chromium (the report tests render in it)"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; } \
+		|| echo "make browser: chromium is missing and could not be installed here: the browser tests will skip"
 
 lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both run; either fails it).
 	@status=0; \
@@ -53,11 +62,11 @@ lint: | $(PY) ## ruff on the code and tests, mypy --strict on the package (both 
 	$(VENV)/bin/mypy || status=1; \
 	exit $$status
 
-crds: | $(PY) ## Regenerate crds/ from the API models.
+crds: | $(PY) ## Regenerate crds/ (and the Argo CD health checks) from the API models.
 	$(PY) -m loopwright.api.crdgen
 
 apply-crds: ## Install or update the CRDs in the cluster of the current KUBECONFIG.
-	kubectl apply --server-side --force-conflicts -f crds/
+	kubectl apply --server-side --force-conflicts -k crds/
 
 run: | $(PY) ## Run the operator in the foreground against the current KUBECONFIG.
 	@$(PY) -c 'import kubernetes; kubernetes.config.load_kube_config()' 2>/dev/null || { 		echo "make run: no usable KUBECONFIG (e.g. make kind-up, then export KUBECONFIG=$(KIND_KUBECONFIG))" >&2; exit 1; }
@@ -87,7 +96,7 @@ export KIND_CLUSTER KIND_S3_PORT KIND_KUBECONFIG IMAGE_TAG
 # kind-e2e's pytest arguments; the suite's slowest tests are listed at the end (--durations).
 KIND_E2E_ARGS ?= tests/e2e
 
-.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-down faults
+.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-soak kind-down faults
 
 images: ## Build loopwright/operator and loopwright/ml from this checkout (images/build.sh).
 	images/build.sh
@@ -111,9 +120,12 @@ kind-load: images ## Build the images and load them into the kind cluster.
 kind-deploy: ## Install Loopwright and S3 into kind (manifests/overlays/kind) and wait until ready.
 	images/kind/cluster.sh deploy
 
-kind-e2e: | $(PY) ## The tests marked `cluster`, against the kind cluster and its in-cluster operator.
-	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not faults" --durations=25 $(KIND_E2E_ARGS) \
+kind-e2e: | $(PY) ## The tests marked `cluster` (not the soak, not the faults), against the kind cluster and its in-cluster operator.
+	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not soak and not faults" --durations=25 $(KIND_E2E_ARGS) \
 		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }  # 5: the arguments selected no cluster test
+
+kind-soak: | $(PY) ## The soak tests (drift held ten minutes, ~15 min) against the kind cluster; figures printed.
+	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m soak -s tests/e2e/test_soak_drift.py
 
 # The fault suite: FAULTS_ARGS picks files or cases, FAULTS_MARK the marker expression.
 FAULTS_ARGS ?= tests/faults

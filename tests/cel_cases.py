@@ -75,6 +75,14 @@ PIPELINE = _manifest(
     },
 )
 
+BYO_PIPELINE = _with(PIPELINE, "spec.model", {
+    "name": "churn", "factory": "churn_features.model:make", "image": "example.com/churn-features:1",
+    "trustedTypes": ["churn_features.model.TenureRatio"], "params": {"clf__C": 0.5}})
+
+SEARCH_PIPELINE = _with(PIPELINE, "spec.search", {
+    "strategy": "random", "trials": 16, "parallelism": 4, "seed": 3,
+    "space": {"C": {"min": 0.01, "max": 100.0, "log": True}, "max_iter": {"values": [100, 200]}}})
+
 MODEL_VERSION = _manifest(
     "ModelVersion",
     "churn-v1",
@@ -274,11 +282,60 @@ CASES: list[CelCase] = [
     CelCase(
         "TrainingPipeline", "a model name with capitals", _with(PIPELINE, "spec.model.name", "Churn"), False
     ),
+    CelCase("TrainingPipeline", "a schedule in Europe/Berlin",
+            _with(PIPELINE, "spec.triggers.timeZone", "Europe/Berlin"), True),
+    CelCase("TrainingPipeline", "a time zone with a space",
+            _with(PIPELINE, "spec.triggers.timeZone", "Europe/New York"), False),
+    CelCase("TrainingPipeline", "a time zone without a schedule",
+            _with(_with(PIPELINE, "spec.triggers.schedule", ...), "spec.triggers.timeZone", "UTC"), False),
+    CelCase("TrainingPipeline", "a factory in its own image", BYO_PIPELINE, True),
+    CelCase("TrainingPipeline", "both an estimator and a factory",
+            _with(BYO_PIPELINE, "spec.model.estimator", "LogisticRegression"), False),
+    CelCase("TrainingPipeline", "neither estimator nor factory", _with(PIPELINE, "spec.model.estimator", ...),
+            False),
+    CelCase("TrainingPipeline", "a factory without an image", _with(BYO_PIPELINE, "spec.model.image", ...),
+            False),
+    CelCase("TrainingPipeline", "a factory that is not module:function",
+            _with(BYO_PIPELINE, "spec.model.factory", "churn_features.make"), False),
+    CelCase("TrainingPipeline", "trusted types for an allow-listed estimator",
+            _with(PIPELINE, "spec.model.trustedTypes", ["numpy.float64"]), False),
+    CelCase("TrainingPipeline", "a trusted type that is no dotted name",
+            _with(BYO_PIPELINE, "spec.model.trustedTypes", ["eval"]), False),
+    CelCase("TrainingPipeline", "a random search over a range and values", SEARCH_PIPELINE, True),
+    CelCase("TrainingPipeline", "a grid search",
+            _with(SEARCH_PIPELINE, "spec.search", {"strategy": "grid", "space": {"C": {"values": [0.1, 1]}}}),
+            True),
+    CelCase("TrainingPipeline", "a grid search over a range",
+            _with(SEARCH_PIPELINE, "spec.search.strategy", "grid"), False),
+    CelCase("TrainingPipeline", "a grid search with a trial count",
+            _with(SEARCH_PIPELINE, "spec.search",
+                  {"strategy": "grid", "trials": 4, "space": {"C": {"values": [0.1, 1]}}}), False),
+    CelCase("TrainingPipeline", "65 trials", _with(SEARCH_PIPELINE, "spec.search.trials", 65), False),
+    CelCase("TrainingPipeline", "parallelism 17", _with(SEARCH_PIPELINE, "spec.search.parallelism", 17),
+            False),
+    CelCase("TrainingPipeline", "a space key that is no parameter name",
+            _with(SEARCH_PIPELINE, "spec.search.space", {"C-1": {"values": [1]}}), False),
+    CelCase("TrainingPipeline", "a range without max",
+            _with(SEARCH_PIPELINE, "spec.search.space.C", {"min": 0.1}), False),
+    CelCase("TrainingPipeline", "an integer range",
+            _with(SEARCH_PIPELINE, "spec.search.space.max_iter", {"min": 50, "max": 500, "integer": True}),
+            True),
+    CelCase("TrainingPipeline", "a range upside down",
+            _with(SEARCH_PIPELINE, "spec.search.space.C", {"min": 1.0, "max": 0.1}), False),
+    CelCase("TrainingPipeline", "a log range from 0",
+            _with(SEARCH_PIPELINE, "spec.search.space.C", {"min": 0.0, "max": 1.0, "log": True}), False),
+    CelCase("TrainingPipeline", "a startingDeadline", _with(PIPELINE, "spec.triggers.startingDeadline", "1h"),
+            True),
     CelCase(
         "TrainingPipeline", "backoffLimit above 10", _with(PIPELINE, "spec.job", {"backoffLimit": 11}), False
     ),
     # ModelVersion
     CelCase("ModelVersion", "the reference model version", MODEL_VERSION, True),
+    CelCase("ModelVersion", "a factory's model in its own image with its own types",
+            _with(_with(MODEL_VERSION, "spec.image", "example.com/churn-features:1"),
+                  "spec.artifact.trustedTypes", ["churn_features.model.TenureRatio"]), True),
+    CelCase("ModelVersion", "an image reference with spaces",
+            _with(MODEL_VERSION, "spec.image", "my image"), False),
     CelCase(
         "ModelVersion",
         "a primary metric that is not among the metrics",
@@ -320,6 +377,22 @@ CASES: list[CelCase] = [
     # Deployment
     CelCase("Deployment", "the reference deployment", DEPLOYMENT, True),
     CelCase("Deployment", "defaults only", _manifest("Deployment", "d", {"model": "churn"}), True),
+    CelCase("Deployment", "a pod template overlay", _with(DEPLOYMENT, "spec.podTemplate", {
+        "nodeSelector": {"pool": "inference"}, "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone"}],
+        "serviceAccountName": "predictor", "imagePullSecrets": [{"name": "registry"}],
+        "priorityClassName": "high", "resources": {"requests": {"cpu": "1"}},
+        "labels": {"team": "fraud"}, "annotations": {"example.com/owner": "ml"}}), True),
+    CelCase("Deployment", "a pod template label under loopwright.dev/",
+            _with(DEPLOYMENT, "spec.podTemplate", {"labels": {"loopwright.dev/deployment": "other"}}), False),
+    CelCase("Deployment", "a pod template annotation under app.kubernetes.io/",
+            _with(DEPLOYMENT, "spec.podTemplate", {"annotations": {"app.kubernetes.io/name": "x"}}), False),
+    CelCase("Deployment", "a pod template affinity with a securityContext smuggled in",
+            _with(DEPLOYMENT, "spec.podTemplate", {"affinity": {"securityContext": {"privileged": True}}}),
+            False),
+    CelCase("Deployment", "a pod template with a securityContext",
+            _with(DEPLOYMENT, "spec.podTemplate", {"securityContext": {"runAsUser": 0}}), False),
     CelCase("Deployment", "a pinned integer version", _with(DEPLOYMENT, "spec.version", 3), True),
     CelCase("Deployment", "a pinned version as a string", _with(DEPLOYMENT, "spec.version", "12"), True),
     CelCase("Deployment", "version 0", _with(DEPLOYMENT, "spec.version", 0), False),
@@ -536,6 +609,22 @@ CASES: list[CelCase] = [
     ),
     # DriftPolicy
     CelCase("DriftPolicy", "the reference policy", DRIFT_POLICY, True),
+    *(CelCase("DriftPolicy", f"a webhook to {url}",
+              _with(DRIFT_POLICY, "spec.actions.webhook", {"url": url}), ok)
+      for url, ok in [
+          ("http://169.254.169.254/latest/meta-data/", False),
+          ("http://[fd00:ec2::254]/", False),
+          ("http://METADATA.google.internal/computeMetadata/v1/", False),
+          ("http://metadata/", False),
+          ("http://user@169.254.170.2/v2/credentials", False),
+          ("http://[fe80::1]:80/", False),
+          ("https://hooks.example.com/loopwright", True),
+          ("http://metadata.example.com/hook", True),
+          ("http://10.0.0.5:8080/hook", True),
+      ]),
+    CelCase("Deployment", "a Prometheus check at the metadata address", _with(
+        DEPLOYMENT, "spec.rollout.analysis", {"metrics": {"prometheus": [
+            {"name": "up", "address": "http://169.254.169.254:9090", "query": "up", "min": 1}]}}), False),
     CelCase(
         "DriftPolicy",
         "a window shorter than the interval",

@@ -42,6 +42,8 @@ def _defaulted(node: Node, value: Any) -> Any:
                 value[name] = copy.deepcopy(child["default"])
             if name in value:
                 value[name] = _defaulted(child, value[name])
+    elif isinstance(value, dict) and isinstance(node.get("additionalProperties"), dict):
+        value = {name: _defaulted(node["additionalProperties"], item) for name, item in value.items()}
     elif isinstance(value, list) and "items" in node:
         value = [_defaulted(node["items"], item) for item in value]
     return value
@@ -151,6 +153,11 @@ def _cel(node: Node, value: Any, old: Any, path: str, errors: list[str]) -> None
             if name in value:
                 old_child = old.get(name, _MISSING) if isinstance(old, dict) else _MISSING
                 _cel(child, value[name], old_child, f"{path}.{name}", errors)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and "properties" not in node:
+            for name, item in value.items():
+                old_child = old.get(name, _MISSING) if isinstance(old, dict) else _MISSING
+                _cel(extra, item, old_child, f"{path}.{name}", errors)
     elif isinstance(value, list) and "items" in node:
         for i, item in enumerate(value):
             _cel(node["items"], item, _MISSING, f"{path}[{i}]", errors)

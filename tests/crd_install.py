@@ -27,10 +27,10 @@ class Crd:
 
 
 def install_crds(api: client.ApiClient, *, timeout: float = 30.0) -> dict[str, Crd]:
-    """Install crds/*.yaml and wait until Established; returns kind -> where it is served."""
+    """Install crds/*.loopwright.dev.yaml and wait until Established; returns kind -> where it is served."""
     extensions = client.ApiextensionsV1Api(api)
     served: dict[str, Crd] = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+    for path in sorted(CRD_DIR.glob("*.loopwright.dev.yaml")):
         crd = yaml.safe_load(path.read_text())
         name = crd["metadata"]["name"]
         try:

@@ -48,7 +48,9 @@ up() {
   # kind, and kubectl where it was built, on $LOOPWRIGHT_CACHE/bin for the demo, the tests and you.
   "$IMAGES_DIR/gobuild.sh" --link kind >/dev/null
   if [[ -x "$CACHE/kubernetes-$K8S_VERSION/bin/kubectl" ]]; then ln -sf "$CACHE/kubernetes-$K8S_VERSION/bin/kubectl" "$CACHE/bin/"; fi
-  if kind get clusters 2>/dev/null | grep -qx "$NAME"; then
+  # The node container, not `kind get clusters`: that lists every cluster and fails while another
+  # cluster on the same engine is being created or deleted.
+  if docker inspect "$NAME-control-plane" >/dev/null 2>&1; then
     if node_running; then
       kind get kubeconfig --name "$NAME" > "$KUBECONFIG_PATH"
       log "cluster $NAME is running (kubeconfig $KUBECONFIG_PATH)"
@@ -107,7 +109,9 @@ deploy() {
 down() {
   use_docker
   "$IMAGES_DIR/gobuild.sh" kind >/dev/null
-  if kind get clusters 2>/dev/null | grep -qx "$NAME"; then
+  # The node container, not `kind get clusters`: that lists every cluster and fails while another
+  # cluster on the same engine is being created or deleted.
+  if docker inspect "$NAME-control-plane" >/dev/null 2>&1; then
     step "kind delete cluster $NAME" kind delete cluster --name "$NAME"
   fi
   rm -f "$KUBECONFIG_PATH"

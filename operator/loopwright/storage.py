@@ -44,6 +44,15 @@ class AccessDeniedError(StorageError):
     """S3 refused the credentials (unknown key, wrong secret, or no permission for this object)."""
 
 
+class CredentialsError(Exception):
+    """Credentials named by a resource (a Secret) cannot be used; ``reason`` is the condition reason to
+    publish (see :mod:`loopwright.operator.credentials`)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class IntegrityError(StorageError):
     """The bytes read do not have the sha256 the caller was promised."""
 

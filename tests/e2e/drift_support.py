@@ -26,6 +26,15 @@ SCHEMA = {
     "columns": [{"name": n, "type": "numeric"} for n in FEATURES],
 }
 BATCH = 50
+FEEDBACK_TOKEN = "e2e-feedback-token-0123456789"
+FEEDBACK = {"tokenSecretRef": {"name": "feedback", "key": "token"}}
+"""spec.feedback of the tests' Deployments: /feedback needs the token of this Secret."""
+
+
+def feedback_secret(kube: Any, namespace: str) -> None:
+    """The Secret behind :data:`FEEDBACK`."""
+    kube.core.create_namespaced_secret(namespace, {"metadata": {"name": "feedback"},
+                                                   "stringData": {"token": FEEDBACK_TOKEN}})
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -40,7 +49,7 @@ def rows(n: int, *, shift: float = 0.0, seed: int = 0) -> tuple[list[dict[str, f
     return instances, y.tolist()
 
 
-def csv_bytes(instances: list[dict[str, float]], labels: list[int]) -> bytes:
+def csv_bytes(instances: list[dict[str, float]], labels: list[int] | list[float]) -> bytes:
     lines = ["a,b,c,y"] + [f"{r['a']},{r['b']},{r['c']},{y}" for r, y in zip(instances, labels, strict=True)]
     return ("\n".join(lines) + "\n").encode()
 
@@ -161,7 +170,8 @@ class Traffic:
             for ip, labels in by_ip.items():
                 for start in range(0, len(labels), 500):
                     r = client.post(f"http://{ip}/v1/models/{self.model}/feedback",
-                                    json={"labels": labels[start:start + 500]})
+                                    json={"labels": labels[start:start + 500]},
+                                    headers={"authorization": f"Bearer {FEEDBACK_TOKEN}"})
                     assert r.status_code == 200, r.text
                     matched += r.json()["matched"]
         return matched

@@ -7,7 +7,7 @@ order: no traffic is
 InsufficientData; in-distribution traffic is no drift; a predictor pod replaced
 mid-window does not corrupt the counts; shifted traffic is DriftDetected after
 `consecutive` checks, with an Event, one retrain request (trigger Drift) and the
-webhook; the cooldown holds back a second retrain; wrong predictions on the
+webhook; the retrain in flight holds back a second one; wrong predictions on the
 shifted data degrade performance; a promotion resets the window to the new
 reference, where the same shifted traffic is no drift.
 """
@@ -22,12 +22,14 @@ import pytest
 
 from conftest import S3, Crd, Kube
 from e2e.drift_support import (
+    FEEDBACK,
     GROUP,
     VERSION,
     Traffic,
     condition,
     csv_bytes,
     event_reasons,
+    feedback_secret,
     forward_pods,
     get,
     host_env,
@@ -115,12 +117,13 @@ def test_drift_policy_detects_acts_and_resets_on_promotion(
         "token": base64.b64encode(b"hook-token\n").decode()}})
     operator.allow_secrets()  # the webhook's token: the README's per-namespace opt-in
     hook_url = start_webhook_receiver(kube, namespace)
+    feedback_secret(kube, namespace)
 
     # The Deployment (mldeploy) pinned to version 1; the pipeline to retrain (its Dataset does not
     # exist, so a request stays a request: the annotations are what is checked).
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "deployments", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": MLD},
-        "spec": {"model": MODEL, "version": 1, "replicas": 2,
+        "spec": {"model": MODEL, "version": 1, "replicas": 2, "feedback": FEEDBACK,
                  "rollout": {"steps": [{"weight": 50, "pause": "1h"}]}}})
     kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingpipelines", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingPipeline", "metadata": {"name": PIPELINE},
@@ -210,6 +213,11 @@ def _checks(kube: Kube, namespace: str, traffic: Traffic, forwards: ExitStack, p
     assert annotations["loopwright.dev/train-trigger"] == "Drift"
     reasons = _events(kube, namespace, "DriftConfirmed", "RetrainRequested")
     assert reasons.count("RetrainRequested") == 1
+    # One retrain per cause: it is in flight until its run, gate and rollout are over (this
+    # pipeline's Dataset does not exist, so its run never starts: it waits for the run).
+    assert status["retrain"]["token"] == token
+    assert status["retrain"]["phase"] == "AwaitingRun"
+    assert condition(obj, "Retraining") == ("True", "AwaitingRun")
     hooks = kube.wait(lambda: received(kube, namespace) or None, timeout=30, what="the webhook POST")
     assert hooks[0]["auth"] == "Bearer hook-token"
     assert hooks[0]["json"]["event"] == "DriftConfirmed"
@@ -224,6 +232,7 @@ def _checks(kube: Kube, namespace: str, traffic: Traffic, forwards: ExitStack, p
     assert perf["labels"] == 2100
     assert perf["value"] < accuracy - 0.15
     assert obj["status"]["lastRetrainRun"] == token
+    assert condition(obj, "Retraining") == ("True", "AwaitingRun")  # not the cooldown: the same cause
     pipeline = get(kube, "trainingpipelines", namespace, PIPELINE)
     assert pipeline["metadata"]["annotations"]["loopwright.dev/train-request"] == token
     assert event_reasons(kube, namespace, POLICY).count("RetrainRequested") == 1

@@ -27,12 +27,14 @@ import pytest
 from conftest import ML_IMAGE, S3, Kube, restricted
 from e2e.deployment_support import start_client, stop_client
 from e2e.drift_support import (
+    FEEDBACK,
     GROUP,
     SCHEMA,
     VERSION,
     Traffic,
     condition,
     csv_bytes,
+    feedback_secret,
     forward_pods,
     get,
     ready_pods,
@@ -110,6 +112,7 @@ def _pipeline() -> dict[str, Any]:
 def _deployment() -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Deployment", "metadata": {"name": NAME},
             "spec": {"model": NAME, "version": "latest", "replicas": 2, "capture": {"fraction": 1.0},
+                     "feedback": FEEDBACK,
                      "rollout": {"steps": [{"weight": 50, "pause": "6s"}],
                                  "analysis": {"interval": "2s", "minRequests": 20, "failureLimit": 3}}}}
 
@@ -167,6 +170,7 @@ def test_the_whole_loop(kube: Kube, namespace: str, s3: S3, operator: Operator,
         return (found.get("status") or {}).get("phase") if found else None
 
     m.wait("ModelVersion v1 Validated", lambda: mv_phase(f"{NAME}-v1") == "Validated", timeout=300)
+    feedback_secret(kube, namespace)
     create("deployments", _deployment())
 
     def serving(version: int) -> dict[str, Any] | None:
@@ -296,6 +300,10 @@ def _drift_and_retrain(kube: Kube, namespace: str, s3: S3, m: Milestones, endpoi
     # -- drift clears on the new reference ----------------------------------------------------
     m.wait("DriftPolicy follows the promotion", lambda: (policy().get("status") or {})
            .get("modelVersion") == mv2, timeout=60)
+    # The retrain it requested settles with the promotion of the version it produced.
+    settled = m.wait("the retrain settles as Promoted", lambda: (policy().get("status") or {}).get("retrain")
+                     if condition(policy(), "Retraining") == ("False", "Promoted") else None, timeout=60)
+    assert (settled["token"], settled["modelVersion"], settled["version"]) == (token, mv2, 2)
     pods2 = m.wait("predictor pods of v2 ready", lambda: _two_pods(kube, namespace, 2), timeout=120)
     traffic = Traffic(model=NAME)
     instances, labels = rows(800, shift=SHIFT, seed=14)

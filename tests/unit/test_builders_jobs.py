@@ -9,12 +9,12 @@ import pytest
 
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.modelversion import CompiledArtifact
+from loopwright.api.names import child_name
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
 from loopwright.operator.builders.common import Owner
 from loopwright.operator.builders.jobs import (
     JobSettings,
-    child_name,
     profiling_job,
     training_job,
     verification_job,
@@ -108,7 +108,9 @@ def test_training_job_identity_owner_and_knobs() -> None:
     assert spec["activeDeadlineSeconds"] == 120
     assert spec["suspend"] is False
     assert "ttlSecondsAfterFinished" not in spec  # kept until history pruning
-    assert _container(job)["resources"] == {"limits": {"memory": "1Gi"}}
+    # spec.job.resources over the trainer's built-in defaults, key by key
+    assert _container(job)["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                            "limits": {"cpu": "2", "memory": "1Gi"}}
     rules = spec["podFailurePolicy"]["rules"]
     assert rules[0]["action"] == "FailJob"
     assert rules[0]["onExitCodes"]["values"] == [2, 3]

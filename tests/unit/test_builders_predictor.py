@@ -82,6 +82,21 @@ def test_capture_env_only_when_sampling() -> None:
     assert env["LOOPWRIGHT_CAPTURE_FRACTION"] == "0.25"
 
 
+def test_the_feedback_token_is_a_mounted_secret_key_never_an_env_value() -> None:
+    assert "LOOPWRIGHT_FEEDBACK_TOKEN_FILE" not in str(_deployment())
+    d = _deployment(feedback={"tokenSecretRef": {"name": "iris-feedback", "key": "token"}})
+    pod = d["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "feedback-token"]
+    assert volume["secret"] == {"secretName": "iris-feedback", "items": [{"key": "token", "path": "token"}],
+                                "defaultMode": 0o440}
+    container = pod["containers"][0]
+    assert {"name": "feedback-token", "mountPath": build.FEEDBACK_TOKEN_DIR, "readOnly": True} in \
+        container["volumeMounts"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LOOPWRIGHT_FEEDBACK_TOKEN_FILE"] == {"name": "LOOPWRIGHT_FEEDBACK_TOKEN_FILE",
+                                                     "value": f"{build.FEEDBACK_TOKEN_DIR}/token"}
+
+
 def test_probes_scrape_annotations_resources_and_restricted_security() -> None:
     d = _deployment(resources={"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}})
     pod = d["spec"]["template"]
@@ -93,7 +108,8 @@ def test_probes_scrape_annotations_resources_and_restricted_security() -> None:
         "prometheus.io/port": "8080",
         "prometheus.io/path": "/metrics",
     }
-    assert container["resources"] == {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}}
+    assert container["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                      "limits": {"cpu": "2", "memory": "512Mi"}}
     # The restricted Pod Security Standard, field by field.
     security = container["securityContext"]
     assert security["allowPrivilegeEscalation"] is False

@@ -14,7 +14,7 @@ from loopwright.api.dataset import DatasetValidation
 from loopwright.jobs import compactor, data
 from loopwright.serving.app import PredictorApp
 from loopwright.serving.settings import Settings
-from unit.test_predictor import NAMES, _schema, _served
+from unit.test_predictor import BEARER, NAMES, TOKEN, _schema, _served
 
 
 def _lines(*docs: object) -> list[bytes]:
@@ -50,11 +50,13 @@ def anyio_backend() -> str:
 async def test_captured_traffic_becomes_a_valid_new_dataset_version(tmp_path: Path) -> None:
     served = _served(LogisticRegression())
     settings = Settings(model_name="credit", model_uri="unused", model_sha256="unused", profile_uri="unused",
-                        capture_uri=str(tmp_path / "captures"), capture_fraction=1.0, pod_name="pod-a")
+                        capture_uri=str(tmp_path / "captures"), capture_fraction=1.0, pod_name="pod-a",
+                        feedback_token=TOKEN)
     app = PredictorApp(settings=settings)
     app.plane.install(served)
     instances = [{"age": 20.0 + i, "income": 30_000.0 + 1000 * i, "score": i / 10} for i in range(12)]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p",
+                                 headers=BEARER) as c:
         r = await c.post("/v1/models/credit:predict", json={"instances": instances})
         assert r.status_code == 200, r.text
         ids = r.json()["ids"]

@@ -24,7 +24,7 @@ from loopwright.compiled import compiler, container, rows
 from loopwright.compiled.agreement import TOLERANCE, compare
 from loopwright.compiled.program import InputError, MissingValueError, Program, ProgramError
 from loopwright.core import estimators
-from loopwright.jobs.trainer.__main__ import _pipeline
+from loopwright.jobs.trainer.model import allow_listed as _pipeline
 
 SCHEMA = DatasetSchema.model_validate({
     "label": {"name": "y", "task": "classification"},

@@ -19,16 +19,17 @@ T1 = T0 + timedelta(minutes=5)
 
 def test_new_condition_is_stamped() -> None:
     result = conditions.set_condition(None, type_=READY, status=False, reason="Waiting", generation=3, now=T0)
-    assert result == [
-        {
-            "type": "Ready",
-            "status": "False",
-            "reason": "Waiting",
-            "message": "",
-            "observedGeneration": 3,
-            "lastTransitionTime": "2026-01-01T12:00:00Z",
-        }
-    ]
+    assert result[0] == {
+        "type": "Ready",
+        "status": "False",
+        "reason": "Waiting",
+        "message": "",
+        "observedGeneration": 3,
+        "lastTransitionTime": "2026-01-01T12:00:00Z",
+    }
+    # kstatus' pair follows Ready: not stalled, reconciling (Ready is not True for a curable reason)
+    assert [(c["type"], c["status"], c["reason"]) for c in result[1:]] == [
+        ("Stalled", "False", "NotStalled"), ("Reconciling", "True", "Waiting")]
 
 
 def test_same_status_keeps_transition_time_but_updates_the_rest() -> None:
@@ -63,7 +64,7 @@ def test_merge_keeps_other_types_and_order() -> None:
     result = conditions.merge(
         start, [Verdict(type=READY, status=True, reason="Serving")], generation=1, now=T1
     )
-    assert [c["type"] for c in result] == ["Validated", READY]
+    assert [c["type"] for c in result] == ["Validated", READY, "Stalled", "Reconciling"]
     assert result[0] == start[0]
     assert start[1]["status"] == "False"  # the input is not mutated
 

@@ -8,9 +8,11 @@ from typing import Any
 import kopf
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from kopf._cogs.structs.references import Resource
 from kubernetes.client import ApiException
 
 from loopwright.api.kinds import ALL_KINDS, TRAINING_PIPELINE
+from loopwright.api.labels import child_labels
 from loopwright.operator import config, kube, metrics
 from loopwright.operator.main import configure_kopf  # importing main registers every handler
 
@@ -90,6 +92,27 @@ def kopf_resource(group: str, plural: str) -> Any:
     return Resource(group=group, version="v1", plural=plural, namespaced=True, verbs=["list", "watch"])
 
 
+def test_jobs_are_filtered_by_the_api_server() -> None:
+    """kopf sends this as labelSelector on the list and watch of Jobs (kopf/_cogs/clients/watching.py);
+    the handlers' labels= filters alone would stream every Job of the cluster to the operator."""
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings)
+    jobs = Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
+    selectors = list(settings.watching.label_selectors.collect(jobs))
+    assert selectors == ["app.kubernetes.io/managed-by=loopwright"]
+    pipelines = Resource(TRAINING_PIPELINE.group, TRAINING_PIPELINE.version, TRAINING_PIPELINE.plural)
+    assert list(settings.watching.label_selectors.collect(pipelines)) == []
+
+
+def test_egress_allow_list() -> None:
+    allow = "prometheus.monitoring.svc, .svc.cluster.local, 10.0.0.0/8"
+    cfg = config.load({"LOOPWRIGHT_EGRESS_ALLOW": allow})
+    assert cfg.egress.allow == ("prometheus.monitoring.svc", ".svc.cluster.local", "10.0.0.0/8")
+    assert config.load({}).egress.allow == ()
+    with pytest.raises(config.ConfigError, match="LOOPWRIGHT_EGRESS_ALLOW"):
+        config.load({"LOOPWRIGHT_EGRESS_ALLOW": "10.0.0.0/33"})
+
+
 def _value(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -140,7 +163,7 @@ def test_create_or_adopt_reads_on_conflict_only() -> None:
 
 
 def test_child_labels_name_the_group() -> None:
-    assert kube.child_labels(TRAINING_PIPELINE, "churn") == {
+    assert child_labels(TRAINING_PIPELINE, "churn") == {
         "app.kubernetes.io/managed-by": "loopwright",
         "loopwright.dev/trainingpipeline": "churn",
     }

@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import kubernetes
 import pytest
 
+from fake_api import FakeApi
 from loopwright import storage
 from loopwright.api.dataset import DataSource
 from loopwright.operator import credentials
-from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers import dataset as controller
+from loopwright.operator.runtime.client import SECRETS, ApiError
 
 ACCESS, SECRET = "AKIAEXAMPLE", "wJalr/EXAMPLE+KEY"
 
@@ -77,45 +77,36 @@ def _source(secret: str | None) -> DataSource:
     return DataSource.model_validate({"uri": "s3://bkt/d.csv", **ref})
 
 
-def test_without_a_reference_the_operator_uses_its_own_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    def unexpected(**_: Any) -> None:
-        raise AssertionError("no Secret should be read")
-
-    monkeypatch.setattr(_runtime, "read_secret", unexpected)
-    assert controller._source_credentials(namespace="ns", source=_source(None)) is None
+def _read(api: FakeApi, *, namespace: str, secret: str | None) -> storage.Credentials | None:
+    return api.run(controller._source_credentials(api.context(), namespace=namespace, source=_source(secret)))
 
 
-def test_the_secret_is_read_by_name_in_the_datasets_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
-    reads: list[dict[str, str]] = []
+def test_without_a_reference_the_operator_uses_its_own_credentials() -> None:
+    api = FakeApi()
+    assert _read(api, namespace="ns", secret=None) is None
+    assert api.calls == []  # no Secret is read
 
-    def read_secret(**where: str) -> dict[str, Any]:
-        reads.append(where)
-        return GOOD
 
-    monkeypatch.setattr(_runtime, "read_secret", read_secret)
-    found = controller._source_credentials(namespace="team-a", source=_source("src"))
+def test_the_secret_is_read_by_name_in_the_datasets_namespace() -> None:
+    api = FakeApi()
+    api.add(SECRETS, {**GOOD, "metadata": {"name": "src", "namespace": "team-a"}})
+    found = _read(api, namespace="team-a", secret="src")
     assert found == storage.Credentials(access_key_id=ACCESS, secret_access_key=SECRET)
-    assert reads == [{"namespace": "team-a", "name": "src"}]
+    assert api.calls == ["GET secrets/src"]
 
 
 @pytest.mark.parametrize(("status", "reason"), [(403, credentials.FORBIDDEN), (None, credentials.NOT_FOUND)])
-def test_a_secret_the_operator_cannot_have_is_a_credentials_error(
-    monkeypatch: pytest.MonkeyPatch, status: int | None, reason: str,
-) -> None:
-    def read_secret(**_: str) -> None:
-        if status is not None:
-            raise kubernetes.client.ApiException(status=status, reason="Forbidden")
-
-    monkeypatch.setattr(_runtime, "read_secret", read_secret)
+def test_a_secret_the_operator_cannot_have_is_a_credentials_error(status: int | None, reason: str) -> None:
+    api = FakeApi()
+    if status is not None:
+        api.refuse("GET", "secrets", ApiError(status, "Forbidden", "secrets is forbidden"))
     with pytest.raises(credentials.CredentialsError) as caught:
-        controller._source_credentials(namespace="team-a", source=_source("src"))
+        _read(api, namespace="team-a", secret="src")
     assert caught.value.reason == reason
 
 
-def test_other_api_failures_are_not_mistaken_for_bad_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    def read_secret(**_: str) -> None:
-        raise kubernetes.client.ApiException(status=500, reason="Internal Server Error")
-
-    monkeypatch.setattr(_runtime, "read_secret", read_secret)
-    with pytest.raises(kubernetes.client.ApiException):
-        controller._source_credentials(namespace="team-a", source=_source("src"))
+def test_other_api_failures_are_not_mistaken_for_bad_credentials() -> None:
+    api = FakeApi()
+    api.refuse("GET", "secrets", ApiError(500, "Internal Server Error", "etcd"))
+    with pytest.raises(ApiError):
+        _read(api, namespace="team-a", secret="src")

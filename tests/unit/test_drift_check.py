@@ -7,7 +7,7 @@ import pytest
 from loopwright.api.driftpolicy import DriftPolicySpec
 from loopwright.api.pipeline import RunTrigger
 from loopwright.core.conditions import merge
-from loopwright.core.drift import check
+from loopwright.core.drift import check, retrain
 from loopwright.core.drift.window import ABS_ERROR, CORRECT, FEEDBACK, PREDICTIONS, SQUARED_ERROR, Counts, Key
 from loopwright.core.profile import FeatureProfile, Profile
 
@@ -143,13 +143,38 @@ def test_cooldown_holds_the_retrain_back():
     outcome = _evaluate(spec, _counts(x=SHIFTED, y=SHIFTED), check.Previous(consecutive=1, last_retrain=last))
     assert outcome.confirmed
     assert outcome.retrain is None
-    assert outcome.cooldown_until == last + timedelta(hours=6)
-    assert check.next_retrain(spec, last_retrain=None) is None
+    assert outcome.wanted == RunTrigger.DRIFT
+    assert outcome.held is not None
+    assert outcome.held.reason == "Cooldown"
+    assert outcome.held.until == last + timedelta(hours=6)
     no_action = _spec(actions={})
     quiet = _evaluate(no_action, _counts(x=SHIFTED, y=SHIFTED), check.Previous(consecutive=1))
     assert quiet.confirmed
     assert quiet.retrain is None
-    assert quiet.cooldown_until is None
+    assert quiet.wanted is None
+    assert quiet.held is None
+
+
+def test_a_retrain_in_flight_holds_every_other_back_however_long_the_drift_lasts():
+    spec = _spec(actions={"retrain": {"pipelineRef": {"name": "iris"}, "cooldown": "1s"}})
+    in_flight = retrain.requested(token="w-1", pipeline="iris", trigger=RunTrigger.DRIFT,
+                                  now=NOW - timedelta(days=3))
+    for phase in ("AwaitingRun", "AwaitingGate", "AwaitingRollout"):
+        pending = in_flight.model_copy(update={"phase": phase})
+        previous = check.Previous(consecutive=9, retrain=pending)
+        outcome = _evaluate(spec, _counts(x=SHIFTED, y=SHIFTED), previous)
+        assert outcome.confirmed
+        assert outcome.retrain is None
+        assert outcome.held is not None
+        assert outcome.held.reason == phase
+    settled = in_flight.model_copy(update={"phase": "Settled", "outcome": "Promoted", "settled_time": NOW})
+    held = _evaluate(spec, _counts(x=SHIFTED, y=SHIFTED), check.Previous(consecutive=9, retrain=settled))
+    assert held.held is not None
+    assert held.held.reason == "Cooldown"
+    later = check.evaluate(spec, profile=PROFILE, counts=_counts(x=SHIFTED, y=SHIFTED), reference_metrics={},
+                           previous=check.Previous(consecutive=9, retrain=settled),
+                           now=NOW + timedelta(seconds=1))
+    assert later.retrain == RunTrigger.DRIFT
 
 
 def _accuracy(correct: int, labels: int) -> dict[Key, float]:

@@ -1,16 +1,20 @@
 """The DriftPolicy controller's small decisions that need no cluster: whose retrain request wins, ports."""
 
+import asyncio
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from loopwright.api.pipeline import RunTrigger
 from loopwright.core.conditions import Verdict
-from loopwright.operator.controllers import _runtime, driftpolicy
+from loopwright.core.drift import retrain
+from loopwright.operator.controllers import _retrain, _runtime, driftpolicy
 
 
 def test_only_an_earlier_request_of_the_same_policy_is_replaced():
-    older = driftpolicy._older_request
+    older = _retrain.older_request
     assert older("watch-100", policy="watch", than="watch-200")
     assert not older("watch-300", policy="watch", than="watch-200")  # ours is the older one
     assert not older("watch-200", policy="watch", than="watch-200")
@@ -70,8 +74,9 @@ def test_a_check_publishes_onto_the_version_it_read(monkeypatch: pytest.MonkeyPa
     ((version, status),) = api.writes
     assert version == "1"
     assert status["samples"] == 3
-    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [("Ready", "Checked"),
-                                                                         ("DriftDetected", "NoDrift")]
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
+        ("Ready", "Checked"), ("DriftDetected", "NoDrift"), ("Stalled", "NotStalled"),
+        ("Reconciling", "Converged")]
 
 
 def test_a_write_in_between_is_merged_into_not_erased(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +90,8 @@ def test_a_write_in_between_is_merged_into_not_erased(monkeypatch: pytest.Monkey
     ((version, status),) = api.writes
     assert version == "2"
     assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
-        ("Ready", "Checked"), ("Custom", "Kept"), ("DriftDetected", "NoDrift")]
+        ("Ready", "Checked"), ("Custom", "Kept"), ("DriftDetected", "NoDrift"), ("Stalled", "NotStalled"),
+        ("Reconciling", "Converged")]
 
 
 def test_a_check_of_an_old_generation_or_a_deleted_policy_publishes_nothing(
@@ -96,3 +102,74 @@ def test_a_check_of_an_old_generation_or_a_deleted_policy_publishes_nothing(
         monkeypatch.setattr(driftpolicy, "_runtime", api)
         assert not driftpolicy._write_status(_policy("1"), fields={}, verdicts=CHECKED)
         assert api.writes == []
+
+
+def test_what_the_policy_reads_of_the_deployments_rollout() -> None:
+    mld = {"spec": {"model": "m", "version": "latest"},
+           "status": {"stable": {"version": 3}, "canary": {"version": 5}, "queued": {"version": 6},
+                      "rejectedVersions": [4],
+                      "history": [{"version": 4, "event": "RolledBack"}, {"version": 4, "event": "Promoted"},
+                                  {"version": 3, "event": "Promoted"}]}}
+    view = _retrain.rollout(mld)
+    assert (view.stable, view.canary, view.queued, set(view.rejected)) == (3, 5, 6, {4})
+    assert view.history == {4: "RolledBack", 3: "Promoted"}  # the newest event of each version
+    assert view.follows_latest
+    pinned = _retrain.rollout({"spec": {"version": 3}, "status": {}})
+    assert (pinned.stable, pinned.canary, pinned.follows_latest) == (None, None, False)
+
+
+def _asked(**update: Any) -> Any:
+    asked = retrain.requested(token="watch-1", pipeline="train", trigger=RunTrigger.DRIFT,
+                              now=datetime(2026, 1, 1, tzinfo=UTC))
+    return asked.model_copy(update=update)
+
+
+def test_the_request_is_put_on_the_pipeline_until_a_run_answers_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[str] = []
+    events: list[str] = []
+    monkeypatch.setattr(_retrain, "ensure_requested", lambda **kw: writes.append(kw["token"]))
+    monkeypatch.setattr(driftpolicy.kopf, "event", lambda body, **kw: events.append(kw["reason"]))
+    state = driftpolicy._State()
+
+    def request(retrain: Any, *, new: bool) -> str:
+        return asyncio.run(driftpolicy._request({}, state=state, namespace="ns", policy="watch",
+                                                retrain=retrain, new=new, pipeline=None))
+
+    assert request(_asked(), new=True).startswith("requested run watch-1 of TrainingPipeline train")
+    assert (writes, events) == (["watch-1"], ["RetrainRequested"])
+    assert request(_asked(), new=False) == ""  # known to be there: not written at every check
+    state.requested = None  # a restarted operator: written again (idempotent), no second Event
+    assert request(_asked(), new=False) == ""
+    assert (writes, events) == (["watch-1", "watch-1"], ["RetrainRequested"])
+    state.requested = None
+    request(_asked(run="train-4"), new=False)  # a run answers it: nothing to write
+    request(_asked(phase="AwaitingGate"), new=False)
+    assert writes == ["watch-1", "watch-1"]
+
+
+def test_an_event_when_the_retrain_settles(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(driftpolicy.kopf, "event",
+                        lambda body, **kw: events.append((kw["type"], kw["message"])))
+    settled = _asked(phase="Settled", outcome="NoNewData", message="no new data since version 1")
+    driftpolicy._settled_event({}, _asked(), _asked(phase="AwaitingGate"))
+    driftpolicy._settled_event({}, settled, settled)
+    assert events == []
+    driftpolicy._settled_event({}, _asked(), settled)
+    assert events == [("Warning", "Drift retrain watch-1: NoNewData: no new data since version 1")]
+
+
+def test_the_request_annotation_names_the_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    patches: list[dict[str, Any]] = []
+    api = SimpleNamespace(patch_namespaced_custom_object=lambda *args: patches.append(args[-1]))
+    monkeypatch.setattr(_retrain.kube, "custom_objects", lambda: api)
+    asked = _asked()  # the trigger as the status model keeps it: a plain string
+    pipeline = {"metadata": {"annotations": {}}, "status": {}}
+    _retrain.ensure_requested(namespace="ns", pipeline="train", policy="watch", token=asked.token,
+                              trigger=asked.trigger, obj=pipeline)
+    assert patches == [{"metadata": {"annotations": {"loopwright.dev/train-request": "watch-1",
+                                                     "loopwright.dev/train-trigger": "Drift"}}}]
+    handled = {"metadata": {"annotations": {}}, "status": {"handledTrainRequest": "watch-1"}}
+    _retrain.ensure_requested(namespace="ns", pipeline="train", policy="watch", token="watch-1",
+                              trigger=asked.trigger, obj=handled)
+    assert len(patches) == 1

@@ -294,6 +294,181 @@ def test_the_run_is_given_its_gates_and_the_champion_for_its_report(api: FakeApi
     assert (NS, "p", "production") not in pipeline._champions
 
 
+SEARCH = {"strategy": "grid", "space": {"C": {"values": [0.1, 1.0, 10.0]}}, "parallelism": 2}
+
+
+def _searching(api: FakeApi, results: dict[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipeline with a 3-trial grid whose search Job ran; ``results`` are the trials' files."""
+    api.add_pipeline("p")
+    api.pipelines["p"]["spec"]["search"] = SEARCH
+    api.pipelines["p"]["spec"]["metrics"] = ["f1_macro"]
+
+    def get_bytes(uri: str, **_: Any) -> bytes:
+        index = int(uri.rsplit("/", 1)[1].removesuffix(".json"))
+        if index not in results:
+            raise pipeline.storage.ObjectNotFoundError(uri)
+        return json.dumps(results[index]).encode()
+
+    monkeypatch.setattr(pipeline.storage, "get_bytes", get_bytes)
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+
+
+def _finish(api: FakeApi, name: str, *, failed: bool = False) -> None:
+    condition = {"type": "Failed" if failed else "Complete", "status": "True",
+                 "lastTransitionTime": "2026-03-02T10:00:00Z"}
+    _job_changed(api, name, {"conditions": [condition], "succeeded": 2})
+
+
+def _job_changed(api: FakeApi, name: str, status: dict[str, Any]) -> None:
+    """The Job's status moved on, and its watch event was seen (as job_event notes it)."""
+    api.jobs[name]["status"] = status
+    api.jobs[name]["spec"]["suspend"] = False  # the fixture creates Jobs suspended
+    pipeline._job_phases[(NS, name)] = str(runs.job_outcome(api.jobs[name]).phase)
+
+
+def test_a_search_runs_its_trials_as_one_indexed_job_then_trains_the_best(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = {0: {"phase": "Succeeded", "score": 0.7}, 1: {"phase": "Succeeded", "score": 0.8},
+               2: {"phase": "Failed", "error": "BadParameters", "message": "C too large"}}
+    _searching(api, results, monkeypatch)
+    assert list(api.jobs) == ["p-1-search"]
+    job = api.jobs["p-1-search"]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 3, 2)
+    run = api.status("p")["runs"][0]
+    assert (run["phase"], run["reason"], run["search"]) == (
+        "Pending", "Searching", {"job": "p-1-search", "metric": "f1_macro", "trials": []})
+
+    _job_changed(api, "p-1-search", {"active": 2, "succeeded": 1})
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1-search"])
+    run = api.status("p")["runs"][0]
+    assert (run["phase"], run["message"]) == ("Running", "searching: 1 of 3 trials done, 2 running")
+
+    _finish(api, "p-1-search", failed=True)  # one index failed: the Job fails, the run goes on
+    api.calls.clear()
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1-search"])
+    assert sorted(api.jobs) == ["p-1", "p-1-search"]
+    run = api.status("p")["runs"][0]
+    assert (run["phase"], run["reason"]) == ("Running", "Training")
+    assert run["search"]["best"] == 1
+    assert [(t["index"], t["phase"], t.get("score")) for t in run["search"]["trials"]] == [
+        (0, "Succeeded", 0.7), (1, "Succeeded", 0.8), (2, "Failed", None)]
+    assert run["search"]["trials"][1]["params"] == {"C": 1.0}
+    assert "best of 2/3 trials: #1 f1_macro=0.8" in run["message"]
+    command = api.jobs["p-1"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[0] == "loopwright-trainer"
+    assert json.loads(command[command.index("--params-json") + 1]) == {"C": 1.0}
+    assert json.loads(command[command.index("--search-json") + 1])["best"] == 1
+    assert "EVENT SearchFinished" in api.calls
+
+    _finish(api, "p-1")  # the training Job as usual (registration is another test's business)
+    api.pipelines["p"]["status"]["runs"][0]["phase"] = "Succeeded"
+    api.pipelines["p"]["spec"]["historyLimit"] = 1
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "again"}
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert sorted(api.jobs) == ["p-2-search"]  # pruning took the run's two Jobs
+
+
+def test_a_search_whose_trials_all_failed_fails_the_run(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = {"phase": "Failed", "error": "BadParameters", "message": "C must be > 0"}
+    _searching(api, {0: failed}, monkeypatch)
+    _finish(api, "p-1-search", failed=True)
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1-search"])
+    run = api.status("p")["runs"][0]
+    assert (run["phase"], run["reason"]) == ("Failed", "AllTrialsFailed")
+    assert run["message"] == "all 3 trials failed (trial 0: C must be > 0)"
+    assert "best" not in run["search"]
+    assert list(api.jobs) == ["p-1-search"]
+
+
+def test_a_restart_after_the_search_adopts_the_training_job(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _searching(api, {i: {"phase": "Succeeded", "score": 0.5 + i / 10} for i in range(3)}, monkeypatch)
+    _finish(api, "p-1-search")
+    api.fail_status_write = True
+    with pytest.raises(kubernetes.client.ApiException):
+        pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1-search"])
+    assert "p-1" in api.jobs
+    fresh_process()
+    api.fail_status_write = False
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    run = api.status("p")["runs"][0]
+    assert (run["reason"], run["search"]["best"]) == ("Training", 2)
+    assert sorted(api.jobs) == ["p-1", "p-1-search"]
+def _identical_version(api: FakeApi, monkeypatch: pytest.MonkeyPatch, *, digest: str) -> None:
+    version = {"metadata": {"name": "p-v2", "labels": {"loopwright.dev/model": "p"}},
+               "spec": {"model": "p", "version": 2, "lineage": {"inputsDigest": digest}}}
+    monkeypatch.setattr(pipeline.kube, "list_objects", lambda *_, **__: [version])
+
+
+def test_a_drift_run_on_the_inputs_of_an_existing_version_ends_without_a_job(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    first = api.status("p")["runs"][0]
+    assert first["inputsDigest"].startswith("sha256:")
+    failed = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+    api.jobs["p-1"]["status"] = {"conditions": [failed]}
+    pipeline._job_phases.pop((NS, "p-1"))  # as the Job's watch event does
+    monkeypatch.setattr(_runtime, "job_pods", lambda job: [])
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
+    _identical_version(api, monkeypatch, digest=first["inputsDigest"])
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "watch-1",
+                                                     "loopwright.dev/train-trigger": "Drift"}
+    api.calls.clear()
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    status = api.status("p")
+    run = status["runs"][0]
+    assert (run["name"], run["phase"], run["reason"], run.get("request")) == ("p-2", "Skipped", "NoNewData",
+                                                                           "watch-1")
+    assert run["message"].startswith("no new data since version 2 (p-v2 was trained on the same dataset")
+    assert "new labelled data" in run["message"]
+    assert "p-2" not in api.jobs  # nothing trained, nothing registered
+    assert status["handledTrainRequest"] == "watch-1"
+    assert "EVENT NoNewData" in api.calls
+    training = next(c for c in status["conditions"] if c["type"] == "Training")
+    assert training["status"] == "False"
+    # A person asking for the same run still gets it: only Drift and Performance need something new.
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "manual-1"}
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert "p-3" in api.jobs
+    assert api.status("p")["runs"][0]["request"] == "manual-1"
+
+
+def test_a_drift_run_on_new_inputs_trains(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    _identical_version(api, monkeypatch, digest="sha256:" + "0" * 64)
+    api.add_pipeline("p")
+    api.pipelines["p"]["metadata"]["annotations"] = {"loopwright.dev/train-request": "watch-1",
+                                                     "loopwright.dev/train-trigger": "Drift"}
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    assert list(api.jobs) == ["p-1"]
+    assert api.status("p")["runs"][0]["trigger"] == "Drift"
+
+
+def test_registration_never_reuses_a_version_number(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[dict[str, Any]] = []
+    monkeypatch.setattr(pipeline.kube, "list_objects", lambda *_, **__: [
+        {"metadata": {"name": "p-v1", "labels": {}}, "spec": {"version": 1}}])
+    monkeypatch.setattr(pipeline.kube, "create_object", lambda kind, *, namespace, body: created.append(body))
+    monkeypatch.setattr(pipeline.storage, "get_bytes", lambda uri: json.dumps({
+        "artifacts": {"model": {"uri": "s3://bucket/m.skops", "sha256": "a" * 64}},
+        "dataset": {"digest": "sha256:" + "c" * 64}, "metrics": {"accuracy": 0.9}}).encode())
+    monkeypatch.setattr(_runtime, "settings", lambda: SimpleNamespace(artifact_bucket="bucket",
+                                                                      trainer_image="trainer:test"))
+    api.add_pipeline("p")
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS)
+    api.pipelines["p"]["status"]["lastVersion"] = 4  # versions 2 to 4 were deleted since
+    api.jobs["p-1"]["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    pipeline._job_phases.pop((NS, "p-1"))
+    pipeline.sync(namespace=NS, name="p", datasets=DATASETS, job=api.jobs["p-1"])
+    assert [c["metadata"]["name"] for c in created] == ["p-v5"]
+    assert created[0]["spec"]["lineage"]["inputsDigest"] == api.status("p")["runs"][0]["inputsDigest"]
+    assert api.status("p")["lastVersion"] == 5
+    assert api.status("p")["runs"][0]["modelVersion"] == "p-v5"
 def _finish_job(api: FakeApi, name: str) -> None:
     api.jobs[name]["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
     pipeline._job_phases[(NS, name)] = "Succeeded"  # what its watch event records

@@ -82,6 +82,10 @@ def _served(
     return ServedModel(estimator=estimator, profile=profile)
 
 
+TOKEN = "feedback-token-0123456789"
+BEARER = {"authorization": f"Bearer {TOKEN}"}
+
+
 def _app(served: ServedModel | None, **overrides: Any) -> PredictorApp:
     settings = Settings(
         model_name="credit",
@@ -89,7 +93,7 @@ def _app(served: ServedModel | None, **overrides: Any) -> PredictorApp:
         model_uri="unused",
         model_sha256="unused",
         profile_uri="unused",
-        **overrides,
+        **{"feedback_token": TOKEN, **overrides},
     )
     app = PredictorApp(settings=settings)
     if served is not None:
@@ -98,7 +102,8 @@ def _app(served: ServedModel | None, **overrides: Any) -> PredictorApp:
 
 
 async def _client(app: PredictorApp) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://predictor") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://predictor",
+                                 headers=BEARER) as c:
         yield c
 
 
@@ -391,8 +396,8 @@ async def test_metrics_count_requests_bins_and_predictions(lr: Any) -> None:
     for name in (
         "feedback_total",
         "feedback_correct_total",
-        "feedback_abs_error_sum",
-        "feedback_squared_error_sum",
+        "feedback_abs_error_total",
+        "feedback_squared_error_total",
     ):
         assert f"loopwright_predictor_{name}{{{base}}}" in text
 
@@ -447,6 +452,29 @@ async def test_feedback_matches_ids_and_reports_unknown(lr: Any) -> None:
     assert (await c.post("/v1/models/other/feedback", json={"labels": []})).status_code == 404
 
 
+@pytest.mark.parametrize(("token", "headers", "code"), [
+    (TOKEN, {"authorization": "Bearer wrong-token-0123456789"}, 401),
+    (TOKEN, {"authorization": f"Basic {TOKEN}"}, 401),
+    (TOKEN, {"authorization": ""}, 401),
+    (None, BEARER, 403),
+])
+async def test_feedback_needs_the_deployments_token(token: str | None, headers: dict[str, str],
+                                                    code: int) -> None:
+    app = _app(_served(LogisticRegression()), feedback_token=token)
+    async for c in _client(app):
+        r = await c.post("/v1/models/credit:predict", json={"instances": [list(ROWS[0])]})
+        labels = [{"id": r.json()["ids"][0], "label": 1}]
+        refused = await c.post("/v1/models/credit/feedback", json={"labels": labels}, headers=headers)
+        assert refused.status_code == code
+        assert "feedback" in refused.json()["error"]
+        text = (await c.get("/metrics")).text
+        assert _metric(text, "loopwright_predictor_feedback_total{") == 0  # nothing was counted
+        if token is not None:
+            assert refused.headers["www-authenticate"] == "Bearer"
+            ok = await c.post("/v1/models/credit/feedback", json={"labels": labels})
+            assert ok.json()["matched"] == 1
+
+
 async def test_feedback_regression_errors() -> None:
     app = _app(_served(LinearRegression(), task=TaskType.REGRESSION))
     async for c in _client(app):
@@ -455,8 +483,8 @@ async def test_feedback_regression_errors() -> None:
         labels = [{"id": ids[0], "label": predictions[0] + 2}, {"id": ids[1], "label": predictions[1] - 1}]
         assert (await c.post("/v1/models/credit/feedback", json={"labels": labels})).json()["matched"] == 2
         text = (await c.get("/metrics")).text
-        assert _metric(text, "loopwright_predictor_feedback_abs_error_sum{") == pytest.approx(3)
-        assert _metric(text, "loopwright_predictor_feedback_squared_error_sum{") == pytest.approx(5)
+        assert _metric(text, "loopwright_predictor_feedback_abs_error_total{") == pytest.approx(3)
+        assert _metric(text, "loopwright_predictor_feedback_squared_error_total{") == pytest.approx(5)
         r = await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[0], "label": "high"}]})
         assert r.status_code == 422
 
@@ -644,10 +672,14 @@ async def test_metrics_text_parses_as_prometheus_exposition(lr: Any) -> None:
         "loopwright_predictor_predictions": "counter",
         "loopwright_predictor_feedback": "counter",
         "loopwright_predictor_feedback_correct": "counter",
-        "loopwright_predictor_feedback_abs_error_sum": "counter",
-        "loopwright_predictor_feedback_squared_error_sum": "counter",
+        "loopwright_predictor_feedback_abs_error": "counter",
+        "loopwright_predictor_feedback_squared_error": "counter",
     }
     assert {name: families[name].type for name in expected} == expected
+    # Prometheus' naming convention: every counter sample ends in _total.
+    counters = [s.name for f in families.values() if f.type == "counter" for s in f.samples]
+    assert counters
+    assert all(name.endswith("_total") for name in counters), counters
     for family in families.values():
         for sample in family.samples:
             assert sample.labels["model"] == "credit"

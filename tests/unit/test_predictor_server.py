@@ -150,6 +150,22 @@ def test_settings_are_validated() -> None:
         Settings.from_env({**base, "PORT": "http"})
 
 
+def test_the_feedback_token_comes_from_a_file(tmp_path: Path) -> None:
+    base = {"LOOPWRIGHT_MODEL_NAME": "m", "LOOPWRIGHT_MODEL_URI": "s3://b/m", "LOOPWRIGHT_MODEL_SHA256": "x",
+            "LOOPWRIGHT_PROFILE_URI": "s3://b/p"}
+    assert Settings.from_env(base).feedback_token is None
+    token = tmp_path / "token"
+    token.write_text("a-long-enough-token\n")
+    settings = Settings.from_env({**base, "LOOPWRIGHT_FEEDBACK_TOKEN_FILE": str(token)})
+    assert settings.feedback_token == "a-long-enough-token"
+    assert "a-long-enough-token" not in repr(settings)
+    token.write_text("short")
+    with pytest.raises(SettingsError, match="16 characters"):
+        Settings.from_env({**base, "LOOPWRIGHT_FEEDBACK_TOKEN_FILE": str(token)})
+    with pytest.raises(SettingsError, match="FEEDBACK_TOKEN_FILE"):
+        Settings.from_env({**base, "LOOPWRIGHT_FEEDBACK_TOKEN_FILE": str(tmp_path / "absent")})
+
+
 @pytest.mark.anyio
 async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
     settings = Settings(
@@ -160,6 +176,7 @@ async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
         capture_uri=str(tmp_path / "captures"),
         capture_fraction=1.0,
         pod_name="pod-a",
+        feedback_token="feedback-token-0123456789",
     )
     app = PredictorApp(settings=settings)
     app.plane.install(_served(LogisticRegression()))
@@ -168,7 +185,9 @@ async def test_capture_writes_predictions_and_labels(tmp_path: Path) -> None:
         instances = [dict(zip(NAMES, r, strict=True)) for r in ROWS]
         r = await c.post("/v1/models/credit:predict", json={"instances": instances})
         ids = r.json()["ids"]
-        await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[1], "label": 1}]})
+        sent = await c.post("/v1/models/credit/feedback", json={"labels": [{"id": ids[1], "label": 1}]},
+                            headers={"authorization": "Bearer feedback-token-0123456789"})
+        assert sent.status_code == 200, sent.text
     await app.plane.shutdown()
     files = sorted((tmp_path / "captures" / "pod-a").iterdir())
     rows = [

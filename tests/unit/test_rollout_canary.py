@@ -263,8 +263,8 @@ def test_abort_rejects_only_its_version() -> None:
     assert [w.version for w in plan.workloads] == [1]
 
 
-def test_a_newer_version_supersedes_the_canary_without_rejecting_it() -> None:
-    d = Driver(_spec())
+def test_a_newer_version_supersedes_the_canary_without_rejecting_it_when_asked_to() -> None:
+    d = Driver(_spec(onNewVersion="Supersede"))
     _to_canary(d)
     d.step(3, advance=1)
     assert d.status.canary is not None

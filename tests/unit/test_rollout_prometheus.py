@@ -249,11 +249,11 @@ def test_secrets_and_templates_are_read_by_name(monkeypatch):
 
 def test_a_template_publishes_ready_with_its_checks():
     spec = {"prometheus": [_check("errors"), _check("latency")]}
-    status = analysistemplate.template_status(spec, {}, 3)
-    ready = status["conditions"][0]
-    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "True", "Valid")
-    assert ready["message"] == "2 Prometheus checks: errors, latency"
-    assert (status["checks"], status["observedGeneration"]) == (2, 3)
-    bad = analysistemplate.template_status({"prometheus": []}, {}, 4)
-    assert bad["conditions"][0]["reason"] == "InvalidSpec"
-    assert bad["checks"] is None
+    good = analysistemplate.template_decision(spec)
+    (ready,) = good.verdicts
+    assert (ready.type, ready.status, ready.reason) == ("Ready", True, "Valid")
+    assert ready.message == "2 Prometheus checks: errors, latency"
+    assert good.fields == {"checks": 2}
+    bad = analysistemplate.template_decision({"prometheus": []})
+    assert bad.verdicts[0].reason == "InvalidSpec"
+    assert bad.fields == {"checks": None}

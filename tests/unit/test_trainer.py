@@ -17,7 +17,9 @@ from loopwright.core.profile import Profile
 from loopwright.jobs import contract as _job
 from loopwright.jobs.data import TEXT
 from loopwright.jobs.trainer import scores as metrics
-from loopwright.jobs.trainer.__main__ import _labelled, _split, main
+from loopwright.jobs.trainer.__main__ import main
+from loopwright.jobs.trainer.model import labelled as _labelled
+from loopwright.jobs.trainer.model import split as _split
 
 CLS_SCHEMA = {
     "label": {"name": "y", "task": "classification"},

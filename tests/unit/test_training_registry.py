@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from loopwright.api.labels import MODEL_LABEL, RUN_LABEL
 from loopwright.core.training import registry
 
 RESULT = {
@@ -24,13 +25,20 @@ RESULT = {
 
 
 def _mv(version: int, run: str | None = None) -> dict[str, Any]:
-    labels = {registry.RUN_LABEL: run} if run else {}
+    labels = {RUN_LABEL: run} if run else {}
     return {"metadata": {"name": f"m-v{version}", "labels": labels}, "spec": {"version": version}}
 
 
 def test_next_version_is_one_above_the_highest() -> None:
     assert registry.next_version([]) == 1
     assert registry.next_version([_mv(1), _mv(4), _mv(2)]) == 5
+
+
+def test_a_version_number_is_never_reused_even_after_the_newest_was_deleted() -> None:
+    # The pipeline registered up to 5; version 5 (and 4) were deleted since.
+    assert registry.next_version([_mv(1), _mv(3)], last=5) == 6
+    assert registry.next_version([_mv(1), _mv(7)], last=5) == 8  # a version made by hand counts too
+    assert registry.next_version([], last=2) == 3
 
 
 def test_a_run_registered_before_is_found() -> None:
@@ -95,8 +103,8 @@ def test_manifest_is_not_owned_and_is_labelled() -> None:
     manifest = registry.manifest(namespace="ns", spec=spec, labels=labels)
     assert manifest["metadata"]["name"] == "m-v2"
     assert "ownerReferences" not in manifest["metadata"]
-    assert manifest["metadata"]["labels"][registry.MODEL_LABEL] == "m"
-    assert manifest["metadata"]["labels"][registry.RUN_LABEL] == "p-2"
+    assert manifest["metadata"]["labels"][MODEL_LABEL] == "m"
+    assert manifest["metadata"]["labels"][RUN_LABEL] == "p-2"
     assert manifest["kind"] == "ModelVersion"
 
 

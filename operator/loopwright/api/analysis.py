@@ -18,6 +18,7 @@ from loopwright.api.common import (
     rules,
     section,
 )
+from loopwright.api.urls import FetchURL
 
 
 class Bound(ApiModel):
@@ -83,8 +84,8 @@ class PrometheusCheck(ApiModel):
 
     name: str = Field(min_length=1, max_length=40, pattern=LABEL_NAME_PATTERN,
                       description="Name of the check, unique per rollout; its result is prometheus/<name>.")
-    address: str = Field(max_length=2048, pattern=r"^https?://",
-                         description="Base URL of the Prometheus API (Prometheus, Thanos, Mimir, ...).")
+    address: FetchURL = Field(description="Base URL of the Prometheus API (Prometheus, Thanos, Mimir, ...); "
+                                          "never a link-local or metadata address.")
     query: str = Field(min_length=1, max_length=4096,
                        description="PromQL returning one scalar or a one-sample vector. {{version}}, "
                                    "{{stableVersion}}, {{model}}, {{deployment}} and {{namespace}} are "

@@ -8,11 +8,12 @@ the good and bad examples both must agree on.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
 from loopwright.api import names
@@ -46,8 +47,15 @@ Duration = Annotated[
 ]
 """A Go-style duration such as ``90s`` or ``1h30m`` (units ms, s, m, h)."""
 
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and re.match(_QUANTITY_PATTERN, value) is None:
+        raise ValueError(f"{value!r} is not a resource quantity such as 500m, 2 or 1Gi")
+    return value
+
+
 Quantity = Annotated[
     int | str,
+    AfterValidator(_quantity),
     WithJsonSchema({
         "x-kubernetes-int-or-string": True,
         "pattern": _QUANTITY_PATTERN,

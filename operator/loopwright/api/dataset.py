@@ -15,6 +15,7 @@ from loopwright.api.common import (
     ResourceStatus,
     section,
 )
+from loopwright.api.podtemplate import PodTemplate
 from loopwright.api.schema import DatasetSchema
 
 DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
@@ -68,6 +69,9 @@ class DatasetSpec(ApiModel):
         default="5m",
         description="How often to check the source for a new version (a cheap ETag/listing check; the "
                     "profiling Job runs only when something changed).")
+    pod_template: PodTemplate | None = Field(
+        default=None, description="Scheduling, identity and resources of the profiling pods, over the "
+                                  "operator's defaults.")
 
 
 class Anomaly(ApiModel):

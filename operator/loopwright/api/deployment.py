@@ -27,9 +27,11 @@ from loopwright.api.common import (
     Duration,
     ResourceRequirements,
     ResourceStatus,
+    SecretKeyReference,
     rules,
     section,
 )
+from loopwright.api.podtemplate import PodTemplate
 
 LATEST = "latest"
 MAX_STEPS = 10
@@ -69,6 +71,13 @@ class VersionRef(ApiModel):
     version: int = Field(ge=1, description="Version number.")
 
 
+class NewVersionPolicy(StrEnum):
+    """What a newer version arriving during a canary does."""
+
+    QUEUE = "Queue"
+    SUPERSEDE = "Supersede"
+
+
 class Rollout(ApiModel):
     """How a new version replaces the stable one."""
 
@@ -88,6 +97,11 @@ class Rollout(ApiModel):
                                                          "hold until spec.rollout.promote names the version.")
     paused: bool = Field(default=False, description="Freeze the rollout at its current step (the analysis "
                                                     "keeps running and can still roll back).")
+    on_new_version: NewVersionPolicy = Field(
+        default=NewVersionPolicy.QUEUE,
+        description="With version latest, a newer Validated version arriving during a canary: Queue (the "
+                    "default) lets the canary finish, then rolls out the newest queued version; Supersede "
+                    "drops the canary and starts one of the newer version at once.")
     progress_deadline: Duration = Field(
         default="10m",
         description="How long a step may wait for its canary pods to become ready before the version is "
@@ -161,6 +175,19 @@ class Capture(ApiModel):
     fraction: float = Field(default=0.0, ge=0.0, le=1.0, description="Fraction of requests captured (0..1).")
 
 
+class Feedback(ApiModel):
+    """Who may send labels for earlier predictions (``POST /v1/models/<model>/feedback``).
+
+    Labels move the live performance figures, can trigger retraining and join captured data: they
+    are accepted only with the bearer token of this Secret. Without one, feedback is refused.
+    """
+
+    token_secret_ref: SecretKeyReference | None = Field(
+        default=None,
+        description="Secret key holding the token a client sends as `Authorization: Bearer <token>`; "
+                    "mounted into the predictor pods. Omitted: /feedback answers 403.")
+
+
 class DeploymentSpec(ApiModel):
     """Which model version to serve and how to roll out a new one."""
 
@@ -171,9 +198,13 @@ class DeploymentSpec(ApiModel):
         description="`latest` follows the newest Validated version; a number pins that version.")
     replicas: int = Field(default=1, ge=0, le=100, description="Predictor pods of the stable version.")
     resources: ResourceRequirements | None = Field(default=None, description="Predictor container resources.")
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Scheduling, identity and resources of the predictor pods, over the operator's defaults.")
     rollout: Rollout = section(Rollout, description="Canary rollout.")
     traffic: Traffic = section(Traffic, description="Traffic splitting.")
     capture: Capture = section(Capture, description="Request capture to S3.")
+    feedback: Feedback = section(Feedback, description="Who may send labels for earlier predictions.")
 
     @field_validator("version")
     @classmethod
@@ -220,6 +251,14 @@ class CanaryStatus(ApiModel):
     step_start_time: datetime | None = Field(default=None, description="When the current step began.")
     weight_reached_time: datetime | None = Field(
         default=None, description="When the step's canary pods were all ready; its pause counts from here.")
+
+
+class QueuedStatus(ApiModel):
+    """The newest version waiting for the canary in progress to finish."""
+
+    version: int = Field(ge=1, description="Model version.")
+    model_version: str = Field(max_length=253, description="ModelVersion name.")
+    since: datetime | None = Field(default=None, description="When it was first queued.")
 
 
 class Verdict(StrEnum):
@@ -301,6 +340,9 @@ class DeploymentStatus(ResourceStatus):
                                                                     "Promoting, RolledBack or Failed.")
     stable: StableStatus | None = Field(default=None, description="The version serving most traffic.")
     canary: CanaryStatus | None = Field(default=None, description="The version being rolled out.")
+    queued: QueuedStatus | None = Field(default=None, description="The version that rolls out next, once the "
+                                                                  "canary ends (spec.rollout.onNewVersion "
+                                                                  "Queue).")
     analysis: AnalysisStatus | None = Field(default=None, description="Latest canary analysis.")
     rejected_versions: list[int] = Field(default_factory=list, max_length=100,
                                          description="Versions rolled back or aborted here; never retried "

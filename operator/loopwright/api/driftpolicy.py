@@ -19,6 +19,7 @@ from loopwright.api.common import (
     section,
 )
 from loopwright.api.pipeline import RunTrigger
+from loopwright.api.urls import FetchURL
 
 MAX_CHECK_RECORDS = 10
 MAX_DRIFTED_NAMES = 32
@@ -105,16 +106,27 @@ class Retrain(ApiModel):
     """Start a training run when drift or degradation persists."""
 
     pipeline_ref: ObjectReference = Field(description="TrainingPipeline to run.")
-    cooldown: Duration = Field(default="6h", description="Least time between two retrains caused by "
-                                                         "this policy.")
+    cooldown: Duration = Field(default="6h", description="Least time between the end of one retrain "
+                                                         "caused by this policy (its version promoted, "
+                                                         "rejected or rolled back, or its run ended "
+                                                         "without one) and the next request.")
+
+
+class WebhookFormat(StrEnum):
+    JSON = "json"
+    CLOUD_EVENTS = "cloudEvents"
 
 
 class Webhook(ApiModel):
-    """POST a JSON summary of each detection to a URL."""
+    """POST a JSON summary of each detection to a URL (retried with backoff on 5xx, 429 and no answer)."""
 
-    url: str = Field(max_length=2048, pattern=r"^https?://", description="Endpoint to POST to.")
+    url: FetchURL = Field(description="Endpoint to POST to (never a link-local or metadata address).")
     secret_ref: SecretKeyReference | None = Field(
         default=None, description="Secret key whose value is sent as a Bearer token.")
+    format: WebhookFormat = Field(
+        default=WebhookFormat.JSON,
+        description="json: the summary as the body. cloudEvents: a CloudEvents 1.0 event in structured "
+                    "mode (application/cloudevents+json) with the summary as its data.")
 
 
 class Actions(ApiModel):
@@ -200,6 +212,55 @@ class CheckRecord(ApiModel):
                                    description="HTML report of this check (a JSON twin sits next to it).")
 
 
+class RetrainPhase(StrEnum):
+    """Where the retrain this policy requested stands: one cause, one retrain."""
+
+    AWAITING_RUN = "AwaitingRun"
+    AWAITING_GATE = "AwaitingGate"
+    AWAITING_ROLLOUT = "AwaitingRollout"
+    SETTLED = "Settled"
+
+
+class RetrainOutcome(StrEnum):
+    """How a requested retrain settled."""
+
+    PROMOTED = "Promoted"
+    REJECTED = "Rejected"
+    ROLLED_BACK = "RolledBack"
+    RUN_FAILED = "RunFailed"
+    NO_NEW_DATA = "NoNewData"
+    SUPERSEDED = "Superseded"
+    NOT_ROLLED_OUT = "NotRolledOut"
+    LOST = "Lost"
+
+
+class RetrainStatus(ApiModel):
+    """The retrain this policy requested and how far it got; no other is requested until it settles."""
+
+    token: str = Field(max_length=253, description="Train-request token set on the pipeline.")
+    pipeline: str = Field(max_length=253, description="TrainingPipeline asked to run.")
+    trigger: RunTrigger = Field(description="Drift or Performance.")
+    requested_time: datetime = Field(description="When the retrain was requested.")
+    phase: RetrainPhase = Field(description="AwaitingRun (the run has not ended), AwaitingGate (its version "
+                                            "is being validated), AwaitingRollout (the Deployment has not "
+                                            "promoted or rolled it back yet), or Settled.")
+    run: str | None = Field(default=None, max_length=63, description="The run that answered the request.")
+    dataset_version: str | None = Field(default=None, max_length=71,
+                                        description="Dataset version the run trained on.")
+    model_version: str | None = Field(default=None, max_length=253,
+                                      description="ModelVersion the run registered.")
+    version: int | None = Field(default=None, ge=1, description="Its version number.")
+    outcome: RetrainOutcome | None = Field(
+        default=None, description="Once settled: Promoted, Rejected (by the gate), RolledBack, RunFailed, "
+                                  "NoNewData, Superseded (a newer version took its place), NotRolledOut "
+                                  "(the Deployment pins another version) or Lost (the run is no longer "
+                                  "in the pipeline's history).")
+    message: str | None = Field(default=None, max_length=1024, description="What it waits for, or how "
+                                                                           "it settled.")
+    settled_time: datetime | None = Field(default=None, description="When it settled; the cooldown counts "
+                                                                    "from here.")
+
+
 class DriftPolicyStatus(ResourceStatus):
     """The last check, with the raw values behind every verdict."""
 
@@ -222,6 +283,8 @@ class DriftPolicyStatus(ResourceStatus):
                                                      "set in the pipeline's loopwright.dev/train-request).")
     last_retrain_trigger: RunTrigger | None = Field(default=None,
                                                     description="Drift or Performance: why it retrained.")
+    retrain: RetrainStatus | None = Field(
+        default=None, description="The last retrain requested and where it stands (condition Retraining).")
     last_retrain_report_uri: str | None = Field(
         default=None, max_length=1024, description="Report of the check that requested the last retrain.")
     report_uri: str | None = Field(

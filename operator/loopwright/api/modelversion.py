@@ -19,6 +19,11 @@ from loopwright.api.common import (
     rules,
 )
 
+TYPE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+"""A dotted type name, e.g. ``mypkg.features.RatioFeatures``."""
+TypeName = Annotated[str, Field(max_length=256, pattern=TYPE_NAME_PATTERN)]
+IMAGE_PATTERN = r"^[a-z0-9]([a-z0-9._/:@-]*[a-zA-Z0-9])?$"
+"""A container image reference (registry/path:tag or @digest)."""
 ARTIFACT_URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+|/.+)$"
 
 
@@ -45,6 +50,12 @@ class Artifact(ApiModel):
                         description="Hex sha256 of the file; checked before every load.")
     format: ArtifactFormat = Field(default=ArtifactFormat.SKOPS,
                                    description="Serialisation format. Only skops: pickle is never loaded.")
+    trusted_types: list[TypeName] | None = Field(
+        default=None, max_length=32,
+        description="Types the artifact may load beyond Loopwright's built-in list (a factory's own, "
+                    "declared by the pipeline's model.trustedTypes); the verification Job refuses a file "
+                    "asking for any other.",
+        json_schema_extra=LIST_SET)
 
 
 class CompiledFormat(StrEnum):
@@ -103,11 +114,17 @@ class Lineage(ApiModel):
     pipeline: PipelineLineage | None = Field(default=None, description="Producing run.")
     image: str | None = Field(default=None, max_length=512, description="Trainer image.")
     estimator: str | None = Field(default=None, max_length=128, description="Estimator class.")
+    factory: str | None = Field(default=None, max_length=256,
+                                description="The module:function that made the model (spec.model.factory).")
     params: dict[str, Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=dict, max_length=64,
         description="Estimator parameters used, each value as JSON text (e.g. \"0.5\", \"null\"); strings "
                     "keep the immutability rule cheap for the API server's CEL cost estimate.")
     seed: int | None = Field(default=None, ge=0, description="Random seed used.")
+    inputs_digest: str | None = Field(
+        default=None, max_length=71,
+        description="The producing run's inputs digest (dataset version, estimator, parameters, split and "
+                    "seed, schema): a Drift or Performance run with the same digest registers nothing.")
 
 
 class ModelVersionSpec(ApiModel):
@@ -129,6 +146,10 @@ class ModelVersionSpec(ApiModel):
         description="The model compiled to plain arrays (written by the trainer for the estimators it "
                     "covers). Served instead of the artifact once the verification Job found it identical "
                     "to it on the hold-out rows (condition CompiledVerified).")
+    image: str | None = Field(
+        default=None, max_length=512, pattern=IMAGE_PATTERN,
+        description="Image the verification Job and the predictor run for this version: the image "
+                    "holding a factory's code (the pipeline's model.image). Empty: the operator's ml image.")
     framework: Framework | None = Field(default=None, description="Training framework and its version.")
     libraries: dict[str, Annotated[str, Field(max_length=64)]] = Field(
         default_factory=dict, max_length=32,

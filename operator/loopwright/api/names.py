@@ -7,6 +7,7 @@ and so do the models: each name is spelled once.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,24 @@ DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
 _DURATION_UNITS = {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1),
                    "m": timedelta(minutes=1), "h": timedelta(hours=1)}
+
+NAME_LIMIT = 63
+"""Child names become label values (a Job's name is its pods' ``job-name``), so they must fit one."""
+
+
+def child_name(base: str, suffix: str) -> str:
+    """``<base>-<suffix>``, shortened deterministically to 63 characters.
+
+    A long base keeps its head and gains a hash of the whole, so two long names that share
+    a prefix still map to different children, and the same input always gives the same name.
+    """
+    name = f"{base}-{suffix}"
+    if len(name) <= NAME_LIMIT:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    head = base[: NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-")
+    return f"{head}-{digest}-{suffix}"
+
 
 TRAIN_REQUEST_ANNOTATION = "loopwright.dev/train-request"
 """Set (or change) this annotation on a TrainingPipeline to start one run on demand."""

@@ -21,7 +21,8 @@ from loopwright.cli.table import Cell, Node
 FEATURE_ROWS = 10
 """Features shown under a DriftPolicy in the tree (drifted and worst first); `drift` shows all."""
 
-_RUN = {"Succeeded": Health.OK, "Failed": Health.BAD, "Running": Health.PROGRESS, "Pending": Health.PENDING}
+_RUN = {"Succeeded": Health.OK, "Failed": Health.BAD, "Running": Health.PROGRESS, "Pending": Health.PENDING,
+        "Skipped": Health.WARN}
 _VERSION = {"Validated": Health.OK, "Rejected": Health.BAD, "Failed": Health.BAD, "Pending": Health.PENDING}
 ROLLOUT = {"Stable": Health.OK, "Progressing": Health.PROGRESS, "Promoting": Health.PROGRESS,
             "Paused": Health.PAUSED, "RolledBack": Health.WARN, "Failed": Health.BAD,
@@ -64,7 +65,7 @@ def run_health(run: Mapping[str, Any]) -> Health:
 def run_node(run: Mapping[str, Any], now: datetime) -> Node:
     start, end = fmt.parse_time(run.get("startTime")), fmt.parse_time(run.get("completionTime"))
     took = fmt.duration(((end or now) - start).total_seconds()) if start else None
-    failed = run.get("phase") == "Failed"
+    failed = run.get("phase") in ("Failed", "Skipped")
     info = fmt.joined([f"trigger {run.get('trigger')}",
                        f"took {took}" if end else f"for {took}" if took else None,
                        f"{run.get('reason')}: {run.get('message')}" if failed else None])

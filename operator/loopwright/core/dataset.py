@@ -24,9 +24,9 @@ from typing import Any
 
 from loopwright import storage
 from loopwright.api.dataset import Anomaly, DatasetSpec, DatasetStatus, DatasetVersionRecord
+from loopwright.api.names import child_name
 from loopwright.core.conditions import READY, Event, Verdict
-from loopwright.operator.builders.jobs import child_name
-from loopwright.operator.credentials import CredentialsError
+from loopwright.storage import CredentialsError
 
 VALIDATED = "Validated"
 HISTORY_LIMIT = 10

@@ -10,6 +10,10 @@ monopolising the cluster. Parameters that Loopwright controls itself are not
 settable: ``random_state`` comes from ``split.seed``, and parallelism
 (``n_jobs``) from the Job's resources. A unit test checks every entry against
 the installed scikit-learn.
+
+A pipeline with its own factory (``spec.model.factory``) bypasses the allow-list
+and declares the extra types its saved model needs; :data:`loopwright.artifacts.FORBIDDEN_MODULES`
+says which modules' types no declaration can ever make trusted.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from typing import Any
 
 from loopwright import storage, termination
 
+CONTAINER = "main"
+"""The name of a Job's one container, whose termination message the operator reads."""
 EXIT_OK = 0
 EXIT_FAILED = 1
 """Infrastructure or unexpected failure: worth retrying."""

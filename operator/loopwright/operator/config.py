@@ -7,11 +7,21 @@ names the variable, so a typo never turns into a half-working operator.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+import pydantic
+import yaml
+
+from loopwright.api.common import ResourceRequirements
+from loopwright.api.podtemplate import PodTemplate
+from loopwright.core.egress import Policy, parse_allow
+from loopwright.operator.builders.pods import Role
 
 PREFIX = "LOOPWRIGHT_"
 DEFAULT_BUCKET = "loopwright"
@@ -55,6 +65,12 @@ class Config:
     """Port of the /metrics and /healthz endpoints."""
     suspend_jobs: bool = False
     """Create training Jobs suspended (no trainer pod runs): for control-plane scale benchmarks only."""
+    pod_defaults: PodTemplate | None = None
+    """Overlay of every pod the operator creates (LOOPWRIGHT_POD_DEFAULTS, a podTemplate in YAML)."""
+    default_resources: Mapping[Role, ResourceRequirements] = dataclasses.field(default_factory=dict)
+    """Requests and limits per role (LOOPWRIGHT_DEFAULT_RESOURCES: YAML map predictor/trainer/... →)."""
+    egress: Policy = dataclasses.field(default_factory=Policy)
+    """Where Prometheus checks and webhooks may go (LOOPWRIGHT_EGRESS_ALLOW; never link-local)."""
 
     @property
     def clusterwide(self) -> bool:
@@ -107,8 +123,35 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
     raw_suspend = get("SUSPEND_JOBS", "false").lower()
     check("SUSPEND_JOBS", raw_suspend in ("true", "false"), "true or false")
 
+    pod_defaults = _parse(get("POD_DEFAULTS"), PodTemplate, "POD_DEFAULTS", errors)
+    resources = _parse(get("DEFAULT_RESOURCES"), _RoleResources, "DEFAULT_RESOURCES", errors)
+
+    egress = Policy()
+    try:
+        egress = Policy(allow=parse_allow(get("EGRESS_ALLOW")))
+    except ValueError as exc:
+        errors.append(f"{PREFIX}EGRESS_ALLOW: {exc}")
+
     if errors:
         raise ConfigError("invalid operator configuration: " + "; ".join(errors))
     return Config(namespaces=namespaces, s3_endpoint=endpoint, artifact_bucket=bucket, s3_secret=secret,
                   trainer_image=trainer, predictor_image=predictor, metrics_port=port,
-                  suspend_jobs=raw_suspend == "true")
+                  suspend_jobs=raw_suspend == "true", pod_defaults=pod_defaults,
+                  default_resources=resources.root if resources else {}, egress=egress)
+
+
+_RoleResources = pydantic.RootModel[dict[Role, ResourceRequirements]]
+
+_M = TypeVar("_M", bound=pydantic.BaseModel)
+
+
+def _parse(raw: str, model: type[_M], name: str, errors: list[str]) -> _M | None:
+    """A YAML (or JSON) value checked by the same model admission uses; None when unset."""
+    if not raw:
+        return None
+    try:
+        return model.model_validate(yaml.safe_load(raw))
+    except (yaml.YAMLError, pydantic.ValidationError) as exc:
+        first = str(exc).splitlines()
+        errors.append(f"{PREFIX}{name}: {' '.join(first[:3])}")
+        return None

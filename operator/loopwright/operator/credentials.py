@@ -19,21 +19,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from loopwright import storage
+from loopwright.api import reasons
 from loopwright.operator.builders.common import ACCESS_KEY, SECRET_KEY
 
-NOT_FOUND = "CredentialsNotFound"
-INVALID = "CredentialsInvalid"
-FORBIDDEN = "CredentialsForbidden"
+NOT_FOUND = reasons.CREDENTIALS_NOT_FOUND
+INVALID = reasons.CREDENTIALS_INVALID
+FORBIDDEN = reasons.CREDENTIALS_FORBIDDEN
+CredentialsError = storage.CredentialsError
 READER_ROLE = "loopwright-operator-secrets"
 """The ClusterRole that a RoleBinding in a namespace grants to let the operator read its Secrets."""
 
 
-class CredentialsError(Exception):
-    """The named credentials cannot be used; ``reason`` is the condition reason to publish."""
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def from_secret(secret: Mapping[str, Any] | None, *, name: str) -> storage.Credentials:

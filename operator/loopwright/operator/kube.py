@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 import kubernetes
 
 from loopwright.api.kinds import Kind
+from loopwright.api.labels import MANAGED_BY, child_labels
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "loopwright"}
+__all__ = ["MANAGED_BY", "child_labels"]
+
 POOL_SIZE = 80
 """Above the threads that call the API at once: kopf's executor (settings.execution.max_workers
 in loopwright.operator.main) plus the pipeline controller's own pool (controllers.pipeline)."""
@@ -70,10 +72,6 @@ def api_message(exc: kubernetes.client.ApiException) -> str:
         message = None
     return str(message or f"{exc.status} {exc.reason}")
 
-
-def child_labels(kind: Kind, name: str) -> dict[str, str]:
-    """Labels every child object carries: who manages it and which parent it belongs to."""
-    return {**MANAGED_BY, f"{kind.group}/{kind.singular}": name}
 
 
 def create_or_adopt(*, create: Callable[[], _T], read: Callable[[], _T]) -> tuple[_T, bool]:

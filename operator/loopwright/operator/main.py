@@ -15,10 +15,11 @@ from typing import Any
 
 import kopf
 
-from loopwright.operator import config, controllers, metrics
-from loopwright.operator.builders.predictor import DEPLOYMENT_LABEL as PREDICTOR_LABEL
+from loopwright.api.labels import DEPLOYMENT_LABEL, MANAGED_BY
+from loopwright.operator import config, controllers, metrics, telemetry
+from loopwright.operator.runtime.controller import MANAGER
 
-__all__ = ["configure_kopf", "controllers", "main"]
+__all__ = ["configure_kopf", "controllers", "main", "telemetry"]
 
 _PREFIX = "kopf.loopwright.dev"
 _log = logging.getLogger(__name__)
@@ -44,10 +45,15 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 120
     settings.networking.request_timeout = 60
-    # The predictor workloads and Services are watched for their deletion only: the API server
-    # streams just those (a label selector), not every Deployment and Service in the cluster.
+    # Jobs are watched only where they carry our label, filtered by the API server (a labelSelector
+    # on the list and watch requests): the handlers' labels= filters are applied after a
+    # cluster-wide stream of every Job has reached the operator.
+    managed = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+    settings.watching.label_selectors["batch", "jobs"] = managed
+    # The predictor workloads and Services likewise: the API server streams just those (a label
+    # selector), not every Deployment and Service in the cluster.
     for resource in (("apps", "v1", "deployments"), ("", "v1", "services")):
-        settings.watching.label_selectors[resource] = PREDICTOR_LABEL
+        settings.watching.label_selectors[resource] = DEPLOYMENT_LABEL
     # Sync handlers run in this pool; it bounds concurrent API calls of many objects.
     settings.execution.max_workers = 20
 
@@ -66,6 +72,12 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
+@kopf.on.login(id="loopwright.login")
+def login(*, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """kopf's credentials are the runtime client's too: one login, one identity."""
+    return MANAGER.credentials.login(settings)
+
+
 @kopf.on.startup(id="loopwright.startup")
 async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     try:
@@ -77,6 +89,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
     _tune_gc()
     memo.config = cfg
     memo.http = await metrics.serve(port=cfg.metrics_port)
+    await MANAGER.start(cfg)
     logger.info("loopwright operator: %s; /metrics and /healthz on port %d",
                 "all namespaces" if cfg.clusterwide else "namespaces " + ",".join(cfg.namespaces),
                 cfg.metrics_port)
@@ -84,6 +97,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
 
 @kopf.on.cleanup(id="loopwright.cleanup")
 async def cleanup(*, memo: Any, **_: Any) -> None:
+    await MANAGER.stop()
     http = getattr(memo, "http", None)
     if http is not None:
         await http.cleanup()

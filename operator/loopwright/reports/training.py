@@ -9,6 +9,7 @@ registry's final verdict, made after the artifact is verified.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -137,6 +138,8 @@ def build(
         "gate": gate(metrics, primary=primary, given=given_gates),
         "fitSeconds": result.get("fitSeconds"),
         "versions": result.get("versions") or {},
+        "factory": result.get("factory"),
+        "search": result.get("search"),
     }
 
 
@@ -199,6 +202,18 @@ def _feature_cards(rows: Sequence[Mapping[str, Any]]) -> str:
             + "</div>"
         )
     return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _search_section(search: Mapping[str, Any]) -> str:
+    """The trials of the run's search: parameters, validation score, and which one was trained."""
+    best = search.get("best")
+    rows = [[e(t.get("index")), e(json.dumps(t.get("params") or {}, sort_keys=True)), number(t.get("score")),
+             html.pill("trained", "ok") if t.get("index") == best
+             else html.pill("failed", "bad") if t.get("phase") == "Failed" else "",
+             e(t.get("message") or "")]
+            for t in search.get("trials") or ()]
+    title = f"Hyperparameter search ({len(rows)} trials, {search.get('metric')} on the validation split)"
+    return html.section(title, html.table(["Trial", "Parameters", "Score", "", "Why"], rows, numeric=(0, 2)))
 
 
 def render(data: Mapping[str, Any]) -> str:
@@ -264,6 +279,9 @@ def render(data: Mapping[str, Any]) -> str:
                 svg.bars(labels, res.get("counts") or [], title="residuals"),
             )
         )
+    search = data.get("search")
+    if search:
+        body.append(_search_section(search))
     body.append(html.section("Training features", _feature_cards(data.get("features") or [])))
     params = data.get("params") or {}
     body.append(
@@ -274,7 +292,7 @@ def render(data: Mapping[str, Any]) -> str:
                 [
                     [e(k), e(v)]
                     for k, v in [
-                        ("estimator", data.get("estimator")),
+                        ("estimator", data.get("estimator") or data.get("factory")),
                         *sorted(params.items()),
                         ("testFraction", data.get("testFraction")),
                         ("stratified", data.get("stratified")),
@@ -287,7 +305,7 @@ def render(data: Mapping[str, Any]) -> str:
     when = str(data.get("time", "")).replace("T", " ").replace("Z", " UTC")
     return html.page(
         title=f"Training report: {data.get('run')}",
-        subtitle=f"{data.get('estimator')} · {data.get('task')} · data "
+        subtitle=f"{data.get('estimator') or data.get('factory')} · {data.get('task')} · data "
         f"{str(dataset.get('digest', ''))[7:19]} ({dataset.get('uri')}) · trained {when}",
         body=body,
         footer=f"{e(data.get('generator'))} · the same data as JSON: the .json object next to this file "

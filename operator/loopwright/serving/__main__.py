@@ -73,6 +73,7 @@ def main() -> None:
             profile_sha256=settings.profile_sha256,
             compiled_uri=settings.compiled_uri,
             compiled_sha256=settings.compiled_sha256,
+            trusted_types=settings.trusted_types,
         )
 
     app = PredictorApp(settings=settings, loader=load)

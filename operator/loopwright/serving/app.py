@@ -11,6 +11,7 @@ anything else is a 500 that logs its traceback, so a 5xx always means a bug or a
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -200,6 +201,11 @@ class PredictorApp:
 
     async def _feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         plane = self.plane
+        refusal = _feedback_refusal(plane.settings.feedback_token, scope)
+        if refusal is not None:
+            code, message, headers = refusal
+            await _respond(send, code, orjson.dumps({"error": message}), _JSON, headers)
+            return
         try:
             served = plane.loaded()
             body, _ = await _read_body(scope, receive, plane.settings.max_body_bytes)
@@ -212,6 +218,20 @@ class PredictorApp:
         except _DisconnectedError:
             return
         await _respond(send, code, payload)
+
+
+def _feedback_refusal(token: str | None, scope: Scope) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+    """Why a feedback request is refused (code, message, headers), or None when its bearer token is right.
+
+    Labels move live performance figures, can trigger retraining and join captured data, so
+    reaching the Service is not enough: the client proves it holds the Deployment's token.
+    """
+    if token is None:
+        return 403, "feedback is off: the Deployment names no spec.feedback.tokenSecretRef", []
+    sent = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+    if hmac.compare_digest(sent, b"Bearer " + token.encode()):
+        return None
+    return 401, "feedback needs the header Authorization: Bearer <token>", [(b"www-authenticate", b"Bearer")]
 
 
 class _DisconnectedError(Exception):

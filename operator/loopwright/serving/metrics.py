@@ -178,8 +178,8 @@ class Metrics:
             ("feedback_total", "Labels matched to an earlier prediction.", self.feedback),
             ("feedback_correct_total", "Matched labels equal to the prediction (classification).",
              self.feedback_correct),
-            ("feedback_abs_error_sum", "Sum of |label - prediction| (regression).", self.abs_error_sum),
-            ("feedback_squared_error_sum", "Sum of (label - prediction)^2 (regression).",
+            ("feedback_abs_error_total", "Sum of |label - prediction| (regression).", self.abs_error_sum),
+            ("feedback_squared_error_total", "Sum of (label - prediction)^2 (regression).",
              self.squared_error_sum),
         ):  # fmt: skip
             m = family(name, "counter", doc)

@@ -6,7 +6,8 @@ Two ways to serve, one answer:
   identical to the skops model on the hold-out rows): the plain arrays of
   :mod:`loopwright.compiled` evaluated with numpy. Neither scikit-learn nor SciPy nor pandas is
   imported, which is what makes such a pod start in a fraction of a second and stay small.
-* **skops** (anything else): the estimator, loaded with the fixed trusted types. scikit-learn's
+* **skops** (anything else): the estimator, loaded with the fixed trusted types (plus the ones its
+  ModelVersion declares for a factory's own code, ``LOOPWRIGHT_TRUSTED_TYPES``). scikit-learn's
   ``predict`` spends most of its time validating the one-row requests a prediction server sees,
   so when :mod:`loopwright.compiled.compiler` covers the estimator its compiled form is built in
   process and proven at load time on probe rows from the reference profile
@@ -220,6 +221,7 @@ def load(
     profile_sha256: str | None,
     compiled_uri: str | None = None,
     compiled_sha256: str | None = None,
+    trusted_types: tuple[str, ...] = (),
 ) -> ServedModel:
     """Fetch, verify and load the model and its profile (blocking; run it off the event loop).
 
@@ -240,7 +242,7 @@ def load(
             raise ModelLoadError(f"compiled model {compiled_uri}: {exc}") from exc
         return ServedModel(program=program, profile=profile)
     try:
-        estimator = artifacts.load(model_uri, sha256=model_sha256)
+        estimator = artifacts.load(model_uri, sha256=model_sha256, extra=trusted_types)
     except (storage.StorageError, artifacts.ArtifactError) as exc:
         raise ModelLoadError(f"model {model_uri}: {exc}") from exc
     return ServedModel(estimator=estimator, profile=profile)

@@ -3,14 +3,16 @@
 The model (``LOOPWRIGHT_MODEL_*``, ``LOOPWRIGHT_PROFILE_*``), optionally its compiled form
 (``LOOPWRIGHT_COMPILED_URI`` and ``_SHA256``, which then serves instead of the skops file), the
 HTTP ``PORT`` (8080) and the gRPC ``GRPC_PORT`` (8081; 0 turns gRPC off), body limit, capture,
-drain and feedback settings.
+drain and feedback settings. ``LOOPWRIGHT_FEEDBACK_TOKEN_FILE`` names the file (a mounted Secret
+key) holding the bearer token that ``/feedback`` requires; without it feedback is refused.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class SettingsError(Exception):
@@ -29,6 +31,7 @@ class Settings:
     profile_sha256: str | None = None
     compiled_uri: str | None = None
     compiled_sha256: str | None = None
+    trusted_types: tuple[str, ...] = ()
     host: str = "0.0.0.0"  # noqa: S104 - a server in a pod listens on the pod's address
     port: int = 8080
     grpc_port: int = 8081
@@ -38,6 +41,8 @@ class Settings:
     pod_name: str = "predictor"
     drain_seconds: float = 5.0
     feedback_capacity: int = 100_000
+    feedback_token: str | None = field(default=None, repr=False)
+    """The bearer token /feedback requires (from LOOPWRIGHT_FEEDBACK_TOKEN_FILE); None: refused."""
 
     @classmethod
     def from_env(cls, env: MutableMapping[str, str] | None = None) -> Settings:
@@ -64,6 +69,7 @@ class Settings:
                 profile_sha256=env.get("LOOPWRIGHT_PROFILE_SHA256") or None,
                 compiled_uri=env.get("LOOPWRIGHT_COMPILED_URI") or None,
                 compiled_sha256=env.get("LOOPWRIGHT_COMPILED_SHA256") or None,
+                trusted_types=tuple(t for t in env.get("LOOPWRIGHT_TRUSTED_TYPES", "").split(",") if t),
                 host=env.get("HOST", "0.0.0.0"),  # noqa: S104
                 port=int(env.get("PORT", "8080")),
                 grpc_port=int(env.get("GRPC_PORT", "8081")),
@@ -73,6 +79,7 @@ class Settings:
                 pod_name=env.get("POD_NAME") or env.get("HOSTNAME") or "predictor",
                 drain_seconds=float(env.get("LOOPWRIGHT_DRAIN_SECONDS", "5")),
                 feedback_capacity=int(env.get("LOOPWRIGHT_FEEDBACK_CAPACITY", "100000")),
+                feedback_token=_token(env.get("LOOPWRIGHT_FEEDBACK_TOKEN_FILE")),
             )
         except ValueError as exc:
             raise SettingsError(f"invalid setting: {exc}") from exc
@@ -87,3 +94,16 @@ class Settings:
                 "body limit and feedback capacity must be positive, drain seconds not negative"
             )
         return settings
+
+
+def _token(path: str | None) -> str | None:
+    """The token in ``path`` (a mounted Secret key), stripped; a set but unusable file is an error."""
+    if not path:
+        return None
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"LOOPWRIGHT_FEEDBACK_TOKEN_FILE={path}: {exc.strerror}") from exc
+    if len(token) < 16:
+        raise SettingsError(f"LOOPWRIGHT_FEEDBACK_TOKEN_FILE={path}: the token needs at least 16 characters")
+    return token

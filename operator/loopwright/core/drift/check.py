@@ -16,9 +16,11 @@ without a cluster:
   ``minLabels`` labels is a degraded check, confirmed after the same number
   of checks in a row (PerformanceDegraded);
 * a confirmed problem retrains (trigger Performance before Drift: lost quality
-  is the direct evidence of harm) unless the last retrain is within the
-  cooldown; an Event and the webhook tell when a problem is first confirmed,
-  when a retrain is requested, and when it clears.
+  is the direct evidence of harm) unless :func:`loopwright.core.drift.retrain.hold`
+  holds it back: the retrain requested before is still in flight, it found no new
+  data and the Dataset has not changed since, or the cooldown after it runs; an
+  Event and the webhook tell when a problem is first confirmed, when a retrain
+  is requested, and when it clears.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from loopwright.api.common import ConditionStatus, parse_duration
+from loopwright.api.common import ConditionStatus
 from loopwright.api.driftpolicy import (
     MAX_CHECK_RECORDS,
     MAX_DRIFTED_NAMES,
@@ -38,9 +40,11 @@ from loopwright.api.driftpolicy import (
     DriftPolicySpec,
     PerformanceMetric,
     PerformanceResult,
+    RetrainStatus,
 )
 from loopwright.api.pipeline import RunTrigger
 from loopwright.core.conditions import READY, Verdict, find
+from loopwright.core.drift import retrain as retrains
 from loopwright.core.drift import stats
 from loopwright.core.drift.window import ABS_ERROR, CORRECT, SQUARED_ERROR, Counts
 from loopwright.core.profile import Profile
@@ -68,6 +72,11 @@ class Previous:
     consecutive: int = 0
     performance_consecutive: int = 0
     last_retrain: datetime | None = None
+    """Request time of a retrain recorded before ``status.retrain`` existed."""
+    retrain: RetrainStatus | None = None
+    """The last retrain requested (``status.retrain``)."""
+    dataset_version: str | None = None
+    """Validated version of the retrain pipeline's Dataset now (read only after a NoNewData retrain)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,8 +97,10 @@ class Outcome:
     changes: list[Change]
     retrain: RunTrigger | None
     """Trigger of the retrain to request now, if any."""
-    cooldown_until: datetime | None
-    """Set when a confirmed problem would retrain but the cooldown holds it back."""
+    wanted: RunTrigger | None
+    """Trigger of the retrain this check would request if nothing held it back."""
+    held: retrains.Hold | None
+    """Set when a confirmed problem would retrain but something holds it back."""
 
 
 def evaluate(
@@ -143,25 +154,15 @@ def evaluate(
     degraded_now = performance is not None and performance.degraded
     trigger = (RunTrigger.PERFORMANCE if performance_confirmed and degraded_now
                else RunTrigger.DRIFT if confirmed and drifted else None)
-    retrain = None
-    cooldown_until = None
-    if trigger is not None and spec.actions.retrain is not None:
-        cooldown_until = next_retrain(spec, last_retrain=previous.last_retrain)
-        if cooldown_until is None or now >= cooldown_until:
-            retrain, cooldown_until = trigger, None
+    wanted = trigger if spec.actions.retrain is not None else None
+    held = (retrains.hold(spec, retrain=previous.retrain, last_retrain=previous.last_retrain,
+                          dataset_version=previous.dataset_version, now=now) if wanted is not None else None)
     return Outcome(
         samples=samples, labels=counts.feedback, insufficient=insufficient, report=report,
         drifted=drifted, consecutive=consecutive, confirmed=confirmed,
         performance=performance, performance_confirmed=performance_confirmed,
-        changes=changes, retrain=retrain, cooldown_until=cooldown_until,
+        changes=changes, retrain=wanted if held is None else None, wanted=wanted, held=held,
     )
-
-
-def next_retrain(spec: DriftPolicySpec, *, last_retrain: datetime | None) -> datetime | None:
-    """Earliest time the policy may retrain again; None when nothing holds it back."""
-    if spec.actions.retrain is None or last_retrain is None:
-        return None
-    return last_retrain + parse_duration(spec.actions.retrain.cooldown)
 
 
 def live_metric(metric: PerformanceMetric | str, counts: Counts) -> float | None:
@@ -263,7 +264,7 @@ def record(outcome: Outcome, *, reference: str, now: datetime, report_uri: str |
 def status(
     outcome: Outcome, *, reference: str, now: datetime, retrain_token: str | None,
     retrain_trigger: RunTrigger | None = None, report_uri: str | None = None,
-    previous_checks: Sequence[Mapping[str, Any]] = (),
+    previous_checks: Sequence[Mapping[str, Any]] = (), retrain: RetrainStatus | None = None,
 ) -> dict[str, Any]:
     """The status fields of this check, as a merge patch (None clears a field).
 
@@ -284,6 +285,9 @@ def status(
         "performance": outcome.performance.to_wire() if outcome.performance is not None else None,
         "checks": [brief, *previous_checks][:MAX_CHECK_RECORDS],
     }
+    if retrain is not None:
+        # Every field, None as null: a merge patch keeps what it does not name (the last outcome).
+        patch["retrain"] = retrain.model_dump(mode="json", by_alias=True)
     if report_uri is not None:
         patch["reportUri"] = report_uri
         patch["reportTime"] = _time(now)

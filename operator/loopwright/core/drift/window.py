@@ -51,8 +51,8 @@ _SCALARS: dict[str, Key] = {
     PREFIX + "predictions_total": PREDICTIONS,
     PREFIX + "feedback_total": FEEDBACK,
     PREFIX + "feedback_correct_total": CORRECT,
-    PREFIX + "feedback_abs_error_sum": ABS_ERROR,
-    PREFIX + "feedback_squared_error_sum": SQUARED_ERROR,
+    PREFIX + "feedback_abs_error_total": ABS_ERROR,
+    PREFIX + "feedback_squared_error_total": SQUARED_ERROR,
 }
 
 

@@ -31,6 +31,7 @@ from loopwright.api.deployment import (
     DeploymentSpec,
     DeploymentStatus,
     PodWindow,
+    QueuedStatus,
     RolloutEvent,
     StableStatus,
     Verdict,
@@ -38,7 +39,7 @@ from loopwright.api.deployment import (
 from loopwright.api.modelversion import ModelPhase
 from loopwright.core import conditions
 from loopwright.core.conditions import Event
-from loopwright.core.rollout import traffic
+from loopwright.core.rollout import queue, traffic
 
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
@@ -105,6 +106,8 @@ class World:
     """Weights are HTTPRoute weights (gatewayAPI mode and the cluster serves HTTPRoutes)."""
     traffic_problem: str | None = None
     """Why the traffic mode asked for cannot be honoured (published as Degraded)."""
+    servable: frozenset[int] | None = None
+    """The model's Validated versions (None: not observed)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,6 +266,7 @@ class _Planner:
         if status.canary is not None:
             self.continue_canary()
         if status.canary is None:
+            self.status.queued = None
             self.maybe_start_canary()
         self.finish()
         return self.plan
@@ -303,18 +307,17 @@ class _Planner:
         if rollout.abort is not None and rollout.abort.version == canary.version:
             self.reject(Outcome.ABORTED, f"version {canary.version} aborted by spec.rollout.abort")
             return
-        if target.version != canary.version:
-            why = (
-                f"the spec now asks for version {target.version}"
-                if target.version is not None
-                else target.problem
-            )
+        decision = queue.on_target(spec=self.spec, canary=canary, target=target.version,
+                                   problem=target.problem, servable=self.w.servable)
+        if not decision.keep:
+            why = decision.why
             self.event("CanarySuperseded", f"canary version {canary.version} dropped: {why}")
             self.history(canary.version, Outcome.SUPERSEDED, why)
             self.plan.registry.append((canary.model_version, "Retired", f"canary dropped: {why}"))
             self.status.canary = None
             self.status.analysis = None
             return
+        self.queue(decision.queued)
         if self.status.phase == DeploymentPhase.PROMOTING:
             self.promote_when_ready()
             return
@@ -326,6 +329,19 @@ class _Planner:
         if self.judge():
             return
         self.maybe_advance()
+
+    def queue(self, version: int | None) -> None:
+        """Show the version waiting behind the canary (an Event when a new one joins)."""
+        queued, canary = self.status.queued, self.status.canary
+        assert canary is not None
+        if version is None or version != self.w.target.version:
+            self.status.queued = None
+            return
+        if queued is None or queued.version != version:
+            self.status.queued = QueuedStatus(version=version, model_version=self.w.target.name,
+                                              since=self.w.now)
+            self.event("VersionQueued", f"version {version} waits for the canary of version "
+                                        f"{canary.version} to finish (spec.rollout.onNewVersion Queue)")
 
     def judge(self) -> bool:
         """Record this round's window and check; True if the canary was rolled back."""

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from loopwright import artifacts
+from loopwright.api.names import child_name
 from loopwright.api.pipeline import MetricName, Run, RunPhase, TrainingPipelineSpec
 from loopwright.core import estimators
+from loopwright.core.training import search
 from loopwright.jobs import contract as _job
-from loopwright.operator.builders.jobs import CONTAINER, child_name
 
 ACTIVE_PHASES = frozenset({RunPhase.PENDING, RunPhase.RUNNING})
 RECORD_ANNOTATION = "loopwright.dev/run-record"
@@ -78,6 +80,12 @@ def job_record(job: Mapping[str, Any]) -> Record | None:
         return None
 
 
+def job_image(job: Mapping[str, Any]) -> str:
+    """The image a run's Job ran (a factory's pipeline runs its own; the ModelVersion keeps it)."""
+    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or ()
+    return str(next((c.get("image") for c in containers if c.get("name") == _job.CONTAINER), "") or "")
+
+
 def run_name(pipeline: str, run_id: int) -> str:
     """The run's name, which is also its Job's: ``<pipeline>-<id>`` within 63 characters."""
     return child_name(pipeline, str(run_id))
@@ -87,9 +95,16 @@ def refusal(spec: TrainingPipelineSpec, *, task: str | None) -> list[str]:
     """Every reason the trainer would refuse this spec, checked before any Job exists.
 
     ``task`` is the Dataset label's task when known; metrics of the other task are refused
-    like an estimator of the other task, since the Job could only fail.
+    like an estimator of the other task, since the Job could only fail. A factory's parameters
+    are its own (the trainer reports them); its declared types must not come from modules that
+    run code, and a search must fit its bounds (every trial's parameters, for an estimator).
     """
-    errors = estimators.validate(spec.model.estimator, spec.model.params, task=task)
+    model = spec.model
+    errors = estimators.validate(model.estimator, model.params, task=task) if model.estimator else []
+    errors += [f"trustedTypes: {t} is never trusted (its module can run code or touch the system)"
+               for t in artifacts.forbidden_types(model.trusted_types)]
+    if spec.search is not None:
+        errors += search.refusal(spec.search, estimator=model.estimator, params=model.params, task=task)
     if task is not None:
         regression = task == "regression"
         wrong = [str(m) for m in spec.metrics if (m in REGRESSION_METRICS) != regression]
@@ -165,7 +180,7 @@ def _last_termination(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     found: list[Mapping[str, Any]] = []
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or ():
-            if cs.get("name") != CONTAINER:
+            if cs.get("name") != _job.CONTAINER:
                 continue
             state = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
             if state:

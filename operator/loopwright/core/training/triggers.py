@@ -9,16 +9,24 @@ Rules, in order:
 * On request (``loopwright.dev/train-request``): a token differing from
   ``status.handledTrainRequest`` starts one run; the cooldown does not apply (a person or a
   DriftPolicy asked, and the DriftPolicy has a cooldown of its own).
-* Schedule (cron, UTC) and new data are automatic and respect the cooldown counted from the
-  last run's start; a schedule slot inside the cooldown is skipped, new data waits until the
-  cooldown is over.
+* Schedule (cron, read in ``timeZone``, UTC by default) and new data are automatic and respect
+  the cooldown counted from the last run's start; a schedule slot inside the cooldown is skipped,
+  new data waits until the cooldown is over.
+
+Missed scheduled times (CronJob's semantics, stated): the status keeps one pending slot,
+``nextScheduledTime``. When the operator comes back after being down across several scheduled
+times, that recorded slot is due and ONE run starts for all of them (never one per missed time);
+the next slot is then the first one after now. With ``startingDeadline`` set, a slot found more
+than that late is skipped instead (no run; the next slot is published), like a CronJob's
+``startingDeadlineSeconds``. A pipeline seen for the first time never runs for past slots.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
@@ -51,19 +59,25 @@ class Decision:
     """The earliest time the decision may change without any event (cooldown end, schedule)."""
 
 
-def next_schedule(schedule: str, *, after: datetime) -> datetime:
-    """The first slot of ``schedule`` (5-field cron, UTC) strictly after ``after``."""
-    result: datetime = croniter(schedule, after.astimezone(UTC)).get_next(datetime)
+def zone(triggers: Triggers) -> tzinfo:
+    """The zone the schedule is read in (UTC unless ``timeZone`` names one)."""
+    return ZoneInfo(triggers.time_zone) if triggers.time_zone else UTC
+
+
+def next_schedule(schedule: str, *, after: datetime, tz: tzinfo = UTC) -> datetime:
+    """The first slot of ``schedule`` (5-field cron read in ``tz``) strictly after ``after``, in UTC."""
+    result: datetime = croniter(schedule, after.astimezone(tz)).get_next(datetime)
     return result.astimezone(UTC)
 
 
-def _current_slot(schedule: str | None, recorded: datetime | None, now: datetime) -> datetime | None:
-    """The pending slot: the recorded one if it belongs to this schedule, else the next one."""
-    if schedule is None:
+def _current_slot(triggers: Triggers, recorded: datetime | None, now: datetime) -> datetime | None:
+    """The pending slot: the recorded one if it belongs to this schedule (and zone), else the next one."""
+    if triggers.schedule is None:
         return None
-    if recorded is not None and croniter.match(schedule, recorded.astimezone(UTC)):
+    tz = zone(triggers)
+    if recorded is not None and croniter.match(triggers.schedule, recorded.astimezone(tz)):
         return recorded
-    return next_schedule(schedule, after=now)
+    return next_schedule(triggers.schedule, after=now, tz=tz)
 
 
 def decide(
@@ -74,9 +88,12 @@ def decide(
     validated_version: str | None,
     now: datetime,
 ) -> Decision:
-    slot = _current_slot(triggers.schedule, status.next_scheduled_time, now)
+    slot = _current_slot(triggers, status.next_scheduled_time, now)
     slot_due = slot is not None and now >= slot
-    next_slot = next_schedule(triggers.schedule, after=now) if slot_due and triggers.schedule else slot
+    next_slot = (next_schedule(triggers.schedule, after=now, tz=zone(triggers))
+                 if slot_due and triggers.schedule else slot)
+    deadline = parse_duration(triggers.starting_deadline) if triggers.starting_deadline else None
+    missed = slot_due and slot is not None and deadline is not None and now - slot > deadline
     handled = status.handled_train_request
     token = annotations.get(TRAIN_REQUEST_ANNOTATION) or None
     requested = token is not None and token != handled
@@ -99,6 +116,10 @@ def decide(
                         next_scheduled_time=next_slot, wake_at=next_slot)
 
     new_data = triggers.on_new_data and validated_version != status.trained_dataset_version
+    if missed and not new_data:
+        return wait(f"schedule slot {slot.isoformat() if slot else ''} missed by more than "
+                    f"startingDeadline {triggers.starting_deadline}: skipped")
+    slot_due = slot_due and not missed
     if not (slot_due or new_data):
         return wait("idle")
     cooldown_end = (status.last_trigger_time + parse_duration(triggers.cooldown)

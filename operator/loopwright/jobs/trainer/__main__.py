@@ -35,157 +35,30 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 
 from loopwright import artifacts, storage
-from loopwright.api.dataset import DataFormat
-from loopwright.api.schema import ColumnType, DatasetSchema, TaskType
-from loopwright.core import estimators
+from loopwright.api.schema import DatasetSchema, TaskType
 from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 from loopwright.jobs import contract as _job
 from loopwright.jobs import data
-from loopwright.jobs.trainer import report, scores
+from loopwright.jobs.trainer import model, report, scores
 from loopwright.jobs.trainer.compiled import compiled_form, holdout_rows
 from loopwright.reports import training as training_report
 
 _MAX_WARNINGS = 10
 
 
-class _StopError(Exception):
-    """Ends the run with an exit code and a reason for the operator."""
-
-    def __init__(self, code: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.error = error
-
-
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="loopwright-trainer", description="Train one model version.")
-    p.add_argument("--dataset-uri", required=True, help="s3://bucket/key, s3://bucket/prefix/ or a path")
-    p.add_argument("--format", choices=[f.value for f in DataFormat], default=DataFormat.CSV.value)
-    p.add_argument("--dataset-digest", required=True, help="sha256 of the version to train on")
-    p.add_argument("--schema-json", required=True, help="the Dataset's spec.schema (wire form)")
-    p.add_argument("--estimator", required=True, help="an allow-listed estimator name")
-    p.add_argument("--params-json", default="{}", help="estimator parameters as a JSON object")
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stratify", action=argparse.BooleanOptionalAction, default=True,
-                   help="keep class proportions in the hold-out (classification)")
-    p.add_argument("--metrics", default="", help="comma-separated metric names; the first is primary")
+    model.add_arguments(p)
     p.add_argument("--output-prefix", required=True, help="where the model, metrics and profile go")
     p.add_argument("--gates-json", default=None,
                    help="the pipeline's gates for the report: {model, validation, champion}")
+    p.add_argument("--trusted-type", action="append", default=[], dest="trusted_types",
+                   help="a type the factory's model may need beyond the built-in list (repeatable)")
+    p.add_argument("--search-json", default=None,
+                   help="the run's search result (trials and the best one) for result.json and the report")
     return p.parse_args(argv)
-
-
-def _check_parameters(args: argparse.Namespace) -> tuple[DatasetSchema, dict[str, Any], list[str]]:
-    try:
-        schema = DatasetSchema.model_validate_json(args.schema_json)
-    except ValidationError as exc:
-        raise _StopError(_job.EXIT_BAD_PARAMETERS, "BadParameters", f"invalid schema: {exc}") from exc
-    try:
-        params = json.loads(args.params_json)
-    except json.JSONDecodeError as exc:
-        raise _StopError(_job.EXIT_BAD_PARAMETERS, "BadParameters", f"--params-json: {exc}") from exc
-    if not isinstance(params, dict):
-        raise _StopError(_job.EXIT_BAD_PARAMETERS, "BadParameters", "--params-json must be a JSON object")
-    task = TaskType(schema.label.task)
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()] or list(scores.DEFAULTS[task])
-    errors = estimators.validate(args.estimator, params, task=task)
-    errors += [f"metric {m!r} does not apply to {task}" for m in scores.unsupported(task, names)]
-    if args.gates_json:
-        try:
-            json.loads(args.gates_json)
-        except json.JSONDecodeError as exc:
-            errors.append(f"--gates-json: {exc}")
-    if not 0.0 < args.test_fraction < 1.0:
-        errors.append("--test-fraction must be between 0 and 1 (exclusive)")
-    if not 0 <= args.seed < 2**32:
-        errors.append("--seed must be in [0, 2**32)")
-    if errors:
-        raise _StopError(_job.EXIT_BAD_PARAMETERS, "BadParameters", "; ".join(errors))
-    return schema, params, names
-
-
-def _load(args: argparse.Namespace, schema: DatasetSchema) -> tuple[pd.DataFrame, str]:
-    try:
-        raw = data.fetch(args.dataset_uri)
-    except storage.ObjectNotFoundError as exc:
-        raise _StopError(_job.EXIT_BAD_DATA, "BadData", str(exc)) from exc
-    expected = data.normalise_digest(args.dataset_digest)
-    if raw.digest != expected:
-        raise _StopError(
-            _job.EXIT_BAD_DATA, "DigestMismatch",
-            f"the data at {args.dataset_uri} is {raw.digest}, not the version {expected} this run was given")
-    try:
-        frame = data.normalise(data.parse(raw, fmt=args.format, schema=schema), schema)
-    except data.DataError as exc:
-        raise _StopError(_job.EXIT_BAD_DATA, "BadData", str(exc)) from exc
-    missing = [c for c in [*schema.feature_names, schema.label.name] if c not in frame.columns]
-    if missing:
-        message = "columns missing from the data: " + ", ".join(missing)
-        raise _StopError(_job.EXIT_BAD_DATA, "BadData", message)
-    return frame, raw.digest
-
-
-def _pipeline(
-    schema: DatasetSchema, spec: estimators.EstimatorSpec, params: dict[str, Any], seed: int
-) -> Any:
-    """Preprocessing derived from the schema, then the estimator (imported from the allow-list only)."""
-    from sklearn.compose import ColumnTransformer  # noqa: PLC0415 - keep --help and arg errors fast
-    from sklearn.impute import SimpleImputer  # noqa: PLC0415
-    from sklearn.pipeline import Pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: PLC0415
-
-    numeric = [c.name for c in schema.columns if c.type == ColumnType.NUMERIC]
-    categorical = [c.name for c in schema.columns if c.type == ColumnType.CATEGORICAL]
-    steps: list[tuple[str, Any, list[str]]] = []
-    if numeric:
-        steps.append(("numeric", Pipeline([
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("scale", StandardScaler()),
-        ]), numeric))
-    if categorical:
-        steps.append(("categorical", Pipeline([
-            ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=not spec.dense_input)),
-        ]), categorical))
-    preprocess = ColumnTransformer(steps, sparse_threshold=0.0 if spec.dense_input else 0.3)
-    module_name, _, cls_name = spec.import_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    model_params = dict(params)
-    if "random_state" in cls().get_params():
-        model_params["random_state"] = seed
-    return Pipeline([("preprocess", preprocess), ("model", cls(**model_params))])
-
-
-def _split(
-    x: pd.DataFrame,
-    y: np.ndarray,
-    *,
-    codes: np.ndarray | None,
-    test_fraction: float,
-    seed: int,
-    stratify: bool,
-) -> tuple[Any, Any, Any, Any, str | None]:
-    """Train/test split; stratified by the class ``codes`` when asked and possible, else says why not."""
-    from sklearn.model_selection import train_test_split  # noqa: PLC0415
-
-    reason = None
-    strata = None
-    if codes is not None and stratify:
-        counts = np.bincount(codes)
-        n_test = int(np.ceil(test_fraction * len(y)))
-        if counts.min() < 2:
-            reason = "a class has fewer than 2 rows"
-        elif n_test < len(counts) or len(y) - n_test < len(counts):
-            reason = "the hold-out or training set is smaller than the number of classes"
-        else:
-            strata = codes
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=strata)
-    return x_train, x_test, y_train, y_test, reason
 
 
 class _BackgroundImport(threading.Thread):
@@ -232,28 +105,30 @@ class _Clock:
 def run(args: argparse.Namespace) -> int:
     started, cpu_started = time.perf_counter(), time.process_time()
     clock = _Clock()
-    schema, params, metric_names = _check_parameters(args)
+    schema, params, metric_names = model.check_parameters(args)
     skops_import = _BackgroundImport("skops.io")
     skops_import.start()
     task = TaskType(schema.label.task)
     with clock.phase("read"):
-        frame, digest = _load(args, schema)
+        frame, digest = model.load(uri=args.dataset_uri, fmt=args.format, digest=args.dataset_digest,
+                                   schema=schema)
 
     with clock.phase("split"):
-        x, y, codes, dropped = _labelled(frame, schema, task)
-        x_train, x_test, y_train, y_test, not_stratified = _split(
+        x, y, codes, dropped = model.labelled(frame, schema, task)
+        x_train, x_test, y_train, y_test, not_stratified = model.split(
             x, y, codes=codes, test_fraction=args.test_fraction, seed=args.seed, stratify=args.stratify)
 
-    model = _pipeline(schema, estimators.ESTIMATORS[args.estimator], params, args.seed)
+    fitted = model.build(schema, estimator=args.estimator, factory=args.factory, params=params,
+                         seed=args.seed)
     with clock.phase("fit"), warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         try:
-            model.fit(x_train, y_train)
+            fitted.fit(x_train, y_train)
         except (ValueError, TypeError) as exc:
-            raise _fit_error(exc, params) from exc
+            raise model.fit_error(exc, params) from exc
 
     with clock.phase("evaluate"):
-        y_pred, proba, classes = _predict(model, x_test, task)
+        y_pred, proba, classes = model.predict(fitted, x_test, task)
         evaluation = scores.evaluate(
             task, metric_names, y_true=y_test, y_pred=y_pred, proba=proba, classes=classes)
 
@@ -264,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         "task": str(task),
         "classes": classes or None,
         "estimator": args.estimator,
+        "factory": args.factory,
+        "trustedTypes": args.trusted_types,
+        "search": json.loads(args.search_json) if args.search_json else None,
         "params": params,
         "seed": args.seed,
         "testFraction": args.test_fraction,
@@ -282,15 +160,21 @@ def run(args: argparse.Namespace) -> int:
                                 profile=profile, y_test=y_test, y_pred=y_pred, classes=classes)
     with clock.phase("serialise"):
         skops_import.join()
+        serialised = artifacts.dumps(fitted)
+        try:
+            artifacts.check_types(serialised, extra=args.trusted_types)
+        except artifacts.UntrustedTypesError as exc:
+            message = f"{exc}: declare them in spec.model.trustedTypes (if you trust them)"
+            raise model.StopError(_job.EXIT_BAD_PARAMETERS, "UntrustedTypes", message) from exc
         files = {
-            "model": ("model.skops", artifacts.dumps(model)),
+            "model": ("model.skops", serialised),
             "metrics": ("metrics.json", _job.dumps(evaluation.values)),
             "profile": ("profile.json", _job.dumps(profile.to_wire())),
             "report": ("report.html", training_report.render(page_data).encode()),
             "reportData": ("report.json", _job.dumps(page_data)),
         }
     with clock.phase("compile"):
-        compiled, not_compiled = compiled_form(model)
+        compiled, not_compiled = compiled_form(fitted)
         if compiled is not None:
             files["compiled"] = ("model.lwc", compiled)
             files["holdout"] = ("holdout.lwr", holdout_rows(x_test, schema))
@@ -322,45 +206,6 @@ def run(args: argparse.Namespace) -> int:
     return _job.finish(summary, code=_job.EXIT_OK)
 
 
-def _labelled(
-    frame: pd.DataFrame, schema: DatasetSchema, task: TaskType
-) -> tuple[pd.DataFrame, Any, np.ndarray | None, int]:
-    """Features and label of the rows that have a label, the class codes, and how many rows had none.
-
-    The codes (classification only) number the classes in sorted order, as
-    ``np.unique`` would, so stratifying on them splits exactly as stratifying
-    on the labels does; they are found once by hashing, where each
-    ``np.unique`` over the label strings sorts them all again.
-    """
-    label = schema.label.name
-    has_label = frame[label].notna().to_numpy()
-    dropped = int((~has_label).sum())
-    if dropped:
-        frame = frame[has_label]
-    if len(frame) < 2:
-        raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"{len(frame)} labelled rows: nothing to train on")
-    if task != TaskType.CLASSIFICATION:
-        return frame[schema.feature_names], frame[label].to_numpy(dtype=np.float64), None, dropped
-    y = frame[label].to_numpy(dtype=object)
-    codes, _ = pd.factorize(y, sort=True)
-    if codes.max() < 1:
-        raise _StopError(_job.EXIT_BAD_DATA, "BadData", f"label {label!r} has a single class")
-    return frame[schema.feature_names], y, codes, dropped
-
-
-def _predict(model: Any, x_test: pd.DataFrame, task: TaskType) -> tuple[Any, Any, list[str]]:
-    """Hold-out predictions, class probabilities (classifiers) and the class names."""
-    if task != TaskType.CLASSIFICATION:
-        return np.asarray(model.predict(x_test), dtype=np.float64), None, []
-    classes = [str(c) for c in model.classes_]
-    if not hasattr(model, "predict_proba"):
-        return model.predict(x_test), None, classes
-    # One pass instead of two: every allowed classifier predicts the class of
-    # highest probability (ties to the first), so this equals predict().
-    proba = model.predict_proba(x_test)
-    return model.classes_[np.argmax(proba, axis=1)], proba, classes
-
-
 def _reference_profile(
     x_train: pd.DataFrame,
     y_train: Any,
@@ -385,20 +230,6 @@ def _put(uri: str, payload: bytes) -> dict[str, Any]:
     return {"uri": uri, "sha256": storage.put_bytes(uri, payload), "bytes": len(payload)}
 
 
-def _fit_error(exc: Exception, params: dict[str, Any]) -> _StopError:
-    """scikit-learn rejects parameter combinations only at fit; say which kind of problem it is.
-
-    Its own parameter validation, or a message naming a parameter the user set,
-    points at the parameters; anything else at the data.
-    """
-    from sklearn.utils._param_validation import InvalidParameterError  # noqa: PLC0415
-
-    message = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, InvalidParameterError) or any(p in str(exc) for p in params):
-        return _StopError(_job.EXIT_BAD_PARAMETERS, "BadParameters", message)
-    return _StopError(_job.EXIT_BAD_DATA, "BadData", message)
-
-
 def _versions() -> dict[str, str]:
     import sklearn  # noqa: PLC0415
     import skops  # noqa: PLC0415
@@ -419,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         return run(args)
-    except _StopError as exc:
+    except model.StopError as exc:
         return _job.finish({"phase": "Failed", "error": exc.error, "message": str(exc)}, code=exc.code)
     except storage.StorageError as exc:
         return _job.finish({"phase": "Failed", "error": "StorageError", "message": str(exc)},

@@ -2,7 +2,10 @@
 
 Proves what a ModelVersion claims about its artifact before it can be Validated: the object
 exists, is no larger than ``--max-bytes``, has the recorded sha256, and loads with the fixed
-trusted-type list of :mod:`loopwright.artifacts` (pickle is never loaded).
+trusted-type list of :mod:`loopwright.artifacts` plus the ModelVersion's declared
+``--trusted-type`` ones (a factory's own types; never a module that runs code): a file asking for
+any other type is rejected (``UntrustedTypes``) before anything of it is loaded. Pickle is never
+loaded. For a factory's model the Job runs the team's image, which holds the types' code.
 
 With ``--compiled-uri``/``--compiled-sha256`` and ``--holdout-uri``/``--holdout-sha256`` it also
 checks the compiled form against the skops model on the hold-out rows
@@ -36,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--uri", required=True)
     parser.add_argument("--sha256", required=True)
     parser.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES)
+    parser.add_argument("--trusted-type", action="append", default=[], dest="trusted_types",
+                        help="a type the model declares beyond the built-in list (repeatable)")
     parser.add_argument("--compiled-uri", help="the compiled model to check against the artifact")
     parser.add_argument("--compiled-sha256")
     parser.add_argument("--holdout-uri", help="the hold-out rows to check it on")
@@ -52,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = storage.head(args.uri).size
         if size > args.max_bytes:
             return rejected("TooLarge", f"{args.uri} is {size} bytes, more than the {args.max_bytes} allowed")
-        model = artifacts.loads(storage.get_bytes(args.uri), sha256=args.sha256)
+        model = artifacts.loads(storage.get_bytes(args.uri), sha256=args.sha256, extra=args.trusted_types)
         compiled = _check_compiled(model, args) if args.compiled_uri else None
     except storage.ObjectNotFoundError as exc:
         return rejected("NotFound", str(exc))

@@ -21,16 +21,20 @@ that a retry may cure (a lost node, a storage hiccup).
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from loopwright.api.common import ResourceRequirements
 from loopwright.api.dataset import DatasetSpec
 from loopwright.api.modelversion import CompiledArtifact
+from loopwright.api.names import child_name
 from loopwright.api.pipeline import TrainingPipelineSpec
+from loopwright.api.podtemplate import PodTemplate
 from loopwright.api.schema import DatasetSchema
+from loopwright.api.search import SearchResult
+from loopwright.core.training import search as search_plan
 from loopwright.jobs import contract as _job
 from loopwright.operator.builders.common import (
     ACCESS_KEY,
@@ -43,10 +47,8 @@ from loopwright.operator.builders.common import (
     scratch_mount,
     scratch_volume,
 )
-
-NAME_LIMIT = 63
-"""Job names become the ``job-name`` label of their pods, so they must fit a label value."""
-CONTAINER = "main"
+from loopwright.operator.builders.pods import Role, apply
+from loopwright.operator.config import Config
 
 PROFILE_BACKOFF_LIMIT = 2
 PROFILE_DEADLINE_SECONDS = 1800
@@ -65,20 +67,18 @@ class JobSettings:
     """Name of the Secret, in the Job's namespace, holding the S3 credentials; None: no credentials."""
     suspend: bool = False
     """Create Jobs suspended (no pod runs): for scale benchmarks of the control plane only."""
+    pod_defaults: PodTemplate | None = None
+    """The operator-wide pod template overlay."""
+    default_resources: Mapping[Role, ResourceRequirements] = field(default_factory=dict)
+    """Operator-wide requests and limits per role, over the built-in ones."""
 
-
-def child_name(base: str, suffix: str) -> str:
-    """``<base>-<suffix>``, shortened deterministically to 63 characters.
-
-    A long base keeps its head and gains a hash of the whole, so two long names that share
-    a prefix still map to different children, and the same input always gives the same name.
-    """
-    name = f"{base}-{suffix}"
-    if len(name) <= NAME_LIMIT:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    head = base[: NAME_LIMIT - len(suffix) - len(digest) - 2].rstrip("-")
-    return f"{head}-{digest}-{suffix}"
+    @classmethod
+    def of(cls, cfg: Config, *, training: bool = False) -> JobSettings:
+        """From the operator's configuration; only training Jobs honour LOOPWRIGHT_SUSPEND_JOBS."""
+        return cls(image=cfg.trainer_image, s3_endpoint=cfg.s3_endpoint,
+                   credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
+                   suspend=training and cfg.suspend_jobs, pod_defaults=cfg.pod_defaults,
+                   default_resources=cfg.default_resources)
 
 
 def profiling_job(
@@ -105,7 +105,7 @@ def profiling_job(
         command=["loopwright-profiler", *args],
         settings=settings, secret=secret or settings.credentials_secret,
         backoff_limit=PROFILE_BACKOFF_LIMIT, deadline=PROFILE_DEADLINE_SECONDS,
-        ttl=FINISHED_TTL_SECONDS, resources=None)
+        ttl=FINISHED_TTL_SECONDS, role=Role.PROFILER, resources=None, overlay=spec.pod_template)
 
 
 def training_job(
@@ -123,36 +123,115 @@ def training_job(
     labels: Mapping[str, str],
     settings: JobSettings,
     gates: Mapping[str, Any] | None = None,
+    search: SearchResult | None = None,
 ) -> Manifest:
     """The Job of one training run (``loopwright-trainer``).
 
     ``credentials_secret`` is the Dataset's own Secret when it names one (the trainer must read
     the data), else the operator's. It is kept until history pruning deletes it, so ``kubectl
-    logs`` works for the runs in ``status.runs``.
+    logs`` works for the runs in ``status.runs``. After a search, ``search`` holds its trials: the
+    best one's parameters are trained (over ``model.params``) and the trials go to the report.
+    A factory's pipeline runs in its own ``model.image``.
     """
+    params = dict(spec.model.params)
+    if search is not None and search.best is not None:
+        params.update(next(t.params for t in search.trials if t.index == search.best))
+    args = [*_model_args(spec, params=params, dataset_uri=dataset_uri, dataset_format=dataset_format,
+                         dataset_digest=dataset_digest, schema=schema), "--output-prefix", output_prefix]
+    for type_name in spec.model.trusted_types:
+        args += ["--trusted-type", type_name]
+    if gates is not None:  # for the run's report: the thresholds and the champion it is held against
+        args += ["--gates-json", _compact(gates)]
+    if search is not None:
+        args += ["--search-json", _compact(search.to_wire())]
+    return _job_manifest(
+        namespace=namespace, name=name, owner=owner, labels=labels,
+        command=["loopwright-trainer", *args],
+        settings=replace(settings, image=spec.model.image) if spec.model.image else settings,
+        secret=credentials_secret or settings.credentials_secret,
+        backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
+        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
+
+
+def search_job_name(run: str) -> str:
+    """The name of a run's search Job: ``<run>-search`` within 63 characters."""
+    return child_name(run, "search")
+
+
+def search_job(
+    *,
+    namespace: str,
+    name: str,
+    owner: Owner,
+    spec: TrainingPipelineSpec,
+    dataset_uri: str,
+    dataset_format: str,
+    dataset_digest: str,
+    schema: DatasetSchema,
+    credentials_secret: str | None,
+    output_prefix: str,
+    labels: Mapping[str, str],
+    settings: JobSettings,
+) -> Manifest:
+    """The Indexed Job of a run's search (``loopwright-trial``): one pod per trial index.
+
+    ``completions`` is the number of trials and ``parallelism`` the spec's; each index is retried
+    ``job.backoffLimit`` times on its own (``backoffLimitPerIndex``), and exit codes 2 and 3 fail
+    only that index (``FailIndex``), so a failed trial never stops the others. The Job ends Failed
+    when any index failed; the operator then reads the trials that did succeed. Same image,
+    resources and deadline as the training Job (the deadline covers the whole search).
+    """
+    search = spec.search
+    if search is None:
+        raise ValueError("search_job needs spec.search")
+    trials = search_plan.trial_count(search)
+    args = [*_model_args(spec, params=dict(spec.model.params), dataset_uri=dataset_uri,
+                         dataset_format=dataset_format, dataset_digest=dataset_digest, schema=schema),
+            "--search-json", _compact(search.to_wire()), "--output-prefix", output_prefix]
+    manifest = _job_manifest(
+        namespace=namespace, name=name, owner=owner, labels=labels,
+        command=["loopwright-trial", *args],
+        settings=replace(settings, image=spec.model.image) if spec.model.image else settings,
+        secret=credentials_secret or settings.credentials_secret,
+        backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
+        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
+    job = manifest["spec"]
+    del job["backoffLimit"]  # the per-index limit bounds retries; the Job-wide one would cut it short
+    job.update({"completionMode": "Indexed", "completions": trials,
+                "parallelism": min(search.parallelism, trials),
+                "backoffLimitPerIndex": spec.job.backoff_limit})
+    for rule in job["podFailurePolicy"]["rules"]:
+        if rule["action"] == "FailJob":
+            rule["action"] = "FailIndex"
+    return manifest
+
+
+def _model_args(
+    spec: TrainingPipelineSpec,
+    *,
+    params: Mapping[str, Any],
+    dataset_uri: str,
+    dataset_format: str,
+    dataset_digest: str,
+    schema: DatasetSchema,
+) -> list[str]:
+    """The arguments the trainer and the trials share (loopwright.jobs.trainer.model.add_arguments)."""
+    model = (["--estimator", spec.model.estimator] if spec.model.estimator
+             else ["--factory", str(spec.model.factory)])
     args = [
         "--dataset-uri", dataset_uri,
         "--format", dataset_format,
         "--dataset-digest", dataset_digest,
         "--schema-json", _compact(schema.to_wire()),
-        "--estimator", spec.model.estimator,
-        "--params-json", _compact(spec.model.params),
+        *model,
+        "--params-json", _compact(params),
         "--test-fraction", repr(spec.split.test_fraction),
         "--seed", str(spec.split.seed),
         "--stratify" if spec.split.stratify else "--no-stratify",
-        "--output-prefix", output_prefix,
     ]
     if spec.metrics:
         args += ["--metrics", ",".join(str(m) for m in spec.metrics)]
-    if gates is not None:  # for the run's report: the thresholds and the champion it is held against
-        args += ["--gates-json", _compact(gates)]
-    resources = spec.job.resources.to_wire() if spec.job.resources else None
-    return _job_manifest(
-        namespace=namespace, name=name, owner=owner, labels=labels,
-        command=["loopwright-trainer", *args],
-        settings=settings, secret=credentials_secret or settings.credentials_secret,
-        backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
-        ttl=None, resources=resources)
+    return args
 
 
 def verification_job(
@@ -165,23 +244,29 @@ def verification_job(
     labels: Mapping[str, str],
     settings: JobSettings,
     compiled: CompiledArtifact | None = None,
+    trusted_types: Sequence[str] = (),
+    image: str | None = None,
 ) -> Manifest:
-    """The Job that proves an artifact exists, has its sha256 and loads with trusted types only,
-    and that its compiled form (if any) answers identically on the hold-out rows.
+    """The Job that proves an artifact exists, has its sha256 and loads with trusted types only
+    (the built-in ones plus ``trusted_types``, declared by the ModelVersion), and that its compiled
+    form (if any) answers identically on the hold-out rows. ``image``: the ModelVersion's own (a
+    factory's code lives there), else the operator's ml image.
 
     The load runs in a pod rather than in the operator: the operator does not ship
     scikit-learn, and an artifact's memory use must not count against the operator's.
     """
     command = ["loopwright-verifier", "--uri", uri, "--sha256", sha256]
+    for type_name in trusted_types:
+        command += ["--trusted-type", type_name]
     if compiled is not None:
         command += ["--compiled-uri", compiled.uri, "--compiled-sha256", compiled.sha256,
                     "--holdout-uri", compiled.holdout_uri, "--holdout-sha256", compiled.holdout_sha256]
     return _job_manifest(
         namespace=namespace, name=name, owner=owner, labels=labels,
         command=command,
-        settings=settings, secret=settings.credentials_secret,
+        settings=replace(settings, image=image) if image else settings, secret=settings.credentials_secret,
         backoff_limit=VERIFY_BACKOFF_LIMIT, deadline=VERIFY_DEADLINE_SECONDS,
-        ttl=FINISHED_TTL_SECONDS, resources=None)
+        ttl=FINISHED_TTL_SECONDS, role=Role.VERIFIER, resources=None, overlay=None)
 
 
 def _compact(obj: Any) -> str:
@@ -213,10 +298,12 @@ def _job_manifest(
     backoff_limit: int,
     deadline: int,
     ttl: int | None,
-    resources: Manifest | None,
+    role: Role,
+    resources: ResourceRequirements | None,
+    overlay: PodTemplate | None,
 ) -> Manifest:
     container: Manifest = {
-        "name": CONTAINER,
+        "name": _job.CONTAINER,
         "image": settings.image,
         "command": command,
         "env": _env(settings=settings, secret=secret),
@@ -225,29 +312,28 @@ def _job_manifest(
         # The trainer's one-line JSON summary; the log tail if it died before writing it.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if resources:
-        container["resources"] = resources
     spec: Manifest = {
         "backoffLimit": backoff_limit,
         "activeDeadlineSeconds": deadline,
         "suspend": settings.suspend,
         "podFailurePolicy": {"rules": [
             {"action": "FailJob", "onExitCodes": {
-                "containerName": CONTAINER, "operator": "In",
+                "containerName": _job.CONTAINER, "operator": "In",
                 "values": [_job.EXIT_BAD_PARAMETERS, _job.EXIT_BAD_DATA]}},
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
         ]},
-        "template": {
-            "metadata": {"labels": dict(labels)},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "securityContext": restricted_pod_security(),
-                "containers": [container],
-                "volumes": [scratch_volume()],
-            },
-        },
+        "template": apply(
+            {"metadata": {"labels": dict(labels)},
+             "spec": {
+                 "restartPolicy": "Never",
+                 "automountServiceAccountToken": False,
+                 "enableServiceLinks": False,
+                 "securityContext": restricted_pod_security(),
+                 "containers": [container],
+                 "volumes": [scratch_volume()],
+             }},
+            role=role, container=_job.CONTAINER, selector=labels, defaults=settings.pod_defaults,
+            default_resources=settings.default_resources.get(role), resources=resources, overlay=overlay),
     }
     if ttl is not None:
         spec["ttlSecondsAfterFinished"] = ttl

@@ -16,7 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loopwright.api.common import ResourceRequirements
 from loopwright.api.deployment import DeploymentSpec
+from loopwright.api.labels import DEPLOYMENT_LABEL, MODEL_LABEL, MODEL_VERSION_LABEL, VERSION_LABEL
+from loopwright.api.podtemplate import PodTemplate
 from loopwright.core.conditions import Verdict
 from loopwright.operator.builders.common import (
     ACCESS_KEY,
@@ -29,21 +32,20 @@ from loopwright.operator.builders.common import (
     scratch_mount,
     scratch_volume,
 )
+from loopwright.operator.builders.pods import Role, apply
 
 PORT = 8080
 SERVICE_PORT = 80
 GRPC_PORT = 8081
 """The v2 gRPC port, on the pod and on the Services (KServe's and MLServer's convention)."""
 CONTAINER = "predictor"
-DEPLOYMENT_LABEL = "loopwright.dev/deployment"
-MODEL_LABEL = "loopwright.dev/model"
-VERSION_LABEL = "loopwright.dev/version"
-MODEL_VERSION_LABEL = "loopwright.dev/modelversion"
 DRAIN_SECONDS = 15
 """The predictor keeps serving this long after SIGTERM while endpoints are withdrawn. kube-proxy sends
 traffic to terminating pods while no pod is ready, so this is also how long a replacement may take to
 be ready when every pod goes at once (its apps/v1 Deployment deleted: about 9 s on kind, fault suite)."""
 TERMINATION_GRACE_SECONDS = 30
+FEEDBACK_TOKEN_DIR = "/var/run/secrets/loopwright/feedback"  # noqa: S105 (a mount path)
+"""Where the feedback token's Secret key is mounted (file ``token``)."""
 MODEL_LOADED = "ModelLoaded"
 """Condition: whether the predictor pods could load their model (False names the first refusal)."""
 
@@ -60,6 +62,10 @@ class Served:
     profile_sha256: str | None
     compiled: tuple[str, str] | None = None
     """URI and sha256 of the compiled model, once its verification proved it (served instead)."""
+    image: str | None = None
+    """The ModelVersion's own image (a factory's code lives there); None: the operator's ml image."""
+    trusted_types: tuple[str, ...] = ()
+    """Types the ModelVersion declares beyond the built-in list (its artifact's trustedTypes)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +77,10 @@ class PodSettings:
     credentials_secret: str | None
     """Secret name (in the Deployment's namespace) with the two AWS keys, or None."""
     artifact_bucket: str
+    pod_defaults: PodTemplate | None = None
+    """The operator-wide pod template overlay."""
+    default_resources: ResourceRequirements | None = None
+    """The operator-wide requests and limits of predictors, over the built-in ones."""
 
 
 def workload_name(mld: str, version: int) -> str:
@@ -124,6 +134,8 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
     ]
     if served.profile_sha256:
         env.append({"name": "LOOPWRIGHT_PROFILE_SHA256", "value": served.profile_sha256})
+    if served.trusted_types:
+        env.append({"name": "LOOPWRIGHT_TRUSTED_TYPES", "value": ",".join(served.trusted_types)})
     if served.compiled is not None:
         uri, sha256 = served.compiled
         env += [{"name": "LOOPWRIGHT_COMPILED_URI", "value": uri},
@@ -134,6 +146,8 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
             {"name": "LOOPWRIGHT_CAPTURE_URI", "value": prefix},
             {"name": "LOOPWRIGHT_CAPTURE_FRACTION", "value": repr(spec.capture.fraction)},
         ]
+    if spec.feedback.token_secret_ref is not None:
+        env.append({"name": "LOOPWRIGHT_FEEDBACK_TOKEN_FILE", "value": f"{FEEDBACK_TOKEN_DIR}/token"})
     if settings.s3_endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": settings.s3_endpoint})
     if settings.credentials_secret:
@@ -158,7 +172,7 @@ def deployment(
     probe = {"httpGet": {"port": PORT}, "timeoutSeconds": 5}
     container: Manifest = {
         "name": CONTAINER,
-        "image": settings.image,
+        "image": served.image or settings.image,
         "command": ["loopwright-predictor"],
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},
@@ -183,8 +197,13 @@ def deployment(
         "securityContext": restricted_container_security(),
         "volumeMounts": [scratch_mount()],
     }
-    if spec.resources is not None:
-        container["resources"] = spec.resources.to_wire()
+    volumes = [scratch_volume()]
+    if (ref := spec.feedback.token_secret_ref) is not None:
+        # A volume, not an environment variable: kubectl describe and /proc/<pid>/environ never show it.
+        volumes.append({"name": "feedback-token", "secret": {
+            "secretName": ref.name, "items": [{"key": ref.key, "path": "token"}], "defaultMode": 0o440}})
+        container["volumeMounts"].append({"name": "feedback-token", "mountPath": FEEDBACK_TOKEN_DIR,
+                                          "readOnly": True})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -195,24 +214,26 @@ def deployment(
             # A new pod must be ready before an old one goes: a spec change never drops capacity.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "revisionHistoryLimit": 2,
-            "template": {
-                "metadata": {
+            "template": apply(
+                {"metadata": {
                     "labels": pod_labels,
                     "annotations": {
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(PORT),
                         "prometheus.io/path": "/metrics",
                     },
-                },
-                "spec": {
+                 },
+                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": restricted_pod_security(),
                     "containers": [container],
-                    "volumes": [scratch_volume()],
-                },
-            },
+                    "volumes": volumes,
+                 }},
+                role=Role.PREDICTOR, container=CONTAINER, selector=selector(owner.name, served.version),
+                defaults=settings.pod_defaults, default_resources=settings.default_resources,
+                resources=spec.resources, overlay=spec.pod_template),
         },
     }
 

@@ -22,18 +22,19 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
 import kubernetes
 
 from loopwright.api.kinds import Kind
-from loopwright.core.conditions import Verdict
 from loopwright.operator import config, kube
 from loopwright.operator.builders.jobs import JobSettings
+from loopwright.operator.controllers._common import condition_changed, now, stamp
 
 _log = logging.getLogger(__name__)
+__all__ = ["condition_changed", "now", "stamp"]
 
 _locks: dict[Hashable, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -53,10 +54,7 @@ def settings() -> config.Config:
 
 def job_settings(*, training: bool = False) -> JobSettings:
     """Settings of the Jobs; only training Jobs honour LOOPWRIGHT_SUSPEND_JOBS."""
-    cfg = settings()
-    return JobSettings(image=cfg.trainer_image, s3_endpoint=cfg.s3_endpoint,
-                       credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
-                       suspend=training and cfg.suspend_jobs)
+    return JobSettings.of(settings(), training=training)
 
 
 @contextlib.contextmanager
@@ -74,12 +72,6 @@ def forget(key: Hashable) -> None:
         _locks.pop(key, None)
 
 
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def get(kind: Kind, *, namespace: str, name: str) -> Obj | None:
@@ -196,12 +188,6 @@ def post_event(obj: Mapping[str, Any], *, type_: str, reason: str, message: str)
         _log.warning("cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)
 
 
-def condition_changed(conditions: Any, verdict: Verdict) -> bool:
-    """Whether publishing ``verdict`` changes its condition's status or reason (worth an Event)."""
-    previous = next((c for c in conditions or () if c.get("type") == verdict.type), None)
-    expected = ("True" if verdict.status is True else "False" if verdict.status is False
-                else str(verdict.status))
-    return previous is None or previous.get("status") != expected or previous.get("reason") != verdict.reason
 
 
 class Clock:

@@ -38,6 +38,7 @@ from loopwright.api.common import Condition
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus, TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
 from loopwright.api.kinds import MODEL_VERSION
+from loopwright.api.labels import DEPLOYMENT_LABEL, VERSION_LABEL
 from loopwright.api.modelversion import ModelPhase
 from loopwright.core.conditions import READY, Event, Verdict, find, merge
 from loopwright.core.exposition import PodTarget
@@ -48,10 +49,12 @@ from loopwright.core.training import compiled
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
+from loopwright.operator.builders.pods import Role
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import parse_spec, ready_status
 from loopwright.operator.probes import prometheus as prometheus_probe
 from loopwright.operator.probes.scrape import fetch_pod_metrics, pod_target
+from loopwright.operator.runtime.status import without_nulls
 
 _log = logging.getLogger(__name__)
 
@@ -179,16 +182,16 @@ async def _on_model_version(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", id="deployment.workload-deleted",
-               labels={build.DEPLOYMENT_LABEL: kopf.PRESENT})
+               labels={DEPLOYMENT_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "services", id="deployment.service-deleted",
-               labels={build.DEPLOYMENT_LABEL: kopf.PRESENT})
+               labels={DEPLOYMENT_LABEL: kopf.PRESENT})
 async def _on_child(event: Mapping[str, Any], namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
     """A predictor workload or Service was deleted (by a user, say): converge its owner now rather
     than at its next idle round (up to 30 s without a Service, or without pods). The watch carries a
     server-side label selector (main.configure_kopf): it streams only these children."""
     if _scheduler is None or event.get("type") != "DELETED":
         return
-    key = (str(namespace), str(labels[build.DEPLOYMENT_LABEL]))
+    key = (str(namespace), str(labels[DEPLOYMENT_LABEL]))
     if key in _scheduler.models:
         _scheduler.schedule(key)
 
@@ -228,13 +231,13 @@ def _observe(obj: Obj, spec: DeploymentSpec, status: DeploymentStatus) -> _Obser
         mv_spec = mv.get("spec", {})
         if mv_spec.get("model") == spec.model and isinstance(mv_spec.get("version"), int):
             versions[mv_spec["version"]] = mv
-    selector = f"{build.DEPLOYMENT_LABEL}={name}"
+    selector = f"{DEPLOYMENT_LABEL}={name}"
     pods = kube.core().list_namespaced_pod(namespace, label_selector=selector).items
     ready: dict[int, int] = {}
     targets: list[PodTarget] = []
     created: dict[str, datetime | None] = {}
     for pod in pods:
-        target = pod_target(pod, version_label=build.VERSION_LABEL)
+        target = pod_target(pod, version_label=VERSION_LABEL)
         if target is None or not target.version.isdigit():
             continue
         ready[int(target.version)] = ready.get(int(target.version), 0) + 1
@@ -346,7 +349,8 @@ async def _scrape(
     meta = obs.obj["metadata"]
     target = prometheus_rules.Target(namespace=meta["namespace"], deployment=meta["name"], model=spec.model,
                                      version=status.canary.version, stable_version=status.stable.version)
-    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT)
+    prometheus = await prometheus_probe.run(spec.rollout.analysis, target=target, timeout=SCRAPE_TIMEOUT,
+                                            policy=_runtime.settings().egress)
     results, verdict = analysis.evaluate(
         spec=spec.rollout.analysis,
         canary=canary_totals,
@@ -410,6 +414,8 @@ async def _reconcile(*, namespace: str, name: str) -> float | None:
         window=window,
         check=check,
         route_weight=route_weight,
+        servable=frozenset(v for v, mv in obs.versions.items()
+                           if (mv.get("status") or {}).get("phase") == ModelPhase.VALIDATED),
     )
     plan = canary.plan(world)
     plan.status.url = build.url(name=name, namespace=namespace)
@@ -458,15 +464,8 @@ def _target(obs: _Observed, *, generation: int) -> canary.Target:
 
 
 def _differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return bool(_without_nulls(old) != _without_nulls(new))
+    return bool(without_nulls(old) != without_nulls(new))
 
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
 
 
 def _write_status(obj: Obj, status: Mapping[str, Any]) -> None:
@@ -509,6 +508,8 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
         s3_endpoint=cfg.s3_endpoint,
         credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
         artifact_bucket=cfg.artifact_bucket,
+        pod_defaults=cfg.pod_defaults,
+        default_resources=cfg.default_resources.get(Role.PREDICTOR),
     )
     keep: set[str] = set()
     for workload in plan.workloads:
@@ -528,6 +529,8 @@ def _converge(obs: _Observed, plan: canary.Plan) -> None:
             profile_uri=mv_spec.get("profileUri", ""),
             profile_sha256=mv_spec.get("profileSha256"),
             compiled=compiled.servable(mv),
+            image=mv_spec.get("image"),
+            trusted_types=tuple(mv_spec["artifact"].get("trustedTypes") or ()),
         )
         _apply(
             build.deployment(owner=owner, spec=spec, served=served, replicas=workload.replicas, settings=pods)
@@ -589,7 +592,7 @@ def _scale_only(*, namespace: str, name: str, replicas: int) -> None:
 
 
 def _delete_others(*, owner: Owner, keep: set[str], gateway: bool) -> None:
-    selector = f"{build.DEPLOYMENT_LABEL}={owner.name}"
+    selector = f"{DEPLOYMENT_LABEL}={owner.name}"
     for workload in kube.apps().list_namespaced_deployment(owner.namespace, label_selector=selector).items:
         if workload.metadata.name not in keep and workload.metadata.deletion_timestamp is None:
             _log.info("deleting workload %s/%s", owner.namespace, workload.metadata.name)

@@ -13,10 +13,13 @@ policy (or its namespace) while the operator is down. Every interval it:
    i.e. a promotion, starts a new window and a new consecutive count);
 2. scrapes the reference-bin counters of the ready predictor pods of that
    version (:mod:`loopwright.operator.probes.scrape`) into the window (:mod:`loopwright.core.drift.window`);
-3. judges the window (:mod:`loopwright.core.drift.check`, pure), writes the status
+3. follows the retrain it requested before, if one is in flight (the run, the
+   version's gate, its rollout: :mod:`loopwright.core.drift.retrain`, pure);
+4. judges the window (:mod:`loopwright.core.drift.check`, pure), writes the status
    with the raw values, and acts: an Event on every confirmed change, a retrain
    of the referenced TrainingPipeline (its train-request and train-trigger
-   annotations) outside the cooldown, and the optional webhook.
+   annotations) unless one is in flight, found no new data, or its cooldown
+   runs, and the optional webhook.
 
 All Kubernetes calls are blocking client calls moved off the event loop.
 """
@@ -39,25 +42,23 @@ import kubernetes
 
 from loopwright import storage
 from loopwright.api.common import parse_duration
-from loopwright.api.driftpolicy import DriftPolicySpec
-from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION, TRAINING_PIPELINE
+from loopwright.api.driftpolicy import DriftPolicySpec, RetrainOutcome, RetrainPhase, RetrainStatus
+from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION
 from loopwright.api.kinds import DRIFT_POLICY as KIND
-from loopwright.api.pipeline import TRAIN_REQUEST_ANNOTATION, RunTrigger
+from loopwright.api.labels import DEPLOYMENT_LABEL, VERSION_LABEL
 from loopwright.core.conditions import READY, Verdict, merge
 from loopwright.core.drift import check
+from loopwright.core.drift import retrain as retrains
 from loopwright.core.drift.window import PodReading, Window, counters
 from loopwright.core.exposition import PodTarget
 from loopwright.core.profile import Profile
-from loopwright.core.training.triggers import TRAIN_TRIGGER_ANNOTATION
 from loopwright.operator import kube, metrics
-from loopwright.operator.controllers import _runtime
+from loopwright.operator.controllers import _retrain, _runtime
 from loopwright.operator.controllers._common import INVALID_SPEC, parse_spec, ready_status
 from loopwright.operator.probes import scrape, webhook
 from loopwright.reports import drift as drift_report
 from loopwright.reports import html
 
-DEPLOYMENT_LABEL = f"{DEPLOYMENT.group}/{DEPLOYMENT.singular}"
-VERSION_LABEL = "loopwright.dev/version"
 DEFAULT_PORT = 8080
 SCRAPE_TIMEOUT = 5.0
 RETRY_SECONDS = 30.0
@@ -156,7 +157,7 @@ class _State:
     profile_key: tuple[str, str | None] | None = None
     profile: Profile | None = None
     requested: str | None = None
-    """The last retrain token known to be on the pipeline (so it is not read again every check)."""
+    """The last retrain token known to be on the pipeline (so it is not written again every check)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,6 +169,7 @@ class _Served:
     reference_metrics: dict[str, float]
     profile_uri: str
     profile_sha256: str | None
+    rollout: retrains.Rollout
 
 
 async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logger) -> float:
@@ -212,10 +214,23 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
                        message=f"{served.deployment} now serves {served.model_version} (was "
                                f"{status['modelVersion']}): new reference profile, the window starts empty")
     performance = status.get("performance") or {}
+    retrain = spec.actions.retrain
+    before = _retrain_status(status)
+    advanced, pipeline = before, None
+    if before is not None and before.phase != RetrainPhase.SETTLED:
+        progress, pipeline = await asyncio.to_thread(_retrain.observe, namespace=namespace, retrain=before,
+                                                     rollout=served.rollout)
+        advanced = retrains.advance(before, progress, now=now)
+    current = advanced
+    dataset_version = None
+    if current is not None and current.outcome == RetrainOutcome.NO_NEW_DATA and retrain is not None:
+        dataset_version = await asyncio.to_thread(_retrain.dataset_version, namespace=namespace,
+                                                  pipeline=retrain.pipeline_ref.name)
     previous = check.Previous(
         consecutive=int(status.get("consecutive") or 0) if same_reference else 0,
         performance_consecutive=int(performance.get("consecutive") or 0) if same_reference else 0,
-        last_retrain=_parse_time(status.get("lastRetrainTime")),
+        last_retrain=_parse_time(status.get("lastRetrainTime")), retrain=current,
+        dataset_version=dataset_version,
     )
 
     readings, unreachable = await _read_pods(namespace=namespace, served=served)
@@ -226,8 +241,10 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
 
     # The retrain is recorded in the status first, then requested: a crash in between leaves an
     # intent that the next check completes (same token, so still one run), never a second request.
-    retrain = spec.actions.retrain
     token = f"{name}-{int(now.timestamp())}" if outcome.retrain is not None and retrain is not None else None
+    if token is not None and retrain is not None and outcome.retrain is not None:
+        current = retrains.requested(token=token, pipeline=retrain.pipeline_ref.name, trigger=outcome.retrain,
+                                     now=now)
     report_uri = None
     if outcome.drifted is not None:  # a verdict: its report, written before the status points at it
         asked = ({"pipeline": retrain.pipeline_ref.name, "token": token, "trigger": str(outcome.retrain)}
@@ -240,8 +257,9 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
             time=now))
     fields = check.status(outcome, reference=served.model_version, now=now, retrain_token=token,
                           retrain_trigger=outcome.retrain, report_uri=report_uri,
-                          previous_checks=status.get("checks") or ())
-    verdicts = check.conditions(spec, outcome, existing=existing)
+                          previous_checks=status.get("checks") or (), retrain=current)
+    verdicts = [*check.conditions(spec, outcome, existing=existing),
+                retrains.verdict(current, wanted=outcome.wanted is not None, held=outcome.held)]
     if unreachable:
         # Not a failure of the check (reachable pods were counted), but worth seeing.
         verdicts[0] = Verdict(type=READY, status=True, reason="Checked",
@@ -251,31 +269,11 @@ async def _check(*, namespace: str, name: str, state: _State, logger: kopf.Logge
         # (a retrain requested without its token in the status could be requested twice).
         return RECHECK_SECONDS
 
-    retrain_note = ""
-    # A recorded request is completed only while it is live (within the cooldown): an old token
-    # on a pipeline that was since recreated must not start a run out of the blue.
-    until = check.next_retrain(spec, last_retrain=previous.last_retrain)
-    live = until is not None and now < until
-    intent = ((token, outcome.retrain) if token
-              else (status.get("lastRetrainRun"), status.get("lastRetrainTrigger")) if live else (None, None))
-    if retrain is not None and intent[0] and intent[0] != state.requested:
-        pipeline = retrain.pipeline_ref.name
-        trigger = RunTrigger(intent[1] or RunTrigger.DRIFT)
-        try:
-            await asyncio.to_thread(_ensure_requested, namespace=namespace, pipeline=pipeline, policy=name,
-                                    token=intent[0], trigger=trigger)
-        except kubernetes.client.ApiException as exc:
-            if token:
-                kopf.event(body, type="Warning", reason="RetrainFailed",
-                           message=f"could not request a run of TrainingPipeline {pipeline}: "
-                                   f"{exc.status} {exc.reason}; retrying at the next check")
-        else:
-            state.requested = intent[0]
-            if token:
-                retrain_note = f"requested run {token} of TrainingPipeline {pipeline} (trigger {trigger})"
-                kopf.event(body, type="Normal", reason="RetrainRequested", message=retrain_note)
-    if not retrain_note and outcome.cooldown_until is not None:
-        retrain_note = f"retrain held back by the cooldown until {outcome.cooldown_until.isoformat()}"
+    _settled_event(body, before, advanced)
+    retrain_note = await _request(body, state=state, namespace=namespace, policy=name, retrain=current,
+                                  new=token is not None, pipeline=None if token else pipeline)
+    if not retrain_note and outcome.held is not None:
+        retrain_note = f"retrain held back: {outcome.held.message}"
 
     line = check.summary(spec, outcome)
     for change in outcome.changes:
@@ -314,7 +312,8 @@ def _served(*, namespace: str, deployment: str) -> _Served | str:
     return _Served(deployment=deployment, model=str(spec.get("model") or ""), version=int(version),
                    model_version=mv_name,
                    reference_metrics={k: float(v) for k, v in (spec.get("metrics") or {}).items()},
-                   profile_uri=spec["profileUri"], profile_sha256=spec.get("profileSha256"))
+                   profile_uri=spec["profileUri"], profile_sha256=spec.get("profileSha256"),
+                   rollout=_retrain.rollout(mld))
 
 
 async def _profile(state: _State, served: _Served) -> Profile:
@@ -373,29 +372,47 @@ async def _write_report(body: kopf.Body, *, data: Mapping[str, Any], uri: str) -
     return uri
 
 
-def _ensure_requested(*, namespace: str, pipeline: str, policy: str, token: str, trigger: RunTrigger) -> None:
-    """Make the pipeline carry this request (CONTRACTS: a new token is one run); idempotent.
+def _retrain_status(status: Mapping[str, Any]) -> RetrainStatus | None:
+    try:
+        return RetrainStatus.model_validate(status["retrain"]) if status.get("retrain") else None
+    except ValueError:
+        return None
 
-    Nothing is written when the pipeline already has the token (set or handled), or carries
-    a request this policy did not make or made later: that request is as good as ours, and
-    overwriting it would cancel someone else's run.
-    """
-    obj = kube.get_object(TRAINING_PIPELINE, namespace=namespace, name=pipeline)
-    current = (obj["metadata"].get("annotations") or {}).get(TRAIN_REQUEST_ANNOTATION)
-    handled = (obj.get("status") or {}).get("handledTrainRequest")
-    if token in (current, handled) or (current and not _older_request(current, policy=policy, than=token)):
+
+def _settled_event(body: kopf.Body, before: RetrainStatus | None, after: RetrainStatus | None) -> None:
+    """An Event when the retrain in flight settles (how, and what it means for the next one)."""
+    if before is None or after is None or before.phase == RetrainPhase.SETTLED:
         return
-    kube.custom_objects().patch_namespaced_custom_object(
-        TRAINING_PIPELINE.group, TRAINING_PIPELINE.version, namespace, TRAINING_PIPELINE.plural, pipeline,
-        {"metadata": {"annotations": {TRAIN_REQUEST_ANNOTATION: token,
-                                      TRAIN_TRIGGER_ANNOTATION: trigger.value}}})
+    if after.phase != RetrainPhase.SETTLED:
+        return
+    good = after.outcome in (RetrainOutcome.PROMOTED, RetrainOutcome.SUPERSEDED)
+    kopf.event(body, type="Normal" if good else "Warning", reason="RetrainSettled",
+               message=f"{after.trigger} retrain {after.token}: {after.outcome}: {after.message}"[:1000])
 
 
-def _older_request(current: str, *, policy: str, than: str) -> bool:
-    """Whether ``current`` is an earlier token of this policy (``<policy>-<unix seconds>``)."""
-    prefix = f"{policy}-"
-    stamp, ours = current.removeprefix(prefix), than.removeprefix(prefix)
-    return current.startswith(prefix) and stamp.isdigit() and ours.isdigit() and int(stamp) < int(ours)
+async def _request(
+    body: kopf.Body, *, state: _State, namespace: str, policy: str, retrain: RetrainStatus | None, new: bool,
+    pipeline: Mapping[str, Any] | None,
+) -> str:
+    """Put the retrain's request on its pipeline while no run answers it yet; a note for the Events."""
+    if (retrain is None or retrain.phase != RetrainPhase.AWAITING_RUN or retrain.run is not None
+            or retrain.token == state.requested):
+        return ""
+    try:
+        await asyncio.to_thread(_retrain.ensure_requested, namespace=namespace, pipeline=retrain.pipeline,
+                                policy=policy, token=retrain.token, trigger=retrain.trigger, obj=pipeline)
+    except kubernetes.client.ApiException as exc:
+        if new:
+            kopf.event(body, type="Warning", reason="RetrainFailed",
+                       message=f"could not request a run of TrainingPipeline {retrain.pipeline}: "
+                               f"{exc.status} {exc.reason}; retrying at the next check")
+        return ""
+    state.requested = retrain.token
+    if not new:
+        return ""
+    note = f"requested run {retrain.token} of TrainingPipeline {retrain.pipeline} (trigger {retrain.trigger})"
+    kopf.event(body, type="Normal", reason="RetrainRequested", message=note)
+    return note
 
 
 async def _patch(checked: Mapping[str, Any], *, fields: Mapping[str, Any], verdicts: list[Verdict]) -> bool:
@@ -447,7 +464,8 @@ async def _notify(
     payload = webhook.payload(namespace=namespace, policy=name, deployment=served.deployment,
                              model_version=served.model_version, event=event, message=message, status=fields)
     start = time.monotonic()
-    delivery = await webhook.post(url=target.url, payload=payload, token=token)
+    delivery = await webhook.post(url=target.url, payload=payload, token=token, format=target.format,
+                                  policy=_runtime.settings().egress)
     if not delivery.ok:
         kopf.event(body, type="Warning", reason="WebhookFailed",
                    message=f"POST {target.url} {delivery.describe()} after {time.monotonic() - start:.1f}s")

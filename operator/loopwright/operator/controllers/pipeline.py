@@ -46,17 +46,18 @@ from loopwright import storage
 from loopwright.api.common import parse_duration
 from loopwright.api.kinds import DATASET, MODEL_VERSION
 from loopwright.api.kinds import TRAINING_PIPELINE as KIND
+from loopwright.api.labels import MANAGED_BY, MODEL_LABEL, RUN_LABEL, child_labels
 from loopwright.api.modelversion import model_version_name
 from loopwright.api.pipeline import Run, RunPhase, TrainingPipelineSpec, TrainingPipelineStatus
 from loopwright.api.schema import DatasetSchema
+from loopwright.api.search import SearchResult
 from loopwright.core.conditions import READY, Verdict, merge
-from loopwright.core.training import registry, runs, triggers
+from loopwright.core.training import inputs, registry, runs, search, triggers
 from loopwright.operator import kube, metrics
 from loopwright.operator.builders.common import Owner
-from loopwright.operator.builders.jobs import training_job
+from loopwright.operator.builders.jobs import search_job, search_job_name, training_job
 from loopwright.operator.controllers import _runtime
 from loopwright.operator.controllers._common import INVALID_SPEC, parse_spec
-from loopwright.operator.kube import MANAGED_BY, child_labels
 
 PIPELINE_LABEL = f"{KIND.group}/{KIND.singular}"
 TRAINING = "Training"
@@ -276,6 +277,7 @@ class _Pass:
         patch: dict[str, Any] = {
             "observedGeneration": self.generation,
             "runCount": status.run_count,
+            "lastVersion": status.last_version,
             "runs": [r.to_wire() for r in status.runs],
             "phase": status.runs[0].phase if status.runs else None,
             "lastRun": status.runs[0].name if status.runs else None,
@@ -339,7 +341,7 @@ def _sync_once(
 
     active = runs.active_run(state.status.runs)
     if active is not None:
-        _follow(state, spec=spec, run=active)
+        _follow(state, spec=spec, run=active, dataset=dataset)
     now = _runtime.now()
     decision = triggers.decide(triggers=spec.triggers, status=state.status,
                                annotations=obj["metadata"].get("annotations") or {},
@@ -364,16 +366,27 @@ def _sync_once(
 
     if decision.trigger is not None and not refused and version is not None:
         run_id = state.status.run_count + 1
-        run = Run(id=run_id, name=runs.run_name(name, run_id), trigger=decision.trigger,
-                  dataset_version=version, phase=RunPhase.PENDING, start_time=now, reason="JobCreated",
-                  message=decision.why)
-        record = runs.Record(run=run, handled_request=decision.handled_request)
-        try:
-            _start_run(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
-        except kubernetes.client.ApiException as exc:
-            if exc.status not in _REFUSALS:
-                raise
-            _refused_job(state, run=run, exc=exc)
+        handled = decision.handled_request
+        run_name = runs.run_name(name, run_id)
+        searching = (SearchResult(job=search_job_name(run_name), metric=search.primary_metric(
+            [str(m) for m in spec.metrics], task=task)) if spec.search is not None else None)
+        digest = inputs.digest(dataset_version=version, spec=spec, schema=dataset.get("schema"))
+        run = Run(id=run_id, name=run_name, trigger=decision.trigger, dataset_version=version,
+                  phase=RunPhase.PENDING, start_time=now, reason="Searching" if searching else "JobCreated",
+                  message=decision.why, search=searching, inputs_digest=digest,
+                  request=handled if handled != state.status.handled_train_request else None)
+        same = _twin(namespace=namespace, spec=spec, run=run) if inputs.needs_learning(run.trigger) else None
+        if same is not None:
+            ended = inputs.skipped(run, same_as=same, now=now)
+            _record(state, runs.Record(run=ended, handled_request=handled))
+        else:
+            record = runs.Record(run=run, handled_request=handled)
+            try:
+                _start_run(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
+            except kubernetes.client.ApiException as exc:
+                if exc.status not in _REFUSALS:
+                    raise
+                _refused_job(state, run=run, exc=exc)
     _prune(state, history_limit=spec.history_limit)
     active = runs.active_run(state.status.runs)
     state.verdicts.append(
@@ -382,6 +395,13 @@ def _sync_once(
         if active else Verdict(type=TRAINING, status=False, reason="Idle", message=decision.why))
     state.write()
     state.post_events()
+
+
+def _twin(*, namespace: str, spec: TrainingPipelineSpec, run: Run) -> Mapping[str, Any] | None:
+    """An existing version of the model trained on exactly the run's inputs (nothing new to learn)."""
+    selector = f"{MODEL_LABEL}={spec.model.name}"
+    existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
+    return inputs.twin(existing, run.inputs_digest or "")
 
 
 def _dataset(datasets: Mapping[Hashable, Any], *, namespace: str, name: str) -> dict[str, Any]:
@@ -444,30 +464,41 @@ def _record(state: _Pass, record: runs.Record) -> None:
     status.last_trigger_time = run.start_time
     status.trained_dataset_version = run.dataset_version
     status.handled_train_request = record.handled_request
-    state.event("Normal", "RunStarted", f"run {run.name} ({run.trigger}): {run.message}")
+    if run.phase == RunPhase.SKIPPED:
+        state.event("Warning", str(run.reason), f"run {run.name} ({run.trigger}): {run.message}")
+    else:
+        state.event("Normal", "RunStarted", f"run {run.name} ({run.trigger}): {run.message}")
 
 
 def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record,
                 dataset: Mapping[str, Any], namespace: str) -> dict[str, Any]:
-    """Create the run's Job, or read the one that exists already; returns the Job."""
+    """Create the run's Job, or read the one that exists already; returns the Job.
+
+    While the run's search has no result yet, that is the search Job (the trials); after it, the
+    training Job of the best trial's parameters."""
     meta = state.obj["metadata"]
     model = spec.model.name
     run = record.run
-    labels = {**child_labels(KIND, meta["name"]), registry.MODEL_LABEL: model, registry.RUN_LABEL: run.name}
+    labels = {**child_labels(KIND, meta["name"]), MODEL_LABEL: model, RUN_LABEL: run.name}
     cfg = _runtime.settings()
-    manifest = training_job(
-        namespace=namespace, name=run.name,
+    common: dict[str, Any] = dict(
+        namespace=namespace,
         owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=namespace),
         spec=spec, dataset_uri=dataset["uri"], dataset_format=dataset.get("format") or "csv",
         dataset_digest=run.dataset_version or "", schema=DatasetSchema.model_validate(dataset["schema"]),
         credentials_secret=dataset.get("credentialsSecret"),
         output_prefix=f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}",
-        labels=labels, settings=_runtime.job_settings(training=True),
-        gates={"model": model, "validation": spec.validation.to_wire(),
-               "champion": _champions.get((namespace, model, spec.validation.champion.alias))})
+        labels=labels, settings=_runtime.job_settings(training=True))
+    if run.search is not None and not run.search.trials:
+        manifest = search_job(name=run.search.job, **common)
+    else:
+        manifest = training_job(
+            name=run.name, search=run.search, **common,
+            gates={"model": model, "validation": spec.validation.to_wire(),
+                   "champion": _champions.get((namespace, model, spec.validation.champion.alias))})
     manifest["metadata"]["annotations"] = {runs.RECORD_ANNOTATION: record.annotation()}
     # Known before the Job's first event arrives, so that event costs no reconcile.
-    key = (namespace, run.name)
+    key = (namespace, manifest["metadata"]["name"])
     _job_phases.setdefault(key, str(RunPhase.PENDING))
     try:
         job, created = _runtime.create_job(manifest)
@@ -480,9 +511,12 @@ def _create_job(state: _Pass, *, spec: TrainingPipelineSpec, record: runs.Record
     return job
 
 
-def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
-    """Advance the active run from its Job."""
+def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, dataset: Mapping[str, Any]) -> None:
+    """Advance the active run from its Job (its search Job first, when it searches)."""
     namespace = state.obj["metadata"]["namespace"]
+    if run.search is not None and not run.search.trials:
+        _follow_search(state, spec=spec, run=run, search_result=run.search, dataset=dataset)
+        return
     if _job_phases.get((namespace, run.name)) == run.phase:
         return  # the Job's watch events say nothing changed: no need to read it
     job = _runtime.read_job(namespace=namespace, name=run.name)
@@ -496,11 +530,7 @@ def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
                 _create_job(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
                 _replace(state, run.model_copy(update={"reason": "JobCreated"}))
             return
-        failed = run.model_copy(update={"phase": RunPhase.FAILED, "reason": "JobDeleted",
-                                        "message": f"Job {run.name} disappeared before the run finished",
-                                        "completion_time": _runtime.now()})
-        _replace(state, failed)
-        state.event("Warning", "RunFailed", f"run {run.name}: {failed.message}")
+        _fail(state, run, reason="JobDeleted", message=f"Job {run.name} disappeared before the run finished")
         return
     outcome = runs.job_outcome(job)
     if outcome.phase == RunPhase.FAILED:
@@ -508,7 +538,7 @@ def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
     updated = runs.apply_outcome(run, outcome)
     if outcome.phase == RunPhase.SUCCEEDED:
         try:
-            mv_name, report = _register(state, spec=spec, run=updated)
+            mv_name, report = _register(state, spec=spec, run=updated, image=runs.job_image(job))
         except (storage.StorageError, KeyError, ValueError, ValidationError) as exc:
             if isinstance(exc, storage.StorageError) and not isinstance(exc, _UNREADABLE):
                 raise  # S3 unreachable: the run stays active and the reconcile is retried (CLOCK)
@@ -527,29 +557,89 @@ def _follow(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> None:
     _replace(state, updated)
 
 
+def _follow_search(
+    state: _Pass, *, spec: TrainingPipelineSpec, run: Run, search_result: SearchResult,
+    dataset: Mapping[str, Any],
+) -> None:
+    """Advance a searching run from its search Job; once it ended, rank the trials and start
+    training the best (or fail the run when every trial failed)."""
+    namespace = state.obj["metadata"]["namespace"]
+    if _job_phases.get((namespace, search_result.job)) == run.phase:
+        return
+    job = _runtime.read_job(namespace=namespace, name=search_result.job)
+    searched = search.spec_of(job) if job is not None else None
+    if job is None or searched is None:
+        _fail(state, run, reason="JobDeleted", message=f"search Job {search_result.job} disappeared")
+        return
+    outcome = runs.job_outcome(job)
+    if outcome.phase in runs.ACTIVE_PHASES:
+        message = search.progress(job, trials=search.trial_count(searched))
+        if (outcome.phase, message) != (run.phase, run.message):
+            _replace(state, run.model_copy(update={"phase": outcome.phase, "reason": "Searching",
+                                                   "message": message}))
+        return
+    cfg = _runtime.settings()
+    prefix = f"s3://{cfg.artifact_bucket}/models/{namespace}/{spec.model.name}/runs/{run.name}"
+    result = search.outcome(searched, job=search_result.job, metric=search_result.metric,
+                            results=_trial_results(prefix, search.trial_count(searched)))
+    if result.best is None:
+        _fail(state, run.model_copy(update={"search": result}), reason="AllTrialsFailed",
+              message=search.describe(result))
+        return
+    training = run.model_copy(update={"phase": RunPhase.RUNNING, "reason": "Training", "search": result,
+                                      "message": search.describe(result)[:4096]})
+    if not dataset:
+        raise RuntimeError(f"Dataset {spec.dataset_ref.name} is gone: the run cannot train its best trial")
+    record = runs.Record(run=training, handled_request=state.status.handled_train_request)
+    _create_job(state, spec=spec, record=record, dataset=dataset, namespace=namespace)
+    _replace(state, training)
+    state.event("Normal", "SearchFinished", f"run {run.name}: {training.message}")
+
+
+def _trial_results(prefix: str, trials: int) -> dict[int, dict[str, Any] | None]:
+    """Each trial's ``trials/<index>.json`` (None where the pod left none)."""
+    out: dict[int, dict[str, Any] | None] = {}
+    for index in range(trials):
+        try:
+            uri = storage.join_uri(prefix, f"{search.RESULTS_DIR}/{index}.json")
+            out[index] = json.loads(storage.get_bytes(uri))
+        except (storage.ObjectNotFoundError, ValueError):
+            out[index] = None
+    return out
+
+
+def _fail(state: _Pass, run: Run, *, reason: str, message: str) -> None:
+    """End the run as Failed for ``reason`` (with an Event)."""
+    failed = run.model_copy(update={"phase": RunPhase.FAILED, "reason": reason, "message": message[:4096],
+                                    "completion_time": _runtime.now()})
+    _replace(state, failed)
+    state.event("Warning", "RunFailed", f"run {run.name}: {failed.message}")
+
+
 def _replace(state: _Pass, run: Run) -> None:
     state.status.runs = [run if r.id == run.id else r for r in state.status.runs]
 
 
-def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> tuple[str, str | None]:
+def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run, image: str) -> tuple[str, str | None]:
     """Register the run's ModelVersion, or adopt the one it already registered; returns its name and
     the run's report."""
     namespace = state.obj["metadata"]["namespace"]
     model = spec.model.name
-    selector = f"{registry.MODEL_LABEL}={model}"
+    selector = f"{MODEL_LABEL}={model}"
     existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
     found = registry.find_by_run(existing, run.name)
     if found is not None:
-        return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+        return _adopted(state, found)
     cfg = _runtime.settings()
     prefix = f"s3://{cfg.artifact_bucket}/models/{namespace}/{model}/runs/{run.name}"
     result = json.loads(storage.get_bytes(storage.join_uri(prefix, "result.json")))
     labels = registry.labels(model=model, run=run.name, pipeline=state.obj["metadata"]["name"])
     for _attempt in range(_REGISTER_ATTEMPTS):
-        version = registry.next_version(existing)
+        version = registry.next_version(existing, last=state.status.last_version)
         mv_spec = registry.spec_from_result(
             model=model, version=version, result=result, dataset=spec.dataset_ref.name,
-            pipeline=state.obj["metadata"]["name"], run=run.name, image=cfg.trainer_image)
+            pipeline=state.obj["metadata"]["name"], run=run.name, image=image or cfg.trainer_image,
+            inputs_digest=run.inputs_digest)
         try:
             kube.create_object(MODEL_VERSION, namespace=namespace,
                                body=registry.manifest(namespace=namespace, spec=mv_spec, labels=labels))
@@ -559,10 +649,18 @@ def _register(state: _Pass, *, spec: TrainingPipelineSpec, run: Run) -> tuple[st
             existing = kube.list_objects(MODEL_VERSION, namespace=namespace, label_selector=selector)
             found = registry.find_by_run(existing, run.name)
             if found is not None:
-                return str(found["metadata"]["name"]), (found.get("spec") or {}).get("reportUri")
+                return _adopted(state, found)
             continue
+        state.status.last_version = max(state.status.last_version, version)
         return model_version_name(model=model, version=version), mv_spec.report_uri
     raise ValueError(f"no free version number for {model} after {_REGISTER_ATTEMPTS} attempts")
+
+
+def _adopted(state: _Pass, found: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The version a run already registered (an earlier pass whose status write was lost)."""
+    spec = found.get("spec") or {}
+    state.status.last_version = max(state.status.last_version, int(spec.get("version") or 0))
+    return str(found["metadata"]["name"]), spec.get("reportUri")
 
 
 def _prune(state: _Pass, *, history_limit: int) -> None:
@@ -572,5 +670,7 @@ def _prune(state: _Pass, *, history_limit: int) -> None:
     namespace = state.obj["metadata"]["namespace"]
     for run in dropped:
         _runtime.delete_job(namespace=namespace, name=run.name)
+        if run.search is not None:
+            _runtime.delete_job(namespace=namespace, name=run.search.job)
     state.status.runs = kept
 

@@ -22,8 +22,10 @@ from loopwright.api.analysis import Analysis, PrometheusCheck
 from loopwright.api.analysistemplate import AnalysisTemplateSpec
 from loopwright.api.deployment import AnalysisResult
 from loopwright.api.kinds import ANALYSIS_TEMPLATE
+from loopwright.core.egress import Policy
 from loopwright.core.rollout import prometheus
 from loopwright.operator import kube
+from loopwright.operator.probes import egress
 
 USER_AGENT = "loopwright-operator"
 
@@ -59,12 +61,14 @@ def read_secrets(namespace: str, names: Iterable[str]) -> dict[str, dict[str, st
     return out
 
 
-async def query(request: prometheus.Request, *, timeout: float) -> prometheus.Value:
+async def query(request: prometheus.Request, *, timeout: float, policy: Policy) -> prometheus.Value:
     """One instant query; the number, or why there is none (never the body of the answer)."""
+    if (why := policy.refusal(request.url)) is not None:
+        return prometheus.Value(value=None, error=f"Prometheus query refused: {why}")
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(request.url, params=request.params,
+            egress.session(policy, timeout=timeout) as session,
+            session.get(request.url, params=request.params, allow_redirects=False,
                         headers={"User-Agent": USER_AGENT, **request.headers}) as response,
         ):
             try:
@@ -72,11 +76,14 @@ async def query(request: prometheus.Request, *, timeout: float) -> prometheus.Va
             except ValueError:
                 doc = None
             return prometheus.parse(response.status, doc)
+    except egress.RefusedError as exc:
+        return prometheus.Value(value=None, error=f"Prometheus query refused: {exc}")
     except (aiohttp.ClientError, TimeoutError) as exc:
         return prometheus.Value(value=None, error=f"Prometheus query failed: {type(exc).__name__}")
 
 
-async def run(analysis: Analysis, *, target: prometheus.Target, timeout: float) -> list[AnalysisResult]:
+async def run(analysis: Analysis, *, target: prometheus.Target, timeout: float,
+              policy: Policy | None = None) -> list[AnalysisResult]:
     """The results of every Prometheus check of a rollout (its own and its templates')."""
     if not analysis.metrics.prometheus and not analysis.templates:
         return []
@@ -94,7 +101,7 @@ async def run(analysis: Analysis, *, target: prometheus.Target, timeout: float) 
             request = prometheus.request(check, target, secret=secret)
         except prometheus.CredentialsError as exc:
             return prometheus.judge(check, prometheus.Value(value=None, error=str(exc)))
-        return prometheus.judge(check, await query(request, timeout=timeout))
+        return prometheus.judge(check, await query(request, timeout=timeout, policy=policy or Policy()))
 
     return [*results, *await asyncio.gather(*(one(c) for c in checks))]
 
