@@ -20,6 +20,7 @@ from typing import Any
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("LOOPWRIGHT_CACHE", str(Path.home() / ".cache" / "loopwright")))
 MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 PARKED = "/etc/kubernetes/kube-apiserver.yaml.parked"
 S3_NAMESPACE = "loopwright-system"
@@ -45,6 +46,10 @@ def api_answers(kube: Any) -> bool:
     return True
 
 
+def cluster_name() -> str:
+    return os.environ.get("KIND_CLUSTER", "loopwright")
+
+
 @dataclass(frozen=True)
 class Outage:
     """When the API server stopped answering and when it answered again (time.monotonic()), and the
@@ -65,7 +70,7 @@ class Node:
 
     @classmethod
     def of_cluster(cls) -> Node:
-        return cls(f"{os.environ.get('KIND_CLUSTER', 'loopwright')}-control-plane")
+        return cls(f"{cluster_name()}-control-plane")
 
     def exec(self, *command: str) -> str:
         return docker("exec", self.name, *command)
@@ -92,14 +97,34 @@ def s3_pod(kube: Any) -> Any:
 
 @contextmanager
 def s3_unreachable(kube: Any, node: Node) -> Iterator[None]:
-    """Every TCP packet to the S3 server's pod answered with a reset (the established connections of
-    clients' pools too), by a rule in the node's FORWARD chain; the server and its data stay as they
-    are. `scale deployment/s3 --replicas=0` would do the same to clients, but S3's volume is an
-    emptyDir: every object would be gone with the pod."""
+    """S3 as when its server is gone: a rule in the node's FORWARD chain rejects every TCP packet to
+    the server's pod with an ICMP port-unreachable, so a new connection is refused (what kube-proxy
+    does for a Service without endpoints) and a pooled one stalls until its client's timeout; the
+    server and its data stay as they are (`scale deployment/s3 --replicas=0` would wipe its emptyDir).
+    A tcp-reset REJECT would not do: after the Service's DNAT its reset never reaches the client,
+    whose connect then hangs."""
     address = s3_pod(kube).status.pod_ip
-    rule = ["-d", f"{address}/32", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    rule = ["-d", f"{address}/32", "-p", "tcp", "-j", "REJECT", "--reject-with", "icmp-port-unreachable"]
     node.exec("iptables", "-I", "FORWARD", "1", *rule)
     try:
         yield
     finally:
         node.exec("iptables", "-D", "FORWARD", *rule)
+
+
+def node_address(node: Node) -> str:
+    """The node's address on the engine's network (the host reaches it, and its NodePorts)."""
+    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return docker("inspect", "-f", template, node.name).strip()
+
+
+def reconnect(kube: Any, cluster: str) -> None:
+    """After the node restarted, the API server's host port may be another: rewrite the kubeconfig
+    (what `make kind-up` does for a running cluster) and point the session's client at it."""
+    kind = CACHE / "bin" / "kind"
+    config = subprocess.run([str(kind), "get", "kubeconfig", "--name", cluster], check=True,
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "DOCKER_HOST": _docker_host()}).stdout
+    Path(kube.kubeconfig).write_text(config)
+    server = next(line.split("server:", 1)[1].strip() for line in config.splitlines() if "server:" in line)
+    kube.api.configuration.host = server

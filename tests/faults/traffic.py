@@ -11,7 +11,9 @@ fault's figure.
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -141,3 +143,40 @@ class Client:
         final = self.now()
         self.kube.core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0)
         return final
+
+
+class HostLoop:
+    """The same bounded client loop run from the host, in a thread, for faults that take the client pod
+    down too (a node restart): to `http://address/...` (the node's address and a NodePort)."""
+
+    def __init__(self, address: str, *, model: str, seconds: float = 600, pause: float = 0.05) -> None:
+        self.address, self.model, self.seconds, self.pause = address, model, seconds, pause
+        self.results: list[tuple[float, str]] = []  # (time.monotonic(), "ok" or the failure kind)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        body = json.dumps({"instances": [{"a": 0.1, "b": -0.2, "c": 0.3}]})
+        deadline = time.monotonic() + self.seconds
+        while not self._stop.is_set() and time.monotonic() < deadline and len(self.results) < 60000:
+            try:
+                conn = http.client.HTTPConnection(self.address, timeout=2)
+                conn.request("POST", f"/v1/models/{self.model}:predict", body,
+                             {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                outcome = "ok" if response.status == 200 else f"HTTP {response.status}"
+            except OSError as exc:
+                outcome = ("refused" if isinstance(exc, ConnectionRefusedError) else
+                           "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__)
+            except http.client.HTTPException as exc:
+                outcome = type(exc).__name__
+            self.results.append((time.monotonic(), outcome))
+            time.sleep(self.pause)
+
+    def stop(self) -> list[tuple[float, str]]:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return list(self.results)

@@ -1,0 +1,117 @@
+"""Case 5: one operator under load: N Deployments canarying at once (analysis every 2 s) with N
+DriftPolicies (a check every 5 s). Figures: how late the analysis checks and drift checks run
+against their intervals, and the operator's memory and CPU over the window.
+
+The issue asks for 100 of each; on the 2-core development machine, shared with other suites, 100
+canaries mean 200 predictor pods, so the count is LOOPWRIGHT_FAULTS_LOAD (default 10) and the
+figures say which count they were taken at. Marked heavy: `make faults` only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from e2e import deployment_support as lw
+
+pytestmark = [pytest.mark.cluster, pytest.mark.faults, pytest.mark.heavy, pytest.mark.timeout(1500)]
+
+COUNT = int(os.environ.get("LOOPWRIGHT_FAULTS_LOAD", "10"))
+MODEL = "load"
+ANALYSIS_INTERVAL = 2.0
+DRIFT_INTERVAL = 5.0
+WINDOW = 90.0
+ROLLOUT = {"steps": [{"weight": 50, "pause": "1h"}],
+           "analysis": {"interval": f"{ANALYSIS_INTERVAL:.0f}s", "failureLimit": 100, "minRequests": 1000,
+                        "metrics": {"errorRate": {"max": 0.5}}}}
+
+
+def _time(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+
+
+def _operator_process(kube: Any, operator: Any) -> tuple[float, float]:
+    """(resident bytes, cpu seconds) from the operator's own /metrics."""
+    with kube.port_forward("loopwright-system", f"pod/{operator.pod().metadata.name}", 8000) as address:
+        text = httpx.get(f"http://{address}/metrics", timeout=10).text
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+              if line.startswith(("process_resident_memory_bytes", "process_cpu_seconds_total"))}
+    return values["process_resident_memory_bytes"], values["process_cpu_seconds_total"]
+
+
+def _gaps(series: dict[str, list[datetime]]) -> list[float]:
+    out = []
+    for stamps in series.values():
+        ordered = sorted(set(stamps))
+        out.extend((b - a).total_seconds() for a, b in itertools.pairwise(ordered))
+    return out
+
+
+def test_many_canaries_and_drift_policies_on_one_operator(
+        kube: Any, crds: Any, s3: Any, namespace: str, operator: Any, figures: Any) -> None:
+    lw.register(kube, s3, namespace, model=MODEL, version=1, kind="good")
+    names = [f"{MODEL}-{i}" for i in range(COUNT)]
+    for name in names:
+        body = lw.deployment(name, model=MODEL, version=1, rollout=ROLLOUT)
+        kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", body)
+        kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "driftpolicies", {
+            "apiVersion": f"{lw.GROUP}/{lw.VERSION}", "kind": "DriftPolicy", "metadata": {"name": name},
+            "spec": {"deploymentRef": {"name": name}, "interval": f"{DRIFT_INTERVAL:.0f}s", "window": "10m",
+                     "minSamples": 100}})
+    for name in names:
+        lw.wait_serving(kube, namespace, name, timeout=600)
+    lw.register(kube, s3, namespace, model=MODEL, version=2, kind="good")
+    for name in names:
+        kube.custom.patch_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", name,
+                                                   {"spec": {"version": 2}})
+
+    def listed(plural: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = kube.custom.list_namespaced_custom_object(
+            lw.GROUP, lw.VERSION, namespace, plural)["items"]
+        return items
+
+    def all_canarying() -> bool:
+        return sum(((d.get("status") or {}).get("canary") or {}).get("readyReplicas", 0) >= 1
+                   for d in listed("deployments")) == COUNT
+
+    start = time.monotonic()
+    kube.wait(all_canarying, timeout=900, what=f"{COUNT} canaries with a ready pod", interval=2)
+    figures.record(f"{COUNT} canaries: seconds until every canary has a ready pod",
+                   f"{time.monotonic() - start:.0f}")
+
+    memory0, cpu0 = _operator_process(kube, operator)
+    analyses: dict[str, list[datetime]] = {n: [] for n in names}
+    checks: dict[str, list[datetime]] = {n: [] for n in names}
+    begin = time.monotonic()
+    while time.monotonic() - begin < WINDOW:
+        for d in listed("deployments"):
+            last = _time(((d.get("status") or {}).get("analysis") or {}).get("lastTime"))
+            if last is not None:
+                analyses[d["metadata"]["name"]].append(last)
+        for p in listed("driftpolicies"):
+            last = _time((p.get("status") or {}).get("lastCheckTime"))
+            if last is not None:
+                checks[p["metadata"]["name"]].append(last)
+        time.sleep(0.5)
+    elapsed = time.monotonic() - begin
+    memory1, cpu1 = _operator_process(kube, operator)
+
+    for what, series, interval in (("analysis check", analyses, ANALYSIS_INTERVAL),
+                                   ("drift check", checks, DRIFT_INTERVAL)):
+        gaps = _gaps(series)
+        assert gaps, f"no {what} seen twice"
+        lags = sorted(max(0.0, g - interval) for g in gaps)
+        p95 = lags[int(0.95 * (len(lags) - 1))]
+        figures.record(f"{COUNT} at once: {what} every {interval:.0f} s: mean / p95 / max lag (s)",
+                       f"{statistics.mean(lags):.2f} / {p95:.2f} / {lags[-1]:.2f} over {len(gaps)} intervals")
+    figures.record(f"{COUNT} canaries + {COUNT} policies: operator resident memory",
+                   f"{memory0 / 2**20:.0f} MiB -> {memory1 / 2**20:.0f} MiB")
+    figures.record(f"{COUNT} canaries + {COUNT} policies: operator CPU",
+                   f"{100 * (cpu1 - cpu0) / elapsed:.0f}% of a core over {elapsed:.0f} s")
