@@ -89,7 +89,8 @@ bench-%: | $(PY) ## Run one benchmark: make bench-<name> runs tests/bench/bench_
 # LOOPWRIGHT_UPSTREAM_IMAGES=yes|no skips the registry probe (official Python, kindest/node and
 # versitygw images where a registry answers; built here from Debian packages and Go modules where not).
 KIND_CLUSTER ?= loopwright
-KIND_S3_PORT ?= 9900
+# KIND_S3_PORT: S3 on 127.0.0.1 for a new cluster (empty: 9900 when free, else a free port).
+KIND_S3_PORT ?=
 KIND_KUBECONFIG ?= $(CURDIR)/.cluster/kind/kubeconfig
 IMAGE_TAG := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 export KIND_CLUSTER KIND_S3_PORT KIND_KUBECONFIG IMAGE_TAG

@@ -5,6 +5,7 @@ shell scripts beside this file. Standard library only: it runs before any virtua
 
   python3 images/machine.py fixes                  -> shell assignments, one per machine fix
   python3 images/machine.py kind-config NAME S3_PORT [API_PORT]
+  python3 images/machine.py s3-port
   python3 images/machine.py sysctls save|restore FILE
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ CAP_SYS_RESOURCE = 24
 # What kubelet sets on the host (it shares the host's kernel) and `kind delete` leaves behind.
 KUBELET_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
 S3_NODE_PORT = 30900
+S3_HOST_PORT = 9900
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,20 @@ def kind_config(*, name: str, s3_port: int, fixes: Fixes, api_port: int = 0) -> 
     return "\n".join(lines) + "\n"
 
 
+def s3_host_port(preferred: int = S3_HOST_PORT) -> int:
+    """The host port for a new cluster's S3: 9900 when free, else one the kernel picks. The engine
+    may hold 9900 for another cluster, or for one it restored from an earlier session, and
+    `kind create` would then fail with "port is already allocated"."""
+    for port in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
 def save_sysctls(path: Path, proc_sys: Path = Path("/proc/sys")) -> None:
     """Record the host's values before the first cluster (an existing record is kept)."""
     if path.exists():
@@ -119,6 +136,8 @@ def main(argv: list[str]) -> int:
         name, s3_port, *rest = args
         print(kind_config(name=name, s3_port=int(s3_port), fixes=read_fixes(),
                           api_port=int(rest[0]) if rest else 0), end="")
+    elif command == "s3-port":
+        print(s3_host_port())
     elif command == "sysctls" and args[0] == "save":
         save_sysctls(Path(args[1]))
     elif command == "sysctls" and args[0] == "restore":

@@ -9,7 +9,7 @@ Fixtures, for tests to build on:
 - `kube` (session): the API groups, `wait`, `run_pod`, `logs`, `kubectl`, `port_forward`.
 - `namespace`: a fresh namespace per test that enforces the `restricted` Pod Security Standard, as
   a Loopwright namespace should; deleted afterwards.
-- `s3` (session): the kind overlay's S3 as the host sees it (NodePort on 127.0.0.1:KIND_S3_PORT)
+- `s3` (session): the kind overlay's S3 as the host sees it (its NodePort on 127.0.0.1, kind_env.s3_endpoint)
   and as pods see it (`in_cluster`); credentials read from the Secret the overlay installs.
 - `crds` (session): this checkout's CRDs, installed.
 - `operator` (operator_fixture.py): the in-cluster operator of the shipped manifests, restarted
@@ -38,10 +38,9 @@ import pytest
 from kubernetes import client, config
 
 from crd_install import Crd, install_crds
+from kind_env import KIND_KUBECONFIG, s3_endpoint
 
 REPO = Path(__file__).resolve().parents[1]
-KIND_KUBECONFIG = os.environ.get("KIND_KUBECONFIG", str(REPO / ".cluster" / "kind" / "kubeconfig"))
-KIND_S3_PORT = int(os.environ.get("KIND_S3_PORT", "9900"))
 CACHE = Path(os.environ.get("LOOPWRIGHT_CACHE", str(Path.home() / ".cache" / "loopwright")))
 IN_CLUSTER_S3 = "http://s3.loopwright-system.svc:9000"
 S3_SECRET = ("loopwright-system", "loopwright-s3")
@@ -281,6 +280,6 @@ def crds(kube: Kube) -> dict[str, Crd]:
 def s3(kube: Kube) -> S3:
     """The kind overlay's S3: NodePort on 127.0.0.1 for the host, the Service for pods."""
     secret = kube.core.read_namespaced_secret(S3_SECRET[1], S3_SECRET[0]).data
-    return S3(endpoint=f"http://127.0.0.1:{KIND_S3_PORT}", in_cluster=IN_CLUSTER_S3,
+    return S3(endpoint=s3_endpoint(), in_cluster=IN_CLUSTER_S3,
               access_key=base64.b64decode(secret["AWS_ACCESS_KEY_ID"]).decode(),
               secret_key=base64.b64decode(secret["AWS_SECRET_ACCESS_KEY"]).decode())

@@ -7,14 +7,16 @@
 #   load    `kind load` Loopwright's images and the S3 server's (built here when no registry).
 #   deploy  manifests/overlays/kind: Loopwright, S3 and its bucket; waits until all are ready.
 #   down    deletes the cluster; with the last one gone, puts back the host sysctls kubelet set.
-# Settings (environment): KIND_CLUSTER (loopwright), KIND_S3_PORT (9900: S3 on 127.0.0.1),
-# KIND_KUBECONFIG (.cluster/kind/kubeconfig), IMAGE_TAG, LOOPWRIGHT_UPSTREAM_IMAGES (auto|yes|no).
+# Settings (environment): KIND_CLUSTER (loopwright), KIND_S3_PORT (S3 on 127.0.0.1 for a new
+# cluster: 9900 when free, else a free port), KIND_KUBECONFIG (.cluster/kind/kubeconfig), IMAGE_TAG,
+# LOOPWRIGHT_UPSTREAM_IMAGES (auto|yes|no). The S3 port the cluster has is written beside the
+# kubeconfig (<kubeconfig>.s3-port), where the demo and the tests read it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 LOG_TAG=kind
 NAME="${KIND_CLUSTER:-loopwright}"
-S3_PORT="${KIND_S3_PORT:-9900}"
 KUBECONFIG_PATH="${KIND_KUBECONFIG:-$REPO_DIR/.cluster/kind/kubeconfig}"
+S3_PORT_FILE="$KUBECONFIG_PATH.s3-port"
 TAG="${IMAGE_TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")}"
 S3_IMAGE="ghcr.io/versity/versitygw:$VERSITYGW_VERSION"
 SYSCTLS="$CACHE/kind/host-sysctls.json"
@@ -35,12 +37,17 @@ create() {
   local config image_args=()
   mkdir -p "$(dirname "$KUBECONFIG_PATH")" "$CACHE/kind"
   config="$(dirname "$KUBECONFIG_PATH")/$NAME-config.yaml"
-  python3 "$IMAGES_DIR/machine.py" kind-config "$NAME" "$S3_PORT" > "$config"
+  python3 "$IMAGES_DIR/machine.py" kind-config "$NAME" "${KIND_S3_PORT:-$(python3 "$IMAGES_DIR/machine.py" s3-port)}" > "$config"
   upstream_images || image_args=(--image "$("$IMAGES_DIR/kind/node.sh")")
   # The first cluster on this machine: remember the sysctls kubelet is about to change.
   [[ -z "$(kind get clusters 2>/dev/null)" ]] && python3 "$IMAGES_DIR/machine.py" sysctls save "$SYSCTLS"
   step "kind create cluster $NAME" kind create cluster --name "$NAME" --config "$config" "${image_args[@]}" \
     --kubeconfig "$KUBECONFIG_PATH" --wait 180s
+}
+
+record_s3_port() {  # the host port the node publishes S3's NodePort on, for the demo and the tests
+  docker port "$NAME-control-plane" 30900/tcp | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p' | head -1 > "$S3_PORT_FILE"
+  [[ -s "$S3_PORT_FILE" ]] || die "node $NAME-control-plane publishes no port for S3 (30900)"
 }
 
 up() {
@@ -53,7 +60,8 @@ up() {
   if docker inspect "$NAME-control-plane" >/dev/null 2>&1; then
     if node_running; then
       kind get kubeconfig --name "$NAME" > "$KUBECONFIG_PATH"
-      log "cluster $NAME is running (kubeconfig $KUBECONFIG_PATH)"
+      record_s3_port
+      log "cluster $NAME is running (kubeconfig $KUBECONFIG_PATH, S3 on 127.0.0.1:$(cat "$S3_PORT_FILE"))"
       return
     fi
     log "cluster $NAME exists but its node is not running (the engine was restarted): making it anew"
@@ -61,7 +69,8 @@ up() {
   fi
   create
   kc wait --for=condition=Ready node --all --timeout=120s >/dev/null
-  log "cluster $NAME ready: KUBECONFIG=$KUBECONFIG_PATH, S3 on 127.0.0.1:$S3_PORT after make kind-deploy"
+  record_s3_port
+  log "cluster $NAME ready: KUBECONFIG=$KUBECONFIG_PATH, S3 on 127.0.0.1:$(cat "$S3_PORT_FILE") after make kind-deploy"
 }
 
 s3_image() {
@@ -114,7 +123,7 @@ down() {
   if docker inspect "$NAME-control-plane" >/dev/null 2>&1; then
     step "kind delete cluster $NAME" kind delete cluster --name "$NAME"
   fi
-  rm -f "$KUBECONFIG_PATH"
+  rm -f "$KUBECONFIG_PATH" "$S3_PORT_FILE"
   if [[ -z "$(kind get clusters 2>/dev/null)" ]]; then
     python3 "$IMAGES_DIR/machine.py" sysctls restore "$SYSCTLS" | while read -r line; do log "$line"; done
   fi

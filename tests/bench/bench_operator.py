@@ -58,6 +58,7 @@ from kubernetes import client, config, watch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))  # the shared test helpers, as pytest's pythonpath has them
+import kind_env  # noqa: E402
 from crd_install import install_crds  # noqa: E402
 
 REPORT = REPO / "reports" / "bench-operator.md"
@@ -87,14 +88,12 @@ def operator_command(checkout: Path) -> list[str]:
 
 def cluster_env() -> dict[str, str]:
     """KUBECONFIG and S3 settings: the environment's, else the kind cluster's (brought up if need be:
-    make kind-up kind-load kind-deploy), whose S3 the host reaches on 127.0.0.1:KIND_S3_PORT with the
-    kind overlay's development credentials (manifests/overlays/kind/s3.yaml)."""
+    make kind-up kind-load kind-deploy), whose S3 the host reaches on 127.0.0.1 (kind_env.s3_endpoint)
+    with the kind overlay's development credentials (manifests/overlays/kind/s3.yaml)."""
     env: dict[str, str] = {}
     if not os.environ.get("KUBECONFIG"):
         subprocess.run(["make", "-C", str(REPO), "kind-up", "kind-load", "kind-deploy"], check=True)
-        kubeconfig = os.environ.get("KIND_KUBECONFIG", str(REPO / ".cluster" / "kind" / "kubeconfig"))
-        env = {"KUBECONFIG": kubeconfig,
-               "AWS_ENDPOINT_URL": f"http://127.0.0.1:{os.environ.get('KIND_S3_PORT', '9900')}",
+        env = {"KUBECONFIG": kind_env.KIND_KUBECONFIG, "AWS_ENDPOINT_URL": kind_env.s3_endpoint(),
                "AWS_ACCESS_KEY_ID": "loopwright", "AWS_SECRET_ACCESS_KEY": "loopwright-kind-only",
                "AWS_DEFAULT_REGION": "us-east-1"}
     env.update({k: v for k, v in os.environ.items() if k.startswith(("AWS_", "LOOPWRIGHT_", "KUBECONFIG"))})

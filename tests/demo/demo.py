@@ -39,6 +39,9 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 MANIFESTS = REPO / "manifests"
+sys.path.insert(0, str(REPO / "tests"))  # the shared test helpers, as pytest's pythonpath has them
+import kind_env  # noqa: E402
+
 NAMESPACE = "loopwright-demo"
 SYSTEM = "loopwright-system"
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
@@ -85,9 +88,7 @@ def _kind_cluster() -> Cluster:
     say(f"  kind cluster ready with Loopwright in {time.monotonic() - started:.0f}s")
     # kind's kubectl (built with the node image) first: the one on PATH may be out of version skew.
     os.environ["PATH"] = f"{CACHE_BIN}{os.pathsep}{os.environ['PATH']}"
-    kubeconfig = os.environ.get("KIND_KUBECONFIG", str(REPO / ".cluster" / "kind" / "kubeconfig"))
-    port = os.environ.get("KIND_S3_PORT", "9900")
-    return Cluster(kubeconfig=kubeconfig, s3_endpoint=f"http://127.0.0.1:{port}")
+    return Cluster(kubeconfig=kind_env.KIND_KUBECONFIG, s3_endpoint=kind_env.s3_endpoint())
 
 
 def bring_up() -> Cluster:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,7 @@ from machine import (
     has_capability,
     kind_config,
     restore_sysctls,
+    s3_host_port,
     save_sysctls,
 )
 
@@ -86,3 +88,14 @@ def test_sysctls_saved_once_and_restored(tmp_path: Path) -> None:
         "vm.overcommit_memory": "0", "kernel.panic": "1", "kernel.panic_on_oops": "0"}
     assert not record.exists()
     assert restore_sysctls(record, proc) == {}
+
+
+def test_the_s3_port_is_9900_when_free_else_another_free_port() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        taken = held.getsockname()[1]
+        assert s3_host_port(preferred=taken) != taken
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert s3_host_port(preferred=free) == free
