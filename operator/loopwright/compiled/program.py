@@ -165,10 +165,7 @@ class Program:
         missing: bool = True,
     ) -> tuple[npt.NDArray[Any], FloatArray | None]:
         """Class indices (or regression values) and, with ``proba``, class probabilities.
-
-        ``missing=False`` promises that ``numeric`` holds no NaN (the caller checked), which
-        spares the scans for it.
-        """
+        ``missing=False`` promises that ``numeric`` holds no NaN (the caller checked): no scans."""
         if not self._bound:
             raise ProgramError("bind() the program to the schema's numeric columns first")
         x = numeric if self._columns is None else numeric[:, self._columns]
