@@ -89,6 +89,24 @@ class Node:
         return Outage(down=down, back=time.monotonic(), back_at=datetime.now(UTC))
 
 
+def restart_cluster_dns(kube: Any) -> None:
+    """CoreDNS started afresh, once its rollout is done. After an API server outage its informers
+    resume on client-go's watch backoff, and for up to a minute a Service deleted and made again is
+    not answered (seen in CI: every lookup failed in the case that followed). The cases after an
+    outage measure Loopwright, not that, so the outage's case leaves cluster DNS as it found it."""
+    stamp = datetime.now(UTC).isoformat()
+    kube.apps.patch_namespaced_deployment("coredns", "kube-system", {"spec": {"template": {"metadata": {
+        "annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}})
+
+    def rolled_out() -> bool:
+        dns = kube.apps.read_namespaced_deployment("coredns", "kube-system")
+        counts = (dns.status.replicas, dns.status.updated_replicas, dns.status.available_replicas)
+        return (dns.status.observed_generation or 0) >= dns.metadata.generation and \
+            counts == (dns.spec.replicas,) * 3
+
+    kube.wait(rolled_out, timeout=180, what="CoreDNS restarted", interval=1)
+
+
 def s3_pod(kube: Any) -> Any:
     """The kind overlay's S3 server pod (versitygw over an emptyDir)."""
     (pod,) = kube.core.list_namespaced_pod(S3_NAMESPACE, label_selector="app.kubernetes.io/name=s3").items

@@ -9,6 +9,7 @@ the API server answers again, and the requests that failed meanwhile.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,13 +17,19 @@ import pytest
 
 from e2e import deployment_support as lw
 from e2e.test_training import Loop, dataset, make_csv, pipeline
-from faults.node import Node
+from faults.node import Node, restart_cluster_dns
 from faults.traffic import Client
 
 pytestmark = [pytest.mark.cluster, pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(900)]
 
 DOWN_SECONDS = 60
 ANALYSIS = {"interval": "2s", "failureLimit": 2, "minRequests": 5, "metrics": {"errorRate": {"max": 0.05}}}
+
+
+@pytest.fixture(autouse=True)
+def _cluster_dns_afresh(kube: Any) -> Iterator[None]:
+    yield
+    restart_cluster_dns(kube)
 
 
 def _operator_pod(operator: Any) -> tuple[str, int]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from unittest.mock import Mock
 
+import aiohttp
 import pytest
 
 from fake_api import NS, FakeApi
 from loopwright.api.kinds import DRIFT_POLICY
 from loopwright.core.conditions import Verdict
 from loopwright.operator.runtime.cache import BoundedCache
-from loopwright.operator.runtime.client import EVENTS, JOBS, ApiError, resource
+from loopwright.operator.runtime.client import EVENTS, JOBS, UNREACHABLE, ApiError, resource
 from loopwright.operator.runtime.events import EventRecorder
 from loopwright.operator.runtime.queue import Result, WorkQueue
 from loopwright.operator.runtime.status import Conflict, Decision, StatusWriter
@@ -114,6 +116,33 @@ def test_a_failing_reconcile_backs_off_exponentially_and_success_resets_it() -> 
 
     queue: WorkQueue[str] = WorkQueue(reconcile, name="test", clock=clock)
     assert asyncio.run(main()) == [0.5, 1.0, None]
+
+
+def test_an_unreachable_api_server_is_tried_again_within_seconds_not_a_minute() -> None:
+    """Ten failures in a row: 60 s apart at the end for a bug, at most 5 s for a refused connection
+    (the objects converge soon after the API server is back, as the fault suite measures)."""
+
+    def delays(error: Exception) -> list[float | None]:
+        clock = Clock()
+
+        async def reconcile(key: str) -> Result:
+            raise error
+
+        async def main() -> list[float | None]:
+            seen = []
+            queue.add("a")
+            for _ in range(10):
+                await queue.drain()
+                seen.append(queue.next_due())
+                clock.now += seen[-1] or 0
+                queue.due_now()
+            return seen
+
+        queue: WorkQueue[str] = WorkQueue(reconcile, name="test", clock=clock, unreachable=UNREACHABLE)
+        return asyncio.run(main())
+
+    assert max(d or 0 for d in delays(aiohttp.ClientConnectorError(Mock(), OSError(111, "refused")))) == 5.0
+    assert max(d or 0 for d in delays(RuntimeError("boom"))) == 60.0
 
 
 def test_workers_bound_the_reconciles_in_flight() -> None:

@@ -33,6 +33,8 @@ MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "loopwright"
 CONNECTIONS = 32
+UNREACHABLE: tuple[type[BaseException], ...] = (aiohttp.ClientConnectionError, asyncio.TimeoutError)
+"""What a request raises when the API server cannot be reached (refused, reset, timed out)."""
 """Concurrent requests to the API server (the queue's workers share them)."""
 
 

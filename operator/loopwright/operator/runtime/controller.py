@@ -16,7 +16,7 @@ import kopf
 
 from loopwright.operator import metrics
 from loopwright.operator.config import Config
-from loopwright.operator.runtime.client import Client, Credentials
+from loopwright.operator.runtime.client import UNREACHABLE, Client, Credentials
 from loopwright.operator.runtime.events import EventRecorder
 from loopwright.operator.runtime.queue import Result, WorkQueue
 from loopwright.operator.runtime.status import StatusWriter
@@ -64,7 +64,8 @@ class Manager:
                 return await controller.reconcile(self.context, key)
 
         self.controllers[controller.kind] = controller
-        self.queues[controller.kind] = WorkQueue(reconcile, name=controller.kind, workers=controller.workers)
+        self.queues[controller.kind] = WorkQueue(reconcile, name=controller.kind, workers=controller.workers,
+                                                   unreachable=UNREACHABLE)
 
     def enqueue(self, kind: str, key: Hashable, *, delay: float = 0.0) -> None:
         self.queues[kind].add(_key(key), delay=delay)

@@ -25,6 +25,9 @@ _log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 60.0
+UNREACHABLE_BACKOFF_MAX = 5.0
+"""The cap when the API server could not be reached: a refused connection costs nothing, and the
+objects converge within seconds of its return instead of waiting out a minute of backoff."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,10 @@ class WorkQueue(Generic[K]):
     """Keys to reconcile, each at most once at a time, by at most ``workers`` reconciles at once."""
 
     def __init__(self, reconcile: Callable[[K], Awaitable[Result]], *, name: str, workers: int = 8,
+                 unreachable: tuple[type[BaseException], ...] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
+        self._unreachable = unreachable
         self._reconcile = reconcile
         self._workers = workers
         self._clock = clock
@@ -138,12 +143,18 @@ class WorkQueue(Generic[K]):
             result = await self._reconcile(key)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             failures = self._failures.get(key, 0) + 1
             self._failures[key] = failures
-            delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1))
-            _log.exception("%s: reconcile of %s failed (%d in a row); again in %.1fs",
-                           self.name, key, failures, delay)
+            unreachable = isinstance(exc, self._unreachable)
+            cap = UNREACHABLE_BACKOFF_MAX if unreachable else BACKOFF_MAX
+            delay = min(cap, BACKOFF_BASE * 2 ** (failures - 1))
+            if unreachable:
+                _log.warning("%s: reconcile of %s: API server unreachable (%s); again in %.1fs",
+                             self.name, key, exc, delay)
+            else:
+                _log.exception("%s: reconcile of %s failed (%d in a row); again in %.1fs",
+                               self.name, key, failures, delay)
             result = Result(requeue_after=delay)
         else:
             self._failures.pop(key, None)
