@@ -81,6 +81,9 @@ def test_kopf_settings() -> None:
     assert settings.watching.server_timeout is not None
     assert settings.watching.client_timeout is not None
     assert settings.watching.client_timeout > settings.watching.server_timeout
+    backoffs = list(settings.networking.error_backoffs)  # type: ignore[arg-type]
+    assert max(backoffs) <= 5  # after an outage, back within seconds
+    assert sum(backoffs) >= 600  # and kept trying for ten minutes
     # The predictor children are watched (for their deletion) through a server-side selector only.
     resources = [kopf_resource("apps", "deployments"), kopf_resource("", "services")]
     assert [settings.watching.label_selectors.collect(r) for r in resources] == [

@@ -58,6 +58,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = 30
     settings.watching.inactivity_timeout = 120
     settings.networking.request_timeout = 60
+    # A watch or request the API server refused is tried again at most 5 s apart, for about ten
+    # minutes: after an outage the watches resume within seconds (kopf's default steps up to 21 s
+    # and gives up after 54 s, so a 60 s outage left Job events unseen for most of a minute).
+    settings.networking.error_backoffs = (1, 1, 2, 3, *(5,) * 120)
     # Jobs are watched only where they carry our label, filtered by the API server (a labelSelector
     # on the list and watch requests): the handlers' labels= filters are applied after a
     # cluster-wide stream of every Job has reached the operator.
