@@ -38,6 +38,7 @@ TYPED_APIS = {"core": "", "batch": "batch", "apps": "apps", "PolicyV1Api": "poli
 RESOURCES = {"JOBS": ("batch", "jobs"), "PODS": ("", "pods"), "SECRETS": ("", "secrets"),
              "SERVICES": ("", "services"), "EVENTS": ("", "events"), "WORKLOADS": ("apps", "deployments"),
              "DISRUPTION_BUDGETS": ("policy", "poddisruptionbudgets"),
+             "AUTOSCALERS": ("autoscaling", "horizontalpodautoscalers"),
              "HTTPROUTES": ("gateway.networking.k8s.io", "httproutes")}
 CLIENT_VERBS = {"get": ("get",), "list": ("list",), "create": ("create",),
                 "create_or_adopt": ("create", "get"),
@@ -57,6 +58,7 @@ IMPLICIT = {
     # authorizes that as `create` (tried: an apply with only `patch` is refused "cannot create").
     ("apps", "deployments", "create"), ("", "services", "create"),
     ("policy", "poddisruptionbudgets", "create"), ("gateway.networking.k8s.io", "httproutes", "create"),
+    ("autoscaling", "horizontalpodautoscalers", "create"),
     # ownerReferences with blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
     *((GROUP, f"{kind}/finalizers", "update") for kind in ("datasets", "trainingpipelines", "modelversions",
                                                             "deployments")),
