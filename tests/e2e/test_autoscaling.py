@@ -1,6 +1,7 @@
 """spec.autoscaling on a real cluster: a real HorizontalPodAutoscaler reading CPU from the kind
-overlay's metrics-server scales the stable workload under load, and the operator leaves the
-replicas it chose alone; without autoscaling, `kubectl scale mld` sets the predictor count.
+overlay's metrics-server scales the stable workload under load, the operator leaves the replicas
+it chose alone, and a canary is sized from them; without autoscaling, `kubectl scale mld` sets
+the predictor count.
 
 Figures (time to the first scale-up, the replicas seen) are printed for the notes.
 """
@@ -96,6 +97,34 @@ def test_an_hpa_scales_the_stable_version_under_load_and_the_operator_leaves_it(
     assert autoscaling["status"] == "True", autoscaling
     result = lw.stop_client(kube, namespace, traffic)
     print(f"traffic while scaling: {result}")
+    assert result["failed"] == 0, result
+
+    # A canary at 50% gets as many pods as the autoscaled stable has, then is promoted at that
+    # size; the HPA moves to the new stable workload (the old one's is pruned).
+    traffic = lw.start_client(kube, namespace, service="busy", model="busy", seconds=300, pause=0.01,
+                              name="client-canary")
+    lw.register(kube, s3, namespace, model="busy", version=2, kind="good")
+
+    def canary_sized() -> dict[str, Any] | None:
+        status = lw.get(kube, namespace, "deployments", "busy")["status"]
+        canary = status.get("canary") or {}
+        return status if canary.get("replicas") == status["stable"]["replicas"] >= 2 else None
+
+    status = kube.wait(canary_sized, timeout=120, interval=1,
+                       what="a canary sized like the autoscaled stable")
+    print(f"canary: {status['canary']['replicas']} pods beside {status['stable']['replicas']} stable "
+          f"(live workloads {lw.workloads(kube, namespace, 'busy')})")
+    kube.wait(lambda: (lw.get(kube, namespace, "deployments", "busy")["status"].get("stable") or {})
+              .get("version") == 2, timeout=240, what="version 2 promoted", interval=1)
+    kube.wait(lambda: _hpa(kube, namespace, "busy-v2"), timeout=60, what="the HPA busy-v2")
+    kube.wait(lambda: _hpa(kube, namespace, "busy-v1") is None, timeout=60, what="the HPA busy-v1 pruned")
+    managers = _replica_managers(kube, namespace, "busy-v2")
+    print(f"after promotion: workloads {lw.workloads(kube, namespace, 'busy')}, owners of busy-v2's "
+          f"replicas {sorted(managers)}")
+    assert "loopwright" not in managers
+    assert lw.workloads(kube, namespace, "busy")["busy-v2"] >= 2  # promoted at the autoscaled size, kept
+    result = lw.stop_client(kube, namespace, traffic)
+    print(f"traffic during the canary: {result}")
     assert result["failed"] == 0, result
 
 
