@@ -165,3 +165,22 @@ def test_kubectl_scale_sets_the_predictors_and_autoscaling_off_removes_the_hpa(
               what="plain-v1 back on spec.replicas (3)")
     obj = lw.get(kube, namespace, "deployments", "plain")
     assert lw.condition(obj, "Autoscaling") is None
+
+
+def test_a_requests_per_second_target_without_a_metrics_adapter_is_shown_with_a_warning(
+    kube: Any, crds: Any, s3: Any, namespace: str, operator: Any
+) -> None:
+    lw.register(kube, s3, namespace, model="rps", version=1, kind="good")
+    mld = lw.deployment("rps", model="rps", rollout=ROLLOUT)
+    mld["spec"]["autoscaling"] = {**AUTOSCALING, "targetRequestsPerSecond": 5}
+    kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "deployments", mld)
+
+    def failing() -> dict[str, Any] | None:
+        found = lw.condition(lw.get(kube, namespace, "deployments", "rps"), "Autoscaling")
+        return found if found is not None and found["status"] == "False" else None
+
+    condition = kube.wait(failing, timeout=180, interval=2, what="Autoscaling False (no custom metrics API)")
+    print(f"Autoscaling condition: {condition['reason']}: {condition['message']}")
+    assert condition["reason"] in {"FailedGetPodsMetric", "MetricUnavailable"}
+    assert "loopwright_predictor_requests_per_second" in condition["message"]
+    lw.events_once(kube, namespace, "rps", reason=condition["reason"], type_="Warning")

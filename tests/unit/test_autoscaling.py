@@ -10,7 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from fake_api import NS, FakeApi
-from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus
+from loopwright.api.deployment import (
+    REQUESTS_PER_SECOND_METRIC,
+    DeploymentPhase,
+    DeploymentSpec,
+    DeploymentStatus,
+)
 from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION
 from loopwright.core.rollout import canary, traffic
 from loopwright.core.rollout.canary import Target, World
@@ -117,6 +122,17 @@ def test_the_autoscaling_condition_says_why_the_hpa_cannot_scale() -> None:
          "for cpu in container predictor")))
     assert (failing.status, failing.reason) == (False, "FailedGetResourceMetric")
     assert failing.message.startswith("HorizontalPodAutoscaler iris-v1: the HPA was unable")
+    # Under load the HPA scales on CPU and leaves the unreadable requests-per-second metric empty.
+    partial = _hpa(("AbleToScale", "True", "ReadyForNewScale", "ok"),
+                   ("ScalingActive", "True", "ValidMetricFound", "ok"))
+    partial["spec"]["metrics"] = [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {}}},
+        {"type": "Pods", "pods": {"metric": {"name": REQUESTS_PER_SECOND_METRIC}, "target": {}}}]
+    partial["status"]["currentMetrics"] = [{"type": "Resource", "resource": {"name": "cpu", "current": {}}},
+                                           {"type": ""}]
+    unread = autoscaler.verdict(partial)
+    assert (unread.status, unread.reason) == (False, "MetricUnavailable")
+    assert f"cannot read {REQUESTS_PER_SECOND_METRIC} and scales on" in unread.message
     active = autoscaler.verdict(_hpa(("AbleToScale", "True", "ReadyForNewScale", "ok"),
                                      ("ScalingActive", "True", "ValidMetricFound", "ok"), current=3))
     assert (active.status, active.reason) == (True, "Active")

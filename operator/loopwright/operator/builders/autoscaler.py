@@ -98,7 +98,22 @@ def verdict(hpa: Mapping[str, Any] | None) -> Verdict:
         return Verdict(type=AUTOSCALING, status=ConditionStatus.UNKNOWN, reason="Pending",
                        message=f"HorizontalPodAutoscaler {name} has not read its metrics yet")
     spec = hpa.get("spec") or {}
+    # A metric the HPA could not read is an empty entry at its index; it scales on the others.
+    pairs = zip(spec.get("metrics") or (), status.get("currentMetrics") or (), strict=False)
+    unread = [_metric_name(metric) for metric, current in pairs if not current.get("type")]
+    if unread:
+        return Verdict(type=AUTOSCALING, status=False, reason="MetricUnavailable",
+                       message=f"HorizontalPodAutoscaler {name} cannot read {', '.join(unread)} and "
+                               f"scales on its other metrics only (a Pods metric needs a metrics adapter "
+                               f"serving it)")
     # No metric values: they change every reading, and a status rewritten each round says nothing.
     return Verdict(type=AUTOSCALING, status=True, reason="Active",
                    message=f"HorizontalPodAutoscaler {name}: {status.get('currentReplicas', 0)} pods "
                            f"(min {spec.get('minReplicas', 1)}, max {spec.get('maxReplicas')})")
+
+
+def _metric_name(metric: Mapping[str, Any]) -> str:
+    """How a metric of an HPA's spec is named in a message: cpu, or the Pods metric's name."""
+    kind = str(metric.get("type", ""))
+    source = metric.get(kind[:1].lower() + kind[1:]) or {}
+    return str(source.get("name") or (source.get("metric") or {}).get("name") or kind)
