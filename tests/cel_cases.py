@@ -470,8 +470,6 @@ CASES: list[CelCase] = [
     CelCase("Deployment", "autoscaling with a CPU target of 0",
             _with(DEPLOYMENT, "spec.autoscaling", {"maxReplicas": 3, "targetCPUUtilizationPercentage": 0}),
             False),
-    CelCase("Deployment", "autoscaling with an unknown field (the HPA's spelling)",
-            _with(DEPLOYMENT, "spec.autoscaling", {"maxReplicas": 3, "targetCPUUtilization": 50}), False),
     CelCase(
         "Deployment",
         "latencyP95 without a bound",
