@@ -118,7 +118,7 @@ kind-up: ## Create the kind cluster $(KIND_CLUSTER) (kubeconfig: $(KIND_KUBECONF
 kind-load: images ## Build the images and load them into the kind cluster.
 	images/kind/cluster.sh load
 
-kind-deploy: ## Install Loopwright and S3 into kind (manifests/overlays/kind) and wait until ready.
+kind-deploy: ## Install Loopwright, S3 and metrics-server into kind (manifests/overlays/kind) and wait until ready.
 	images/kind/cluster.sh deploy
 
 kind-e2e: | $(PY) ## The tests marked `cluster` (not the soak, not the faults), against the kind cluster and its in-cluster operator.

@@ -3,7 +3,7 @@
 # reuses them afterwards (a product whose binaries exist is skipped).
 # Usage: images/gobuild.sh [--link] PRODUCT[@VERSION]...   (--link: also into $LOOPWRIGHT_CACHE/bin)
 # Products: kubernetes (every binary a kind node and a control plane need), kind, etcd, coredns,
-# crictl, versitygw. Without @VERSION, images/versions.env decides.
+# crictl, versitygw, metrics-server. Without @VERSION, images/versions.env decides.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG=gobuild
@@ -63,6 +63,7 @@ build() {  # product version
     coredns) build_module coredns "$2" coredns github.com/coredns/coredns ;;
     crictl) build_module crictl "$2" crictl sigs.k8s.io/cri-tools/cmd/crictl ;;
     versitygw) build_module versitygw "$2" versitygw github.com/versity/versitygw/cmd/versitygw ;;
+    metrics-server) build_module metrics-server "$2" metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server ;;
     *) die "unknown product $1" ;;
   esac
 }
@@ -77,6 +78,7 @@ default_version() {
   case "$1" in
     kubernetes) echo "$K8S_VERSION" ;; kind) echo "$KIND_VERSION" ;; etcd) echo "$ETCD_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;; crictl) echo "$CRICTL_VERSION" ;; versitygw) echo "$VERSITYGW_VERSION" ;;
+    metrics-server) echo "$METRICS_SERVER_VERSION" ;;
     *) die "unknown product $1" ;;
   esac
 }

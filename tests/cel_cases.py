@@ -454,6 +454,22 @@ CASES: list[CelCase] = [
     CelCase(
         "Deployment", "an unknown traffic mode", _with(DEPLOYMENT, "spec.traffic", {"mode": "istio"}), False
     ),
+    CelCase("Deployment", "autoscaling between 1 and 3 pods at 50% CPU",
+            _with(DEPLOYMENT, "spec.autoscaling",
+                  {"minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 50}), True),
+    CelCase("Deployment", "autoscaling with a requests-per-second target",
+            _with(DEPLOYMENT, "spec.autoscaling", {"maxReplicas": 5, "targetRequestsPerSecond": 20}), True),
+    CelCase("Deployment", "autoscaling with min equal to max",
+            _with(DEPLOYMENT, "spec.autoscaling", {"minReplicas": 2, "maxReplicas": 2}), True),
+    CelCase("Deployment", "autoscaling with min above max",
+            _with(DEPLOYMENT, "spec.autoscaling", {"minReplicas": 4, "maxReplicas": 3}), False),
+    CelCase("Deployment", "autoscaling with min 0",
+            _with(DEPLOYMENT, "spec.autoscaling", {"minReplicas": 0, "maxReplicas": 3}), False),
+    CelCase("Deployment", "autoscaling without max",
+            _with(DEPLOYMENT, "spec.autoscaling", {"minReplicas": 1}), False),
+    CelCase("Deployment", "autoscaling with a CPU target of 0",
+            _with(DEPLOYMENT, "spec.autoscaling", {"maxReplicas": 3, "targetCPUUtilizationPercentage": 0}),
+            False),
     CelCase(
         "Deployment",
         "latencyP95 without a bound",

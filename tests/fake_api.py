@@ -57,6 +57,8 @@ class FakeApi(Client):
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         """(resource path prefix, namespace, name) -> object."""
         self.calls: list[str] = []
+        self.applied: list[tuple[str, dict[str, Any]]] = []
+        """(field manager, body) of each server-side apply, in order."""
         self.refusals: list[tuple[str, str, ApiError, int]] = []
         self._rv = itertools.count(1)
         self._uid = itertools.count(1)
@@ -171,11 +173,17 @@ class FakeApi(Client):
         stored["metadata"]["resourceVersion"] = str(next(self._rv))
         return copy.deepcopy(stored)
 
-    def _apply(self, key: tuple[str, str, str], *, body: dict[str, Any], plural: str, **kw: Any) -> Obj:
+    def _apply(self, key: tuple[str, str, str], *, body: dict[str, Any], plural: str,
+               params: Mapping[str, str], **kw: Any) -> Obj:
+        manager = params.get("fieldManager", "")
+        self.applied.append((manager, copy.deepcopy(body)))
         if key not in self.objects:
             return self._create((key[0], key[1], ""), body=body, plural=plural)
         stored = self.objects[key]
-        stored.update({k: v for k, v in body.items() if k != "metadata"})
+        if manager != "loopwright":  # another manager's few fields join the operator's
+            merge_patch(stored, {k: v for k, v in body.items() if k != "metadata"})
+        else:
+            stored.update({k: v for k, v in body.items() if k != "metadata"})
         merge_patch(stored["metadata"],
                     {k: v for k, v in body["metadata"].items() if k in ("labels", "annotations")})
         stored["metadata"]["resourceVersion"] = str(next(self._rv))

@@ -4,8 +4,10 @@
 #           (kind's default where a registry is reachable, else images/kind/node.sh), then the
 #           cluster with the fixes this machine needs (images/machine.py). A cluster whose node
 #           is not running (its engine ended with the last session) is made anew.
-#   load    `kind load` Loopwright's images and the S3 server's (built here when no registry).
-#   deploy  manifests/overlays/kind: Loopwright, S3 and its bucket; waits until all are ready.
+#   load    `kind load` Loopwright's images, the S3 server's and metrics-server's (those two built
+#           here when no registry).
+#   deploy  manifests/overlays/kind: Loopwright, S3 and its bucket, metrics-server; waits until all
+#           are ready.
 #   down    deletes the cluster; with the last one gone, puts back the host sysctls kubelet set.
 # Settings (environment): KIND_CLUSTER (loopwright), KIND_S3_PORT (S3 on 127.0.0.1 for a new
 # cluster: 9900 when free, else a free port), KIND_KUBECONFIG (.cluster/kind/kubeconfig), IMAGE_TAG,
@@ -19,6 +21,7 @@ KUBECONFIG_PATH="${KIND_KUBECONFIG:-$REPO_DIR/.cluster/kind/kubeconfig}"
 S3_PORT_FILE="$KUBECONFIG_PATH.s3-port"
 TAG="${IMAGE_TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")}"
 S3_IMAGE="ghcr.io/versity/versitygw:$VERSITYGW_VERSION"
+METRICS_SERVER_IMAGE="registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION"
 SYSCTLS="$CACHE/kind/host-sysctls.json"
 
 kind() { "$CACHE/kind-$KIND_VERSION/bin/kind" "$@"; }
@@ -73,14 +76,15 @@ up() {
   log "cluster $NAME ready: KUBECONFIG=$KUBECONFIG_PATH, S3 on 127.0.0.1:$(cat "$S3_PORT_FILE") after make kind-deploy"
 }
 
-s3_image() {
+go_image() {  # image product version dockerfile: one binary gobuild.sh builds, in an image named like upstream's
+  local image="$1" product="$2" version="$3" dockerfile="$4"
   upstream_images && return 0
-  docker image inspect "$S3_IMAGE" >/dev/null 2>&1 && return 0
-  "$IMAGES_DIR/gobuild.sh" versitygw >/dev/null
-  local ctx="$CACHE/build/s3"
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  "$IMAGES_DIR/gobuild.sh" "$product@$version" >/dev/null
+  local ctx="$CACHE/build/$product"
   rm -rf "$ctx"; mkdir -p "$ctx"
-  cp "$CACHE/versitygw-$VERSITYGW_VERSION/bin/versitygw" "$ctx/"
-  docker build -q --network none -f "$IMAGES_DIR/kind/s3.Dockerfile" -t "$S3_IMAGE" "$ctx" >/dev/null
+  cp "$CACHE/$product-$version/bin/$product" "$ctx/"
+  docker build -q --network none -f "$dockerfile" -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
 }
 
@@ -92,8 +96,10 @@ load() {
   local OPERATOR_IMAGE ML_IMAGE
   source "$REPO_DIR/.cluster/images.env"
   local images=("$OPERATOR_IMAGE" "$ML_IMAGE") node="$NAME-control-plane"
-  step "S3 image $S3_IMAGE" s3_image
-  upstream_images || images+=("$S3_IMAGE")
+  step "S3 image $S3_IMAGE" go_image "$S3_IMAGE" versitygw "$VERSITYGW_VERSION" "$IMAGES_DIR/kind/s3.Dockerfile"
+  step "metrics-server image $METRICS_SERVER_IMAGE" go_image "$METRICS_SERVER_IMAGE" metrics-server \
+    "$METRICS_SERVER_VERSION" "$IMAGES_DIR/kind/metrics-server.Dockerfile"
+  upstream_images || images+=("$S3_IMAGE" "$METRICS_SERVER_IMAGE")
   # kind skips an image the node already has under the same ID.
   step "kind load ${images[*]}" kind load docker-image --name "$NAME" "${images[@]}"
   # In the node, the names the manifests use point at them; earlier builds are dropped.
@@ -113,6 +119,7 @@ deploy() {
   step "S3 ready" kc -n loopwright-system rollout status deployment/s3 --timeout=180s >/dev/null
   step "bucket created" kc -n loopwright-system wait --for=condition=complete job/s3-bucket --timeout=180s >/dev/null
   step "operator ready" kc -n loopwright-system rollout status deployment/loopwright-operator --timeout=180s >/dev/null
+  step "metrics-server ready" kc -n kube-system rollout status deployment/metrics-server --timeout=180s >/dev/null
 }
 
 down() {

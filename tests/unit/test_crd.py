@@ -62,8 +62,17 @@ def test_names_and_subresources(kind: Kind) -> None:
     assert version["name"] == "v1alpha1"
     assert version["served"]
     assert version["storage"]
-    assert version["subresources"] == {"status": {}}
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    if kind.kind == "Deployment":
+        # `kubectl scale mld`: the paths must exist in the schema, the selector as a string.
+        assert version["subresources"] == {"status": {}, "scale": {
+            "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector"}}
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        assert spec["replicas"]["type"] == status["replicas"]["type"] == "integer"
+        assert status["selector"]["type"] == "string"
+    else:
+        assert version["subresources"] == {"status": {}}
     assert status["observedGeneration"]["type"] == "integer"
     conditions = status["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"

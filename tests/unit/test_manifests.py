@@ -38,6 +38,7 @@ TYPED_APIS = {"core": "", "batch": "batch", "apps": "apps", "PolicyV1Api": "poli
 RESOURCES = {"JOBS": ("batch", "jobs"), "PODS": ("", "pods"), "SECRETS": ("", "secrets"),
              "SERVICES": ("", "services"), "EVENTS": ("", "events"), "WORKLOADS": ("apps", "deployments"),
              "DISRUPTION_BUDGETS": ("policy", "poddisruptionbudgets"),
+             "AUTOSCALERS": ("autoscaling", "horizontalpodautoscalers"),
              "HTTPROUTES": ("gateway.networking.k8s.io", "httproutes")}
 CLIENT_VERBS = {"get": ("get",), "list": ("list",), "create": ("create",),
                 "create_or_adopt": ("create", "get"),
@@ -57,6 +58,7 @@ IMPLICIT = {
     # authorizes that as `create` (tried: an apply with only `patch` is refused "cannot create").
     ("apps", "deployments", "create"), ("", "services", "create"),
     ("policy", "poddisruptionbudgets", "create"), ("gateway.networking.k8s.io", "httproutes", "create"),
+    ("autoscaling", "horizontalpodautoscalers", "create"),
     # ownerReferences with blockOwnerDeletion (OwnerReferencesPermissionEnforcement).
     *((GROUP, f"{kind}/finalizers", "update") for kind in ("datasets", "trainingpipelines", "modelversions",
                                                             "deployments")),
@@ -294,3 +296,27 @@ def test_kind_overlay_s3_image_is_the_version_images_build() -> None:
     s3 = next(d for d in _docs(MANIFESTS / "overlays" / "kind" / "s3.yaml") if d["kind"] == "Deployment")
     (container,) = s3["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"ghcr.io/versity/versitygw:{versions['VERSITYGW_VERSION']}"
+
+
+def test_kind_overlay_metrics_server_is_restricted_and_the_version_images_build() -> None:
+    """The resource metrics API on kind: the image `make kind-load` builds, the flags kind needs, no
+    privileges, and the APIService that makes it metrics.k8s.io."""
+    versions = dict(line.split("=", 1) for line in (REPO / "images" / "versions.env").read_text().splitlines()
+                    if line and not line.startswith("#"))
+    docs = _docs(MANIFESTS / "overlays" / "kind" / "metrics-server" / "metrics-server.yaml")
+    server = next(d for d in docs if d["kind"] == "Deployment")
+    pod = server["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == (
+        f"registry.k8s.io/metrics-server/metrics-server:{versions['METRICS_SERVER_VERSION']}")
+    assert {"--kubelet-insecure-tls", "--kubelet-preferred-address-types=InternalIP",
+            "--cert-dir=/tmp"} <= set(container["args"])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+    (service,) = (d for d in docs if d["kind"] == "APIService")
+    assert service["metadata"]["name"] == "v1beta1.metrics.k8s.io"
+    assert service["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system"}
+    kustomization = yaml.safe_load((MANIFESTS / "overlays" / "kind" / "kustomization.yaml").read_text())
+    assert "metrics-server" in kustomization["components"]

@@ -17,6 +17,7 @@ from fake_api import NS, FakeApi
 from loopwright.api.deployment import DeploymentSpec, DeploymentStatus, StableStatus
 from loopwright.api.kinds import DEPLOYMENT, MODEL_VERSION
 from loopwright.core.rollout import canary
+from loopwright.operator.builders import predictor
 from loopwright.operator.controllers import deployment
 from loopwright.operator.controllers.deployment import converge
 from loopwright.operator.controllers.deployment.observe import Observed
@@ -124,19 +125,19 @@ def test_a_model_that_cannot_load_shows_in_the_status_with_one_event() -> None:
                    created={}, pods=[_pod(reason)])
     now = datetime(2026, 1, 1, tzinfo=UTC)
     plan = canary.Plan(status=DeploymentStatus())
-    deployment.model_loaded(plan, obs, generation=4, now=now)
+    deployment.publish(plan, predictor.model_loaded(obs.pods), generation=4, now=now)
     loaded = next(c for c in plan.status.conditions if c.type == "ModelLoaded")
     assert (loaded.status, loaded.reason) == ("False", "ModelLoadFailed")
     assert loaded.message == f"version 2 (pod iris-v2-x): {reason}"
     assert [(e.type, e.reason) for e in plan.events] == [("Warning", "ModelLoadFailed")]
     # The next round sees the same failure: the condition stays, no second Event.
     again = canary.Plan(status=plan.status.model_copy(deep=True))
-    deployment.model_loaded(again, obs, generation=4, now=now)
+    deployment.publish(again, predictor.model_loaded(obs.pods), generation=4, now=now)
     assert again.events == []
     # Fixed (new pods load their model): the condition turns True, still without an Event.
     obs.pods = [_pod(None)]
     fixed = canary.Plan(status=again.status.model_copy(deep=True))
-    deployment.model_loaded(fixed, obs, generation=4, now=now)
+    deployment.publish(fixed, predictor.model_loaded(obs.pods), generation=4, now=now)
     assert next(c for c in fixed.status.conditions if c.type == "ModelLoaded").status == "True"
     assert fixed.events == []
 

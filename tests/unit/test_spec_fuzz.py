@@ -26,7 +26,7 @@ from loopwright.api.kinds import ALL_KINDS, MODEL_VERSION, Kind
 from loopwright.api.pipeline import TrainingPipelineSpec
 from loopwright.api.schema import DatasetSchema
 from loopwright.core.training import triggers
-from loopwright.operator.builders import jobs
+from loopwright.operator.builders import autoscaler, jobs
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner
 from loopwright.operator.controllers._common import parse_spec
@@ -114,6 +114,8 @@ def _use(kind: Kind, spec: Any) -> None:
         build.deployment(owner=owner, spec=spec, served=SERVED, replicas=1,
                          settings=build.PodSettings(image="i", s3_endpoint=None, credentials_secret=None,
                                                     artifact_bucket="bucket"))
+        if spec.autoscaling is not None:
+            autoscaler.autoscaler(owner=owner, model=spec.model, version=1, autoscaling=spec.autoscaling)
     elif isinstance(spec, TrainingPipelineSpec):
         jobs.training_job(namespace="ns", name="x-1", owner=owner, spec=spec, dataset_uri="s3://bucket/d",
                           dataset_format="csv", dataset_digest="sha256:" + "0" * 64, schema=SCHEMA,

@@ -139,7 +139,7 @@ def crd(kind: Kind) -> dict[str, Any]:
                 "name": kind.version,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                "subresources": {"status": {}, **({"scale": dict(kind.scale)} if kind.scale else {})},
                 "additionalPrinterColumns": [dict(c) for c in kind.printer_columns],
                 "schema": {"openAPIV3Schema": root},
             }],

@@ -188,6 +188,39 @@ class Feedback(ApiModel):
                     "mounted into the predictor pods. Omitted: /feedback answers 403.")
 
 
+REQUESTS_PER_SECOND_METRIC = "loopwright_predictor_requests_per_second"
+"""The Pods metric ``targetRequestsPerSecond`` names: a metrics adapter (prometheus-adapter, say)
+must serve it from the predictors' request counter, or the HorizontalPodAutoscaler reports it
+missing (condition Autoscaling False)."""
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler (autoscaling/v2) on the stable version's pods."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+         "autoscaling.minReplicas must not exceed maxReplicas"),
+    ))
+
+    min_replicas: int = Field(default=1, ge=1, le=100, description="Fewest stable pods.")
+    max_replicas: int = Field(ge=1, le=100, description="Most stable pods.")
+    target_cpu_utilization_percentage: int = Field(
+        default=80, ge=1, le=1000, alias="targetCPUUtilizationPercentage",
+        description="Average CPU use of the pods, as a percentage of their CPU request, that the "
+                    "autoscaler aims at (needs metrics-server).")
+    target_requests_per_second: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description=f"Optional second metric: average requests per second per pod, read as the Pods "
+                    f"metric `{REQUESTS_PER_SECOND_METRIC}`, which only a metrics adapter serves "
+                    f"(the autoscaler follows whichever metric asks for more pods).")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("autoscaling.minReplicas must not exceed maxReplicas")
+        return self
+
+
 class DeploymentSpec(ApiModel):
     """Which model version to serve and how to roll out a new one."""
 
@@ -196,7 +229,13 @@ class DeploymentSpec(ApiModel):
     version: VersionSelector = Field(
         default=LATEST,
         description="`latest` follows the newest Validated version; a number pins that version.")
-    replicas: int = Field(default=1, ge=0, le=100, description="Predictor pods of the stable version.")
+    replicas: int = Field(default=1, ge=0, le=100,
+                          description="Predictor pods of the stable version (`kubectl scale mld` sets it); "
+                                      "ignored while spec.autoscaling is set.")
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Let a HorizontalPodAutoscaler size the stable version between minReplicas and "
+                    "maxReplicas (the canary follows its weight of that size); omitted: spec.replicas.")
     resources: ResourceRequirements | None = Field(default=None, description="Predictor container resources.")
     pod_template: PodTemplate | None = Field(
         default=None,
@@ -354,3 +393,8 @@ class DeploymentStatus(ResourceStatus):
     history: list[RolloutEvent] = Field(default_factory=list, max_length=20,
                                         description="Past rollouts, newest first.")
     url: str | None = Field(default=None, max_length=2048, description="In-cluster URL of the service.")
+    replicas: int = Field(default=0, ge=0, description="Predictor pods wanted over all versions (the scale "
+                                                        "subresource's status).")
+    selector: str | None = Field(default=None, max_length=1024,
+                                 description="Label selector of the predictor pods (the scale "
+                                             "subresource's).")

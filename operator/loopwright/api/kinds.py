@@ -33,6 +33,8 @@ class Kind:
     description: str
     printer_columns: tuple[Mapping[str, Any], ...] = field(compare=False)
     """What ``kubectl get`` shows (additionalPrinterColumns)."""
+    scale: Mapping[str, str] | None = field(default=None, compare=False)
+    """The scale subresource's paths (``kubectl scale``), for kinds that have one."""
 
     group: str = GROUP
     version: str = VERSION
@@ -59,9 +61,9 @@ _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"
 
 
 def _kind(name: names.KindName, *, spec: type[ApiModel], status: type[ResourceStatus],
-          description: str, columns: list[dict[str, Any]]) -> Kind:
+          description: str, columns: list[dict[str, Any]], scale: Mapping[str, str] | None = None) -> Kind:
     return Kind(kind=name.kind, plural=name.plural, short_names=name.short_names, spec=spec, status=status,
-                description=description, printer_columns=(*columns, *_ready(), _AGE))
+                description=description, printer_columns=(*columns, *_ready(), _AGE), scale=scale)
 
 
 DATASET = _kind(
@@ -113,8 +115,12 @@ DEPLOYMENT = _kind(
         {"name": "Weight", "type": "integer", "jsonPath": ".status.canary.weight",
          "description": "Traffic percentage on the canary."},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas", "priority": 1},
         {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
-    ])
+    ],
+    # `kubectl scale mld/x --replicas=3` sets spec.replicas (which spec.autoscaling overrides).
+    scale={"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+           "labelSelectorPath": ".status.selector"})
 DRIFT_POLICY = _kind(
     names.DRIFT_POLICY,
     spec=DriftPolicySpec, status=DriftPolicyStatus,

@@ -52,7 +52,10 @@ class _Planner:
         self.spec = world.spec
         self.status = world.status.model_copy(deep=True)
         self.plan = Plan(status=self.status)
-        self.replicas = world.spec.replicas
+        auto = world.spec.autoscaling
+        self.autoscaled = auto is not None
+        self.replicas = (world.spec.replicas if auto is None
+                         else world.stable_size if world.stable_size is not None else auto.min_replicas)
         self.gateway = world.gateway
         self.rejected_now: int | None = None
 
@@ -184,7 +187,9 @@ class _Planner:
                     return True
         deadline = parse_duration(self.spec.rollout.progress_deadline)
         started = canary.step_start_time or self.w.now
-        if self.ready(canary.version) < canary.replicas and self.w.now - started > deadline:
+        # An autoscaled canary grows with the stable after its weight was reached: not a stuck step.
+        stuck = canary.weight_reached_time is None or not self.autoscaled
+        if stuck and self.ready(canary.version) < canary.replicas and self.w.now - started > deadline:
             self.reject(
                 Outcome.ROLLED_BACK,
                 f"canary pods not ready after {self.spec.rollout.progress_deadline} "
@@ -258,6 +263,9 @@ class _Planner:
         )
 
     def canary_replicas(self, weight: int) -> int:
+        if self.spec.autoscaling is not None:
+            return traffic.autoscaled_split(weight=weight, stable=self.replicas, gateway=self.gateway,
+                                            maximum=self.spec.autoscaling.max_replicas).canary
         if self.gateway:
             return traffic.gateway_canary_replicas(weight=weight, replicas=self.replicas)
         return traffic.replica_split(weight=weight, replicas=self.replicas).canary
@@ -336,12 +344,14 @@ class _Planner:
             stable.replicas = self.replicas
             stable.desired_weight = 100
             stable.weight = 100 if stable_ready else 0
-            self.plan.workloads = [
-                Workload(version=stable.version, model_version=stable.model_version, replicas=self.replicas)
-            ]
+            self.plan.workloads = [Workload(version=stable.version, model_version=stable.model_version,
+                                            replicas=self.replicas, autoscaled=self.autoscaled)]
             self.plan.route = [(stable.version, 100)] if self.gateway else None
         else:
             canary_ready = self.ready(canary.version)
+            if self.autoscaled:  # the canary follows the size the autoscaler gives the stable
+                promoting = status.phase == DeploymentPhase.PROMOTING
+                canary.replicas = self.canary_replicas(100 if promoting else canary.desired_weight)
             if self.gateway:
                 stable.replicas = self.replicas
                 weight = (
@@ -353,20 +363,21 @@ class _Planner:
                 canary.weight = self.w.route_weight if self.w.route_weight is not None else 0
             else:
                 split = traffic.replica_split(weight=canary.desired_weight, replicas=self.replicas)
-                stable.replicas = self.replicas if status.phase == DeploymentPhase.PROMOTING else split.stable
+                keep = self.autoscaled or status.phase == DeploymentPhase.PROMOTING
+                stable.replicas = self.replicas if keep else split.stable
                 canary.weight = traffic.actual_weight(canary_ready=canary_ready, stable_ready=stable_ready)
             canary.ready_replicas = canary_ready
             stable.desired_weight = 100 - canary.desired_weight
             stable.weight = 100 - canary.weight if stable_ready else 0
             self.plan.workloads = [
-                Workload(
-                    version=stable.version, model_version=stable.model_version, replicas=stable.replicas
-                ),
+                Workload(version=stable.version, model_version=stable.model_version, replicas=stable.replicas,
+                         autoscaled=self.autoscaled),
                 Workload(
                     version=canary.version, model_version=canary.model_version, replicas=canary.replicas
                 ),
             ]
         stable.ready_replicas = stable_ready
+        status.replicas = sum(w.replicas for w in self.plan.workloads)
         published = verdicts(spec=self.spec, status=status, target_problem=self.w.target.problem,
                              traffic_problem=self.w.traffic_problem)
         status.conditions = merge(status.conditions, published, generation=self.w.generation, now=self.w.now)

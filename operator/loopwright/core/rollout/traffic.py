@@ -49,6 +49,29 @@ def replica_split(*, weight: int, replicas: int) -> Split:
     return Split(stable=_closest(full, 100 - weight), canary=full)
 
 
+def autoscaled_split(*, weight: int, stable: int, maximum: int, gateway: bool = False) -> Split:
+    """Pods per side when an autoscaler sizes the stable version (``spec.autoscaling``).
+
+    The stable side keeps the size the autoscaler gave it: the operator never writes it, so
+    the two never fight. The canary gets its weight's share of that size, as
+    :func:`replica_split` (or :func:`gateway_canary_replicas`) would give it, at most
+    ``maximum`` pods (the autoscaler's bound for a version); weight 100 (a promotion) is the
+    stable's full size, so the switch keeps the capacity the autoscaler found necessary.
+    """
+    if not 0 <= weight <= 100:
+        raise ValueError(f"weight must be within 0..100, got {weight}")
+    full = max(stable, 1)
+    if weight == 0:
+        canary = 0
+    elif weight == 100:
+        canary = full
+    elif gateway:
+        canary = gateway_canary_replicas(weight=weight, replicas=full)
+    else:
+        canary = _closest(full, weight)
+    return Split(stable=stable, canary=min(canary, max(maximum, 1)))
+
+
 def _closest(full: int, percent: int) -> int:
     """Pods n >= 1 whose share n / (n + full) is closest to ``percent`` (ties: fewer pods)."""
     ideal = full * percent / (100 - percent)

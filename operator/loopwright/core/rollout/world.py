@@ -53,6 +53,9 @@ class World:
     """Why the traffic mode asked for cannot be honoured (published as Degraded)."""
     servable: frozenset[int] | None = None
     """The model's Validated versions (None: not observed)."""
+    stable_size: int | None = None
+    """With spec.autoscaling: the stable workload's replicas as its autoscaler set them (None: no
+    workload yet, so minReplicas)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +65,8 @@ class Workload:
     version: int
     model_version: str
     replicas: int
+    autoscaled: bool = False
+    """A HorizontalPodAutoscaler owns its replicas: ``replicas`` is what it chose, never written."""
 
 
 @dataclass(kw_only=True)

@@ -96,12 +96,17 @@ def selector(mld: str, version: int | None = None) -> dict[str, str]:
     return labels
 
 
+def pod_selector(mld: str) -> str:
+    """:func:`selector` of every version as a label selector string (the scale subresource's)."""
+    return f"{DEPLOYMENT_LABEL}={mld}"
+
+
 def url(*, name: str, namespace: str) -> str:
     """The in-cluster URL of the Service (cluster DNS)."""
     return f"http://{name}.{namespace}.svc.cluster.local:{SERVICE_PORT}"
 
 
-def _metadata(*, name: str, owner: Owner, labels: Mapping[str, str]) -> Manifest:
+def child_metadata(*, name: str, owner: Owner, labels: Mapping[str, str]) -> Manifest:
     return {
         "name": name,
         "namespace": owner.namespace,
@@ -110,7 +115,7 @@ def _metadata(*, name: str, owner: Owner, labels: Mapping[str, str]) -> Manifest
     }
 
 
-def _base_labels(owner: Owner, model: str) -> dict[str, str]:
+def base_labels(owner: Owner, model: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/managed-by": "loopwright",
         "app.kubernetes.io/name": "loopwright-predictor",
@@ -160,11 +165,15 @@ def _env(*, served: Served, spec: DeploymentSpec, settings: PodSettings, owner: 
 
 
 def deployment(
-    *, owner: Owner, spec: DeploymentSpec, served: Served, replicas: int, settings: PodSettings
+    *, owner: Owner, spec: DeploymentSpec, served: Served, replicas: int | None, settings: PodSettings
 ) -> Manifest:
-    """The apps/v1 Deployment serving one version (``<mld>-v<version>``)."""
+    """The apps/v1 Deployment serving one version (``<mld>-v<version>``).
+
+    ``replicas`` None leaves ``spec.replicas`` out: a HorizontalPodAutoscaler owns it, and a
+    server-side apply that does not name a field never changes it (:mod:`.autoscaler`).
+    """
     pod_labels = {
-        **_base_labels(owner, served.model),
+        **base_labels(owner, served.model),
         VERSION_LABEL: str(served.version),
         MODEL_VERSION_LABEL: served.model_version,
     }
@@ -208,9 +217,10 @@ def deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(name=workload_name(owner.name, served.version), owner=owner, labels=pod_labels),
+        "metadata": child_metadata(name=workload_name(owner.name, served.version), owner=owner,
+                                   labels=pod_labels),
         "spec": {
-            "replicas": replicas,
+            **({} if replicas is None else {"replicas": replicas}),
             "selector": {"matchLabels": selector(owner.name, served.version)},
             # A new pod must be ready before an old one goes: a spec change never drops capacity.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -245,7 +255,7 @@ def service(*, owner: Owner, model: str, version: int | None = None) -> Manifest
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _metadata(name=name, owner=owner, labels=_base_labels(owner, model)),
+        "metadata": child_metadata(name=name, owner=owner, labels=base_labels(owner, model)),
         "spec": {
             "type": "ClusterIP",
             "selector": selector(owner.name, version),
@@ -267,7 +277,7 @@ def disruption_budget(*, owner: Owner, model: str) -> Manifest:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _metadata(name=owner.name, owner=owner, labels=_base_labels(owner, model)),
+        "metadata": child_metadata(name=owner.name, owner=owner, labels=base_labels(owner, model)),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(owner.name)}},
     }
 

@@ -73,6 +73,7 @@ SERVICES = Resource("", "v1", "services", "Service")
 EVENTS = Resource("", "v1", "events", "Event")
 WORKLOADS = Resource("apps", "v1", "deployments", "Deployment")
 """apps/v1 Deployments (of predictor pods), never to be mixed up with loopwright.dev Deployments."""
+AUTOSCALERS = Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler")
 DISRUPTION_BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget")
 HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 
@@ -214,12 +215,13 @@ class Client:
     async def patch_status(self, res: Resource, namespace: str, name: str, body: Mapping[str, Any]) -> Obj:
         return await self.patch(res, namespace, name, body, subresource="status")
 
-    async def apply(self, res: Resource, manifest: Mapping[str, Any]) -> Obj:
-        """Server-side apply under our field manager: idempotent, a no-op when nothing changed."""
+    async def apply(self, res: Resource, manifest: Mapping[str, Any], *, manager: str = FIELD_MANAGER) -> Obj:
+        """Server-side apply under our field manager (or another one of ours): idempotent, a no-op
+        when nothing changed."""
         meta = manifest["metadata"]
         return await self.request(
             "PATCH", res.path(meta["namespace"], meta["name"]), body=dict(manifest), content_type=APPLY_PATCH,
-            params={"fieldManager": FIELD_MANAGER, "force": "true"})
+            params={"fieldManager": manager, "force": "true"})
 
     async def scale(self, res: Resource, namespace: str, name: str, replicas: int) -> Obj:
         """Set the replicas of a workload through its scale subresource."""

@@ -32,6 +32,7 @@ from loopwright.api.labels import DEPLOYMENT_LABEL
 from loopwright.api.modelversion import ModelPhase
 from loopwright.core.conditions import READY, Event, Verdict, find, merge
 from loopwright.core.rollout import canary, traffic
+from loopwright.operator.builders import autoscaler
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.controllers._common import now, parse_spec
 from loopwright.operator.controllers.deployment import analysis, converge
@@ -116,20 +117,28 @@ async def _plan(ctx: Context, obs: Observed, *, generation: int) -> canary.Plan:
         traffic_problem=None if obs.gateway_installed or not gateway_wanted else _TRAFFIC_PROBLEM,
         now=moment, generation=generation, spec=spec, status=status,
         target=target(obs, generation=generation), ready=obs.ready, window=window, check=check,
-        route_weight=route_weight,
+        route_weight=route_weight, stable_size=obs.stable_size(),
         servable=frozenset(v for v, mv in obs.versions.items()
                            if (mv.get("status") or {}).get("phase") == ModelPhase.VALIDATED))
     plan = canary.plan(world)
     plan.status.url = build.url(name=meta["name"], namespace=meta["namespace"])
-    model_loaded(plan, obs, generation=generation, now=moment)
+    plan.status.selector = build.pod_selector(meta["name"])
+    publish(plan, build.model_loaded(obs.pods), generation=generation, now=moment)
+    stable = plan.status.stable
+    if spec.autoscaling is not None and stable is not None:
+        name = build.workload_name(meta["name"], stable.version)
+        hpa = next((h for h in obs.autoscalers if h["metadata"]["name"] == name), None)
+        publish(plan, autoscaler.verdict(hpa), generation=generation, now=moment)
+    else:
+        plan.status.conditions = [c for c in plan.status.conditions if c.type != autoscaler.AUTOSCALING]
     return plan
 
 
-def model_loaded(plan: canary.Plan, obs: Observed, *, generation: int, now: datetime) -> None:
-    """Publish why predictor pods could not load their model (a Warning Event when it starts)."""
-    verdict = build.model_loaded(obs.pods)
+def publish(plan: canary.Plan, verdict: Verdict, *, generation: int, now: datetime) -> None:
+    """Publish a condition of the children (why predictor pods could not load their model, why
+    the autoscaler cannot scale), with a Warning Event when it turns False or its message changes."""
     current = [c.to_wire() for c in plan.status.conditions]
-    before = find(current, build.MODEL_LOADED)
+    before = find(current, verdict.type)
     merged = merge(current, [verdict], generation=generation, now=now)
     plan.status.conditions = [Condition.model_validate(c) for c in merged]
     if verdict.status is False and (before is None or before.get("message") != verdict.message):

@@ -16,16 +16,18 @@ from typing import Any
 
 from loopwright.api.deployment import TrafficMode
 from loopwright.api.kinds import DEPLOYMENT as KIND
-from loopwright.api.labels import DEPLOYMENT_LABEL
 from loopwright.core.rollout import canary, traffic
 from loopwright.core.training import compiled
+from loopwright.operator.builders import autoscaler
 from loopwright.operator.builders import predictor as build
 from loopwright.operator.builders.common import Owner, owner_reference
 from loopwright.operator.builders.pods import Role
 from loopwright.operator.controllers._common import now, stamp
 from loopwright.operator.controllers.deployment.observe import MODEL_VERSIONS, Observed
 from loopwright.operator.runtime.client import (
+    AUTOSCALERS,
     DISRUPTION_BUDGETS,
+    FIELD_MANAGER,
     HTTPROUTES,
     SERVICES,
     WORKLOADS,
@@ -52,18 +54,25 @@ async def converge(ctx: Context, obs: Observed, plan: canary.Plan) -> None:
                              credentials_secret=cfg.s3_secret.name if cfg.s3_secret else None,
                              artifact_bucket=cfg.artifact_bucket, pod_defaults=cfg.pod_defaults,
                              default_resources=cfg.default_resources.get(Role.PREDICTOR))
+    autoscaled = [w.version for w in plan.workloads if w.autoscaled]
+    # Autoscalers no longer wanted go first: none is left to resize what is applied below.
+    await _prune_autoscalers(ctx, obs, keep={build.workload_name(owner.name, v) for v in autoscaled})
     keep: set[str] = set()
     for workload in plan.workloads:
         mv = obs.versions.get(workload.version)
         name = build.workload_name(owner.name, workload.version)
         keep.add(name)
         if mv is None:
-            # The ModelVersion of a served workload vanished: keep the pods, only follow the replica count.
+            # The ModelVersion of a served workload vanished: keep the pods, only follow the replica count
+            # (which an autoscaler may own).
             try:
-                await ctx.api.scale(WORKLOADS, owner.namespace, name, workload.replicas)
+                if not workload.autoscaled:
+                    await ctx.api.scale(WORKLOADS, owner.namespace, name, workload.replicas)
             except ApiError as exc:
                 _log.info("cannot scale %s/%s: %s", owner.namespace, name, exc)
             continue
+        if workload.autoscaled:
+            await _hand_over(ctx, obs.workloads.get(workload.version))
         mv_spec = mv["spec"]
         served = build.Served(model=spec.model, version=workload.version,
                               model_version=workload.model_version, artifact_uri=mv_spec["artifact"]["uri"],
@@ -72,8 +81,9 @@ async def converge(ctx: Context, obs: Observed, plan: canary.Plan) -> None:
                               profile_sha256=mv_spec.get("profileSha256"), compiled=compiled.servable(mv),
                               image=mv_spec.get("image"),
                               trusted_types=tuple(mv_spec["artifact"].get("trustedTypes") or ()))
-        await ctx.api.apply(WORKLOADS, build.deployment(owner=owner, spec=spec, served=served,
-                                                         replicas=workload.replicas, settings=pods))
+        await ctx.api.apply(WORKLOADS, build.deployment(
+            owner=owner, spec=spec, served=served, settings=pods,
+            replicas=None if workload.autoscaled else workload.replicas))
     await ctx.api.apply(SERVICES, build.service(owner=owner, model=spec.model))
     await ctx.api.apply(DISRUPTION_BUDGETS, build.disruption_budget(owner=owner, model=spec.model))
     gateway = spec.traffic.mode == TrafficMode.GATEWAY_API and obs.gateway_installed
@@ -87,13 +97,36 @@ async def converge(ctx: Context, obs: Observed, plan: canary.Plan) -> None:
         route["metadata"]["ownerReferences"] = [owner_reference(owner)]
         await ctx.api.apply(HTTPROUTES, route)
     await _delete_others(ctx, owner=owner, keep=keep, gateway=gateway)
+    if spec.autoscaling is not None:  # after their workloads exist: a fresh HPA finds what it scales
+        for version in autoscaled:
+            hpa = autoscaler.autoscaler(owner=owner, model=spec.model, version=version,
+                                        autoscaling=spec.autoscaling)
+            await ctx.api.apply(AUTOSCALERS, hpa)
     await _move_alias(ctx, obs, plan)
     await _record_registry(ctx, obs, plan)
 
 
+async def _hand_over(ctx: Context, live: Obj | None) -> None:
+    """Before a workload is applied without replicas, keep the ones the operator applied so far
+    (:mod:`loopwright.operator.builders.autoscaler`): without this they would be reset to 1."""
+    handover = None if live is None else autoscaler.handover(live, manager=FIELD_MANAGER)
+    if handover is not None:
+        meta = handover["metadata"]
+        _log.info("handing the replicas of %s/%s over to its autoscaler", meta["namespace"], meta["name"])
+        await ctx.api.apply(WORKLOADS, handover, manager=autoscaler.HANDOVER_MANAGER)
+
+
+async def _prune_autoscalers(ctx: Context, obs: Observed, *, keep: set[str]) -> None:
+    for hpa in obs.autoscalers:
+        meta = hpa["metadata"]
+        if meta["name"] not in keep and meta.get("deletionTimestamp") is None:
+            _log.info("deleting HorizontalPodAutoscaler %s/%s", meta["namespace"], meta["name"])
+            await ctx.api.delete(AUTOSCALERS, meta["namespace"], meta["name"])
+
+
 async def _delete_others(ctx: Context, *, owner: Owner, keep: set[str], gateway: bool) -> None:
     """The workloads (and, with gatewayAPI, the per-version Services) the plan no longer has."""
-    selector = f"{DEPLOYMENT_LABEL}={owner.name}"
+    selector = build.pod_selector(owner.name)
     for workload in await ctx.api.list(WORKLOADS, owner.namespace, selector=selector):
         meta = workload["metadata"]
         if meta["name"] not in keep and meta.get("deletionTimestamp") is None:

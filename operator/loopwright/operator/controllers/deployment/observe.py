@@ -1,4 +1,5 @@
-"""Observing a Deployment's world: its ModelVersions, its predictor pods, its HTTPRoute.
+"""Observing a Deployment's world: its ModelVersions, its predictor pods, its HTTPRoute, its
+HorizontalPodAutoscalers and, with spec.autoscaling, its workloads (the replicas the autoscaler set).
 
 Children are read on demand, never watched: watching apps/v1 Deployments or pods would stream
 every such object of the cluster into the operator.
@@ -18,7 +19,7 @@ from loopwright.api.modelversion import ModelPhase
 from loopwright.core.exposition import PodTarget
 from loopwright.core.rollout import canary, traffic
 from loopwright.operator.probes.scrape import pod_target
-from loopwright.operator.runtime.client import HTTPROUTES, PODS, Obj, resource
+from loopwright.operator.runtime.client import AUTOSCALERS, HTTPROUTES, PODS, WORKLOADS, Obj, resource
 from loopwright.operator.runtime.controller import Context
 
 MODEL_VERSIONS = resource(MODEL_VERSION)
@@ -36,6 +37,17 @@ class Observed:
     route: Obj | None = None
     gateway_installed: bool = True
     pods: list[Obj] = field(default_factory=list)
+    workloads: dict[int, Obj] = field(default_factory=dict)
+    """The apps/v1 Deployment of each version (read with spec.autoscaling only)."""
+    autoscalers: list[Obj] = field(default_factory=list)
+    """This Deployment's HPAs (pruned when autoscaling is off or their version is gone)."""
+
+    def stable_size(self) -> int | None:
+        """The stable workload's replicas, as its autoscaler left them (None: no such workload)."""
+        if self.status.stable is None:
+            return None
+        replicas = (self.workloads.get(self.status.stable.version, {}).get("spec") or {}).get("replicas")
+        return replicas if isinstance(replicas, int) else None
 
 
 def _time(value: Any) -> datetime | None:
@@ -50,7 +62,8 @@ async def observe(ctx: Context, obj: Obj, spec: DeploymentSpec, status: Deployme
         mv_spec = mv.get("spec", {})
         if mv_spec.get("model") == spec.model and isinstance(mv_spec.get("version"), int):
             versions[mv_spec["version"]] = mv
-    pods = await ctx.api.list(PODS, namespace, selector=f"{DEPLOYMENT_LABEL}={name}")
+    children = f"{DEPLOYMENT_LABEL}={name}"
+    pods = await ctx.api.list(PODS, namespace, selector=children)
     ready: dict[int, int] = {}
     targets: list[PodTarget] = []
     created: dict[str, datetime | None] = {}
@@ -63,6 +76,12 @@ async def observe(ctx: Context, obj: Obj, spec: DeploymentSpec, status: Deployme
         created[target.uid] = _time(pod["metadata"].get("creationTimestamp"))
     observed = Observed(obj=obj, spec=spec, status=status, versions=versions, ready=ready, targets=targets,
                         created=created, pods=pods)
+    observed.autoscalers = await ctx.api.list(AUTOSCALERS, namespace, selector=children)
+    if spec.autoscaling is not None:
+        for workload in await ctx.api.list(WORKLOADS, namespace, selector=children):
+            version = str((workload["metadata"].get("labels") or {}).get(VERSION_LABEL, ""))
+            if version.isdigit():
+                observed.workloads[int(version)] = workload
     if spec.traffic.mode == TrafficMode.GATEWAY_API:
         observed.route = await ctx.api.get(HTTPROUTES, namespace, name)
         if observed.route is None:
