@@ -94,6 +94,22 @@ def test_requeue_after_and_the_earliest_time_wins() -> None:
     asyncio.run(main())
 
 
+def _retry_delays(queue: WorkQueue[str], clock: Clock, *, rounds: int) -> list[float | None]:
+    """Reconcile key "a" `rounds` times, each when its retry is due: the delays the queue chose."""
+
+    async def main() -> list[float | None]:
+        delays = []
+        queue.add("a")
+        for _ in range(rounds):
+            await queue.drain()
+            delays.append(queue.next_due())
+            clock.now += delays[-1] or 0
+            queue.due_now()
+        return delays
+
+    return asyncio.run(main())
+
+
 def test_a_failing_reconcile_backs_off_exponentially_and_success_resets_it() -> None:
     clock = Clock()
     outcomes = [RuntimeError("boom"), RuntimeError("boom"), Result()]
@@ -104,18 +120,8 @@ def test_a_failing_reconcile_backs_off_exponentially_and_success_resets_it() -> 
             raise outcome
         return outcome
 
-    async def main() -> list[float | None]:
-        delays = []
-        queue.add("a")
-        for _ in range(3):
-            await queue.drain()
-            delays.append(queue.next_due())
-            clock.now += delays[-1] or 0
-            queue.due_now()
-        return delays
-
     queue: WorkQueue[str] = WorkQueue(reconcile, name="test", clock=clock)
-    assert asyncio.run(main()) == [0.5, 1.0, None]
+    assert _retry_delays(queue, clock, rounds=3) == [0.5, 1.0, None]
 
 
 def test_an_unreachable_api_server_is_tried_again_within_seconds_not_a_minute() -> None:
@@ -128,18 +134,8 @@ def test_an_unreachable_api_server_is_tried_again_within_seconds_not_a_minute() 
         async def reconcile(key: str) -> Result:
             raise error
 
-        async def main() -> list[float | None]:
-            seen = []
-            queue.add("a")
-            for _ in range(10):
-                await queue.drain()
-                seen.append(queue.next_due())
-                clock.now += seen[-1] or 0
-                queue.due_now()
-            return seen
-
         queue: WorkQueue[str] = WorkQueue(reconcile, name="test", clock=clock, unreachable=UNREACHABLE)
-        return asyncio.run(main())
+        return _retry_delays(queue, clock, rounds=10)
 
     assert max(d or 0 for d in delays(aiohttp.ClientConnectorError(Mock(), OSError(111, "refused")))) == 5.0
     assert max(d or 0 for d in delays(RuntimeError("boom"))) == 60.0
