@@ -53,6 +53,11 @@ class CredentialsError(Exception):
         self.reason = reason
 
 
+class EndpointUnreachableError(StorageError):
+    """The S3 endpoint did not answer (refused, unresolvable, timed out): an outage to wait out,
+    not a verdict on the object."""
+
+
 class IntegrityError(StorageError):
     """The bytes read do not have the sha256 the caller was promised."""
 
@@ -290,8 +295,10 @@ def _s3_errors() -> tuple[type[Exception], type[Exception]]:
 
 def _translate(exc: Exception, uri: str) -> StorageError:
     """The storage error a caller can act on; BotoCoreError (no endpoint, no credentials) is one too."""
-    from botocore.exceptions import ClientError  # noqa: PLC0415
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError  # noqa: PLC0415
 
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return EndpointUnreachableError(f"{uri}: S3 unreachable: {exc}")
     if not isinstance(exc, ClientError):
         return StorageError(f"{uri}: {exc}")
     error = exc.response.get("Error", {})

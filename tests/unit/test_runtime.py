@@ -10,10 +10,12 @@ import aiohttp
 import pytest
 
 from fake_api import NS, FakeApi
+from loopwright import storage
 from loopwright.api.kinds import DRIFT_POLICY
 from loopwright.core.conditions import Verdict
 from loopwright.operator.runtime.cache import BoundedCache
-from loopwright.operator.runtime.client import EVENTS, JOBS, UNREACHABLE, ApiError, resource
+from loopwright.operator.runtime.client import EVENTS, JOBS, ApiError, resource
+from loopwright.operator.runtime.controller import OUTAGES
 from loopwright.operator.runtime.events import EventRecorder
 from loopwright.operator.runtime.queue import Result, WorkQueue
 from loopwright.operator.runtime.status import Conflict, Decision, StatusWriter
@@ -124,9 +126,10 @@ def test_a_failing_reconcile_backs_off_exponentially_and_success_resets_it() -> 
     assert _retry_delays(queue, clock, rounds=3) == [0.5, 1.0, None]
 
 
-def test_an_unreachable_api_server_is_tried_again_within_seconds_not_a_minute() -> None:
+def test_an_unreachable_api_server_or_s3_is_tried_again_within_seconds_not_a_minute() -> None:
     """Ten failures in a row: 60 s apart at the end for a bug, at most 5 s for a refused connection
-    (the objects converge soon after the API server is back, as the fault suite measures)."""
+    to the API server or to S3 (the objects converge soon after either is back, as the fault suite
+    measures), as the manager tells its queues."""
 
     def delays(error: Exception) -> list[float | None]:
         clock = Clock()
@@ -134,10 +137,12 @@ def test_an_unreachable_api_server_is_tried_again_within_seconds_not_a_minute() 
         async def reconcile(key: str) -> Result:
             raise error
 
-        queue: WorkQueue[str] = WorkQueue(reconcile, name="test", clock=clock, unreachable=UNREACHABLE)
+        queue: WorkQueue[str] = WorkQueue(reconcile, name="test", clock=clock, unreachable=OUTAGES)
         return _retry_delays(queue, clock, rounds=10)
 
     assert max(d or 0 for d in delays(aiohttp.ClientConnectorError(Mock(), OSError(111, "refused")))) == 5.0
+    assert max(d or 0 for d in delays(storage.EndpointUnreachableError("s3://b/k: S3 unreachable"))) == 5.0
+    assert max(d or 0 for d in delays(storage.StorageError("s3://b/k: SlowDown"))) == 60.0
     assert max(d or 0 for d in delays(RuntimeError("boom"))) == 60.0
 
 

@@ -5,7 +5,7 @@ import socket
 
 import pandas as pd
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from moto.server import ThreadedMotoServer
 
 from loopwright import artifacts, storage
@@ -158,7 +158,9 @@ class _Refusing:
          storage.AccessDeniedError, ["InvalidAccessKeyId"]),
         (ClientError({"Error": {"Code": "SlowDown"}}, "HeadObject"), storage.StorageError, ["SlowDown"]),
         (NoCredentialsError(), storage.StorageError, ["Unable to locate credentials"]),
-        (EndpointConnectionError(endpoint_url="http://s3.invalid"), storage.StorageError, ["s3.invalid"]),
+        (EndpointConnectionError(endpoint_url="http://s3.invalid"), storage.EndpointUnreachableError,
+         ["S3 unreachable", "s3.invalid"]),
+        (ReadTimeoutError(endpoint_url="http://s3:9000"), storage.EndpointUnreachableError, ["s3:9000"]),
     ],
 )
 def test_refusals_and_transport_failures_are_storage_errors(monkeypatch, error, kind, words):

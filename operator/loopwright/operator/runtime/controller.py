@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import kopf
 
+from loopwright import storage
 from loopwright.operator import metrics
 from loopwright.operator.config import Config
 from loopwright.operator.runtime.client import UNREACHABLE, Client, Credentials
@@ -24,6 +25,8 @@ from loopwright.operator.runtime.watch import Changes
 
 Key = tuple[str, str]
 """(namespace, name) of the object a controller reconciles."""
+OUTAGES: tuple[type[BaseException], ...] = (*UNREACHABLE, storage.EndpointUnreachableError)
+"""Failures that are an outage of the API server or of S3, retried at most a few seconds apart."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +68,7 @@ class Manager:
 
         self.controllers[controller.kind] = controller
         self.queues[controller.kind] = WorkQueue(reconcile, name=controller.kind, workers=controller.workers,
-                                                   unreachable=UNREACHABLE)
+                                                   unreachable=OUTAGES)
 
     def enqueue(self, kind: str, key: Hashable, *, delay: float = 0.0) -> None:
         self.queues[kind].add(_key(key), delay=delay)

@@ -26,8 +26,9 @@ _log = logging.getLogger(__name__)
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 60.0
 UNREACHABLE_BACKOFF_MAX = 5.0
-"""The cap when the API server could not be reached: a refused connection costs nothing, and the
-objects converge within seconds of its return instead of waiting out a minute of backoff."""
+"""The cap when the API server or S3 could not be reached: a refused connection costs nothing, and
+the objects converge within seconds of its return instead of waiting out a minute of backoff (a
+run whose Job completed just after an API outage waited 60 s for S3's DNS name to resolve again)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class WorkQueue(Generic[K]):
             cap = UNREACHABLE_BACKOFF_MAX if unreachable else BACKOFF_MAX
             delay = min(cap, BACKOFF_BASE * 2 ** (failures - 1))
             if unreachable:
-                _log.warning("%s: reconcile of %s: API server unreachable (%s); again in %.1fs",
+                _log.warning("%s: reconcile of %s: unreachable (%s); again in %.1fs",
                              self.name, key, exc, delay)
             else:
                 _log.exception("%s: reconcile of %s failed (%d in a row); again in %.1fs",
