@@ -36,26 +36,24 @@ import numpy as np
 import numpy.typing as npt
 
 from loopwright.compiled import container
+from loopwright.compiled.checks import (
+    FloatArray,
+    InputError,
+    MissingValueError,
+    ProgramError,
+    names,
+    require,
+    vector,
+)
+from loopwright.compiled.scorers import Linear, Trees
+
+__all__ = ["CONTENT", "FORMAT", "InputError", "MissingValueError", "Program", "ProgramError"]
 
 CONTENT = "loopwright-compiled-model"
 FORMAT = 1
-FloatArray = npt.NDArray[np.float64]
 _LINKS = frozenset({"identity", "expit", "expit2", "exp", "softmax"})
 _DECISIONS = frozenset({"argmax", "gt0", "ge0", "value"})
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _CLASS_KINDS = {"str": object, "int": np.int64, "float": np.float64, "bool": np.bool_}
-
-
-class ProgramError(Exception):
-    """The compiled model is malformed or does not fit the schema it is served with."""
-
-
-class InputError(ValueError):
-    """Input the model cannot take, which scikit-learn refuses too (a 422 when serving)."""
-
-
-class MissingValueError(InputError):
-    """A missing value reached a model that does not accept them."""
 
 
 class Program:
@@ -76,57 +74,57 @@ class Program:
         return cls(header, arrays)
 
     def _init(self, header: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> None:
-        _require(header.get("content") == CONTENT, "not a compiled model")
-        _require(header.get("format") == FORMAT, f"compiled model format {header.get('format')!r} "
+        require(header.get("content") == CONTENT, "not a compiled model")
+        require(header.get("format") == FORMAT, f"compiled model format {header.get('format')!r} "
                  f"is not supported (this build reads {FORMAT})")
         self.header = dict(header)
         self.task = str(header["task"])
-        _require(self.task in ("classification", "regression"), f"unknown task {self.task!r}")
+        require(self.task in ("classification", "regression"), f"unknown task {self.task!r}")
         self.classification = self.task == "classification"
         self.estimator = str(header.get("estimator", ""))
         self.decision = str(header["decision"])
         self.link = str(header["link"])
-        _require(self.decision in _DECISIONS and self.link in _LINKS, "unknown decision or link")
+        require(self.decision in _DECISIONS and self.link in _LINKS, "unknown decision or link")
         self.missing = str(header["missing"])
-        _require(self.missing in ("reject", "route"), f"unknown missing policy {self.missing!r}")
+        require(self.missing in ("reject", "route"), f"unknown missing policy {self.missing!r}")
         inputs = header["inputs"]
         numeric = inputs["numeric"]
-        self.numeric_inputs: tuple[str, ...] | None = None if numeric is None else _names(numeric)
-        self.categorical_inputs = _names(inputs["categorical"])
+        self.numeric_inputs: tuple[str, ...] | None = None if numeric is None else names(numeric)
+        self.categorical_inputs = names(inputs["categorical"])
         self._preprocess = _Preprocess(header["preprocess"], arrays) if header["preprocess"] else None
         if self._preprocess is not None:
-            _require(self.numeric_inputs is not None, "a preprocessed model names its inputs")
+            require(self.numeric_inputs is not None, "a preprocessed model names its inputs")
             assert self.numeric_inputs is not None
             self._preprocess.check_inputs(self.numeric_inputs, self.categorical_inputs)
         else:
-            _require(not self.categorical_inputs, "categorical inputs need a preprocessing block")
+            require(not self.categorical_inputs, "categorical inputs need a preprocessing block")
         model = header["model"]
         if model["type"] == "linear":
-            self._model: _Linear | _Trees = _Linear(model, arrays)
+            self._model: Linear | Trees = Linear(model, arrays)
         elif model["type"] == "trees":
-            self._model = _Trees(model, arrays)
+            self._model = Trees(model, arrays)
         else:
             raise ProgramError(f"unknown model type {model['type']!r}")
         width = self._preprocess.width if self._preprocess is not None else self._model.width
         if self.numeric_inputs is not None and self._preprocess is None:
-            _require(len(self.numeric_inputs) == width, "inputs do not match the model's width")
-        _require(self._model.width == width, f"the model takes {self._model.width} features, "
+            require(len(self.numeric_inputs) == width, "inputs do not match the model's width")
+        require(self._model.width == width, f"the model takes {self._model.width} features, "
                  f"the preprocessing gives {width}")
         self.width = width
         outputs = self._model.outputs
         if self.classification:
             raw = header["classes"]
             kind = _CLASS_KINDS.get(raw["kind"])
-            _require(kind is not None, f"unknown class kind {raw['kind']!r}")
+            require(kind is not None, f"unknown class kind {raw['kind']!r}")
             self.classes: npt.NDArray[Any] = np.array(raw["values"], dtype=kind)
             n = len(self.classes)
-            _require(self.classes.ndim == 1 and n >= 2, "a classifier needs at least two classes")
-            _require(outputs == (1 if n == 2 and self.decision != "argmax" else n),
+            require(self.classes.ndim == 1 and n >= 2, "a classifier needs at least two classes")
+            require(outputs == (1 if n == 2 and self.decision != "argmax" else n),
                      f"{outputs} scores per row for {n} classes")
-            _require(self.decision != "value", "a classifier needs a class decision")
+            require(self.decision != "value", "a classifier needs a class decision")
         else:
             self.classes = np.zeros(0)
-            _require(outputs == 1 and self.decision == "value" and self.link in ("identity", "exp"),
+            require(outputs == 1 and self.decision == "value" and self.link in ("identity", "exp"),
                      "a regressor has one score, the value decision and an identity or exp link")
         self.has_proba = self.classification
         self._bound = False
@@ -153,7 +151,10 @@ class Program:
             absent = [n for n in self.numeric_inputs if n not in position]
             if absent:
                 raise ProgramError(f"the model reads numeric column(s) {absent} that the schema lacks")
-            self._columns = np.array([position[n] for n in self.numeric_inputs], dtype=np.intp)
+            columns = [position[n] for n in self.numeric_inputs]
+            # The schema's own order (the usual case) needs no per-request column gather.
+            in_order = columns == list(range(len(numeric_names)))
+            self._columns = None if in_order else np.array(columns, dtype=np.intp)
         self._bound = True
 
     def evaluate(
@@ -215,19 +216,19 @@ class _Preprocess:
         self._blocks: list[tuple[str, Any]] = []
         self.width = 0
         for block in spec["blocks"]:
-            columns = _names(block["columns"])
+            columns = names(block["columns"])
             if block["type"] == "numeric":
                 n = len(columns)
-                fill = _vector(arrays, block["fill"], n)
-                _require(not np.isnan(fill).any(), "an imputer fill value is NaN")
-                mean = None if block["mean"] is None else _vector(arrays, block["mean"], n)
-                scale = None if block["scale"] is None else _vector(arrays, block["scale"], n)
+                fill = vector(arrays, block["fill"], n)
+                require(not np.isnan(fill).any(), "an imputer fill value is NaN")
+                mean = None if block["mean"] is None else vector(arrays, block["mean"], n)
+                scale = None if block["scale"] is None else vector(arrays, block["scale"], n)
                 self._blocks.append(("numeric", (columns, fill, mean, scale)))
                 self.width += n
             elif block["type"] == "categorical":
                 fills = [str(v) for v in block["fill"]]
-                categories = [_names(c) for c in block["categories"]]
-                _require(len(fills) == len(columns) == len(categories), "categorical block sizes differ")
+                categories = [names(c) for c in block["categories"]]
+                require(len(fills) == len(columns) == len(categories), "categorical block sizes differ")
                 offset, lookups = 0, []
                 for cats in categories:
                     lookups.append({v: offset + k for k, v in enumerate(cats)})
@@ -240,7 +241,7 @@ class _Preprocess:
     def check_inputs(self, numeric: tuple[str, ...], categorical: tuple[str, ...]) -> None:
         numeric_used = [c for kind, b in self._blocks if kind == "numeric" for c in b[0]]
         categorical_used = [c for kind, b in self._blocks if kind == "categorical" for c in b[0]]
-        _require(tuple(numeric_used) == numeric and tuple(categorical_used) == categorical,
+        require(tuple(numeric_used) == numeric and tuple(categorical_used) == categorical,
                  "the preprocessing blocks must read exactly the declared inputs, in order")
 
     def transform(
@@ -271,128 +272,4 @@ class _Preprocess:
                         if k is not None:  # an unseen category encodes as all zeros
                             out[r, k] = 1.0
                 parts.append(out)
-        return parts[0] if len(parts) == 1 else np.hstack(parts)
-
-
-class _Linear:
-    """``X @ coef.T + intercept`` as scikit-learn's linear models compute it."""
-
-    def __init__(self, spec: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> None:
-        coef = _float(arrays, spec["coef"])
-        _require(coef.ndim in (1, 2), "coef must be 1-D or 2-D")
-        self._coef = np.asfortranarray(coef) if spec["fortran"] else coef
-        self.width = int(coef.shape[-1])
-        self.outputs = 1 if coef.ndim == 1 else int(coef.shape[0])
-        self._intercept = _float(arrays, spec["intercept"])
-        _require(self._intercept.shape in ((), (self.outputs,)), "intercept does not match coef")
-        self._coef_t = self._coef if coef.ndim == 1 else self._coef.T
-
-    def scores(self, x: FloatArray, *, sparse: bool, missing: bool) -> FloatArray:
-        if sparse:
-            # scipy's CSR product: each output starts at 0 and adds a_ij * w_j in column order
-            # (zero entries add nothing but a signed zero, which no label or probability sees).
-            coef = self._coef.reshape(self.outputs, self.width)
-            products = x[:, None, :] * coef[None, :, :]
-            total = np.add.accumulate(products, axis=2)[:, :, -1] + self._intercept
-        else:
-            total = x @ self._coef_t + self._intercept
-        out: FloatArray = total.reshape(x.shape[0], self.outputs)
-        return out
-
-
-class _Trees:
-    """Every tree walked at once: one gather per depth level over a [trees, rows] node matrix."""
-
-    def __init__(self, spec: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]]) -> None:
-        self._combine = spec["combine"]
-        _require(self._combine in ("mean", "sum"), f"unknown combination {self._combine!r}")
-        self._cast = spec["cast"]
-        _require(self._cast in ("float32", "float64"), f"unknown cast {self._cast!r}")
-        self._depth = int(spec["depth"])
-        self.width = int(spec["width"])
-        self._root = _index(arrays, spec["root"])
-        self._left = _index(arrays, spec["left"])
-        self._right = _index(arrays, spec["right"])
-        self._feature = _index(arrays, spec["feature"])
-        self._threshold = _float(arrays, spec["threshold"])
-        self._missing_left = arrays[spec["missingLeft"]] != 0
-        value = _float(arrays, spec["value"])
-        nodes, trees = len(self._left), len(self._root)
-        _require(trees > 0 and 0 <= self._depth <= 10_000 and self.width > 0, "bad tree ensemble sizes")
-        for name, a in (("right", self._right), ("feature", self._feature),
-                        ("threshold", self._threshold), ("missingLeft", self._missing_left)):
-            _require(a.shape == (nodes,), f"tree array {name} has shape {a.shape}, expected ({nodes},)")
-        for name, a, bound in (("root", self._root, nodes), ("left", self._left, nodes),
-                               ("right", self._right, nodes), ("feature", self._feature, self.width)):
-            _require(bool(a.size == 0 or (a.min() >= 0 and a.max() < bound)), f"tree {name} out of range")
-        if self._combine == "mean":
-            _require(value.ndim == 2 and value.shape[0] == nodes, "forest values must be [nodes, outputs]")
-            self.outputs = int(value.shape[1])
-            self._value = value
-        else:
-            self._init = _float(arrays, spec["init"])
-            self.outputs = int(self._init.shape[0]) if self._init.ndim == 1 else 0
-            _require(self.outputs > 0 and trees % self.outputs == 0, "boosting init does not match trees")
-            _require(value.shape == (nodes,), "boosting values must be one per node")
-            self._value = value
-
-    def scores(self, x: FloatArray, *, sparse: bool, missing: bool) -> FloatArray:
-        rows = x.shape[0]
-        # scikit-learn's trees compare float32 inputs (histogram boosting: float64) with
-        # float64 thresholds; NaN goes where the node's missing branch does. A value beyond
-        # float32's range is refused, as scikit-learn's input validation refuses it.
-        if self._cast == "float32":
-            if x.size and float(np.nanmax(np.abs(x), initial=0.0)) > _FLOAT32_MAX:
-                raise InputError("Input X contains a value too large for dtype('float32')")
-            xc = x.astype(np.float32).astype(np.float64)
-        else:
-            xc = x
-        flat = xc.ravel()
-        base = np.arange(rows, dtype=np.intp) * self.width
-        node = np.repeat(self._root[:, None], rows, axis=1)
-        missing = missing and bool(np.isnan(flat).any())
-        for _ in range(self._depth):
-            v = flat[base + self._feature[node]]
-            go_left = v <= self._threshold[node]
-            if missing:
-                go_left |= np.isnan(v) & self._missing_left[node]
-            node = np.where(go_left, self._left[node], self._right[node])
-        leaves = self._value[node]
-        if self._combine == "mean":  # forests: out = 0; out += tree_t; then out /= trees
-            total: FloatArray = np.add.accumulate(leaves, axis=0)[-1] / len(self._root)
-            return total
-        # boosting: raw = init; raw[:, k] += the k-th tree of each iteration, in order
-        per_output = leaves.reshape(-1, self.outputs, rows)
-        start = np.broadcast_to(self._init[None, :, None], (1, self.outputs, rows))
-        raw = np.add.accumulate(np.concatenate([start, per_output]), axis=0)[-1]
-        out: FloatArray = raw.T
-        return out
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ProgramError(message)
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ProgramError("expected a list of strings")
-    return tuple(value)
-
-
-def _float(arrays: Mapping[str, npt.NDArray[Any]], name: str) -> FloatArray:
-    a = arrays[name]
-    _require(a.dtype == np.float64, f"array {name!r} must be float64")
-    return a
-
-
-def _index(arrays: Mapping[str, npt.NDArray[Any]], name: str) -> npt.NDArray[np.intp]:
-    a = arrays[name]
-    _require(a.dtype.kind == "i" and a.ndim == 1, f"array {name!r} must be a 1-D integer array")
-    return a.astype(np.intp, copy=False)
-
-
-def _vector(arrays: Mapping[str, npt.NDArray[Any]], name: str, size: int) -> FloatArray:
-    a = _float(arrays, name)
-    _require(a.shape == (size,), f"array {name!r} must have {size} values")
-    return a
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
