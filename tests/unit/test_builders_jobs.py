@@ -15,6 +15,7 @@ from loopwright.api.schema import DatasetSchema
 from loopwright.operator.builders.common import Owner
 from loopwright.operator.builders.jobs import (
     JobSettings,
+    RunInputs,
     profiling_job,
     training_job,
     verification_job,
@@ -36,9 +37,7 @@ def _training(**spec: Any) -> dict[str, Any]:
         "model": {"name": "m", "estimator": "LogisticRegression", "params": {"C": 0.5}},
         **spec,
     }
-    return training_job(
-        namespace="ns",
-        name="p-3",
+    return training_job(_inputs(
         owner=OWNER,
         spec=TrainingPipelineSpec.model_validate(body),
         dataset_uri="s3://bkt/d.csv",
@@ -49,7 +48,11 @@ def _training(**spec: Any) -> dict[str, Any]:
         output_prefix="s3://bkt/out",
         labels={"loopwright.dev/trainingpipeline": "p"},
         settings=SETTINGS,
-    )
+    ), name="p-3")
+
+
+def _inputs(**fields: Any) -> RunInputs:
+    return RunInputs(namespace="ns", **fields)
 
 
 def _container(job: dict[str, Any]) -> dict[str, Any]:
@@ -135,9 +138,7 @@ def test_training_job_passes_the_exact_inputs() -> None:
 
 
 def test_suspend_setting_suspends() -> None:
-    job = training_job(
-        namespace="ns",
-        name="p-1",
+    job = training_job(_inputs(
         owner=OWNER,
         spec=TrainingPipelineSpec.model_validate(
             {"datasetRef": {"name": "d"}, "model": {"name": "m", "estimator": "LogisticRegression"}}
@@ -150,7 +151,7 @@ def test_suspend_setting_suspends() -> None:
         output_prefix="s3://bkt/o",
         labels={},
         settings=JobSettings(image="i", s3_endpoint=None, credentials_secret="creds", suspend=True),
-    )
+    ), name="p-1")
     assert job["spec"]["suspend"] is True
     env = {e["name"]: e for e in _container(job)["env"]}
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "own"
@@ -231,12 +232,12 @@ def test_training_job_carries_the_gates_for_the_report() -> None:
     assert "--gates-json" not in _container(_training())["command"]
     gates = {"model": "m", "validation": {"thresholds": []}, "champion": {"name": "m-v1", "version": 1,
                                                                          "metrics": {"accuracy": 0.9}}}
-    job = training_job(
-        namespace="ns", name="p-3", owner=OWNER,
+    job = training_job(_inputs(
+        owner=OWNER,
         spec=TrainingPipelineSpec.model_validate({"datasetRef": {"name": "d"},
                                                   "model": {"name": "m", "estimator": "LogisticRegression"}}),
         dataset_uri="s3://bkt/d.csv", dataset_format="csv", dataset_digest="sha256:" + "a" * 64,
         schema=DatasetSchema.model_validate(SCHEMA), credentials_secret=None, output_prefix="s3://bkt/out",
-        labels={}, settings=SETTINGS, gates=gates)
+        labels={}, settings=SETTINGS), name="p-3", gates=gates)
     command = _container(job)["command"]
     assert json.loads(command[command.index("--gates-json") + 1]) == gates

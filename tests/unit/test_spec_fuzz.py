@@ -117,10 +117,10 @@ def _use(kind: Kind, spec: Any) -> None:
         if spec.autoscaling is not None:
             autoscaler.autoscaler(owner=owner, model=spec.model, version=1, autoscaling=spec.autoscaling)
     elif isinstance(spec, TrainingPipelineSpec):
-        jobs.training_job(namespace="ns", name="x-1", owner=owner, spec=spec, dataset_uri="s3://bucket/d",
-                          dataset_format="csv", dataset_digest="sha256:" + "0" * 64, schema=SCHEMA,
-                          credentials_secret=None, output_prefix="s3://bucket/o", labels={},
-                          settings=SETTINGS)
+        jobs.training_job(jobs.RunInputs(
+            namespace="ns", owner=owner, spec=spec, dataset_uri="s3://bucket/d", dataset_format="csv",
+            dataset_digest="sha256:" + "0" * 64, schema=SCHEMA, credentials_secret=None,
+            output_prefix="s3://bucket/o", labels={}, settings=SETTINGS), name="x-1")
         if spec.triggers.schedule:
             triggers.next_schedule(spec.triggers.schedule, after=datetime(2026, 12, 2, tzinfo=UTC))
     elif isinstance(spec, DatasetSpec):

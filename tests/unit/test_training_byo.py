@@ -28,7 +28,13 @@ from loopwright.jobs.trainer.trial import main as trial
 from loopwright.jobs.verifier.__main__ import main as verifier
 from loopwright.operator.builders import predictor
 from loopwright.operator.builders.common import Owner
-from loopwright.operator.builders.jobs import JobSettings, search_job, training_job, verification_job
+from loopwright.operator.builders.jobs import (
+    JobSettings,
+    RunInputs,
+    search_job,
+    training_job,
+    verification_job,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "manifests" / "samples" / "byo"))
@@ -150,11 +156,11 @@ BYO = {"datasetRef": {"name": "d"}, "metrics": ["f1_macro"], "job": {"backoffLim
 
 
 def _job(builder: Any, **kwargs: Any) -> dict[str, Any]:
-    manifest: dict[str, Any] = builder(
+    manifest: dict[str, Any] = builder(RunInputs(
         namespace="ns", owner=Owner(kind="TrainingPipeline", name="p", uid="u", namespace="ns"),
         spec=TrainingPipelineSpec.model_validate(BYO), dataset_uri="s3://b/d.csv", dataset_format="csv",
         dataset_digest="sha256:" + "a" * 64, schema=DatasetSchema.model_validate(SCHEMA),
-        credentials_secret=None, output_prefix="s3://b/runs/p-1", labels={"app": "x"}, settings=SETTINGS,
+        credentials_secret=None, output_prefix="s3://b/runs/p-1", labels={"app": "x"}, settings=SETTINGS),
         **kwargs)
     return manifest
 

@@ -108,49 +108,49 @@ def profiling_job(
         ttl=FINISHED_TTL_SECONDS, role=Role.PROFILER, resources=None, overlay=spec.pod_template)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunInputs:
+    """What both Jobs of a training run (its search and its training) are built from."""
+
+    namespace: str
+    owner: Owner
+    spec: TrainingPipelineSpec
+    dataset_uri: str
+    dataset_format: str
+    dataset_digest: str
+    schema: DatasetSchema
+    credentials_secret: str | None
+    """The Dataset's own Secret when it names one (the Job reads the data), else the operator's."""
+    output_prefix: str
+    labels: Mapping[str, str]
+    settings: JobSettings
+
+
 def training_job(
+    run: RunInputs,
     *,
-    namespace: str,
     name: str,
-    owner: Owner,
-    spec: TrainingPipelineSpec,
-    dataset_uri: str,
-    dataset_format: str,
-    dataset_digest: str,
-    schema: DatasetSchema,
-    credentials_secret: str | None,
-    output_prefix: str,
-    labels: Mapping[str, str],
-    settings: JobSettings,
     gates: Mapping[str, Any] | None = None,
     search: SearchResult | None = None,
 ) -> Manifest:
     """The Job of one training run (``loopwright-trainer``).
 
-    ``credentials_secret`` is the Dataset's own Secret when it names one (the trainer must read
-    the data), else the operator's. It is kept until history pruning deletes it, so ``kubectl
-    logs`` works for the runs in ``status.runs``. After a search, ``search`` holds its trials: the
+    The Job is kept until history pruning deletes it, so ``kubectl logs`` works for the runs in
+    ``status.runs``. After a search, ``search`` holds its trials: the
     best one's parameters are trained (over ``model.params``) and the trials go to the report.
     A factory's pipeline runs in its own ``model.image``.
     """
-    params = dict(spec.model.params)
+    params = dict(run.spec.model.params)
     if search is not None and search.best is not None:
         params.update(next(t.params for t in search.trials if t.index == search.best))
-    args = [*_model_args(spec, params=params, dataset_uri=dataset_uri, dataset_format=dataset_format,
-                         dataset_digest=dataset_digest, schema=schema), "--output-prefix", output_prefix]
-    for type_name in spec.model.trusted_types:
+    args = [*_model_args(run, params=params), "--output-prefix", run.output_prefix]
+    for type_name in run.spec.model.trusted_types:
         args += ["--trusted-type", type_name]
     if gates is not None:  # for the run's report: the thresholds and the champion it is held against
         args += ["--gates-json", _compact(gates)]
     if search is not None:
         args += ["--search-json", _compact(search.to_wire())]
-    return _job_manifest(
-        namespace=namespace, name=name, owner=owner, labels=labels,
-        command=["loopwright-trainer", *args],
-        settings=replace(settings, image=spec.model.image) if spec.model.image else settings,
-        secret=credentials_secret or settings.credentials_secret,
-        backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
-        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
+    return _run_job(run, name=name, command=["loopwright-trainer", *args])
 
 
 def search_job_name(run: str) -> str:
@@ -158,21 +158,7 @@ def search_job_name(run: str) -> str:
     return child_name(run, "search")
 
 
-def search_job(
-    *,
-    namespace: str,
-    name: str,
-    owner: Owner,
-    spec: TrainingPipelineSpec,
-    dataset_uri: str,
-    dataset_format: str,
-    dataset_digest: str,
-    schema: DatasetSchema,
-    credentials_secret: str | None,
-    output_prefix: str,
-    labels: Mapping[str, str],
-    settings: JobSettings,
-) -> Manifest:
+def search_job(run: RunInputs, *, name: str) -> Manifest:
     """The Indexed Job of a run's search (``loopwright-trial``): one pod per trial index.
 
     ``completions`` is the number of trials and ``parallelism`` the spec's; each index is retried
@@ -181,20 +167,13 @@ def search_job(
     when any index failed; the operator then reads the trials that did succeed. Same image,
     resources and deadline as the training Job (the deadline covers the whole search).
     """
-    search = spec.search
+    spec, search = run.spec, run.spec.search
     if search is None:
         raise ValueError("search_job needs spec.search")
     trials = search_plan.trial_count(search)
-    args = [*_model_args(spec, params=dict(spec.model.params), dataset_uri=dataset_uri,
-                         dataset_format=dataset_format, dataset_digest=dataset_digest, schema=schema),
-            "--search-json", _compact(search.to_wire()), "--output-prefix", output_prefix]
-    manifest = _job_manifest(
-        namespace=namespace, name=name, owner=owner, labels=labels,
-        command=["loopwright-trial", *args],
-        settings=replace(settings, image=spec.model.image) if spec.model.image else settings,
-        secret=credentials_secret or settings.credentials_secret,
-        backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
-        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
+    args = [*_model_args(run, params=dict(spec.model.params)),
+            "--search-json", _compact(search.to_wire()), "--output-prefix", run.output_prefix]
+    manifest = _run_job(run, name=name, command=["loopwright-trial", *args])
     job = manifest["spec"]
     del job["backoffLimit"]  # the per-index limit bounds retries; the Job-wide one would cut it short
     job.update({"completionMode": "Indexed", "completions": trials,
@@ -206,23 +185,28 @@ def search_job(
     return manifest
 
 
-def _model_args(
-    spec: TrainingPipelineSpec,
-    *,
-    params: Mapping[str, Any],
-    dataset_uri: str,
-    dataset_format: str,
-    dataset_digest: str,
-    schema: DatasetSchema,
-) -> list[str]:
+def _run_job(run: RunInputs, *, name: str, command: list[str]) -> Manifest:
+    """A run's Job (training or search): its pipeline's image, Secret, retries, deadline, resources
+    and pod template."""
+    spec, settings = run.spec, run.settings
+    return _job_manifest(
+        namespace=run.namespace, name=name, owner=run.owner, labels=run.labels, command=command,
+        settings=replace(settings, image=spec.model.image) if spec.model.image else settings,
+        secret=run.credentials_secret or settings.credentials_secret,
+        backoff_limit=spec.job.backoff_limit, deadline=spec.job.active_deadline_seconds,
+        ttl=None, role=Role.TRAINER, resources=spec.job.resources, overlay=spec.pod_template)
+
+
+def _model_args(run: RunInputs, *, params: Mapping[str, Any]) -> list[str]:
     """The arguments the trainer and the trials share (loopwright.jobs.trainer.model.add_arguments)."""
+    spec = run.spec
     model = (["--estimator", spec.model.estimator] if spec.model.estimator
              else ["--factory", str(spec.model.factory)])
     args = [
-        "--dataset-uri", dataset_uri,
-        "--format", dataset_format,
-        "--dataset-digest", dataset_digest,
-        "--schema-json", _compact(schema.to_wire()),
+        "--dataset-uri", run.dataset_uri,
+        "--format", run.dataset_format,
+        "--dataset-digest", run.dataset_digest,
+        "--schema-json", _compact(run.schema.to_wire()),
         *model,
         "--params-json", _compact(params),
         "--test-fraction", repr(spec.split.test_fraction),

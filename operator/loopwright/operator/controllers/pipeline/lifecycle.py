@@ -27,7 +27,7 @@ from loopwright.api.search import SearchResult
 from loopwright.core.conditions import READY, Event, Verdict
 from loopwright.core.training import inputs, registry, runs, search
 from loopwright.operator.builders.common import Owner
-from loopwright.operator.builders.jobs import JobSettings, search_job, training_job
+from loopwright.operator.builders.jobs import JobSettings, RunInputs, search_job, training_job
 from loopwright.operator.controllers._common import condition_changed, job_pods, now, stamp
 from loopwright.operator.runtime.cache import BoundedCache
 from loopwright.operator.runtime.client import JOBS, ApiError, Obj, resource
@@ -174,7 +174,7 @@ async def _create_job(state: Pass, *, spec: TrainingPipelineSpec, record: runs.R
     meta = state.obj["metadata"]
     namespace, model, run = state.namespace, spec.model.name, record.run
     labels = {**child_labels(KIND, meta["name"]), MODEL_LABEL: model, RUN_LABEL: run.name}
-    common: dict[str, Any] = dict(
+    inputs = RunInputs(
         namespace=namespace,
         owner=Owner(kind=KIND.kind, name=meta["name"], uid=meta["uid"], namespace=namespace),
         spec=spec, dataset_uri=dataset["uri"], dataset_format=dataset.get("format") or "csv",
@@ -183,10 +183,10 @@ async def _create_job(state: Pass, *, spec: TrainingPipelineSpec, record: runs.R
         output_prefix=_output_prefix(state, model=model, run=run.name),
         labels=labels, settings=JobSettings.of(state.ctx.config, training=True))
     if run.search is not None and not run.search.trials:
-        manifest = search_job(name=run.search.job, **common)
+        manifest = search_job(inputs, name=run.search.job)
     else:
         manifest = training_job(
-            name=run.name, search=run.search, **common,
+            inputs, name=run.name, search=run.search,
             gates={"model": model, "validation": spec.validation.to_wire(),
                    "champion": champions.get((namespace, model, spec.validation.champion.alias))})
     manifest["metadata"]["annotations"] = {runs.RECORD_ANNOTATION: record.annotation()}
