@@ -98,26 +98,26 @@ def test_predictor_children_and_served_version_deleted_under_traffic(
     assert during.failures.get("cut", 0) == 0, during  # requests being answered were answered
     assert seconds < 10, seconds
 
-    # The ModelVersion being served: its pods keep serving, and the Deployment says there is no version
-    # it could (re)start (Progressing=False); Ready stays True, as the stable pods do serve.
+    # The ModelVersion being served: its pods keep serving, and the Deployment says so
+    # (Degraded=True ModelVersionMissing); Ready stays True, as the stable pods do serve.
     before = traffic.now()
     kube.custom.delete_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "modelversions", workload)
 
     def reported() -> dict[str, Any] | None:
         obj = lw.get(kube, namespace, "deployments", MODEL)
-        progressing = lw.condition(obj, "Progressing") or {}
-        return obj if "no Validated ModelVersion" in progressing.get("message", "") else None
+        degraded = lw.condition(obj, "Degraded") or {}
+        return obj if degraded.get("reason") == "ModelVersionMissing" else None
 
     start = time.monotonic()
     obj = kube.wait(reported, timeout=90, what="the deleted ModelVersion reported", interval=0.5)
     seconds = time.monotonic() - start
     time.sleep(10)
     during = traffic.now().minus(before)
-    progressing = lw.condition(obj, "Progressing")
+    degraded = lw.condition(obj, "Degraded")
     assert (lw.condition(obj, "Ready") or {}).get("status") == "True", obj["status"]
     figures.record("served ModelVersion deleted: seconds until reported", f"{seconds:.1f}")
     figures.record("served ModelVersion deleted: condition",
-                   f"Progressing={progressing['status']} {progressing['reason']}: {progressing['message']}")
+                   f"Degraded={degraded['status']} {degraded['reason']}: {degraded['message']}")
     figures.record("served ModelVersion deleted: failed requests (10 s after)", during.describe())
     assert during.failed == 0, during
     assert lw.workloads(kube, namespace, MODEL) == {workload: 1}

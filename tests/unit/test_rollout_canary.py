@@ -60,6 +60,7 @@ class Driver:
         check: Verdict | None = None,
         advance: float = 0.0,
         ready: dict[int, int] | None = None,
+        servable: frozenset[int] | None = None,
     ) -> Plan:
         self.now += timedelta(seconds=advance)
         world = World(
@@ -72,6 +73,7 @@ class Driver:
             else Target(version=None, problem="none"),
             ready=self.pods if ready is None else ready,
             check=_check(check) if check is not None else None,
+            servable=servable,
         )
         plan = canary.plan(world)
         # The status makes a round trip through its wire form, as it does through the API server.
@@ -98,6 +100,19 @@ def test_first_version_goes_straight_to_stable_and_gets_the_alias() -> None:
     d.step(1)
     assert {c.type: c.status for c in d.status.conditions}["Ready"] == "True"
     assert d.status.stable.weight == 100
+
+
+def test_a_deleted_served_model_version_is_degraded_while_its_pods_keep_serving() -> None:
+    d = Driver(_spec())
+    d.step(1, ready={})
+    d.step(1, servable=frozenset({1}))
+    assert {c.type: c.reason for c in d.status.conditions}["Degraded"] == "AsExpected"
+    plan = d.step(None, servable=frozenset())  # `kubectl delete modelversion iris-v1`
+    conditions = {c.type: c for c in d.status.conditions}
+    assert (conditions["Ready"].status, conditions["Degraded"].status) == ("True", "True")
+    assert conditions["Degraded"].reason == "ModelVersionMissing"
+    assert "iris-v1" in conditions["Degraded"].message
+    assert [(w.version, w.replicas) for w in plan.workloads] == [(1, 2)]  # nothing is torn down
 
 
 def test_nothing_to_serve_is_pending_or_failed() -> None:

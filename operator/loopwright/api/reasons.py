@@ -47,6 +47,7 @@ REJECTED = "Rejected"
 
 # -- Deployment -----------------------------------------------------------------------------------------
 MODEL_LOAD_FAILED = "ModelLoadFailed"
+MODEL_VERSION_MISSING = "ModelVersionMissing"
 
 # -- DriftPolicy ----------------------------------------------------------------------------------------
 PENDING = "Pending"
@@ -68,6 +69,8 @@ STALLED = frozenset({
     "CredentialsNotFound", "CredentialsInvalid", "CredentialsForbidden", "AccessDenied",
     # a rollout that ended without the version it was asked for
     "RolledBack", "Aborted", "GatewayAPIUnavailable",
+    # the served version's ModelVersion deleted: re-register it or serve another
+    MODEL_VERSION_MISSING,
 })
 """Reasons of a Ready=False or Degraded=True condition that waiting cannot cure (kstatus Stalled,
 Argo CD Degraded; :func:`loopwright.core.conditions.health`). Any other Ready=False reason is work

@@ -378,8 +378,10 @@ class _Planner:
             ]
         stable.ready_replicas = stable_ready
         status.replicas = sum(w.replicas for w in self.plan.workloads)
+        servable = self.w.servable
         published = verdicts(spec=self.spec, status=status, target_problem=self.w.target.problem,
-                             traffic_problem=self.w.traffic_problem)
+                             traffic_problem=self.w.traffic_problem,
+                             stable_registered=servable is None or stable.version in servable)
         status.conditions = merge(status.conditions, published, generation=self.w.generation, now=self.w.now)
         status.observed_generation = self.w.generation
         self.plan.wake_in = wake_in(spec=self.spec, status=self.status, now=self.w.now)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from loopwright.api.common import Condition, ConditionStatus
 from loopwright.api.deployment import DeploymentPhase, DeploymentSpec, DeploymentStatus
+from loopwright.api.reasons import MODEL_VERSION_MISSING
 from loopwright.core import conditions
 
 PROGRESSING = "Progressing"
@@ -14,9 +15,11 @@ DEGRADED = "Degraded"
 
 
 def verdicts(
-    *, spec: DeploymentSpec, status: DeploymentStatus, target_problem: str, traffic_problem: str | None
+    *, spec: DeploymentSpec, status: DeploymentStatus, target_problem: str, traffic_problem: str | None,
+    stable_registered: bool = True,
 ) -> list[conditions.Verdict]:
-    """Ready, Progressing and Degraded after a round."""
+    """Ready, Progressing and Degraded after a round. ``stable_registered``: the stable version's
+    ModelVersion still exists and is Validated (a user may delete it while it serves)."""
     stable, canary = status.stable, status.canary
     assert stable is not None
     ready = stable.ready_replicas
@@ -70,6 +73,17 @@ def verdicts(
                 status=True,
                 reason="Unavailable",
                 message=f"stable version {stable.version}: {ready}/{wanted} pods ready",
+            )
+        )
+    elif not stable_registered:
+        out.append(
+            conditions.Verdict(
+                type=DEGRADED,
+                status=True,
+                reason=MODEL_VERSION_MISSING,
+                message=f"stable version {stable.version}: ModelVersion {stable.model_version} was deleted "
+                "or is no longer Validated; its pods keep serving the sha256-pinned artifact they were "
+                "given, but the registry no longer vouches for it (register it again, or serve another)",
             )
         )
     elif traffic_problem:
