@@ -27,6 +27,7 @@ from loopwright.operator import metrics
 from loopwright.operator import telemetry as exported
 from loopwright.operator.metrics import REGISTRY
 from loopwright.operator.telemetry import LoopCollector
+from unit.test_manifests import image_versions
 from unit.test_predictor import _app, _served
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,6 +193,36 @@ def test_operator_series_keep_the_namespace_of_their_object() -> None:
     monitor = yaml.safe_load((MONITORING / "operator-servicemonitor.yaml").read_text())
     assert "namespace" in labelled
     assert all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"])
+
+
+def test_the_kind_prometheus_selects_the_bundle_and_runs_what_images_build() -> None:
+    """manifests/overlays/kind-prometheus (make kind-monitoring): its Prometheus selects each object
+    of the bundle by its labels and namespace, and every pod runs an image images/ builds, under the
+    restricted Pod Security Standard its namespace enforces."""
+    overlay = REPO / "manifests" / "overlays" / "kind-prometheus"
+    docs = [d for f in sorted(overlay.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())
+            if d and d["kind"] != "Kustomization"]
+    (prometheus,) = (d["spec"] for d in docs if d["kind"] == "Prometheus")
+    selectors = {"ServiceMonitor": "serviceMonitor", "PodMonitor": "podMonitor", "PrometheusRule": "rule"}
+    for resource in yaml.safe_load((MONITORING / "kustomization.yaml").read_text())["resources"]:
+        obj = yaml.safe_load((MONITORING / resource).read_text())
+        key = selectors[obj["kind"]]
+        assert prometheus[f"{key}Selector"]["matchLabels"].items() <= obj["metadata"]["labels"].items()
+        assert prometheus[f"{key}NamespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": obj["metadata"]["namespace"]}
+    versions = image_versions()
+    assert prometheus["image"] == f"quay.io/prometheus/prometheus:{versions['PROMETHEUS_TAG']}"
+    assert prometheus["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (deployment,) = (d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["containers"]
+    operator = versions["PROMETHEUS_OPERATOR_VERSION"]
+    assert container["image"] == f"quay.io/prometheus-operator/prometheus-operator:{operator}"
+    assert (f"--prometheus-config-reloader=quay.io/prometheus-operator/prometheus-config-reloader:{operator}"
+            in container["args"])
+    assert deployment["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    (namespace,) = (d for d in docs if d["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def promtool() -> str:
