@@ -136,7 +136,8 @@ kind-soak: | $(PY) ## The soak tests (drift held ten minutes, ~11 min) against t
 
 kind-monitoring: | $(PY) ## manifests/monitoring on kind: Prometheus Operator + Prometheus (from Go modules), then its e2e test.
 	images/kind/cluster.sh monitoring
-	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and monitoring" --durations=10 tests/e2e/test_monitoring_kind.py
+	LOOPWRIGHT_PROMTOOL="$$($(MAKE) -s promtool)" KUBECONFIG=$(KIND_KUBECONFIG) \
+		$(PY) -m pytest -m "cluster and monitoring" -s --durations=10 tests/e2e/test_monitoring_kind.py
 
 # The fault suite: FAULTS_ARGS picks files or cases, FAULTS_MARK the marker expression.
 FAULTS_ARGS ?= tests/faults
