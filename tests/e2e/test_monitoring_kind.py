@@ -159,6 +159,11 @@ def test_prometheus_scrapes_the_loop_loads_the_rules_and_fires_an_alert(
     broken = lw.start_client(kube, namespace, service="broken", model="churn", seconds=300,
                              name="client-broken")
 
+    errors_scraped = ("loopwright_predictor_requests_total"
+                      f'{{namespace="{namespace}", pod=~"broken-.*", code="500"}}')
+    kube.wait(lambda: _api(prometheus, "/query", query=errors_scraped)["result"], timeout=120,
+              what="the broken predictor's 500s scraped", interval=3)
+
     def pending() -> list[dict[str, Any]]:
         return _alerts(prometheus, "LoopwrightPredictorErrors", "pending", namespace=namespace, version="2")
 
@@ -166,8 +171,10 @@ def test_prometheus_scrapes_the_loop_loads_the_rules_and_fires_an_alert(
     print(f"LoopwrightPredictorErrors {errors[0]['state']}: {errors[0]['annotations']['summary']}")
     lw.stop_client(kube, namespace, broken)
 
-    # The gauges describe the test's objects, by their own namespace.
-    query = f'loopwright_deployment_stable_version{{namespace="{namespace}"}}'
+    # The gauges describe the test's objects, by their own namespace (one series per object, once
+    # the operator pods that restated them are aggregated away, as the dashboard and alerts do).
+    query = ("max without (instance, pod, container, endpoint, job, service) "
+             f'(loopwright_deployment_stable_version{{namespace="{namespace}"}})')
     stable = _api(prometheus, "/query", query=query)
     served = sorted((s["metric"]["name"], s["value"][1]) for s in stable["result"])
     assert served == [("broken", "2"), ("churn", "1")], stable
@@ -205,7 +212,8 @@ def test_prometheus_scrapes_the_loop_loads_the_rules_and_fires_an_alert(
             kube.wait(series, timeout=60, what=f"data in panel {title!r}: {expr}", interval=5)
         (shown if series() else empty).append(title)
     print(f"dashboard queries with data: {sorted(set(shown))}; without (no such series here): "
-          f"{sorted(set(empty) - set(shown))}")
+          f"{sorted(set(empty) - set(shown))}; to picture them (tests/report_samples/dashboard.py): "
+          f"{namespace} churn {started:.0f} {time.time():.0f}")
     # A rolled-back Deployment is Stalled (kstatus: it waits for a new version or a human).
     for needed in ("Stable and canary versions", "Aliases (registry)", "Canary weight", "Analysis verdicts",
                    "Analysis values", "Rollout phase", "Prediction latency", "Requests and errors",
