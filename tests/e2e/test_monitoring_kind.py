@@ -173,12 +173,20 @@ def test_prometheus_scrapes_the_loop_loads_the_rules_and_fires_an_alert(
     lw.stop_client(kube, namespace, broken)
 
     # The gauges describe the test's objects, by their own namespace (one series per object, once
-    # the operator pods that restated them are aggregated away, as the dashboard and alerts do).
+    # the operator pods that restated them are aggregated away, as the dashboard and alerts do);
+    # the operator is scraped every 30 s, so "broken" may be a scrape away.
     query = ("max without (instance, pod, container, endpoint, job, service) "
              f'(loopwright_deployment_stable_version{{namespace="{namespace}"}})')
-    stable = _api(prometheus, "/query", query=query)
-    served = sorted((s["metric"]["name"], s["value"][1]) for s in stable["result"])
-    assert served == [("broken", "2"), ("churn", "1")], stable
+
+    def served() -> list[tuple[str, str]]:
+        result = _api(prometheus, "/query", query=query)["result"]
+        return sorted((s["metric"]["name"], s["value"][1]) for s in result)
+
+    try:
+        kube.wait(lambda: served() == [("broken", "2"), ("churn", "1")], timeout=90,
+                  what="the stable versions of both Deployments", interval=3)
+    finally:
+        print(f"stable versions by Deployment: {served()}")
 
     # Every rule loaded, evaluated, and healthy.
     shipped = yaml.safe_load((MONITORING / "alerts.yaml").read_text())["spec"]["groups"]
