@@ -22,7 +22,7 @@ DEMO_SCRIPT := tests/demo/demo.py
 comma := ,
 KOPF_NAMESPACES = $(if $(strip $(LOOPWRIGHT_NAMESPACES)),$(foreach ns,$(subst $(comma), ,$(LOOPWRIGHT_NAMESPACES)),--namespace=$(ns)),--all-namespaces)
 
-.PHONY: help install proto test browser lint crds apply-crds run demo bench
+.PHONY: help install proto test promtool browser lint crds apply-crds run demo bench
 
 help: ## List the targets.
 	@grep -hE '^[a-z0-9%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,10 +42,16 @@ $(PY):
 	$(MAKE) install
 
 test: browser | $(PY) ## Unit tests, then the e2e tests and the fault suite's lighter cases on kind (kind-up etc. first).
-	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	LOOPWRIGHT_PROMTOOL="$$($(MAKE) -s promtool)" $(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(MAKE) kind-up kind-load kind-deploy
 	$(MAKE) kind-e2e KIND_E2E_ARGS="$(PYTEST_ARGS)"
 	$(MAKE) faults FAULTS_MARK="faults and not heavy" $(if $(PYTEST_ARGS),FAULTS_ARGS="$(PYTEST_ARGS)")
+
+# promtool checks the monitoring bundle's rules and the exported metrics (tests/unit/test_monitoring.py):
+# built once from the Go module proxy into the cache (images/gobuild.sh; ~4 min cold); prints its path.
+promtool: ## Build promtool (Prometheus' checker) from its Go module when missing, and print its path.
+	@bin="$$(images/gobuild.sh --link promtool)" && echo "$$bin/promtool" \
+		|| echo "make promtool: could not build promtool (needs Go): its checks in test_monitoring will skip" >&2
 
 # The report tests render pages in a real headless browser: Debian's chromium, installed when missing
 # and allowed (root on Debian); elsewhere those tests skip and say why.
@@ -97,7 +103,7 @@ export KIND_CLUSTER KIND_S3_PORT KIND_KUBECONFIG IMAGE_TAG
 # kind-e2e's pytest arguments; the suite's slowest tests are listed at the end (--durations).
 KIND_E2E_ARGS ?= tests/e2e
 
-.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-soak kind-down faults
+.PHONY: images lock node-image kind-up kind-load kind-deploy kind-e2e kind-soak kind-monitoring kind-down faults
 
 images: ## Build loopwright/operator and loopwright/ml from this checkout (images/build.sh).
 	images/build.sh
@@ -122,11 +128,16 @@ kind-deploy: ## Install Loopwright, S3 and metrics-server into kind (manifests/o
 	images/kind/cluster.sh deploy
 
 kind-e2e: | $(PY) ## The tests marked `cluster` (not the soak, not the faults), against the kind cluster and its in-cluster operator.
-	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not soak and not faults" --durations=25 $(KIND_E2E_ARGS) \
+	@KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m "cluster and not soak and not faults and not monitoring" --durations=25 $(KIND_E2E_ARGS) \
 		|| { status=$$?; [ $$status -eq 5 ] || exit $$status; }  # 5: the arguments selected no cluster test
 
 kind-soak: | $(PY) ## The soak tests (drift held ten minutes, ~11 min) against the kind cluster; figures printed.
 	KUBECONFIG=$(KIND_KUBECONFIG) $(PY) -m pytest -m soak -s tests/e2e/test_soak_drift.py
+
+kind-monitoring: | $(PY) ## manifests/monitoring on kind: Prometheus Operator + Prometheus (from Go modules), then its e2e test.
+	images/kind/cluster.sh monitoring
+	LOOPWRIGHT_PROMTOOL="$$($(MAKE) -s promtool)" KUBECONFIG=$(KIND_KUBECONFIG) \
+		$(PY) -m pytest -m "cluster and monitoring" -s --durations=10 tests/e2e/test_monitoring_kind.py
 
 # The fault suite: FAULTS_ARGS picks files or cases, FAULTS_MARK the marker expression.
 FAULTS_ARGS ?= tests/faults

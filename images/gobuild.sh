@@ -3,7 +3,8 @@
 # reuses them afterwards (a product whose binaries exist is skipped).
 # Usage: images/gobuild.sh [--link] PRODUCT[@VERSION]...   (--link: also into $LOOPWRIGHT_CACHE/bin)
 # Products: kubernetes (every binary a kind node and a control plane need), kind, etcd, coredns,
-# crictl, versitygw, metrics-server. Without @VERSION, images/versions.env decides.
+# crictl, versitygw, metrics-server, and for the monitoring bundle's kind test prometheus, promtool,
+# prometheus-operator, prometheus-config-reloader. Without @VERSION, images/versions.env decides.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG_TAG=gobuild
@@ -64,6 +65,12 @@ build() {  # product version
     crictl) build_module crictl "$2" crictl sigs.k8s.io/cri-tools/cmd/crictl ;;
     versitygw) build_module versitygw "$2" versitygw github.com/versity/versitygw/cmd/versitygw ;;
     metrics-server) build_module metrics-server "$2" metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server ;;
+    prometheus) build_module prometheus "$2" prometheus github.com/prometheus/prometheus/cmd/prometheus ;;
+    promtool) build_module promtool "$2" promtool github.com/prometheus/prometheus/cmd/promtool ;;
+    prometheus-operator) build_module prometheus-operator "$2" prometheus-operator \
+      github.com/prometheus-operator/prometheus-operator/cmd/operator ;;
+    prometheus-config-reloader) build_module prometheus-config-reloader "$2" prometheus-config-reloader \
+      github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader ;;
     *) die "unknown product $1" ;;
   esac
 }
@@ -79,6 +86,8 @@ default_version() {
     kubernetes) echo "$K8S_VERSION" ;; kind) echo "$KIND_VERSION" ;; etcd) echo "$ETCD_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;; crictl) echo "$CRICTL_VERSION" ;; versitygw) echo "$VERSITYGW_VERSION" ;;
     metrics-server) echo "$METRICS_SERVER_VERSION" ;;
+    prometheus|promtool) echo "$PROMETHEUS_VERSION" ;;
+    prometheus-operator|prometheus-config-reloader) echo "$PROMETHEUS_OPERATOR_VERSION" ;;
     *) die "unknown product $1" ;;
   esac
 }

@@ -8,6 +8,9 @@
 #           here when no registry).
 #   deploy  manifests/overlays/kind: Loopwright, S3 and its bucket, metrics-server; waits until all
 #           are ready.
+#   monitoring  (make kind-monitoring) the Prometheus Operator's CRDs, read from its Go module, then
+#           manifests/overlays/kind-prometheus: the operator and one Prometheus, their images built
+#           from Go modules (gobuild.sh) and loaded when no registry is reachable; waits until ready.
 #   down    deletes the cluster; with the last one gone, puts back the host sysctls kubelet set.
 # Settings (environment): KIND_CLUSTER (loopwright), KIND_S3_PORT (S3 on 127.0.0.1 for a new
 # cluster: 9900 when free, else a free port), KIND_KUBECONFIG (.cluster/kind/kubeconfig), IMAGE_TAG,
@@ -22,6 +25,10 @@ S3_PORT_FILE="$KUBECONFIG_PATH.s3-port"
 TAG="${IMAGE_TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/pyproject.toml")}"
 S3_IMAGE="ghcr.io/versity/versitygw:$VERSITYGW_VERSION"
 METRICS_SERVER_IMAGE="registry.k8s.io/metrics-server/metrics-server:$METRICS_SERVER_VERSION"
+# Named as manifests/overlays/kind-prometheus names them (upstream's names).
+PROMETHEUS_IMAGE="quay.io/prometheus/prometheus:$PROMETHEUS_TAG"
+PROMETHEUS_OPERATOR_IMAGE="quay.io/prometheus-operator/prometheus-operator:$PROMETHEUS_OPERATOR_VERSION"
+CONFIG_RELOADER_IMAGE="quay.io/prometheus-operator/prometheus-config-reloader:$PROMETHEUS_OPERATOR_VERSION"
 SYSCTLS="$CACHE/kind/host-sysctls.json"
 
 kind() { "$CACHE/kind-$KIND_VERSION/bin/kind" "$@"; }
@@ -122,6 +129,42 @@ deploy() {
   step "metrics-server ready" kc -n kube-system rollout status deployment/metrics-server --timeout=180s >/dev/null
 }
 
+prometheus_ready() {  # the operator makes the StatefulSet a moment after it sees the Prometheus object
+  local deadline=$((SECONDS + 180))
+  until kc -n monitoring get statefulset prometheus-loopwright >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || die "no StatefulSet for Prometheus after 180 s: kubectl -n monitoring logs deploy/prometheus-operator"
+    sleep 2
+  done
+  kc -n monitoring rollout status statefulset/prometheus-loopwright --timeout=180s >/dev/null
+}
+
+monitoring() {
+  use_docker
+  # Builds and loads on a shared engine hold the images lock, as the e2e tests' image builds do.
+  local lock
+  exec {lock}>/tmp/loopwright-images.lock
+  flock "$lock"
+  step "Prometheus image $PROMETHEUS_IMAGE" go_image "$PROMETHEUS_IMAGE" prometheus "$PROMETHEUS_VERSION" \
+    "$IMAGES_DIR/kind/prometheus.Dockerfile"
+  step "Prometheus Operator image $PROMETHEUS_OPERATOR_IMAGE" go_image "$PROMETHEUS_OPERATOR_IMAGE" \
+    prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" "$IMAGES_DIR/kind/prometheus-operator.Dockerfile"
+  step "config reloader image $CONFIG_RELOADER_IMAGE" go_image "$CONFIG_RELOADER_IMAGE" \
+    prometheus-config-reloader "$PROMETHEUS_OPERATOR_VERSION" "$IMAGES_DIR/kind/prometheus-config-reloader.Dockerfile"
+  upstream_images || step "kind load the Prometheus images" kind load docker-image --name "$NAME" \
+    "$PROMETHEUS_IMAGE" "$PROMETHEUS_OPERATOR_IMAGE" "$CONFIG_RELOADER_IMAGE"
+  flock --unlock "$lock"
+  # The CRDs as the operator's release ships them, from its module (downloaded once, then cached).
+  local module crds
+  module="$(cd / && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
+  crds="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["Dir"])' "$module")/example/prometheus-operator-crd"
+  step "monitoring.coreos.com CRDs ($crds)" kc apply --server-side --force-conflicts -f "$crds" >/dev/null
+  kc wait --for=condition=Established --timeout=60s -f "$crds" >/dev/null
+  step "kubectl apply -k manifests/overlays/kind-prometheus" \
+    kc apply --server-side --force-conflicts -k "$REPO_DIR/manifests/overlays/kind-prometheus" >/dev/null
+  step "Prometheus Operator ready" kc -n monitoring rollout status deployment/prometheus-operator --timeout=180s >/dev/null
+  step "Prometheus ready" prometheus_ready
+}
+
 down() {
   use_docker
   "$IMAGES_DIR/gobuild.sh" kind >/dev/null
@@ -137,6 +180,6 @@ down() {
 }
 
 case "${1:-}" in
-  up|load|deploy|down) "$1" ;;
-  *) echo "usage: $0 up|load|deploy|down" >&2; exit 2 ;;
+  up|load|deploy|monitoring|down) "$1" ;;
+  *) echo "usage: $0 up|load|deploy|monitoring|down" >&2; exit 2 ;;
 esac

@@ -289,10 +289,15 @@ def test_kustomize_builds(target: str) -> None:
         assert kinds.count("CustomResourceDefinition") == len(ALL_KINDS)
 
 
+def image_versions() -> dict[str, str]:
+    """images/versions.env: what images/ builds, by variable name."""
+    return dict(line.split("=", 1) for line in (REPO / "images" / "versions.env").read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
 def test_kind_overlay_s3_image_is_the_version_images_build() -> None:
     """make kind-load builds versitygw at images/versions.env's version under the overlay's image name."""
-    versions = dict(line.split("=", 1) for line in (REPO / "images" / "versions.env").read_text().splitlines()
-                    if line and not line.startswith("#"))
+    versions = image_versions()
     s3 = next(d for d in _docs(MANIFESTS / "overlays" / "kind" / "s3.yaml") if d["kind"] == "Deployment")
     (container,) = s3["spec"]["template"]["spec"]["containers"]
     assert container["image"] == f"ghcr.io/versity/versitygw:{versions['VERSITYGW_VERSION']}"
@@ -301,8 +306,7 @@ def test_kind_overlay_s3_image_is_the_version_images_build() -> None:
 def test_kind_overlay_metrics_server_is_restricted_and_the_version_images_build() -> None:
     """The resource metrics API on kind: the image `make kind-load` builds, the flags kind needs, no
     privileges, and the APIService that makes it metrics.k8s.io."""
-    versions = dict(line.split("=", 1) for line in (REPO / "images" / "versions.env").read_text().splitlines()
-                    if line and not line.startswith("#"))
+    versions = image_versions()
     docs = _docs(MANIFESTS / "overlays" / "kind" / "metrics-server" / "metrics-server.yaml")
     server = next(d for d in docs if d["kind"] == "Deployment")
     pod = server["spec"]["template"]["spec"]

@@ -1,7 +1,8 @@
 """manifests/monitoring against what is exported: every series an alert or a dashboard panel reads
 exists (operator and predictor), with the labels it filters and groups on; names follow Prometheus'
-conventions; the gauges restate each object's status. promtool checks the rules when it is on PATH
-(or in LOOPWRIGHT_PROMTOOL)."""
+conventions; the gauges restate each object's status. promtool checks the rules and what the operator
+and a predictor serve on /metrics when it is on PATH or in LOOPWRIGHT_PROMTOOL (`make test` builds it
+and sets that)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from loopwright.operator import metrics
 from loopwright.operator import telemetry as exported
 from loopwright.operator.metrics import REGISTRY
 from loopwright.operator.telemetry import LoopCollector
+from unit.test_manifests import image_versions
 from unit.test_predictor import _app, _served
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,13 +184,82 @@ def test_kustomization_lists_every_file() -> None:
     assert kinds == {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
+def test_operator_series_keep_the_namespace_of_their_object() -> None:
+    # The gauges restate objects of every namespace under a `namespace` label; a scrape without
+    # honorLabels would rename it exported_namespace and stamp the operator's own namespace instead,
+    # and every alert and panel filtering on namespace would see loopwright-system.
+    labelled = {label for name, labels in _exported().items() if not name.startswith("loopwright_predictor_")
+                for label in labels}
+    monitor = yaml.safe_load((MONITORING / "operator-servicemonitor.yaml").read_text())
+    assert "namespace" in labelled
+    assert all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"])
+
+
+def test_the_kind_prometheus_selects_the_bundle_and_runs_what_images_build() -> None:
+    """manifests/overlays/kind-prometheus (make kind-monitoring): its Prometheus selects each object
+    of the bundle by its labels and namespace, and every pod runs an image images/ builds, under the
+    restricted Pod Security Standard its namespace enforces."""
+    overlay = REPO / "manifests" / "overlays" / "kind-prometheus"
+    docs = [d for f in sorted(overlay.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())
+            if d and d["kind"] != "Kustomization"]
+    (prometheus,) = (d["spec"] for d in docs if d["kind"] == "Prometheus")
+    selectors = {"ServiceMonitor": "serviceMonitor", "PodMonitor": "podMonitor", "PrometheusRule": "rule"}
+    for resource in yaml.safe_load((MONITORING / "kustomization.yaml").read_text())["resources"]:
+        obj = yaml.safe_load((MONITORING / resource).read_text())
+        key = selectors[obj["kind"]]
+        assert prometheus[f"{key}Selector"]["matchLabels"].items() <= obj["metadata"]["labels"].items()
+        assert prometheus[f"{key}NamespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": obj["metadata"]["namespace"]}
+    versions = image_versions()
+    assert prometheus["image"] == f"quay.io/prometheus/prometheus:{versions['PROMETHEUS_TAG']}"
+    assert prometheus["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (deployment,) = (d["spec"]["template"]["spec"] for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["containers"]
+    operator = versions["PROMETHEUS_OPERATOR_VERSION"]
+    assert container["image"] == f"quay.io/prometheus-operator/prometheus-operator:{operator}"
+    assert (f"--prometheus-config-reloader=quay.io/prometheus-operator/prometheus-config-reloader:{operator}"
+            in container["args"])
+    assert deployment["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    (namespace,) = (d for d in docs if d["kind"] == "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def promtool() -> str:
+    """promtool's path: LOOPWRIGHT_PROMTOOL (`make test` builds it and sets it) or PATH; else skip."""
+    found = os.environ.get("LOOPWRIGHT_PROMTOOL") or shutil.which("promtool")
+    if not found:
+        pytest.skip("promtool is not installed (`make promtool` builds it; LOOPWRIGHT_PROMTOOL=its path)")
+    return found
+
+
+def check_metrics(exposition: str) -> None:
+    """`promtool check metrics` accepts a /metrics page: names, suffixes, units, help texts."""
+    result = subprocess.run([promtool(), "check", "metrics"], input=exposition, capture_output=True,
+                            text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_promtool_checks_the_rules(tmp_path: Path) -> None:
-    promtool = os.environ.get("LOOPWRIGHT_PROMTOOL") or shutil.which("promtool")
-    if not promtool:
-        pytest.skip("promtool is not installed (LOOPWRIGHT_PROMTOOL=path to use one)")
     rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())["spec"]
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
-    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True,
+                            check=False, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_checks_what_the_operator_and_a_predictor_serve() -> None:
+    from prometheus_client.exposition import generate_latest  # noqa: PLC0415
+
+    _exported()  # an error counted, so that every family of the operator's registry has a sample
+    for kind, obj in OBJECTS:  # the operator's own collector, as its watches would fill it
+        exported.COLLECTOR.observe(kind, obj)
+    try:
+        check_metrics(generate_latest(REGISTRY).decode())  # the body of the operator's /metrics
+    finally:
+        for kind, obj in OBJECTS:
+            exported.COLLECTOR.observe(kind, obj, deleted=True)
+    app = _app(_served(LogisticRegression()))
+    app.plane.served.metrics.observe_request(code=500, seconds=0.002)  # type: ignore[union-attr]
+    check_metrics(app.plane.served.metrics.render().decode())  # type: ignore[union-attr]
