@@ -53,13 +53,21 @@ def _time(stamp: str | None) -> datetime | None:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
 
 
-def _operator_process(kube: Any, operator: Any) -> tuple[float, float]:
-    """(resident bytes, cpu seconds) from the operator's own /metrics."""
+def _operator_metrics(kube: Any, operator: Any) -> dict[str, float]:
+    """The operator's own /metrics: each sample's name with its labels, and its value."""
     with kube.port_forward("loopwright-system", f"pod/{operator.pod().metadata.name}", 8000) as address:
         text = httpx.get(f"http://{address}/metrics", timeout=10).text
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
-              if line.startswith(("process_resident_memory_bytes", "process_cpu_seconds_total"))}
-    return values["process_resident_memory_bytes"], values["process_cpu_seconds_total"]
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def _reconcile_time(before: dict[str, float], after: dict[str, float], kind: str) -> str:
+    """Reconciles of `kind` over the window: how many, and their mean wall time (the queue's workers
+    are each busy that long per object, so workers / mean time bounds the objects per second)."""
+    series = f'loopwright_operator_reconcile_duration_seconds_{{}}{{{{kind="{kind}"}}}}'
+    count = after.get(series.format("count"), 0.0) - before.get(series.format("count"), 0.0)
+    total = after.get(series.format("sum"), 0.0) - before.get(series.format("sum"), 0.0)
+    return f"{count:.0f} reconciles, mean {total / count:.2f} s" if count else "none"
 
 
 def _node_memory() -> str:
@@ -113,7 +121,7 @@ def test_many_canaries_and_drift_policies_on_one_operator(
 
     figures.record(f"{COUNT} canaries ({2 * COUNT} predictor pods): node memory (docker stats)",
                    _node_memory())
-    memory0, cpu0 = _operator_process(kube, operator)
+    metrics0 = _operator_metrics(kube, operator)
     analyses: dict[str, list[datetime]] = {n: [] for n in names}
     checks: dict[str, list[datetime]] = {n: [] for n in names}
     begin = time.monotonic()
@@ -128,7 +136,7 @@ def test_many_canaries_and_drift_policies_on_one_operator(
                 checks[p["metadata"]["name"]].append(last)
         time.sleep(0.5)
     elapsed = time.monotonic() - begin
-    memory1, cpu1 = _operator_process(kube, operator)
+    metrics1 = _operator_metrics(kube, operator)
     node_memory = _node_memory()
 
     for what, series, interval in (("analysis check", analyses, ANALYSIS_INTERVAL),
@@ -139,9 +147,14 @@ def test_many_canaries_and_drift_policies_on_one_operator(
         p95 = lags[int(0.95 * (len(lags) - 1))]
         figures.record(f"{COUNT} at once: {what} every {interval:.0f} s: mean / p95 / max lag (s)",
                        f"{statistics.mean(lags):.2f} / {p95:.2f} / {lags[-1]:.2f} over {len(gaps)} intervals")
+    memory0, memory1 = (m["process_resident_memory_bytes"] for m in (metrics0, metrics1))
+    cpu = metrics1["process_cpu_seconds_total"] - metrics0["process_cpu_seconds_total"]
     figures.record(f"{COUNT} canaries + {COUNT} policies: operator resident memory",
                    f"{memory0 / 2**20:.0f} MiB -> {memory1 / 2**20:.0f} MiB")
     figures.record(f"{COUNT} canaries + {COUNT} policies: operator CPU",
-                   f"{100 * (cpu1 - cpu0) / elapsed:.0f}% of a core over {elapsed:.0f} s")
+                   f"{100 * cpu / elapsed:.0f}% of a core over {elapsed:.0f} s")
+    for kind in ("Deployment", "DriftPolicy"):
+        figures.record(f"{COUNT} canaries + {COUNT} policies: {kind} reconciles over the window",
+                       _reconcile_time(metrics0, metrics1, kind))
     figures.record(f"{COUNT} canaries + {COUNT} policies: node memory after the window (docker stats)",
                    node_memory)
