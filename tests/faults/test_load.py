@@ -7,14 +7,18 @@ The issue asks for 100 of each, the figure of record, taken on kind (one node, 2
     LOOPWRIGHT_FAULTS_LOAD=100 make faults FAULTS_ARGS=tests/faults/test_load.py
 
 (about 13 min; 200 predictor pods: kubelet's maxPods is 250 in every kind cluster the project
-makes, images/machine.py, and the node container takes ~15.5 GiB of memory.) Measured 2026-12-03
-at 100 (commit f792741, machine shared with two other kind clusters, load average 90-200): every
-Deployment serving 189 s after the first create, every canary with a ready pod 337 s after the
-version change; analysis lag mean / p95 / max 22.6 / 28 / 30 s (interval 2 s), drift-check lag
-19.0 / 24 / 26 s (interval 5 s): each object was looked at about every 25 s; operator 151 MiB
-resident, 10% of a core. Models are compiled (numpy only): with skops models 100 predictors
-importing scikit-learn at once never became ready. Without LOOPWRIGHT_FAULTS_LOAD the count is 10
-(~5 min, 30 pods). Marked heavy: `make faults` only, never `make test`.
+makes, images/machine.py, and the node container takes ~15.7 GiB of memory.) Measured 2026-12-03
+at 100 (commit 233c0a5; the machine shared with two other kind clusters, load average 80-200):
+every Deployment serving 144 s after the first create, every canary with a ready pod 316 s after
+the version change; analysis lag mean / p95 / max 9.4 / 11 / 11 s (interval 2 s), drift-check lag
+6.3 / 7 / 8 s (interval 5 s); operator 179 MiB resident, 18% of a core. The lag is the queues':
+812 Deployment reconciles in 90 s at 0.91 s each fill the 8 workers (8 / 0.91 = 8.8 a second), 820
+DriftPolicy reconciles at 0.45 s fill its 4, so each object comes round every ~11 s; the reconciles
+wait (scrapes of CPU-starved pods, the API server), the operator's CPU is idle. An earlier run
+under heavier load (another operator beside it) had 22.6 / 28 / 30 s and 19.0 / 24 / 26 s.
+Models are compiled (numpy only): with skops models 100 predictors importing scikit-learn at once
+were restarted by liveness before they listened (0 of 101 ready after 4 min). Without
+LOOPWRIGHT_FAULTS_LOAD the count is 10 (~5 min, 30 pods). Marked heavy: `make faults` only, never `make test`.
 """
 
 from __future__ import annotations
