@@ -6,7 +6,7 @@ The issue asks for 100 of each, the figure of record, taken on kind (one node, 2
 
     LOOPWRIGHT_FAULTS_LOAD=100 make faults FAULTS_ARGS=tests/faults/test_load.py
 
-(about 13 min; 200 predictor pods: kubelet's maxPods is 250 in every kind cluster the project
+(10-13 min; 200 predictor pods: kubelet's maxPods is 250 in every kind cluster the project
 makes, images/machine.py, and the node container takes ~15.7 GiB of memory.) Measured 2026-12-03
 at 100 (commit 233c0a5; the machine shared with two other kind clusters, load average 80-200):
 every Deployment serving 144 s after the first create, every canary with a ready pod 316 s after
