@@ -24,6 +24,10 @@ CAP_SYS_RESOURCE = 24
 KUBELET_SYSCTLS = ("vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops")
 S3_NODE_PORT = 30900
 S3_HOST_PORT = 9900
+# kubelet's pod limit on the node (kubelet's default is 110). The fault suite's load case runs 100
+# canarying Deployments, 200 predictor pods, beside the system pods on the one node; the node's
+# /24 podCIDR gives 253 addresses, so this stays under it.
+KUBELET_MAX_PODS = 250
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,8 @@ def read_fixes() -> Fixes:
 
 
 def kind_config(*, name: str, s3_port: int, fixes: Fixes, api_port: int = 0) -> str:
-    """A kind v1alpha4 Cluster: one node, S3's NodePort on 127.0.0.1:s3_port, the fixes needed."""
+    """A kind v1alpha4 Cluster: one node, S3's NodePort on 127.0.0.1:s3_port, kubelet's maxPods
+    raised to KUBELET_MAX_PODS, the fixes needed."""
     lines = [
         "# Written by images/kind/cluster.sh (images/machine.py); not edited by hand.",
         "kind: Cluster",
@@ -77,9 +82,10 @@ def kind_config(*, name: str, s3_port: int, fixes: Fixes, api_port: int = 0) -> 
         f"      - {{containerPort: {S3_NODE_PORT}, hostPort: {s3_port}, listenAddress: 127.0.0.1,"
         " protocol: TCP}",
     ]
+    lines += ["kubeadmConfigPatches:", "  - |", "    kind: KubeletConfiguration",
+              f"    maxPods: {KUBELET_MAX_PODS}"]
     if fixes.allow_cgroup_v1:
-        lines += ["kubeadmConfigPatches:", "  - |", "    kind: KubeletConfiguration",
-                  "    failCgroupV1: false"]
+        lines += ["    failCgroupV1: false"]
     if fixes.restrict_oom_score_adj:
         lines += ["containerdConfigPatches:", "  - |-", '    [plugins."io.containerd.grpc.v1.cri"]',
                   "      restrict_oom_score_adj = true"]

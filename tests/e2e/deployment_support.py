@@ -31,6 +31,7 @@ import numpy as np
 from conftest import ML_IMAGE, restricted
 from loopwright import artifacts, storage
 from loopwright.api.schema import DatasetSchema
+from loopwright.compiled import compiler, rows
 from loopwright.core.profile import Profile, profile_categorical, profile_numeric
 
 GROUP, VERSION = "loopwright.dev", "v1alpha1"
@@ -142,6 +143,44 @@ def register(
             what=f"ModelVersion {model}-v{version} to be Validated",
             interval=1,
         )
+
+
+def register_compiled(
+    kube: Any, s3: Any, namespace: str, *, model: str, version: int, compiled_from: str = "good",
+    wait: bool = True,
+) -> None:
+    """A "good" ModelVersion with a compiled form and its hold-out rows, as the trainer writes them
+    for the estimators it compiles (the compiled form of the ``compiled_from`` model: another one
+    than "good" answers differently). Its predictors serve the compiled form with numpy alone, not
+    scikit-learn. ``wait``: until validated with the compiled form verified."""
+    estimator, profile = train("good", seed=version)
+    prefix = f"e2e/{namespace}/{model}/v{version}"
+    stored = upload(s3, model=estimator, profile=profile, prefix=prefix)
+    source = estimator if compiled_from == "good" else train(compiled_from, seed=version)[0]
+    compiled = compiler.dumps(source)
+    x, _ = data(500, seed=100 + version)
+    holdout = rows.dumps(rows.Rows(FEATURES, FEATURES, x, {}))
+    client = s3.client()
+    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/model.lwc", Body=compiled)
+    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/holdout.lwr", Body=holdout)
+    manifest = model_version(model=model, version=version, stored=stored)
+    manifest["spec"]["compiled"] = {
+        "uri": f"s3://{s3.bucket}/{prefix}/model.lwc", "sha256": storage.sha256_hex(compiled),
+        "holdoutUri": f"s3://{s3.bucket}/{prefix}/holdout.lwr", "holdoutSha256": storage.sha256_hex(holdout),
+    }
+    kube.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", manifest)
+    if not wait:
+        return
+
+    def validated() -> dict[str, Any] | None:
+        obj = get(kube, namespace, "modelversions", f"{model}-v{version}")
+        done = condition(obj, "CompiledVerified") and (obj.get("status") or {}).get("phase") == "Validated"
+        return obj if done else None
+
+    obj: dict[str, Any] = kube.wait(validated, timeout=240, what=f"ModelVersion {model}-v{version} validated",
+                                    interval=1)
+    verified = condition(obj, "CompiledVerified") or {}
+    assert verified.get("status") == "True", f"{model}-v{version}: compiled form not verified: {verified}"
 
 
 # -- objects ------------------------------------------------------------------------------------

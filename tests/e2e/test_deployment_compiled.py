@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 from e2e import deployment_support as lw
-from loopwright import storage
-from loopwright.compiled import compiler, rows
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -37,26 +35,6 @@ print(json.dumps({"form": meta["parameters"]["form"], "outputs": [o.name for o i
 """
 
 
-def _register(kube: Any, s3: Any, namespace: str, *, model: str, version: int, compiled_from: str) -> None:
-    """A ModelVersion with its compiled form (of another model when ``compiled_from`` differs)."""
-    estimator, profile = lw.train("good", seed=version)
-    prefix = f"e2e/{namespace}/{model}/v{version}"
-    stored = lw.upload(s3, model=estimator, profile=profile, prefix=prefix)
-    source = estimator if compiled_from == "good" else lw.train(compiled_from, seed=version)[0]
-    compiled = compiler.dumps(source)
-    x, _ = lw.data(500, seed=100 + version)
-    holdout = rows.dumps(rows.Rows(lw.FEATURES, lw.FEATURES, x, {}))
-    client = s3.client()
-    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/model.lwc", Body=compiled)
-    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/holdout.lwr", Body=holdout)
-    manifest = lw.model_version(model=model, version=version, stored=stored)
-    manifest["spec"]["compiled"] = {
-        "uri": f"s3://{s3.bucket}/{prefix}/model.lwc", "sha256": storage.sha256_hex(compiled),
-        "holdoutUri": f"s3://{s3.bucket}/{prefix}/holdout.lwr", "holdoutSha256": storage.sha256_hex(holdout),
-    }
-    kube.custom.create_namespaced_custom_object(lw.GROUP, lw.VERSION, namespace, "modelversions", manifest)
-
-
 def _verified(kube: Any, namespace: str, name: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         obj = lw.get(kube, namespace, "modelversions", name)
@@ -69,7 +47,7 @@ def _verified(kube: Any, namespace: str, name: str) -> dict[str, Any]:
 def test_a_verified_compiled_model_serves_and_a_tampered_one_is_refused_with_its_reason(
     kube: Any, crds: Any, s3: Any, namespace: str, operator: Any
 ) -> None:
-    _register(kube, s3, namespace, model="iris", version=1, compiled_from="good")
+    lw.register_compiled(kube, s3, namespace, model="iris", version=1, compiled_from="good", wait=False)
     mv = _verified(kube, namespace, "iris-v1")
     assert mv["status"]["phase"] == "Validated"
     check = next(c for c in mv["status"]["checks"] if c["name"] == "compiled")
@@ -118,7 +96,7 @@ def test_a_verified_compiled_model_serves_and_a_tampered_one_is_refused_with_its
 def test_a_compiled_model_that_answers_differently_never_serves(
     kube: Any, crds: Any, s3: Any, namespace: str, operator: Any
 ) -> None:
-    _register(kube, s3, namespace, model="wine", version=1, compiled_from="drifting")
+    lw.register_compiled(kube, s3, namespace, model="wine", version=1, compiled_from="drifting", wait=False)
     mv = _verified(kube, namespace, "wine-v1")
     assert mv["status"]["phase"] == "Validated"  # the skops model itself is fine
     verified = lw.condition(mv, "CompiledVerified")

@@ -96,6 +96,18 @@ def test_the_feedback_token_is_a_mounted_secret_key_never_an_env_value() -> None
                                                      "value": f"{build.FEEDBACK_TOKEN_DIR}/token"}
 
 
+def test_a_slow_start_is_not_killed_by_liveness() -> None:
+    """A startup probe holds liveness back until the server first answers, for STARTUP_SECONDS:
+    a CPU-starved node starting many predictors at once must not restart them before they listen."""
+    container = _deployment()["spec"]["template"]["spec"]["containers"][0]
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == container["livenessProbe"]["httpGet"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] == build.STARTUP_SECONDS >= 300
+    # Once started, a hung process is still restarted after 3 missed 10 s probes.
+    assert "initialDelaySeconds" not in container["livenessProbe"]
+    assert container["livenessProbe"]["periodSeconds"] * container["livenessProbe"]["failureThreshold"] == 30
+
+
 def test_probes_scrape_annotations_resources_and_restricted_security() -> None:
     d = _deployment(resources={"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}})
     pod = d["spec"]["template"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from machine import (
+    KUBELET_MAX_PODS,
     KUBELET_SYSCTLS,
     S3_NODE_PORT,
     Fixes,
@@ -45,10 +46,11 @@ def test_cgroup_v1_needs_the_kubelet_flag() -> None:
     assert detect(FULL_CAPS, "tmpfs").allow_cgroup_v1
 
 
-def test_stock_config_has_no_patches() -> None:
+def test_stock_config_only_raises_the_pod_limit() -> None:
     config = yaml.safe_load(kind_config(name="c1", s3_port=9901, fixes=detect(FULL_CAPS, "cgroup2fs")))
     assert config["name"] == "c1"
-    assert "kubeadmConfigPatches" not in config
+    (kubelet,) = config["kubeadmConfigPatches"]
+    assert yaml.safe_load(kubelet) == {"kind": "KubeletConfiguration", "maxPods": KUBELET_MAX_PODS}
     assert "containerdConfigPatches" not in config
     (node,) = config["nodes"]
     assert node["extraPortMappings"] == [{"containerPort": S3_NODE_PORT, "hostPort": 9901,
@@ -60,7 +62,8 @@ def test_fixes_become_kubelet_and_containerd_patches() -> None:
     fixes = detect(NO_SYS_RESOURCE, "tmpfs")
     config = yaml.safe_load(kind_config(name="loopwright", s3_port=9900, fixes=fixes))
     (kubelet,) = config["kubeadmConfigPatches"]
-    assert yaml.safe_load(kubelet) == {"kind": "KubeletConfiguration", "failCgroupV1": False}
+    assert yaml.safe_load(kubelet) == {"kind": "KubeletConfiguration", "maxPods": KUBELET_MAX_PODS,
+                                       "failCgroupV1": False}
     (containerd,) = config["containerdConfigPatches"]
     assert "restrict_oom_score_adj = true" in containerd
     assert containerd.lstrip().startswith('[plugins."io.containerd.grpc.v1.cri"]')

@@ -45,6 +45,9 @@ DRAIN_SECONDS = 15
 traffic to terminating pods while no pod is ready, so this is also how long a replacement may take to
 be ready when every pod goes at once (its apps/v1 Deployment deleted: about 9 s on kind, fault suite)."""
 TERMINATION_GRACE_SECONDS = 30
+STARTUP_SECONDS = 300
+"""How long a starting predictor may take to answer its liveness endpoint before kubelet restarts it
+(a startup probe every 2 s); liveness and readiness are probed only after that first answer."""
 FEEDBACK_TOKEN_DIR = "/var/run/secrets/loopwright/feedback"  # noqa: S105 (a mount path)
 """Where the feedback token's Secret key is mounted (file ``token``)."""
 MODEL_LOADED = "ModelLoaded"
@@ -197,10 +200,20 @@ def deployment(
             "periodSeconds": 2,
             "failureThreshold": 3,
         },
+        # Liveness counts only once the server has answered: 100 predictors starting at once on a
+        # 2-core node (tests/faults/test_load.py, skops models importing scikit-learn) took over
+        # the 40 s that liveness alone allowed to listen, were restarted, and with every restart
+        # the node's load grew (0 of 101 ready after 4 min, 43 restarts). The startup probe gives
+        # a starting process 5 min; one that fails its model load exits and is reported anyway.
+        "startupProbe": {
+            **probe,
+            "httpGet": {"path": "/v2/health/live", "port": PORT},
+            "periodSeconds": 2,
+            "failureThreshold": STARTUP_SECONDS // 2,
+        },
         "livenessProbe": {
             **probe,
             "httpGet": {"path": "/v2/health/live", "port": PORT},
-            "initialDelaySeconds": 10,
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
