@@ -51,9 +51,7 @@ _TRAFFIC_PROBLEM = ("traffic.mode is gatewayAPI but the cluster serves no gatewa
 
 class Deployments:
     kind = KIND.kind
-    workers = 32
-    """A reconcile mostly waits (on the API server and on scrapes of the predictors, slow on a busy
-    node): 100 canaries analysed every 2 s kept 8 workers full, each checked every ~11 s."""
+    workers = 8
 
     def __init__(self) -> None:
         self.models: dict[Key, str] = {}

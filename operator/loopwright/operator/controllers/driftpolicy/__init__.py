@@ -54,8 +54,7 @@ PENDING = Verdict(type=READY, status=False, reason=reasons.PENDING, message="wai
 
 class DriftPolicies:
     kind = KIND.kind
-    workers = 16
-    """As the Deployments': mostly waiting on scrapes; 100 policies every 5 s kept 4 workers full."""
+    workers = 4
 
     def __init__(self) -> None:
         self.states: dict[Key, reads.State] = {}
