@@ -40,6 +40,8 @@ class Linear:
             total = np.add.accumulate(products, axis=2)[:, :, -1] + self._intercept
         else:
             total = x @ self._coef_t + self._intercept
+        if total.ndim == 2:  # a 2-D coef: already [rows, outputs]
+            return total
         out: FloatArray = total.reshape(x.shape[0], self.outputs)
         return out
 

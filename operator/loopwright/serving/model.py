@@ -45,7 +45,7 @@ class ModelLoadError(Exception):
     """The model or its profile cannot be served."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Prediction:
     """One batch's predictions in the three forms the server needs."""
 
@@ -107,7 +107,15 @@ class ServedModel:
         """Predictions and, with ``proba`` (classifiers only), class probabilities."""
         if proba and not self.has_proba:
             raise RequestError(400, "this model has no 'predict_proba' output")
-        out = self._evaluate(batch, proba=proba)
+        out = None
+        if self._program is not None:
+            try:
+                out = self._program.evaluate(batch.numeric, batch.categorical, proba=proba,
+                                             missing=batch.missing_numeric)
+            except InputError as exc:
+                if self.compiled:
+                    raise RequestError(422, f"the model rejected the input: {exc}") from None
+                # else a skops model's NaN rows: the estimator answers, or words the 422 itself
         if out is not None:
             index, probabilities = out
         else:
@@ -124,18 +132,6 @@ class ServedModel:
         """Index of a label sent as feedback (-1: not a class the model knows)."""
         return self._class_index.get(_label_key(label), -1)
 
-    def _evaluate(self, batch: Batch, *, proba: bool) -> tuple[npt.NDArray[Any], FloatArray | None] | None:
-        """The program's answer; None when the estimator must answer (a skops model's NaN rows)."""
-        if self._program is None:
-            return None
-        try:
-            return self._program.evaluate(batch.numeric, batch.categorical, proba=proba,
-                                          missing=batch.missing_numeric)
-        except InputError as exc:
-            if self.compiled:
-                raise RequestError(422, f"the model rejected the input: {exc}") from None
-            return None  # the estimator's own validation words the 422
-
     def _bind(self, program: Program) -> None:
         categorical = [c.name for c in self.decoder.columns if not c.numeric]
         try:
@@ -143,8 +139,7 @@ class ServedModel:
         except ProgramError as exc:
             raise ModelLoadError(f"the compiled model does not fit the schema: {exc}") from None
 
-    def _classes_from_index(self, index: npt.NDArray[Any]) -> Prediction:
-        index = index.astype(np.intp, copy=False)
+    def _classes_from_index(self, index: npt.NDArray[np.intp]) -> Prediction:
         bins = self._class_bins[index] if self._class_bins is not None else None
         return Prediction(labels=self.classes[index], stored=index.astype(np.float64), bins=bins)
 
