@@ -270,11 +270,12 @@ _CLIENT = r"""
 import json, random, sys, time, http.client
 host, model = sys.argv[1], sys.argv[2]
 seconds, pause, shift = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-codes, errors, n = {}, [], 0
+codes, errors, n, late = {}, [], 0, 0  # late: failures after the first answer
 deadline = time.monotonic() + seconds
 rng = random.Random(7)
 def summary():
-    return json.dumps({"n": n, "codes": codes, "errors": errors[:10] + errors[-10:], "failed": len(errors)})
+    return json.dumps({"n": n, "codes": codes, "errors": errors[:10] + errors[-10:], "failed": len(errors),
+                       "failed_after_first_answer": late})
 reported = time.monotonic()
 while time.monotonic() < deadline and n < 20000:
     if time.monotonic() - reported > 2:  # the running totals, for stop_client
@@ -291,6 +292,7 @@ while time.monotonic() < deadline and n < 20000:
         codes[str(code)] = codes.get(str(code), 0) + 1
     except Exception as exc:
         errors.append(f"{time.strftime('%H:%M:%S', time.gmtime())} {type(exc).__name__}: {exc}")
+        late += bool(codes)
     n += 1
     time.sleep(pause)
 print(summary(), flush=True)
