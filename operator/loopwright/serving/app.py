@@ -245,10 +245,7 @@ def _encode(result: InferResult, plane: DataPlane, doc: dict[str, Any]) -> tuple
     ``"binary_data_output": true``; otherwise the whole answer is JSON.
     """
     s = plane.settings
-    head = {"model_name": s.model_name, "model_version": s.model_version, "id": result.id,
-            "outputs": result.outputs}
-    if "parameters" not in doc and "outputs" not in doc:  # plain JSON, the common case
-        return orjson.dumps(head, option=_NUMPY), None
+    head = {"model_name": s.model_name, "model_version": s.model_version, "id": result.id}
     params = doc.get("parameters")
     every = isinstance(params, dict) and params.get("binary_data_output") is True
     requested = doc.get("outputs")
@@ -256,8 +253,8 @@ def _encode(result: InferResult, plane: DataPlane, doc: dict[str, Any]) -> tuple
         o["name"] for o in requested
         if isinstance(o.get("parameters"), dict) and o["parameters"].get("binary_data") is True
     } if requested else ()
-    if not every and not wanted:
-        return orjson.dumps(head, option=_NUMPY), None
+    if not every and not wanted:  # plain JSON, the common case
+        return orjson.dumps({**head, "outputs": result.outputs}, option=_NUMPY), None
     outputs: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for o in result.outputs:

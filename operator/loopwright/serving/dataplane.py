@@ -173,9 +173,7 @@ class DataPlane:
         """A v2 inference request (inputs as JSON lists or decoded binary elements)."""
         model = served.model
         batch = model.decoder.decode_v2(doc)
-        # decode_v2 proved ``doc`` a dict; most requests name no outputs
-        wants_proba = "outputs" in doc and "predict_proba" in requested_outputs(doc)
-        prediction, proba = model.predict(batch, proba=wants_proba)
+        prediction, proba = model.predict(batch, proba="predict_proba" in requested_outputs(doc))
         ids = self._record(served, batch, prediction)
         n = batch.rows
         labels = prediction.labels
