@@ -172,7 +172,7 @@ def put_bytes(uri: str, data: bytes, *, checksum: bool = True) -> str:
         try:
             client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data, **extra)
         except _s3_errors() as exc:
-            raise StorageError(f"cannot write {uri}: {exc}") from exc
+            raise _translate(exc, f"cannot write {uri}") from exc
     else:
         try:
             _write_local(Path(loc.key), data)
@@ -294,7 +294,8 @@ def _s3_errors() -> tuple[type[Exception], type[Exception]]:
 
 
 def _translate(exc: Exception, uri: str) -> StorageError:
-    """The storage error a caller can act on; BotoCoreError (no endpoint, no credentials) is one too."""
+    """The storage error a caller can act on, for reads and writes alike (an unreachable endpoint is
+    retried sooner than other failures); BotoCoreError (no endpoint, no credentials) is one too."""
     from botocore.exceptions import ClientError, ConnectionError, HTTPClientError  # noqa: PLC0415
 
     if isinstance(exc, ConnectionError | HTTPClientError):

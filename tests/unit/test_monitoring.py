@@ -1,8 +1,8 @@
 """manifests/monitoring against what is exported: every series an alert or a dashboard panel reads
 exists (operator and predictor), with the labels it filters and groups on; names follow Prometheus'
-conventions; the gauges restate each object's status. promtool checks the rules and what the operator
-and a predictor serve on /metrics when it is on PATH or in LOOPWRIGHT_PROMTOOL (`make test` builds it
-and sets that)."""
+conventions; the gauges restate each object's status. promtool checks the rules, unit-tests the loop's
+alerts, and checks what the operator and a predictor serve on /metrics when it is on PATH or in
+LOOPWRIGHT_PROMTOOL (`make test` builds it and sets that)."""
 
 from __future__ import annotations
 
@@ -263,3 +263,70 @@ def test_promtool_checks_what_the_operator_and_a_predictor_serve() -> None:
     app = _app(_served(LogisticRegression()))
     app.plane.served.metrics.observe_request(code=500, seconds=0.002)  # type: ignore[union-attr]
     check_metrics(app.plane.served.metrics.render().decode())  # type: ignore[union-attr]
+
+
+OPERATOR_TARGET = {"job": "loopwright-operator", "service": "loopwright-operator", "endpoint": "metrics",
+                   "container": "operator", "namespace": "loopwright-system"}
+"""The operator pod's target labels (a ServiceMonitor scrape); its samples' own namespace wins
+(honorLabels), the pod and instance change with each restart."""
+
+
+def _stalled(kind: str, name: str, reason: str, **status: Any) -> tuple[str, dict[str, Any]]:
+    spec = {"model": name} if kind == "Deployment" else {"model": {"name": name}}
+    conditions = [{"type": "Stalled", "status": "True", "reason": reason}]
+    return kind, {"metadata": {"namespace": "ml", "name": name}, "spec": spec,
+                  "status": {**status, "conditions": conditions}}
+
+
+STALLED_OBJECTS = [
+    _stalled("Deployment", "churn", "RolledBack", phase="RolledBack", stable={"version": 3}),
+    _stalled("Deployment", "fraud", "ModelVersionMissing", phase="Stable", stable={"version": 5}),
+    _stalled("TrainingPipeline", "churn", "ValidationFailed"),
+]
+
+
+def _rendered(template: str, labels: dict[str, str]) -> str:
+    """An annotation as Prometheus renders it: these templates only read `$labels`."""
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), template)
+
+
+def test_promtool_unit_tests_the_loop_alerts_across_an_operator_restart(tmp_path: Path) -> None:
+    """The operator's real series for a rolled-back canary, a Deployment whose served version was
+    deleted and a pipeline whose data fails validation, scraped from one operator pod for 5 minutes
+    and from its replacement after a missed scrape: LoopwrightRolloutAborted fires at once and keeps
+    firing through the restart; LoopwrightStalled fires after its 15 minutes (its timer not reset by
+    the restart) for the other two, not a second time for the rollback."""
+    spec = yaml.safe_load((MONITORING / "alerts.yaml").read_text())["spec"]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
+    rules = {r["alert"]: r for g in spec["groups"] for r in g["rules"]}
+    series = []
+    for kind, obj in STALLED_OBJECTS:
+        for sample in telemetry.samples(kind, obj):
+            value = f"{sample.value:g}"
+            for pod, values in (("loopwright-operator-a", f"{value}x10 stale"),
+                                ("loopwright-operator-b", f"_x12 {value}x40")):
+                labels = {**OPERATOR_TARGET, "instance": f"{pod}:8080", "pod": pod, **sample.labels}
+                selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+                series.append({"series": f"{sample.name}{{{selector}}}", "values": values})
+
+    def expected(alert: str, labels: dict[str, str]) -> dict[str, Any]:
+        return {"exp_labels": {**labels, **rules[alert]["labels"]},
+                "exp_annotations": {k: _rendered(v, labels) for k, v in rules[alert]["annotations"].items()}}
+
+    aborted = expected("LoopwrightRolloutAborted",
+                       {"namespace": "ml", "name": "churn", "model": "churn", "phase": "RolledBack"})
+    stalled = [expected("LoopwrightStalled", {
+        "kind": kind, "namespace": "ml", "name": obj["metadata"]["name"],
+        "reason": obj["status"]["conditions"][0]["reason"]}) for kind, obj in STALLED_OBJECTS[1:]]
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "30s", "tests": [{
+        "interval": "30s", "input_series": series,
+        "alert_rule_test": [
+            {"eval_time": "1m", "alertname": "LoopwrightRolloutAborted", "exp_alerts": [aborted]},
+            {"eval_time": "14m", "alertname": "LoopwrightStalled", "exp_alerts": []},
+            {"eval_time": "20m", "alertname": "LoopwrightRolloutAborted", "exp_alerts": [aborted]},
+            {"eval_time": "20m", "alertname": "LoopwrightStalled", "exp_alerts": stalled},
+        ]}]}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run([promtool(), "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True,
+                            text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -146,6 +146,8 @@ class _Refusing:
     def head_object(self, **_):
         raise self.error
 
+    get_object = put_object = head_object
+
 
 @pytest.mark.parametrize(
     ("error", "kind", "words"),
@@ -163,10 +165,12 @@ class _Refusing:
         (ReadTimeoutError(endpoint_url="http://s3:9000"), storage.EndpointUnreachableError, ["s3:9000"]),
     ],
 )
-def test_refusals_and_transport_failures_are_storage_errors(monkeypatch, error, kind, words):
+@pytest.mark.parametrize("operation", [storage.head, storage.get_bytes,
+                                       lambda uri: storage.put_bytes(uri, b"a\n1\n")])
+def test_refusals_and_transport_failures_are_storage_errors(monkeypatch, error, kind, words, operation):
     monkeypatch.setattr(storage, "client", lambda **_: _Refusing(error))
     with pytest.raises(storage.StorageError) as caught:
-        storage.head("s3://bkt/d.csv")
+        operation("s3://bkt/d.csv")
     assert type(caught.value) is kind
     assert all(word in str(caught.value) for word in words), str(caught.value)
 
