@@ -48,7 +48,9 @@ def test_the_plugin_follows_and_drives_a_real_canary(
 
     shown = plugin(namespace, "get", "fraud")
     assert shown.returncode == 0, shown.stderr
-    assert re.search(r"^Rollout fraud: Paused · canary fraud-v2 at \d+%$", shown.stdout, re.M), shown.stdout
+    # The verdict is appended once the canary's first analysis check has run (every 2 s).
+    headline = r"^Rollout fraud: Paused · canary fraud-v2 at \d+%( · analysis (Pass|Inconclusive))?$"
+    assert re.search(headline, shown.stdout, re.M), shown.stdout
     canary = re.search(
         r"^  ├─\S fraud-v2 +canary +\d/1 ready .*step 1/1 · weight \d+% of 50% · holds until promoted$",
         shown.stdout,
